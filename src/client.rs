@@ -1,0 +1,181 @@
+//! [`SovendusClient`]: the one HTTP client that talks to Sovendus.
+
+use std::sync::Arc;
+
+use reqwest::{StatusCode, Url};
+use serde::Serialize;
+use tracing::Instrument;
+
+use crate::{ApiKey, ProductId, Receipt, SovReqToken, SovendusConfig, SovendusError};
+
+/// The most bytes of an answer read; Sovendus' answers are a few dozen.
+const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// Sends conversions to Sovendus: `POST {endpoint}/ext/{PRODUCT_ID}/{TOKEN}/api` with the JSON
+/// body `{"apiKey": "..."}`.
+///
+/// One pooled client serves the whole app; clones share it. The layer builds one (see
+/// [`SovendusLayer::client`](crate::SovendusLayer::client)); build one yourself to send a
+/// token stored with an order later, e.g. from a job queue.
+///
+/// ```no_run
+/// use tower_sovendus::{SovReqToken, SovendusClient, SovendusConfig};
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let client = SovendusClient::new(&SovendusConfig::from_env()?);
+/// let token: SovReqToken = "12345-test-123-12345".parse()?;
+/// let receipt = client.send(&token).await?;
+/// println!("booked for {:?}", receipt.external_product_id());
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct SovendusClient {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    http: reqwest::Client,
+    endpoint: Url,
+    api_key: ApiKey,
+    products: Arc<[ProductId]>,
+    timeout: std::time::Duration,
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    #[serde(rename = "apiKey")]
+    api_key: &'a str,
+}
+
+impl SovendusClient {
+    /// Builds the client and its connection pool.
+    ///
+    /// # Panics
+    ///
+    /// Like `reqwest::Client::new`, if the TLS backend cannot be initialised.
+    pub fn new(config: &SovendusConfig) -> Self {
+        let http = reqwest::Client::builder()
+            .connect_timeout(config.request_timeout())
+            .user_agent(concat!("tower-sovendus/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .expect("the TLS backend could not be initialised");
+        Self::with_http_client(config, http)
+    }
+
+    /// Uses an existing `reqwest::Client` (and its pool, proxies, TLS settings).
+    /// The configured request timeout still applies to each call.
+    pub fn with_http_client(config: &SovendusConfig, http: reqwest::Client) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                http,
+                endpoint: config.endpoint().clone(),
+                api_key: config.api_key().clone(),
+                products: config.products.clone(),
+                timeout: config.request_timeout(),
+            }),
+        }
+    }
+
+    /// Sends a conversion for the default (first configured) product.
+    pub async fn send(&self, token: &SovReqToken) -> Result<Receipt, SovendusError> {
+        self.send_for_product(&self.inner.products[0], token).await
+    }
+
+    /// Sends a conversion for a given product.
+    pub async fn send_for_product(
+        &self,
+        product: &ProductId,
+        token: &SovReqToken,
+    ) -> Result<Receipt, SovendusError> {
+        let span = tracing::info_span!("sovendus.send", product = %product, token = %token);
+        self.post(product, token).instrument(span).await
+    }
+
+    pub(crate) fn product(&self, index: u8) -> &ProductId {
+        // Indexes come from the same configuration; fall back to the default product.
+        self.inner.products.get(usize::from(index)).unwrap_or(&self.inner.products[0])
+    }
+
+    /// The product index a landing's `sovReqProductId` value chooses, if it is configured.
+    pub(crate) fn product_index(&self, value: &str) -> Option<u8> {
+        let index = self.inner.products.iter().position(|product| product.as_str() == value)?;
+        u8::try_from(index).ok()
+    }
+
+    /// `{endpoint}/ext/{product}/{token}/api`, from validated parts only.
+    fn url(&self, product: &ProductId, token: &SovReqToken) -> Url {
+        let mut url = self.inner.endpoint.clone();
+        if let Ok(mut segments) = url.path_segments_mut() {
+            segments.pop_if_empty().extend(["ext", product.as_str(), token.as_str(), "api"]);
+        }
+        url
+    }
+
+    async fn post(&self, product: &ProductId, token: &SovReqToken) -> Result<Receipt, SovendusError> {
+        let result = self.exchange(product, token).await;
+        match &result {
+            Ok(_) => tracing::info!("Sovendus accepted the conversion"),
+            Err(error) => tracing::warn!(%error, retryable = error.is_retryable(), "Sovendus conversion failed"),
+        }
+        result
+    }
+
+    async fn exchange(&self, product: &ProductId, token: &SovReqToken) -> Result<Receipt, SovendusError> {
+        let mut response = self
+            .inner
+            .http
+            .post(self.url(product, token))
+            .timeout(self.inner.timeout)
+            .json(&Body { api_key: self.inner.api_key.expose() })
+            .send()
+            .await
+            .map_err(SovendusError::from_transport)?;
+        let status = response.status();
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(SovendusError::from_transport)? {
+            let room = MAX_BODY_BYTES.saturating_sub(body.len());
+            body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        }
+        if status == StatusCode::OK {
+            Ok(Receipt::from_body(&body))
+        } else {
+            Err(SovendusError::from_response(status, &body))
+        }
+    }
+}
+
+impl std::fmt::Debug for SovendusClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SovendusClient")
+            .field("endpoint", &self.inner.endpoint.as_str())
+            .field("api_key", &self.inner.api_key)
+            .field("products", &self.inner.products)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_from_parts() {
+        let token: SovReqToken = "12345-test-123-12345".parse().unwrap();
+        for (endpoint, expected) in [
+            ("https://press-order-api.sovendus.com", "https://press-order-api.sovendus.com/ext/p-1/12345-test-123-12345/api"),
+            ("http://127.0.0.1:8080/", "http://127.0.0.1:8080/ext/p-1/12345-test-123-12345/api"),
+            ("http://127.0.0.1:8080/base/", "http://127.0.0.1:8080/base/ext/p-1/12345-test-123-12345/api"),
+        ] {
+            let config = SovendusConfig::builder("p-1", "key").endpoint(endpoint).build().unwrap();
+            let client = SovendusClient::new(&config);
+            assert_eq!(client.url(client.product(0), &token).as_str(), expected);
+        }
+    }
+
+    #[test]
+    fn debug_hides_the_key() {
+        let config = SovendusConfig::new("p", "XXXX-XXXXX-XXXXXX-SECRET").unwrap();
+        let debug = format!("{:?}", SovendusClient::new(&config));
+        assert!(!debug.contains("XXXX-XXXXX"), "{debug}");
+    }
+}

@@ -1,0 +1,609 @@
+//! [`SovendusConfig`], its builder and the secret API key.
+
+use std::{fmt, sync::Arc, time::Duration};
+
+use http::request::Parts;
+use reqwest::Url;
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::token::is_unreserved;
+
+/// Sovendus' production endpoint.
+pub const DEFAULT_ENDPOINT: &str = "https://press-order-api.sovendus.com";
+/// How long a captured token is kept: 30 days.
+pub const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(30 * 24 * 60 * 60);
+/// How long one call to Sovendus may take: 30 seconds.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// The query parameter carrying the token.
+pub const DEFAULT_TOKEN_PARAMETER: &str = "sovReqToken";
+/// The query parameter that picks one of the configured products.
+pub const DEFAULT_PRODUCT_PARAMETER: &str = "sovReqProductId";
+/// How many tokens the embedded cache holds at most.
+pub const DEFAULT_MAX_TOKENS: u64 = 1_000_000;
+/// The most product IDs one configuration may hold (the primary one included).
+pub const MAX_PRODUCTS: usize = 256;
+
+/// Which click wins when a visitor arrives from Sovendus more than once before ordering.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Attribution {
+    /// The newest token replaces the stored one (the default).
+    #[default]
+    LastClick,
+    /// The first token is kept until it converts or expires; later ones are ignored.
+    FirstClick,
+}
+
+/// A predicate deciding whether a request's token may be captured, e.g. on a consent cookie.
+pub type CaptureFilter = Arc<dyn Fn(&Parts) -> bool + Send + Sync>;
+
+/// Everything the layer, the extractor and the client need to know.
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_sovendus::{Attribution, SovendusConfig};
+///
+/// let config = SovendusConfig::builder("9bc72425-902c-3abf-9db8-8b186d7cb160", "my-api-key-1234")
+///     .endpoint("http://127.0.0.1:8080")
+///     .token_ttl(Duration::from_secs(7 * 24 * 60 * 60))
+///     .attribution(Attribution::FirstClick)
+///     .build()?;
+/// assert_eq!(config.endpoint().as_str(), "http://127.0.0.1:8080/");
+/// // The key never shows up in Debug output.
+/// assert!(!format!("{config:?}").contains("my-api-key"));
+/// # Ok::<(), tower_sovendus::ConfigError>(())
+/// ```
+#[derive(Clone)]
+pub struct SovendusConfig {
+    pub(crate) products: Arc<[ProductId]>,
+    pub(crate) api_key: ApiKey,
+    pub(crate) endpoint: Url,
+    pub(crate) token_ttl: Duration,
+    pub(crate) request_timeout: Duration,
+    pub(crate) token_parameter: Box<str>,
+    pub(crate) product_parameter: Box<str>,
+    pub(crate) max_tokens: u64,
+    pub(crate) attribution: Attribution,
+    pub(crate) extend_session_expiry: bool,
+    pub(crate) capture_filter: Option<CaptureFilter>,
+}
+
+impl SovendusConfig {
+    /// A configuration with every option at its default.
+    ///
+    /// ```
+    /// use tower_sovendus::SovendusConfig;
+    ///
+    /// let config = SovendusConfig::new("9bc72425-902c-3abf-9db8-8b186d7cb160", "XXXX-XXXXX")?;
+    /// assert_eq!(config.endpoint().as_str(), "https://press-order-api.sovendus.com/");
+    /// # Ok::<(), tower_sovendus::ConfigError>(())
+    /// ```
+    pub fn new(product_id: impl Into<String>, api_key: impl Into<String>) -> Result<Self, ConfigError> {
+        Self::builder(product_id, api_key).build()
+    }
+
+    /// Starts a configuration for a product ID and API key; the other options default.
+    ///
+    /// ```
+    /// use tower_sovendus::SovendusConfig;
+    ///
+    /// let config = SovendusConfig::builder("product-a", "XXXX-XXXXX")
+    ///     .extra_product_id("product-b")
+    ///     .build()?;
+    /// assert_eq!(config.product_ids().len(), 2);
+    /// # Ok::<(), tower_sovendus::ConfigError>(())
+    /// ```
+    pub fn builder(product_id: impl Into<String>, api_key: impl Into<String>) -> SovendusConfigBuilder {
+        SovendusConfigBuilder {
+            product_ids: vec![product_id.into()],
+            api_key: api_key.into(),
+            endpoint: DEFAULT_ENDPOINT.to_owned(),
+            token_ttl: DEFAULT_TOKEN_TTL,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            token_parameter: DEFAULT_TOKEN_PARAMETER.to_owned(),
+            product_parameter: DEFAULT_PRODUCT_PARAMETER.to_owned(),
+            max_tokens: DEFAULT_MAX_TOKENS,
+            attribution: Attribution::default(),
+            extend_session_expiry: true,
+            capture_filter: None,
+        }
+    }
+
+    /// Reads `SOVENDUS_PRODUCT_ID`, `SOVENDUS_API_KEY` and, if set, `SOVENDUS_ENDPOINT`.
+    ///
+    /// ```no_run
+    /// let config = tower_sovendus::SovendusConfig::from_env()?;
+    /// # Ok::<(), tower_sovendus::ConfigError>(())
+    /// ```
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::builder_from_env()?.build()
+    }
+
+    /// Like [`from_env`](Self::from_env), but returns the builder so more options can be set.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    ///
+    /// let config = tower_sovendus::SovendusConfig::builder_from_env()?
+    ///     .request_timeout(Duration::from_secs(10))
+    ///     .build()?;
+    /// # Ok::<(), tower_sovendus::ConfigError>(())
+    /// ```
+    pub fn builder_from_env() -> Result<SovendusConfigBuilder, ConfigError> {
+        let product_id = env_var("SOVENDUS_PRODUCT_ID")?
+            .ok_or(ConfigError::new("product_id", "SOVENDUS_PRODUCT_ID is not set"))?;
+        let api_key = env_var("SOVENDUS_API_KEY")?
+            .ok_or(ConfigError::new("api_key", "SOVENDUS_API_KEY is not set"))?;
+        let mut builder = Self::builder(product_id, api_key);
+        if let Some(endpoint) = env_var("SOVENDUS_ENDPOINT")? {
+            builder = builder.endpoint(endpoint);
+        }
+        Ok(builder)
+    }
+
+    /// The configured product IDs; the first is the default one.
+    pub fn product_ids(&self) -> &[ProductId] {
+        &self.products
+    }
+
+    /// The API endpoint, without the `/ext/...` path.
+    pub fn endpoint(&self) -> &Url {
+        &self.endpoint
+    }
+
+    /// How long a captured token is kept.
+    pub fn token_ttl(&self) -> Duration {
+        self.token_ttl
+    }
+
+    /// How long one call to Sovendus may take.
+    pub fn request_timeout(&self) -> Duration {
+        self.request_timeout
+    }
+
+    /// The query parameter carrying the token.
+    pub fn token_parameter(&self) -> &str {
+        &self.token_parameter
+    }
+
+    /// The query parameter choosing among the configured products.
+    pub fn product_parameter(&self) -> &str {
+        &self.product_parameter
+    }
+
+    /// The most tokens the embedded cache holds.
+    pub fn max_tokens(&self) -> u64 {
+        self.max_tokens
+    }
+
+    /// First-click or last-click attribution.
+    pub fn attribution(&self) -> Attribution {
+        self.attribution
+    }
+
+    /// Whether capturing a token makes the session live at least as long as the token.
+    pub fn extends_session_expiry(&self) -> bool {
+        self.extend_session_expiry
+    }
+
+    /// The API key, masked for display (`****` and at most the last 4 characters).
+    pub fn api_key(&self) -> &ApiKey {
+        &self.api_key
+    }
+}
+
+impl fmt::Debug for SovendusConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SovendusConfig")
+            .field("products", &self.products)
+            .field("api_key", &self.api_key)
+            .field("endpoint", &self.endpoint.as_str())
+            .field("token_ttl", &self.token_ttl)
+            .field("request_timeout", &self.request_timeout)
+            .field("token_parameter", &self.token_parameter)
+            .field("product_parameter", &self.product_parameter)
+            .field("max_tokens", &self.max_tokens)
+            .field("attribution", &self.attribution)
+            .field("extend_session_expiry", &self.extend_session_expiry)
+            .field("capture_filter", &self.capture_filter.as_ref().map(|_| "Fn(&Parts) -> bool"))
+            .finish()
+    }
+}
+
+fn env_var(name: &'static str) -> Result<Option<String>, ConfigError> {
+    match std::env::var(name) {
+        Ok(value) if value.trim().is_empty() => Ok(None),
+        Ok(value) => Ok(Some(value.trim().to_owned())),
+        Err(std::env::VarError::NotPresent) => Ok(None),
+        Err(std::env::VarError::NotUnicode(_)) => Err(ConfigError::new(
+            env_field(name),
+            format!("{name} is not valid UTF-8"),
+        )),
+    }
+}
+
+fn env_field(name: &str) -> &'static str {
+    match name {
+        "SOVENDUS_PRODUCT_ID" => "product_id",
+        "SOVENDUS_API_KEY" => "api_key",
+        _ => "endpoint",
+    }
+}
+
+/// Builds a [`SovendusConfig`]; every value is checked in [`build`](Self::build).
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_sovendus::SovendusConfig;
+///
+/// let config = SovendusConfig::builder("product-a", "XXXX-XXXXX")
+///     .request_timeout(Duration::from_secs(5))
+///     .token_parameter("partnerToken")
+///     .max_tokens(10_000)
+///     // Only visitors who accepted marketing cookies.
+///     .capture_if(|request| {
+///         request.headers.get_all("cookie").iter().any(|value| {
+///             value.to_str().is_ok_and(|cookies| cookies.split(';').any(|c| c.trim() == "consent=yes"))
+///         })
+///     })
+///     .build()?;
+/// assert_eq!(config.token_parameter(), "partnerToken");
+/// # Ok::<(), tower_sovendus::ConfigError>(())
+/// ```
+#[must_use]
+pub struct SovendusConfigBuilder {
+    product_ids: Vec<String>,
+    api_key: String,
+    endpoint: String,
+    token_ttl: Duration,
+    request_timeout: Duration,
+    token_parameter: String,
+    product_parameter: String,
+    max_tokens: u64,
+    attribution: Attribution,
+    extend_session_expiry: bool,
+    capture_filter: Option<CaptureFilter>,
+}
+
+impl SovendusConfigBuilder {
+    /// The API endpoint (default `https://press-order-api.sovendus.com`).
+    pub fn endpoint(mut self, endpoint: impl Into<String>) -> Self {
+        self.endpoint = endpoint.into();
+        self
+    }
+
+    /// How long a captured token is kept (default 30 days).
+    pub fn token_ttl(mut self, ttl: Duration) -> Self {
+        self.token_ttl = ttl;
+        self
+    }
+
+    /// How long one call to Sovendus may take (default 30 s).
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+
+    /// The query parameter carrying the token (default `sovReqToken`).
+    pub fn token_parameter(mut self, name: impl Into<String>) -> Self {
+        self.token_parameter = name.into();
+        self
+    }
+
+    /// The query parameter choosing the product (default `sovReqProductId`).
+    pub fn product_parameter(mut self, name: impl Into<String>) -> Self {
+        self.product_parameter = name.into();
+        self
+    }
+
+    /// The most tokens the embedded cache holds (default 1,000,000); the least recently used
+    /// are evicted beyond it.
+    pub fn max_tokens(mut self, max: u64) -> Self {
+        self.max_tokens = max;
+        self
+    }
+
+    /// First-click or last-click attribution (default last-click).
+    pub fn attribution(mut self, attribution: Attribution) -> Self {
+        self.attribution = attribution;
+        self
+    }
+
+    /// Adds a product that a landing URL may choose with `sovReqProductId`.
+    ///
+    /// A landing without the parameter, or with a value that is not configured, uses the
+    /// first product ID.
+    pub fn extra_product_id(mut self, product_id: impl Into<String>) -> Self {
+        self.product_ids.push(product_id.into());
+        self
+    }
+
+    /// Whether capturing a token makes the visitor's session live at least as long as the
+    /// token (default `true`).
+    pub fn extend_session_expiry(mut self, extend: bool) -> Self {
+        self.extend_session_expiry = extend;
+        self
+    }
+
+    /// Captures a token only from requests for which `filter` returns `true`, e.g. requests
+    /// carrying a consent cookie. Refused requests are passed on untouched.
+    pub fn capture_if(mut self, filter: impl Fn(&Parts) -> bool + Send + Sync + 'static) -> Self {
+        self.capture_filter = Some(Arc::new(filter));
+        self
+    }
+
+    /// Checks every value and builds the configuration.
+    pub fn build(self) -> Result<SovendusConfig, ConfigError> {
+        let products = self
+            .product_ids
+            .into_iter()
+            .map(ProductId::new)
+            .collect::<Result<Vec<_>, _>>()?;
+        if products.len() > MAX_PRODUCTS {
+            return Err(ConfigError::new("extra_product_id", format!("at most {MAX_PRODUCTS} product IDs are supported")));
+        }
+        for (index, product) in products.iter().enumerate() {
+            if products[..index].contains(product) {
+                return Err(ConfigError::new("extra_product_id", format!("product ID {product} is configured twice")));
+            }
+        }
+        Ok(SovendusConfig {
+            products: products.into(),
+            api_key: ApiKey::new(self.api_key)?,
+            endpoint: parse_endpoint(&self.endpoint)?,
+            token_ttl: positive("token_ttl", self.token_ttl)?,
+            request_timeout: positive("request_timeout", self.request_timeout)?,
+            token_parameter: parameter_name("token_parameter", self.token_parameter)?,
+            product_parameter: parameter_name("product_parameter", self.product_parameter)?,
+            max_tokens: match self.max_tokens {
+                0 => return Err(ConfigError::new("max_tokens", "must be at least 1")),
+                max => max,
+            },
+            attribution: self.attribution,
+            extend_session_expiry: self.extend_session_expiry,
+            capture_filter: self.capture_filter,
+        })
+    }
+}
+
+impl fmt::Debug for SovendusConfigBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SovendusConfigBuilder")
+            .field("product_ids", &self.product_ids)
+            .field("api_key", &MaskedKey(&self.api_key))
+            .field("endpoint", &self.endpoint)
+            .finish_non_exhaustive()
+    }
+}
+
+fn positive(field: &'static str, value: Duration) -> Result<Duration, ConfigError> {
+    // moka cannot expire entries further out than this, and no real option needs more.
+    const MAX: Duration = Duration::from_secs(100 * 365 * 24 * 60 * 60);
+    if value.is_zero() {
+        Err(ConfigError::new(field, "must be longer than zero"))
+    } else if value > MAX {
+        Err(ConfigError::new(field, "must be at most 100 years"))
+    } else {
+        Ok(value)
+    }
+}
+
+fn parameter_name(field: &'static str, name: String) -> Result<Box<str>, ConfigError> {
+    if name.is_empty() || name.len() > 64 || !name.bytes().all(is_unreserved) {
+        return Err(ConfigError::new(field, "must be 1 to 64 characters of A-Z a-z 0-9 - . _ ~"));
+    }
+    Ok(name.into())
+}
+
+fn parse_endpoint(endpoint: &str) -> Result<Url, ConfigError> {
+    let invalid = |reason: String| ConfigError::new("endpoint", reason);
+    let url = Url::parse(endpoint.trim()).map_err(|error| invalid(format!("not a URL: {error}")))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(invalid(format!("scheme must be http or https, not {}", url.scheme())));
+    }
+    if url.host().is_none() {
+        return Err(invalid("has no host".to_owned()));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(invalid("must not carry credentials".to_owned()));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(invalid("must not have a query or fragment".to_owned()));
+    }
+    Ok(url)
+}
+
+/// A Sovendus product ID, validated for a URL path like a token (1 to 128 URL-unreserved
+/// characters, not only dots).
+///
+/// ```
+/// use tower_sovendus::ProductId;
+///
+/// let id = ProductId::new("9bc72425-902c-3abf-9db8-8b186d7cb160")?;
+/// assert_eq!(id.as_str(), "9bc72425-902c-3abf-9db8-8b186d7cb160");
+/// assert!(ProductId::new("a/b").is_err());
+/// # Ok::<(), tower_sovendus::ConfigError>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ProductId(Box<str>);
+
+impl ProductId {
+    /// Validates a product ID.
+    pub fn new(value: impl Into<String>) -> Result<Self, ConfigError> {
+        let value = value.into();
+        let value = value.trim();
+        if value.is_empty() || value.len() > 128 {
+            return Err(ConfigError::new("product_id", "must be 1 to 128 characters long"));
+        }
+        if !value.bytes().all(is_unreserved) || value.bytes().all(|b| b == b'.') {
+            return Err(ConfigError::new(
+                "product_id",
+                "must be made of A-Z a-z 0-9 - . _ ~ and not only dots",
+            ));
+        }
+        Ok(Self(value.into()))
+    }
+
+    /// The product ID.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ProductId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The Sovendus API key. Its `Debug` and `Display` show `****` and at most its last 4
+/// characters; it is zeroed when dropped.
+///
+/// ```
+/// use tower_sovendus::SovendusConfig;
+///
+/// let config = SovendusConfig::new("product-a", "XXXX-XXXXX-XXXXXX-1234")?;
+/// assert_eq!(config.api_key().to_string(), "****1234");
+/// assert_eq!(format!("{:?}", config.api_key()), "ApiKey(****1234)");
+/// # Ok::<(), tower_sovendus::ConfigError>(())
+/// ```
+#[derive(Clone)]
+pub struct ApiKey(Arc<SecretString>);
+
+impl ApiKey {
+    fn new(key: String) -> Result<Self, ConfigError> {
+        let trimmed = key.trim();
+        if trimmed.is_empty() {
+            return Err(ConfigError::new("api_key", "is empty"));
+        }
+        if trimmed.chars().any(char::is_control) {
+            return Err(ConfigError::new("api_key", "contains control characters"));
+        }
+        Ok(Self(Arc::new(SecretString::from(trimmed))))
+    }
+
+    pub(crate) fn expose(&self) -> &str {
+        self.0.expose_secret()
+    }
+}
+
+impl fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ApiKey({})", MaskedKey(self.expose()))
+    }
+}
+
+impl fmt::Display for ApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&MaskedKey(self.expose()), f)
+    }
+}
+
+/// `****` and the last 4 characters, only when the key is long enough for those to give
+/// little away (12 characters or more).
+struct MaskedKey<'a>(&'a str);
+
+impl fmt::Display for MaskedKey<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let count = self.0.chars().count();
+        f.write_str("****")?;
+        if count >= 12 {
+            self.0.chars().skip(count - 4).try_for_each(|c| write!(f, "{c}"))?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for MaskedKey<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// A configuration value that is not usable: names the option and the reason. Never contains
+/// the API key.
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_sovendus::SovendusConfig;
+///
+/// let error = SovendusConfig::builder("product-a", "key")
+///     .token_ttl(Duration::ZERO)
+///     .build()
+///     .unwrap_err();
+/// assert_eq!(error.field(), "token_ttl");
+/// assert_eq!(error.to_string(), "invalid Sovendus option `token_ttl`: must be longer than zero");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid Sovendus option `{field}`: {reason}")]
+pub struct ConfigError {
+    field: &'static str,
+    reason: String,
+}
+
+impl ConfigError {
+    fn new(field: &'static str, reason: impl Into<String>) -> Self {
+        Self { field, reason: reason.into() }
+    }
+
+    /// The option at fault, named as its builder method.
+    pub fn field(&self) -> &'static str {
+        self.field
+    }
+
+    /// Why the value was refused.
+    pub fn reason(&self) -> &str {
+        &self.reason
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults() {
+        let config = SovendusConfig::new("p", "key").unwrap();
+        assert_eq!(config.endpoint().as_str(), "https://press-order-api.sovendus.com/");
+        assert_eq!(config.token_ttl(), DEFAULT_TOKEN_TTL);
+        assert_eq!(config.request_timeout(), DEFAULT_REQUEST_TIMEOUT);
+        assert_eq!(config.token_parameter(), "sovReqToken");
+        assert_eq!(config.max_tokens(), 1_000_000);
+        assert_eq!(config.attribution(), Attribution::LastClick);
+        assert!(config.extends_session_expiry());
+    }
+
+    #[test]
+    fn bad_values_name_their_field() {
+        let cases: Vec<(SovendusConfigBuilder, &str)> = vec![
+            (SovendusConfig::builder("", "k"), "product_id"),
+            (SovendusConfig::builder("a/b", "k"), "product_id"),
+            (SovendusConfig::builder("..", "k"), "product_id"),
+            (SovendusConfig::builder("p", " "), "api_key"),
+            (SovendusConfig::builder("p", "k").endpoint("ftp://x"), "endpoint"),
+            (SovendusConfig::builder("p", "k").endpoint("not a url"), "endpoint"),
+            (SovendusConfig::builder("p", "k").endpoint("http://x/?q=1"), "endpoint"),
+            (SovendusConfig::builder("p", "k").endpoint("http://u:pw@x/"), "endpoint"),
+            (SovendusConfig::builder("p", "k").request_timeout(Duration::ZERO), "request_timeout"),
+            (SovendusConfig::builder("p", "k").token_parameter("a&b"), "token_parameter"),
+            (SovendusConfig::builder("p", "k").product_parameter(""), "product_parameter"),
+            (SovendusConfig::builder("p", "k").max_tokens(0), "max_tokens"),
+            (SovendusConfig::builder("p", "k").extra_product_id("p"), "extra_product_id"),
+        ];
+        for (builder, field) in cases {
+            assert_eq!(builder.build().unwrap_err().field(), field);
+        }
+    }
+
+    #[test]
+    fn key_is_masked_everywhere() {
+        let key = "XXXX-XXXXX-XXXXXX-SECRET";
+        let config = SovendusConfig::new("p", key).unwrap();
+        assert!(!format!("{config:?}").contains("SECRET"));
+        assert!(format!("{config:?}").contains("****CRET"));
+        let builder = SovendusConfig::builder("p", key);
+        assert!(!format!("{builder:?}").contains("XXXX-XXXXX"));
+        assert_eq!(MaskedKey("short").to_string(), "****");
+        let error = SovendusConfig::builder("a/b", key).build().unwrap_err();
+        assert!(!error.to_string().contains("SECRET"));
+    }
+}

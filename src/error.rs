@@ -1,0 +1,201 @@
+//! [`SovendusError`] and [`Outcome`]: what sending a conversion can end in.
+
+use std::fmt;
+
+use http::StatusCode;
+use serde::Deserialize;
+
+use crate::token::Masked;
+
+/// What a conversion call ended in when it did not fail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[must_use]
+#[non_exhaustive]
+pub enum Outcome {
+    /// Sovendus accepted the conversion (200); the token is gone from the store.
+    Sent(Receipt),
+    /// The visitor has no token: they did not come from Sovendus, or their conversion was
+    /// already sent (or is being sent by a concurrent request).
+    NoToken,
+}
+
+/// Sovendus' answer to an accepted conversion, parsed leniently: a field the body lacks is
+/// `None`, and a body that is not JSON at all still counts as a success.
+///
+/// ```
+/// use tower_sovendus::Receipt;
+///
+/// let receipt = Receipt::from_body(br#"{"externalProductId":"p","sovReqToken":"12345-test-123-12345"}"#);
+/// assert_eq!(receipt.external_product_id(), Some("p"));
+/// assert_eq!(format!("{receipt:?}"), r#"Receipt { external_product_id: Some("p"), sov_req_token: Some("12345-te…") }"#);
+/// assert_eq!(Receipt::from_body(b"OK"), Receipt::default());
+/// ```
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Receipt {
+    #[serde(default)]
+    external_product_id: Option<String>,
+    #[serde(default)]
+    sov_req_token: Option<String>,
+}
+
+impl Receipt {
+    /// Parses a 200 body; never fails.
+    pub fn from_body(body: &[u8]) -> Self {
+        serde_json::from_slice(body).unwrap_or_default()
+    }
+
+    /// The product Sovendus booked the conversion for, if the body said.
+    pub fn external_product_id(&self) -> Option<&str> {
+        self.external_product_id.as_deref()
+    }
+
+    /// The token Sovendus confirmed, if the body said.
+    pub fn sov_req_token(&self) -> Option<&str> {
+        self.sov_req_token.as_deref()
+    }
+}
+
+impl fmt::Debug for Receipt {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Receipt")
+            .field("external_product_id", &self.external_product_id)
+            .field("sov_req_token", &self.sov_req_token.as_deref().map(Masked))
+            .finish()
+    }
+}
+
+/// Why a conversion was not accepted. The token stays stored for a later attempt.
+///
+/// No variant carries the API key or a whole token.
+///
+/// ```
+/// use http::StatusCode;
+/// use tower_sovendus::SovendusError;
+///
+/// let error = SovendusError::from_response(StatusCode::UNPROCESSABLE_ENTITY, br#"{"message":"Token not found."}"#);
+/// assert!(matches!(&error, SovendusError::InvalidProductOrToken { message } if message == "Token not found."));
+/// assert!(!error.is_retryable());
+/// assert!(SovendusError::from_response(StatusCode::BAD_GATEWAY, b"").is_retryable());
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SovendusError {
+    /// 403: Sovendus refused the API key.
+    #[error("Sovendus refused the API key (403)")]
+    InvalidApiKey,
+    /// 422: Sovendus does not know the product ID or the token.
+    #[error("Sovendus refused the product ID or token (422): {message}")]
+    InvalidProductOrToken {
+        /// Sovendus' own explanation, e.g. "Token not found.".
+        message: String,
+    },
+    /// 404 or 405: the endpoint is wrong.
+    #[error("Sovendus answered {status}: wrong URL, check the endpoint: {message}")]
+    WrongUrl {
+        /// 404 or 405.
+        status: StatusCode,
+        /// Sovendus' own explanation, e.g. "Invalid API call.".
+        message: String,
+    },
+    /// 5xx: Sovendus is down or failing; try again later.
+    #[error("Sovendus is unavailable ({status})")]
+    Unavailable {
+        /// The 5xx status.
+        status: StatusCode,
+    },
+    /// Any other status.
+    #[error("Sovendus answered an unexpected {status}: {message}")]
+    UnexpectedStatus {
+        /// The status.
+        status: StatusCode,
+        /// The start of the body.
+        message: String,
+    },
+    /// No answer within the configured request timeout.
+    #[error("Sovendus did not answer in time")]
+    Timeout,
+    /// The connection failed or broke before a whole answer arrived.
+    #[error("could not reach Sovendus: {0}")]
+    Connection(#[source] reqwest::Error),
+    /// The visitor's session could not be read or written.
+    #[error("session store failed: {0}")]
+    Session(#[from] tower_sessions::session::Error),
+}
+
+/// The most characters of a body kept in an error message.
+const MAX_MESSAGE_CHARS: usize = 200;
+
+impl SovendusError {
+    /// Maps a non-200 answer to its error, keeping Sovendus' message.
+    pub fn from_response(status: StatusCode, body: &[u8]) -> Self {
+        let message = || message_of(body);
+        match status.as_u16() {
+            403 => Self::InvalidApiKey,
+            422 => Self::InvalidProductOrToken { message: message() },
+            404 | 405 => Self::WrongUrl { status, message: message() },
+            500..=599 => Self::Unavailable { status },
+            _ => Self::UnexpectedStatus { status, message: message() },
+        }
+    }
+
+    /// Whether the same call may succeed later (5xx, timeout, connection failure, session
+    /// store failure); 403, 404, 405 and 422 will not change by retrying.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Unavailable { .. } | Self::Timeout | Self::Connection(_) | Self::Session(_) => true,
+            Self::UnexpectedStatus { status, .. } => *status == StatusCode::TOO_MANY_REQUESTS,
+            Self::InvalidApiKey | Self::InvalidProductOrToken { .. } | Self::WrongUrl { .. } => false,
+        }
+    }
+
+    pub(crate) fn from_transport(error: reqwest::Error) -> Self {
+        // The URL holds the whole token: never let it into an error message.
+        let error = error.without_url();
+        if error.is_timeout() { Self::Timeout } else { Self::Connection(error) }
+    }
+}
+
+/// Sovendus' explanation in a body: a JSON `message` or `error` field, else the text itself,
+/// shortened and stripped of control characters.
+fn message_of(body: &[u8]) -> String {
+    #[derive(Deserialize)]
+    struct Explained {
+        message: Option<String>,
+        error: Option<String>,
+    }
+    let text = match serde_json::from_slice::<Explained>(body) {
+        Ok(Explained { message: Some(text), .. } | Explained { error: Some(text), .. }) => text,
+        _ => String::from_utf8_lossy(body).into_owned(),
+    };
+    text.trim().chars().filter(|c| !c.is_control()).take(MAX_MESSAGE_CHARS).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn maps_statuses() {
+        let map = |code: u16, body: &[u8]| SovendusError::from_response(StatusCode::from_u16(code).unwrap(), body);
+        assert!(matches!(map(403, b"unauthorized"), SovendusError::InvalidApiKey));
+        assert!(matches!(map(404, b"Invalid API call."), SovendusError::WrongUrl { message, .. } if message == "Invalid API call."));
+        assert!(matches!(map(405, b""), SovendusError::WrongUrl { status, .. } if status == 405));
+        assert!(matches!(map(422, br#"{"error":"External product id not found."}"#),
+            SovendusError::InvalidProductOrToken { message } if message == "External product id not found."));
+        assert!(matches!(map(503, b""), SovendusError::Unavailable { status } if status == 503));
+        assert!(matches!(map(418, b"teapot\n"), SovendusError::UnexpectedStatus { message, .. } if message == "teapot"));
+        assert!(map(429, b"").is_retryable());
+    }
+
+    #[test]
+    fn long_messages_are_cut() {
+        let body = "x".repeat(10_000);
+        let SovendusError::InvalidProductOrToken { message } =
+            SovendusError::from_response(StatusCode::UNPROCESSABLE_ENTITY, body.as_bytes())
+        else {
+            panic!("422 maps to InvalidProductOrToken");
+        };
+        assert_eq!(message.len(), MAX_MESSAGE_CHARS);
+    }
+}

@@ -1,0 +1,169 @@
+//! [`SovendusConversion`]: send the visitor's conversion from an order handler.
+
+use http::Extensions;
+use tower_sessions::Session;
+
+use crate::{
+    Outcome, ProductId, SovReqToken, SovendusError,
+    state::{self, SovendusState},
+    store::{StoredToken, TokenKey},
+};
+
+/// The visitor's pending Sovendus conversion, taken from the request.
+///
+/// In axum it is an extractor; elsewhere, build it with
+/// [`from_extensions`](Self::from_extensions). It needs [`SovendusLayer`](crate::SovendusLayer)
+/// and tower-sessions' `SessionManagerLayer` around the handler.
+///
+/// ```
+/// use axum::{Router, http::StatusCode, routing::post};
+/// use tower_sovendus::{Outcome, SovendusConversion};
+///
+/// async fn order(conversion: SovendusConversion) -> StatusCode {
+///     // Keep the token with the order, for cancellations.
+///     let _token = conversion.token().cloned();
+///     match conversion.send().await {
+///         Ok(Outcome::Sent(_) | Outcome::NoToken) => StatusCode::OK,
+///         // The token is kept for a later attempt; the order itself succeeded.
+///         Err(_) => StatusCode::OK,
+///         Ok(_) => StatusCode::OK,
+///     }
+/// }
+///
+/// let app: Router = Router::new().route("/order", post(order));
+/// ```
+#[derive(Clone)]
+pub struct SovendusConversion {
+    state: SovendusState,
+    key: Option<TokenKey>,
+    pending: Option<StoredToken>,
+}
+
+impl SovendusConversion {
+    /// Builds the conversion from a request's extensions, for services without axum.
+    ///
+    /// This loads the visitor's session from its store.
+    ///
+    /// ```
+    /// use http::Request;
+    /// use tower_sovendus::{SovendusConversion, SovendusConversionRejection};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let request = Request::new(());
+    /// let rejection = SovendusConversion::from_extensions(request.extensions()).await.err();
+    /// assert!(matches!(rejection, Some(SovendusConversionRejection::MissingSovendusLayer)));
+    /// # }
+    /// ```
+    pub async fn from_extensions(extensions: &Extensions) -> Result<Self, SovendusConversionRejection> {
+        let state = extensions
+            .get::<SovendusState>()
+            .cloned()
+            .ok_or(SovendusConversionRejection::MissingSovendusLayer)?;
+        let session = extensions.get::<Session>().ok_or(SovendusConversionRejection::MissingSessionLayer)?;
+        let key = state::token_key(session).await.map_err(SovendusConversionRejection::Session)?;
+        let pending = match key {
+            Some(key) => state.store.get(key).await,
+            None => None,
+        };
+        Ok(Self { state, key, pending })
+    }
+
+    /// The visitor's token, if they came from Sovendus and it has not been sent yet. Store it
+    /// with the order to find it again for a cancellation.
+    pub fn token(&self) -> Option<&SovReqToken> {
+        self.pending.as_ref().map(|pending| &pending.token)
+    }
+
+    /// The product the token will be booked for.
+    pub fn product_id(&self) -> Option<&ProductId> {
+        self.pending.as_ref().map(|pending| self.state.client.product(pending.product))
+    }
+
+    /// Sends the conversion to Sovendus, once.
+    ///
+    /// The token is taken atomically, so of concurrent orders, double submits and reloads of
+    /// one session exactly one sends it; the others get [`Outcome::NoToken`]. It is deleted
+    /// only after Sovendus answered 200: on any error it is put back for a later attempt. The
+    /// call runs on its own task, so a handler cancelled mid-send (the visitor left) still
+    /// puts the token back.
+    pub async fn send(&self) -> Result<Outcome, SovendusError> {
+        let Some(key) = self.key else { return Ok(Outcome::NoToken) };
+        let state = self.state.clone();
+        let task = tokio::spawn(async move {
+            let Some(stored) = state.store.take(key).await else { return Ok(Outcome::NoToken) };
+            let product = state.client.product(stored.product);
+            match state.client.send_for_product(product, &stored.token).await {
+                Ok(receipt) => Ok(Outcome::Sent(receipt)),
+                Err(error) => {
+                    state.store.restore(key, stored).await;
+                    Err(error)
+                }
+            }
+        });
+        match task.await {
+            Ok(result) => result,
+            Err(join_error) => std::panic::resume_unwind(join_error.into_panic()),
+        }
+    }
+}
+
+impl std::fmt::Debug for SovendusConversion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SovendusConversion")
+            .field("token", &self.token())
+            .field("product_id", &self.product_id())
+            .finish()
+    }
+}
+
+/// Why a [`SovendusConversion`] could not be extracted: a setup mistake, answered with a 500
+/// whose body says what to add.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SovendusConversionRejection {
+    /// No [`SovendusLayer`](crate::SovendusLayer) wraps the handler.
+    #[error(
+        "SovendusConversion needs SovendusLayer: add `.layer(SovendusLayer::new(config))` to the router, \
+         inside (before) `.layer(SessionManagerLayer::new(store))`"
+    )]
+    MissingSovendusLayer,
+    /// No tower-sessions `SessionManagerLayer` wraps the handler.
+    #[error(
+        "SovendusConversion needs tower-sessions' SessionManagerLayer: add \
+         `.layer(SessionManagerLayer::new(store))` to the router, outside (after) `.layer(SovendusLayer::new(config))`"
+    )]
+    MissingSessionLayer,
+    /// The session could not be loaded from its store.
+    #[error("could not load the session: {0}")]
+    Session(#[source] tower_sessions::session::Error),
+}
+
+#[cfg(feature = "axum")]
+mod axum_impls {
+    use axum_core::{
+        extract::FromRequestParts,
+        response::{IntoResponse, Response},
+    };
+    use http::{StatusCode, request::Parts};
+
+    use super::{SovendusConversion, SovendusConversionRejection};
+
+    impl<S: Send + Sync> FromRequestParts<S> for SovendusConversion {
+        type Rejection = SovendusConversionRejection;
+
+        async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+            Self::from_extensions(&parts.extensions).await
+        }
+    }
+
+    impl IntoResponse for SovendusConversionRejection {
+        fn into_response(self) -> Response {
+            match &self {
+                Self::Session(error) => tracing::error!(%error, "SovendusConversion: session store failed"),
+                _ => tracing::error!(rejection = %self, "SovendusConversion: misconfigured router"),
+            }
+            (StatusCode::INTERNAL_SERVER_ERROR, self.to_string()).into_response()
+        }
+    }
+}

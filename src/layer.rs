@@ -1,0 +1,300 @@
+//! [`SovendusLayer`] and [`SovendusService`]: capture the token on the way in.
+
+use std::{
+    future::Future,
+    pin::Pin,
+    task::{Context, Poll},
+    time::Instant,
+};
+
+use http::Request;
+use pin_project_lite::pin_project;
+use tower_layer::Layer;
+use tower_service::Service;
+use tower_sessions::{Expiry, Session, cookie::time};
+
+use crate::{
+    SovReqToken, SovendusClient, SovendusConfig,
+    query::{self, Param},
+    state::{self, SovendusState},
+    store::StoredToken,
+    token::Masked,
+};
+
+/// Watches every request for the `sovReqToken` parameter and stores a valid token against the
+/// visitor's session.
+///
+/// Put it *inside* tower-sessions' `SessionManagerLayer` (in axum: `.layer(SovendusLayer)`
+/// first, then `.layer(SessionManagerLayer)`). Requests without the parameter pass straight
+/// through: no session load, no cache access.
+///
+/// ```
+/// use axum::{Router, routing::get};
+/// use tower_sessions::{MemoryStore, SessionManagerLayer, cookie::SameSite};
+/// use tower_sovendus::{SovendusConfig, SovendusLayer};
+///
+/// # fn main() -> Result<(), tower_sovendus::ConfigError> {
+/// let config = SovendusConfig::new("9bc72425-902c-3abf-9db8-8b186d7cb160", "XXXX-XXXXX")?;
+/// let app: Router = Router::new()
+///     .route("/", get(|| async { "welcome" }))
+///     .layer(SovendusLayer::new(config))
+///     .layer(SessionManagerLayer::new(MemoryStore::default()).with_same_site(SameSite::Lax));
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct SovendusLayer {
+    state: SovendusState,
+}
+
+impl SovendusLayer {
+    /// A layer with its own token cache and HTTP client.
+    ///
+    /// # Panics
+    ///
+    /// Like `reqwest::Client::new`, if the TLS backend cannot be initialised.
+    pub fn new(config: SovendusConfig) -> Self {
+        Self { state: SovendusState::new(config) }
+    }
+
+    /// The client this layer's conversions are sent with, e.g. to send a token stored with an
+    /// order later.
+    ///
+    /// ```
+    /// # use tower_sovendus::{SovendusConfig, SovendusLayer};
+    /// let layer = SovendusLayer::new(SovendusConfig::new("product-a", "XXXX-XXXXX")?);
+    /// let client = layer.client().clone();
+    /// # Ok::<(), tower_sovendus::ConfigError>(())
+    /// ```
+    pub fn client(&self) -> &SovendusClient {
+        &self.state.client
+    }
+
+    /// The configuration this layer runs with.
+    ///
+    /// ```
+    /// # use tower_sovendus::{SovendusConfig, SovendusLayer};
+    /// let layer = SovendusLayer::new(SovendusConfig::new("product-a", "XXXX-XXXXX")?);
+    /// assert_eq!(layer.config().token_parameter(), "sovReqToken");
+    /// # Ok::<(), tower_sovendus::ConfigError>(())
+    /// ```
+    pub fn config(&self) -> &SovendusConfig {
+        &self.state.config
+    }
+}
+
+impl std::fmt::Debug for SovendusLayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SovendusLayer").field("config", &self.state.config).finish()
+    }
+}
+
+impl<S> Layer<S> for SovendusLayer {
+    type Service = SovendusService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        SovendusService { inner, state: self.state.clone() }
+    }
+}
+
+/// The service made by [`SovendusLayer`].
+///
+/// ```
+/// use std::convert::Infallible;
+/// use http::{Request, Response};
+/// use tower::{ServiceExt, service_fn};
+/// use tower_layer::Layer;
+/// use tower_sovendus::{SovendusConfig, SovendusLayer};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let layer = SovendusLayer::new(SovendusConfig::new("product-a", "XXXX-XXXXX")?);
+/// let service = layer.layer(service_fn(|_: Request<()>| async { Ok::<_, Infallible>(Response::new("ok")) }));
+/// let response = service.oneshot(Request::new(())).await?;
+/// assert_eq!(*response.body(), "ok");
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct SovendusService<S> {
+    inner: S,
+    state: SovendusState,
+}
+
+impl<S> std::fmt::Debug for SovendusService<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SovendusService").finish_non_exhaustive()
+    }
+}
+
+impl<S, B> Service<Request<B>> for SovendusService<S>
+where
+    S: Service<Request<B>> + Clone + Send + 'static,
+    S::Future: Send,
+    B: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<B>) -> Self::Future {
+        req.extensions_mut().insert(self.state.clone());
+        if !query::may_contain(req.uri().query(), self.state.config.token_parameter()) {
+            return ResponseFuture::passthrough(self.inner.call(req));
+        }
+        let (req, landing) = landing(&self.state, req);
+        let Some(landing) = landing else {
+            return ResponseFuture::passthrough(self.inner.call(req));
+        };
+        // The inner service was made ready by `poll_ready`: use it, leave a clone in its place.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let state = self.state.clone();
+        ResponseFuture::capture(Box::pin(async move {
+            match req.extensions().get::<Session>() {
+                Some(session) => capture(&state, session, landing).await,
+                None => state.log_missing_session(),
+            }
+            inner.call(req).await
+        }))
+    }
+}
+
+/// A valid token found on a request, with the product it chose.
+struct Landing {
+    token: SovReqToken,
+    product: u8,
+}
+
+/// Reads the token and product from the query and applies the capture filter. Refusals are
+/// logged (masked) and the request goes on untouched.
+fn landing<B>(state: &SovendusState, req: Request<B>) -> (Request<B>, Option<Landing>) {
+    let config = &state.config;
+    let query = req.uri().query().unwrap_or_default();
+    let parameter = config.token_parameter();
+    let token = match query::find(query, parameter) {
+        Param::Absent => return (req, None),
+        Param::Once(value) => match SovReqToken::new(&value) {
+            Ok(token) => token,
+            Err(reason) => {
+                tracing::warn!(%parameter, value = %Masked(&value), %reason, "refused Sovendus token");
+                return (req, None);
+            }
+        },
+        Param::Repeated => {
+            tracing::warn!(%parameter, "refused Sovendus token: the parameter appears more than once");
+            return (req, None);
+        }
+        Param::NotUtf8 => {
+            tracing::warn!(%parameter, "refused Sovendus token: not UTF-8 once decoded");
+            return (req, None);
+        }
+    };
+    let product = match query::find(query, config.product_parameter()) {
+        Param::Once(value) => state.client.product_index(&value).unwrap_or_else(|| {
+            tracing::debug!(value = %Masked(&value), "ignored unknown Sovendus product ID");
+            0
+        }),
+        _ => 0,
+    };
+    let Some(filter) = &config.capture_filter else {
+        return (req, Some(Landing { token, product }));
+    };
+    let (parts, body) = req.into_parts();
+    let allowed = filter(&parts);
+    if !allowed {
+        tracing::debug!(token = %token, "capture filter declined the Sovendus token");
+    }
+    (Request::from_parts(parts, body), allowed.then_some(Landing { token, product }))
+}
+
+/// Stores the token against the session; a failure is logged and the page served anyway.
+async fn capture(state: &SovendusState, session: &Session, landing: Landing) {
+    let token = landing.token.clone();
+    match store(state, session, landing).await {
+        Ok(true) => tracing::info!(token = %token, "captured Sovendus token"),
+        Ok(false) => tracing::info!(token = %token, "kept the earlier Sovendus token (first-click)"),
+        Err(error) => tracing::error!(%error, token = %token, "lost a Sovendus token: the session store failed"),
+    }
+}
+
+async fn store(
+    state: &SovendusState,
+    session: &Session,
+    landing: Landing,
+) -> Result<bool, tower_sessions::session::Error> {
+    // Loading the key loads the record: an unknown or forged cookie ID is dropped here, and the
+    // visitor gets a new session instead.
+    let (key, new_key) = match state::token_key(session).await? {
+        Some(key) => (key, false),
+        None => (state::new_token_key(session).await?, true),
+    };
+    let ttl = state.config.token_ttl();
+    let extended = state.config.extends_session_expiry() && extend_expiry(session, ttl);
+    // Saving now gives a brand-new visitor an ID at once and makes the key durable even if the
+    // page itself fails.
+    if new_key || extended || session.id().is_none() {
+        session.save().await?;
+    }
+    let stored = StoredToken { token: landing.token, product: landing.product, expires_at: Instant::now() + ttl };
+    Ok(state.store.insert(key, stored).await)
+}
+
+/// Makes the session live at least `ttl` past now; returns whether the expiry changed.
+fn extend_expiry(session: &Session, ttl: std::time::Duration) -> bool {
+    let Ok(ttl) = time::Duration::try_from(ttl) else { return false };
+    let ends_with_browser = matches!(session.expiry(), None | Some(Expiry::OnSessionEnd));
+    if !ends_with_browser && session.expiry_age() >= ttl {
+        return false;
+    }
+    session.set_expiry(Some(Expiry::OnInactivity(ttl)));
+    true
+}
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+pin_project! {
+    /// The response future of [`SovendusService`]: the inner future itself for requests
+    /// without a token, a boxed capture-then-call future for the few with one.
+    pub struct ResponseFuture<F: Future> {
+        #[pin]
+        kind: Kind<F>,
+    }
+}
+
+pin_project! {
+    #[project = KindProj]
+    enum Kind<F: Future> {
+        Passthrough { #[pin] future: F },
+        Capture { future: BoxFuture<F::Output> },
+    }
+}
+
+impl<F: Future> ResponseFuture<F> {
+    fn passthrough(future: F) -> Self {
+        Self { kind: Kind::Passthrough { future } }
+    }
+
+    fn capture(future: BoxFuture<F::Output>) -> Self {
+        Self { kind: Kind::Capture { future } }
+    }
+}
+
+impl<F: Future> Future for ResponseFuture<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().kind.project() {
+            KindProj::Passthrough { future } => future.poll(cx),
+            KindProj::Capture { future } => future.as_mut().poll(cx),
+        }
+    }
+}
+
+impl<F: Future> std::fmt::Debug for ResponseFuture<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}

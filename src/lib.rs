@@ -1,0 +1,63 @@
+//! Sovendus server-to-server conversion tracking for tower and axum.
+//!
+//! A visitor arrives from Sovendus on any URL carrying `?sovReqToken=...`.
+//! [`SovendusLayer`] keeps that token against the visitor's tower-sessions session (30 days by
+//! default); when the visitor orders, [`SovendusConversion`] sends it back to Sovendus,
+//! `POST {endpoint}/ext/{PRODUCT_ID}/{TOKEN}/api` with `{"apiKey": "..."}`, exactly once.
+//!
+//! ```
+//! use axum::{Router, routing::{get, post}};
+//! use tower_sessions::{MemoryStore, SessionManagerLayer, cookie::SameSite};
+//! use tower_sovendus::{Outcome, SovendusConfig, SovendusConversion, SovendusLayer};
+//!
+//! async fn order(conversion: SovendusConversion) -> &'static str {
+//!     match conversion.send().await {
+//!         Ok(Outcome::Sent(_)) => "thank you (conversion sent)",
+//!         Ok(_) => "thank you",
+//!         Err(error) => { tracing::warn!(%error, "kept for a later attempt"); "thank you" }
+//!     }
+//! }
+//!
+//! # fn main() -> Result<(), tower_sovendus::ConfigError> {
+//! let config = SovendusConfig::new("9bc72425-902c-3abf-9db8-8b186d7cb160", "XXXX-XXXXX-XXXXXX-XXX")?;
+//! let app: Router = Router::new()
+//!     .route("/", get(|| async { "welcome" }))
+//!     .route("/order", post(order))
+//!     .layer(SovendusLayer::new(config))
+//!     .layer(SessionManagerLayer::new(MemoryStore::default()).with_same_site(SameSite::Lax));
+//! # Ok(()) }
+//! ```
+//!
+//! # Features
+//!
+//! - `axum` (default): [`SovendusConversion`] as an axum extractor. Without it the layer works
+//!   in any tower/hyper app, and [`SovendusConversion::from_extensions`] builds the conversion.
+//! - `sandbox`: [`sandbox::Sandbox`], a fake Sovendus API on 127.0.0.1 for demos and tests.
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod client;
+mod config;
+mod error;
+mod extract;
+mod layer;
+mod query;
+mod state;
+mod store;
+mod token;
+
+#[cfg(feature = "sandbox")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sandbox")))]
+pub mod sandbox;
+
+pub use client::SovendusClient;
+pub use config::{
+    ApiKey, Attribution, CaptureFilter, ConfigError, DEFAULT_ENDPOINT, DEFAULT_MAX_TOKENS,
+    DEFAULT_PRODUCT_PARAMETER, DEFAULT_REQUEST_TIMEOUT, DEFAULT_TOKEN_PARAMETER, DEFAULT_TOKEN_TTL,
+    MAX_PRODUCTS, ProductId, SovendusConfig, SovendusConfigBuilder,
+};
+pub use error::{Outcome, Receipt, SovendusError};
+pub use extract::{SovendusConversion, SovendusConversionRejection};
+pub use layer::{ResponseFuture, SovendusLayer, SovendusService};
+pub use token::{InvalidToken, MAX_TOKEN_LEN, Masked, SovReqToken};

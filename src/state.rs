@@ -1,0 +1,71 @@
+//! The state shared by the layer and the extractor, and the session entry linking them.
+
+use std::sync::{
+    Arc,
+    atomic::{AtomicBool, Ordering},
+};
+
+use tower_sessions::Session;
+
+use crate::{SovendusClient, SovendusConfig, store::TokenKey, store::TokenStore};
+
+/// The session entry holding the visitor's [`TokenKey`].
+pub(crate) const SESSION_KEY: &str = "tower_sovendus.key";
+
+/// One per layer; a clone of it rides in every request's extensions, for the extractor.
+#[derive(Clone)]
+pub(crate) struct SovendusState(Arc<Inner>);
+
+pub(crate) struct Inner {
+    pub(crate) config: SovendusConfig,
+    pub(crate) store: TokenStore,
+    pub(crate) client: SovendusClient,
+    missing_session_logged: AtomicBool,
+}
+
+impl SovendusState {
+    pub(crate) fn new(config: SovendusConfig) -> Self {
+        Self(Arc::new(Inner {
+            store: TokenStore::new(config.max_tokens(), config.attribution()),
+            client: SovendusClient::new(&config),
+            config,
+            missing_session_logged: AtomicBool::new(false),
+        }))
+    }
+
+    /// Logs, once per layer, that `SessionManagerLayer` is missing.
+    pub(crate) fn log_missing_session(&self) {
+        if !self.0.missing_session_logged.swap(true, Ordering::Relaxed) {
+            tracing::error!(
+                "tower-sovendus cannot capture tokens: no tower_sessions::Session in the request; \
+                 add SessionManagerLayer outside SovendusLayer (call .layer(SovendusLayer) first, \
+                 then .layer(SessionManagerLayer))"
+            );
+        }
+    }
+}
+
+impl std::ops::Deref for SovendusState {
+    type Target = Inner;
+
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+/// The visitor's token key. Reading it loads the session record from the store, so the key
+/// comes from a session the store knows, never from an unverified cookie.
+///
+/// Kept as a decimal string: JSON session stores cannot hold a 128-bit number.
+pub(crate) async fn token_key(session: &Session) -> Result<Option<TokenKey>, tower_sessions::session::Error> {
+    let key = session.get::<String>(SESSION_KEY).await?;
+    Ok(key.and_then(|key| key.parse().ok()))
+}
+
+/// Gives the session a new random token key and returns it.
+pub(crate) async fn new_token_key(session: &Session) -> Result<TokenKey, tower_sessions::session::Error> {
+    // tower-sessions' session IDs are 128 random bits: the same strength serves here.
+    let key = tower_sessions::session::Id::default().0;
+    session.insert(SESSION_KEY, key.to_string()).await?;
+    Ok(key)
+}
