@@ -115,7 +115,9 @@ impl SovendusClient {
         let result = self.exchange(product, token).await;
         match &result {
             Ok(_) => tracing::info!("Sovendus accepted the conversion"),
-            Err(error) => tracing::warn!(%error, retryable = error.is_retryable(), "Sovendus conversion failed"),
+            Err(error) => {
+                tracing::warn!(%error, retryable = error.is_retryable(), "Sovendus conversion failed")
+            }
         }
         result
     }
@@ -162,7 +164,10 @@ mod tests {
     fn url_from_parts() {
         let token: SovReqToken = "12345-test-123-12345".parse().unwrap();
         for (endpoint, expected) in [
-            ("https://press-order-api.sovendus.com", "https://press-order-api.sovendus.com/ext/p-1/12345-test-123-12345/api"),
+            (
+                "https://press-order-api.sovendus.com",
+                "https://press-order-api.sovendus.com/ext/p-1/12345-test-123-12345/api",
+            ),
             ("http://127.0.0.1:8080/", "http://127.0.0.1:8080/ext/p-1/12345-test-123-12345/api"),
             ("http://127.0.0.1:8080/base/", "http://127.0.0.1:8080/base/ext/p-1/12345-test-123-12345/api"),
         ] {

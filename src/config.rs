@@ -131,8 +131,8 @@ impl SovendusConfig {
     pub fn builder_from_env() -> Result<SovendusConfigBuilder, ConfigError> {
         let product_id = env_var("SOVENDUS_PRODUCT_ID")?
             .ok_or(ConfigError::new("product_id", "SOVENDUS_PRODUCT_ID is not set"))?;
-        let api_key = env_var("SOVENDUS_API_KEY")?
-            .ok_or(ConfigError::new("api_key", "SOVENDUS_API_KEY is not set"))?;
+        let api_key =
+            env_var("SOVENDUS_API_KEY")?.ok_or(ConfigError::new("api_key", "SOVENDUS_API_KEY is not set"))?;
         let mut builder = Self::builder(product_id, api_key);
         if let Some(endpoint) = env_var("SOVENDUS_ENDPOINT")? {
             builder = builder.endpoint(endpoint);
@@ -214,10 +214,9 @@ fn env_var(name: &'static str) -> Result<Option<String>, ConfigError> {
         Ok(value) if value.trim().is_empty() => Ok(None),
         Ok(value) => Ok(Some(value.trim().to_owned())),
         Err(std::env::VarError::NotPresent) => Ok(None),
-        Err(std::env::VarError::NotUnicode(_)) => Err(ConfigError::new(
-            env_field(name),
-            format!("{name} is not valid UTF-8"),
-        )),
+        Err(std::env::VarError::NotUnicode(_)) => {
+            Err(ConfigError::new(env_field(name), format!("{name} is not valid UTF-8")))
+        }
     }
 }
 
@@ -333,17 +332,19 @@ impl SovendusConfigBuilder {
 
     /// Checks every value and builds the configuration.
     pub fn build(self) -> Result<SovendusConfig, ConfigError> {
-        let products = self
-            .product_ids
-            .into_iter()
-            .map(ProductId::new)
-            .collect::<Result<Vec<_>, _>>()?;
+        let products = self.product_ids.into_iter().map(ProductId::new).collect::<Result<Vec<_>, _>>()?;
         if products.len() > MAX_PRODUCTS {
-            return Err(ConfigError::new("extra_product_id", format!("at most {MAX_PRODUCTS} product IDs are supported")));
+            return Err(ConfigError::new(
+                "extra_product_id",
+                format!("at most {MAX_PRODUCTS} product IDs are supported"),
+            ));
         }
         for (index, product) in products.iter().enumerate() {
             if products[..index].contains(product) {
-                return Err(ConfigError::new("extra_product_id", format!("product ID {product} is configured twice")));
+                return Err(ConfigError::new(
+                    "extra_product_id",
+                    format!("product ID {product} is configured twice"),
+                ));
             }
         }
         Ok(SovendusConfig {

@@ -177,14 +177,19 @@ mod tests {
 
     #[test]
     fn maps_statuses() {
-        let map = |code: u16, body: &[u8]| SovendusError::from_response(StatusCode::from_u16(code).unwrap(), body);
+        let map =
+            |code: u16, body: &[u8]| SovendusError::from_response(StatusCode::from_u16(code).unwrap(), body);
         assert!(matches!(map(403, b"unauthorized"), SovendusError::InvalidApiKey));
-        assert!(matches!(map(404, b"Invalid API call."), SovendusError::WrongUrl { message, .. } if message == "Invalid API call."));
+        assert!(
+            matches!(map(404, b"Invalid API call."), SovendusError::WrongUrl { message, .. } if message == "Invalid API call.")
+        );
         assert!(matches!(map(405, b""), SovendusError::WrongUrl { status, .. } if status == 405));
         assert!(matches!(map(422, br#"{"error":"External product id not found."}"#),
             SovendusError::InvalidProductOrToken { message } if message == "External product id not found."));
         assert!(matches!(map(503, b""), SovendusError::Unavailable { status } if status == 503));
-        assert!(matches!(map(418, b"teapot\n"), SovendusError::UnexpectedStatus { message, .. } if message == "teapot"));
+        assert!(
+            matches!(map(418, b"teapot\n"), SovendusError::UnexpectedStatus { message, .. } if message == "teapot")
+        );
         assert!(map(429, b"").is_retryable());
     }
 

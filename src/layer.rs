@@ -216,7 +216,9 @@ async fn capture(state: &SovendusState, session: &Session, landing: Landing) {
     match store(state, session, landing).await {
         Ok(true) => tracing::info!(token = %token, "captured Sovendus token"),
         Ok(false) => tracing::info!(token = %token, "kept the earlier Sovendus token (first-click)"),
-        Err(error) => tracing::error!(%error, token = %token, "lost a Sovendus token: the session store failed"),
+        Err(error) => {
+            tracing::error!(%error, token = %token, "lost a Sovendus token: the session store failed")
+        }
     }
 }
 
@@ -238,7 +240,8 @@ async fn store(
     if new_key || extended || session.id().is_none() {
         session.save().await?;
     }
-    let stored = StoredToken { token: landing.token, product: landing.product, expires_at: Instant::now() + ttl };
+    let stored =
+        StoredToken { token: landing.token, product: landing.product, expires_at: Instant::now() + ttl };
     Ok(state.store.insert(key, stored).await)
 }
 

@@ -286,11 +286,8 @@ type Answer = Result<Response<Full<Bytes>>, io::Error>;
 async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Answer {
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
-    let content_type = request
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|value| value.to_str().ok())
-        .map(str::to_owned);
+    let content_type =
+        request.headers().get(header::CONTENT_TYPE).and_then(|value| value.to_str().ok()).map(str::to_owned);
     let body = Limited::new(request.into_body(), 64 * 1024)
         .collect()
         .await
@@ -345,8 +342,8 @@ impl Shared {
         if !self.products.iter().any(|known| known == product) {
             return refuse(StatusCode::UNPROCESSABLE_ENTITY, "External product id not found.");
         }
-        let token_known = SovReqToken::new(token).is_ok()
-            && self.tokens.as_ref().is_none_or(|known| known.contains(token));
+        let token_known =
+            SovReqToken::new(token).is_ok() && self.tokens.as_ref().is_none_or(|known| known.contains(token));
         if !token_known {
             return refuse(StatusCode::UNPROCESSABLE_ENTITY, "Token not found.");
         }

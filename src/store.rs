@@ -73,7 +73,6 @@ impl TokenStore {
             Attribution::FirstClick => self.cache.insert(key, token).await,
         }
     }
-
 }
 
 /// Expires each token at its own deadline.
