@@ -245,14 +245,16 @@ async fn store(
     Ok(state.store.insert(key, stored).await)
 }
 
-/// Makes the session live at least `ttl` past now; returns whether the expiry changed.
+/// Makes the session live at least `ttl` past now, and beyond the browser's closing; never
+/// shortens it. Returns whether the expiry changed.
 fn extend_expiry(session: &Session, ttl: std::time::Duration) -> bool {
     let Ok(ttl) = time::Duration::try_from(ttl) else { return false };
     let ends_with_browser = matches!(session.expiry(), None | Some(Expiry::OnSessionEnd));
-    if !ends_with_browser && session.expiry_age() >= ttl {
+    let current = session.expiry_age();
+    if !ends_with_browser && current >= ttl {
         return false;
     }
-    session.set_expiry(Some(Expiry::OnInactivity(ttl)));
+    session.set_expiry(Some(Expiry::OnInactivity(ttl.max(current))));
     true
 }
 

@@ -55,8 +55,9 @@ impl TokenStore {
     }
 
     /// Removes and returns the token for `key`. Atomic: of concurrent callers, one gets it.
+    /// An expired token that moka has not evicted yet is not returned.
     pub(crate) async fn take(&self, key: TokenKey) -> Option<StoredToken> {
-        self.cache.remove(&key).await
+        self.cache.remove(&key).await.filter(|token| token.expires_at > Instant::now())
     }
 
     /// Puts back a taken token after a failed send, unless it has expired meanwhile. A token

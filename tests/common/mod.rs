@@ -1,0 +1,157 @@
+//! A small test shop served over loopback, the sandbox, and a cookie-keeping client.
+#![allow(dead_code)]
+
+use std::{net::SocketAddr, sync::Arc};
+
+use axum::{
+    Router,
+    extract::Query,
+    routing::{get, post},
+};
+use reqwest::{Url, cookie::CookieStore, cookie::Jar};
+use serde::Deserialize;
+use tokio::net::TcpListener;
+use tower_sessions::{MemoryStore, Session, SessionManagerLayer, cookie::SameSite};
+use tower_sovendus::{
+    Outcome, SovendusConfig, SovendusConfigBuilder, SovendusConversion, SovendusError, SovendusLayer,
+    sandbox::Sandbox,
+};
+
+/// The session cookie's name (tower-sessions' default).
+pub const SESSION_COOKIE: &str = "id";
+
+/// A running test shop with its sandbox.
+pub struct TestShop {
+    pub addr: SocketAddr,
+    pub sandbox: Sandbox,
+    pub client: reqwest::Client,
+    pub jar: Arc<Jar>,
+}
+
+impl TestShop {
+    /// A shop talking to a default sandbox with default options.
+    pub async fn start() -> Self {
+        Self::with(Sandbox::start().await.unwrap(), |config| config).await
+    }
+
+    /// A shop talking to `sandbox`, with options set by `configure`.
+    pub async fn with(sandbox: Sandbox, configure: impl FnOnce(SovendusConfigBuilder) -> SovendusConfigBuilder) -> Self {
+        let config = configure(sandbox.config()).build().unwrap();
+        let app = shop_routes()
+            .layer(SovendusLayer::new(config))
+            .layer(session_layer());
+        let addr = serve(app).await;
+        let jar = Arc::new(Jar::default());
+        let client = reqwest::Client::builder().cookie_provider(jar.clone()).build().unwrap();
+        Self { addr, sandbox, client, jar }
+    }
+
+    pub fn url(&self, path_and_query: &str) -> Url {
+        format!("http://{}{}", self.addr, path_and_query).parse().unwrap()
+    }
+
+    /// GETs a page and returns its status and body.
+    pub async fn get(&self, path_and_query: &str) -> (u16, String) {
+        let response = self.client.get(self.url(path_and_query)).send().await.unwrap();
+        (response.status().as_u16(), response.text().await.unwrap())
+    }
+
+    /// Posts an order and returns what the handler said of the conversion.
+    pub async fn order(&self) -> String {
+        let response = self.client.post(self.url("/order")).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        response.text().await.unwrap()
+    }
+
+    /// The token the shop holds for this visitor ("" for none).
+    pub async fn pending_token(&self) -> String {
+        self.get("/token").await.1
+    }
+
+    /// The visitor's session cookie value, if any.
+    pub fn session_id(&self) -> Option<String> {
+        let header = self.jar.cookies(&self.url("/"))?;
+        header.to_str().unwrap().split("; ").find_map(|pair| {
+            pair.strip_prefix(SESSION_COOKIE).and_then(|rest| rest.strip_prefix('=')).map(str::to_owned)
+        })
+    }
+}
+
+/// The session layer a shop should use: Lax, and not `Secure` because the tests speak plain
+/// HTTP on loopback.
+pub fn session_layer() -> SessionManagerLayer<MemoryStore> {
+    SessionManagerLayer::new(MemoryStore::default()).with_same_site(SameSite::Lax).with_secure(false)
+}
+
+/// Serves `app` on a free loopback port.
+pub async fn serve(app: Router) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    addr
+}
+
+/// The shop's routes, without any layer.
+pub fn shop_routes() -> Router {
+    Router::new()
+        .route("/", get(|| async { "home" }))
+        .route("/landing", get(|| async { "landing" }))
+        .route("/products/{id}", get(|| async { "product" }))
+        .route("/cart/add", get(add_to_cart))
+        .route("/cart", get(cart))
+        .route("/login", post(login))
+        .route("/order", post(order))
+        .route("/token", get(token))
+}
+
+#[derive(Deserialize)]
+struct Item {
+    item: String,
+}
+
+async fn add_to_cart(session: Session, Query(Item { item }): Query<Item>) -> &'static str {
+    let mut cart: Vec<String> = session.get("cart").await.unwrap().unwrap_or_default();
+    cart.push(item);
+    session.insert("cart", cart).await.unwrap();
+    "added"
+}
+
+async fn cart(session: Session) -> String {
+    let cart: Vec<String> = session.get("cart").await.unwrap().unwrap_or_default();
+    cart.join(",")
+}
+
+async fn login(session: Session) -> &'static str {
+    session.cycle_id().await.unwrap();
+    session.insert("user", "alice").await.unwrap();
+    "logged in"
+}
+
+async fn token(conversion: SovendusConversion) -> String {
+    conversion.token().map(|token| token.as_str().to_owned()).unwrap_or_default()
+}
+
+/// Says what became of the conversion, one word and details.
+async fn order(conversion: SovendusConversion) -> String {
+    describe(conversion.send().await)
+}
+
+pub fn describe(result: Result<Outcome, SovendusError>) -> String {
+    match result {
+        Ok(Outcome::Sent(_)) => "sent".to_owned(),
+        Ok(Outcome::NoToken) => "no_token".to_owned(),
+        Ok(other) => format!("other {other:?}"),
+        Err(SovendusError::InvalidApiKey) => "invalid_api_key".to_owned(),
+        Err(SovendusError::InvalidProductOrToken { message }) => format!("invalid_product_or_token: {message}"),
+        Err(SovendusError::WrongUrl { status, message }) => format!("wrong_url {}: {message}", status.as_u16()),
+        Err(SovendusError::Unavailable { status }) => format!("unavailable {}", status.as_u16()),
+        Err(SovendusError::Timeout) => "timeout".to_owned(),
+        Err(SovendusError::Connection(_)) => "connection".to_owned(),
+        Err(error) => format!("error {error}"),
+    }
+}
+
+/// A config for `sandbox` with every default.
+pub fn config_for(sandbox: &Sandbox) -> SovendusConfig {
+    sandbox.config().build().unwrap()
+}

@@ -1,0 +1,52 @@
+//! Concurrent orders of one session send one POST.
+
+mod common;
+
+use std::time::Duration;
+
+use common::TestShop;
+use tower_sovendus::sandbox::Fault;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn fifty_concurrent_orders_send_one_post() {
+    let shop = TestShop::start().await;
+    shop.get("/landing?sovReqToken=12345-test-123-12345").await;
+    // Slow the answer so that every order overlaps the one in flight.
+    shop.sandbox.fault_next(1, Fault::Delay(Duration::from_millis(200)));
+
+    let orders = (0..50).map(|_| {
+        let client = shop.client.clone();
+        let url = shop.url("/order");
+        tokio::spawn(async move { client.post(url).send().await.unwrap().text().await.unwrap() })
+    });
+    let mut outcomes = Vec::new();
+    for order in orders {
+        outcomes.push(order.await.unwrap());
+    }
+
+    assert_eq!(outcomes.iter().filter(|o| *o == "sent").count(), 1, "{outcomes:?}");
+    assert_eq!(outcomes.iter().filter(|o| *o == "no_token").count(), 49, "{outcomes:?}");
+    assert_eq!(shop.sandbox.conversions().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_orders_after_a_failure_still_send_once() {
+    let shop = TestShop::start().await;
+    shop.get("/landing?sovReqToken=12345-test-123-12345").await;
+    shop.sandbox.fault_next(1, Fault::Status(http::StatusCode::BAD_GATEWAY));
+    assert_eq!(shop.order().await, "unavailable 502");
+
+    let orders: Vec<_> = (0..20)
+        .map(|_| {
+            let client = shop.client.clone();
+            let url = shop.url("/order");
+            tokio::spawn(async move { client.post(url).send().await.unwrap().text().await.unwrap() })
+        })
+        .collect();
+    let mut sent = 0;
+    for order in orders {
+        sent += usize::from(order.await.unwrap() == "sent");
+    }
+    assert_eq!(sent, 1);
+    assert_eq!(shop.sandbox.accepted().len(), 1);
+}

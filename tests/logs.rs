@@ -1,0 +1,134 @@
+//! What the crate logs: never the API key, tokens only masked, setup mistakes said once.
+//!
+//! Every event of every crate, at TRACE, goes to one buffer for this whole test binary.
+
+mod common;
+
+use std::{
+    io::Write,
+    sync::{Arc, Mutex, OnceLock},
+    time::Duration,
+};
+
+use axum::{Router, routing::get};
+use common::TestShop;
+use http::StatusCode;
+use tower_sovendus::{
+    SovReqToken, SovendusClient, SovendusConfig, SovendusLayer,
+    sandbox::{Fault, Sandbox},
+};
+
+const API_KEY: &str = "SECRET-KEY-abcdef-123456";
+const TOKEN: &str = "1095752fb409-457a-af14-17a09e6be522";
+
+#[derive(Clone, Default)]
+struct Buffer(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Buffer {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Everything logged so far.
+fn logs() -> String {
+    static BUFFER: OnceLock<Buffer> = OnceLock::new();
+    let buffer = BUFFER.get_or_init(|| {
+        let buffer = Buffer::default();
+        let writer = buffer.clone();
+        tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .init();
+        buffer
+    });
+    String::from_utf8_lossy(&buffer.0.lock().unwrap()).into_owned()
+}
+
+#[tokio::test]
+async fn api_key_and_whole_token_never_appear() {
+    logs();
+    let sandbox = Sandbox::builder().api_key(API_KEY).start().await.unwrap();
+    let endpoint = sandbox.endpoint();
+    let shop = TestShop::with(sandbox, |config| config.request_timeout(Duration::from_millis(200))).await;
+
+    // Success, then every failure the client maps.
+    shop.get(&format!("/landing?sovReqToken={TOKEN}")).await;
+    for fault in [
+        Fault::Status(StatusCode::INTERNAL_SERVER_ERROR),
+        Fault::Status(StatusCode::FORBIDDEN),
+        Fault::Status(StatusCode::UNPROCESSABLE_ENTITY),
+        Fault::Status(StatusCode::NOT_FOUND),
+        Fault::Delay(Duration::from_secs(1)),
+        Fault::Refuse,
+    ] {
+        shop.sandbox.fault_next(1, fault);
+        assert_ne!(shop.order().await, "sent");
+    }
+    assert_eq!(shop.order().await, "sent");
+    // A hostile value that embeds the key.
+    shop.get(&format!("/landing?sovReqToken={API_KEY}%2F")).await;
+
+    // Debug output of everything that holds the key or a token.
+    let config = SovendusConfig::builder(Sandbox::PRODUCT_ID, API_KEY).endpoint(endpoint).build().unwrap();
+    let token: SovReqToken = TOKEN.parse().unwrap();
+    let error = SovendusClient::new(&config).send(&"unknown".parse().unwrap()).await;
+    let debug = format!(
+        "{config:?} {:?} {:?} {:?} {token:?} {token} {error:?} {:?}",
+        SovendusConfig::builder(Sandbox::PRODUCT_ID, API_KEY),
+        SovendusLayer::new(config.clone()),
+        SovendusClient::new(&config),
+        error.as_ref().map_err(ToString::to_string),
+    );
+
+    let logs = logs();
+    for (what, text) in [("logs", &logs), ("Debug output", &debug)] {
+        assert!(!text.contains(API_KEY), "the API key is in the {what}");
+        assert!(!text.contains(&API_KEY[..API_KEY.len() - 4]), "part of the API key is in the {what}");
+        assert!(!text.contains(TOKEN), "a whole token is in the {what}");
+    }
+    assert!(logs.contains("1095752f…"), "the masked token is logged: {logs}");
+    assert!(logs.contains("captured Sovendus token"));
+    assert!(logs.contains("Sovendus accepted the conversion"));
+}
+
+#[tokio::test]
+async fn refused_token_is_logged_masked_at_warn() {
+    logs();
+    let shop = TestShop::start().await;
+    shop.get("/landing?sovReqToken=refusedA/../../very-secret-path").await;
+    let logs = logs();
+    let line = logs
+        .lines()
+        .find(|line| line.contains("refused Sovendus token") && line.contains("refusedA"))
+        .expect("the refusal is logged");
+    assert!(line.contains("WARN"), "{line}");
+    assert!(line.contains("refusedA…"), "{line}");
+    assert!(!logs.contains("very-secret-path"));
+}
+
+#[tokio::test]
+async fn missing_session_layer_never_fails_the_page_and_is_logged_once() {
+    logs();
+    let sandbox = Sandbox::start().await.unwrap();
+    let app = Router::new()
+        .route("/", get(|| async { "home" }))
+        .layer(SovendusLayer::new(sandbox.config().build().unwrap()));
+    let addr = common::serve(app).await;
+    for _ in 0..3 {
+        let response = reqwest::get(format!("http://{addr}/?sovReqToken={TOKEN}")).await.unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.text().await.unwrap(), "home");
+    }
+    let logs = logs();
+    let said = logs.lines().filter(|line| line.contains("tower-sovendus cannot capture tokens")).count();
+    assert_eq!(said, 1, "{logs}");
+    let line = logs.lines().find(|line| line.contains("tower-sovendus cannot capture tokens")).unwrap();
+    assert!(line.contains("ERROR") && line.contains("SessionManagerLayer"), "{line}");
+}
