@@ -65,6 +65,15 @@ async fn new_visitor_gets_a_session_at_once() {
 }
 
 #[tokio::test]
+async fn landing_handler_already_sees_the_new_session_id() {
+    let shop = TestShop::start().await;
+    assert_eq!(shop.get("/session-id").await.1, "", "no token, no session");
+    let (_, during) = shop.get(&format!("/session-id?sovReqToken={TOKEN}")).await;
+    assert!(!during.is_empty(), "the layer saved the new session before the handler ran");
+    assert_eq!(shop.session_id(), Some(during));
+}
+
+#[tokio::test]
 async fn existing_session_keeps_its_cart_and_id() {
     let shop = TestShop::start().await;
     shop.get("/cart/add?item=shoe").await;
@@ -143,7 +152,15 @@ async fn forged_session_cookie_does_not_receive_the_token() {
         let plain = plain.clone();
         let url = shop.url("/order");
         async move {
-            plain.post(url).header("cookie", format!("{SESSION_COOKIE}={id}")).send().await.unwrap().text().await.unwrap()
+            plain
+                .post(url)
+                .header("cookie", format!("{SESSION_COOKIE}={id}"))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap()
         }
     };
     assert_eq!(order(forged).await, "no_token");

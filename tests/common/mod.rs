@@ -35,11 +35,12 @@ impl TestShop {
     }
 
     /// A shop talking to `sandbox`, with options set by `configure`.
-    pub async fn with(sandbox: Sandbox, configure: impl FnOnce(SovendusConfigBuilder) -> SovendusConfigBuilder) -> Self {
+    pub async fn with(
+        sandbox: Sandbox,
+        configure: impl FnOnce(SovendusConfigBuilder) -> SovendusConfigBuilder,
+    ) -> Self {
         let config = configure(sandbox.config()).build().unwrap();
-        let app = shop_routes()
-            .layer(SovendusLayer::new(config))
-            .layer(session_layer());
+        let app = shop_routes().layer(SovendusLayer::new(config)).layer(session_layer());
         let addr = serve(app).await;
         let jar = Arc::new(Jar::default());
         let client = reqwest::Client::builder().cookie_provider(jar.clone()).build().unwrap();
@@ -102,6 +103,10 @@ pub fn shop_routes() -> Router {
         .route("/login", post(login))
         .route("/order", post(order))
         .route("/token", get(token))
+        .route(
+            "/session-id",
+            get(|session: Session| async move { session.id().map(|id| id.to_string()).unwrap_or_default() }),
+        )
 }
 
 #[derive(Deserialize)]
@@ -142,8 +147,12 @@ pub fn describe(result: Result<Outcome, SovendusError>) -> String {
         Ok(Outcome::NoToken) => "no_token".to_owned(),
         Ok(other) => format!("other {other:?}"),
         Err(SovendusError::InvalidApiKey) => "invalid_api_key".to_owned(),
-        Err(SovendusError::InvalidProductOrToken { message }) => format!("invalid_product_or_token: {message}"),
-        Err(SovendusError::WrongUrl { status, message }) => format!("wrong_url {}: {message}", status.as_u16()),
+        Err(SovendusError::InvalidProductOrToken { message }) => {
+            format!("invalid_product_or_token: {message}")
+        }
+        Err(SovendusError::WrongUrl { status, message }) => {
+            format!("wrong_url {}: {message}", status.as_u16())
+        }
         Err(SovendusError::Unavailable { status }) => format!("unavailable {}", status.as_u16()),
         Err(SovendusError::Timeout) => "timeout".to_owned(),
         Err(SovendusError::Connection(_)) => "connection".to_owned(),
