@@ -61,3 +61,8 @@ pub use error::{Outcome, Receipt, SovendusError};
 pub use extract::{SovendusConversion, SovendusConversionRejection};
 pub use layer::{ResponseFuture, SovendusLayer, SovendusService};
 pub use token::{InvalidToken, MAX_TOKEN_LEN, Masked, SovReqToken};
+
+// The README's examples are compiled as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
