@@ -50,6 +50,16 @@ struct Body<'a> {
 impl SovendusClient {
     /// Builds the client and its connection pool.
     ///
+    /// ```
+    /// use tower_sovendus::{SovendusClient, SovendusConfig};
+    ///
+    /// let client = SovendusClient::new(&SovendusConfig::new("product-a", "XXXX-XXXXX-XXXXXX-1234")?);
+    /// let debug = format!("{client:?}");
+    /// assert!(debug.contains("https://press-order-api.sovendus.com/"));
+    /// assert!(debug.contains("****1234") && !debug.contains("XXXX-XXXXX"));
+    /// # Ok::<(), tower_sovendus::ConfigError>(())
+    /// ```
+    ///
     /// # Panics
     ///
     /// Like `reqwest::Client::new`, if the TLS backend cannot be initialised.
@@ -64,6 +74,19 @@ impl SovendusClient {
 
     /// Uses an existing `reqwest::Client` (and its pool, proxies, TLS settings).
     /// The configured request timeout still applies to each call.
+    ///
+    /// ```
+    /// use tower_sovendus::{SovendusClient, sandbox::Sandbox};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let sandbox = Sandbox::start().await?;
+    /// let http = reqwest::Client::builder().user_agent("my-shop/1.0").build()?;
+    /// let client = SovendusClient::with_http_client(&sandbox.config().build()?, http);
+    /// client.send(&Sandbox::TEST_TOKEN.parse()?).await?;
+    /// assert_eq!(sandbox.accepted().len(), 1);
+    /// # Ok(()) }
+    /// ```
     pub fn with_http_client(config: &SovendusConfig, http: reqwest::Client) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -77,11 +100,36 @@ impl SovendusClient {
     }
 
     /// Sends a conversion for the default (first configured) product.
+    ///
+    /// ```
+    /// use tower_sovendus::{SovendusClient, sandbox::Sandbox};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let sandbox = Sandbox::start().await?;
+    /// let client = SovendusClient::new(&sandbox.config().build()?);
+    /// let receipt = client.send(&Sandbox::TEST_TOKEN.parse()?).await?;
+    /// assert_eq!(receipt.external_product_id(), Some(Sandbox::PRODUCT_ID));
+    /// # Ok(()) }
+    /// ```
     pub async fn send(&self, token: &SovReqToken) -> Result<Receipt, SovendusError> {
         self.send_for_product(&self.inner.products[0], token).await
     }
 
     /// Sends a conversion for a given product.
+    ///
+    /// ```
+    /// use tower_sovendus::{SovendusClient, sandbox::Sandbox};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let sandbox = Sandbox::builder().product("product-b").start().await?;
+    /// let config = sandbox.config().extra_product_id("product-b").build()?;
+    /// let client = SovendusClient::new(&config);
+    /// let receipt = client.send_for_product(&config.product_ids()[1], &Sandbox::TEST_TOKEN.parse()?).await?;
+    /// assert_eq!(receipt.external_product_id(), Some("product-b"));
+    /// # Ok(()) }
+    /// ```
     pub async fn send_for_product(
         &self,
         product: &ProductId,

@@ -9,21 +9,95 @@ use secrecy::{ExposeSecret, SecretString};
 use crate::token::is_unreserved;
 
 /// Sovendus' production endpoint.
+///
+/// ```
+/// use tower_sovendus::{DEFAULT_ENDPOINT, SovendusConfig};
+///
+/// let config = SovendusConfig::new("product-a", "XXXX-XXXXX")?;
+/// assert_eq!(config.endpoint().as_str(), format!("{DEFAULT_ENDPOINT}/"));
+/// # Ok::<(), tower_sovendus::ConfigError>(())
+/// ```
 pub const DEFAULT_ENDPOINT: &str = "https://press-order-api.sovendus.com";
 /// How long a captured token is kept: 30 days.
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_sovendus::{DEFAULT_TOKEN_TTL, SovendusConfig};
+///
+/// assert_eq!(DEFAULT_TOKEN_TTL, Duration::from_secs(30 * 24 * 60 * 60));
+/// assert_eq!(SovendusConfig::new("product-a", "XXXX-XXXXX")?.token_ttl(), DEFAULT_TOKEN_TTL);
+/// # Ok::<(), tower_sovendus::ConfigError>(())
+/// ```
 pub const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(30 * 24 * 60 * 60);
 /// How long one call to Sovendus may take: 30 seconds.
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_sovendus::{DEFAULT_REQUEST_TIMEOUT, SovendusConfig};
+///
+/// assert_eq!(DEFAULT_REQUEST_TIMEOUT, Duration::from_secs(30));
+/// assert_eq!(SovendusConfig::new("product-a", "XXXX-XXXXX")?.request_timeout(), DEFAULT_REQUEST_TIMEOUT);
+/// # Ok::<(), tower_sovendus::ConfigError>(())
+/// ```
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// The query parameter carrying the token.
+///
+/// ```
+/// use tower_sovendus::{DEFAULT_TOKEN_PARAMETER, SovendusConfig};
+///
+/// assert_eq!(DEFAULT_TOKEN_PARAMETER, "sovReqToken");
+/// assert_eq!(SovendusConfig::new("product-a", "XXXX-XXXXX")?.token_parameter(), DEFAULT_TOKEN_PARAMETER);
+/// # Ok::<(), tower_sovendus::ConfigError>(())
+/// ```
 pub const DEFAULT_TOKEN_PARAMETER: &str = "sovReqToken";
 /// The query parameter that picks one of the configured products.
+///
+/// ```
+/// use tower_sovendus::{DEFAULT_PRODUCT_PARAMETER, SovendusConfig};
+///
+/// assert_eq!(DEFAULT_PRODUCT_PARAMETER, "sovReqProductId");
+/// let config = SovendusConfig::new("product-a", "XXXX-XXXXX")?;
+/// assert_eq!(config.product_parameter(), DEFAULT_PRODUCT_PARAMETER);
+/// # Ok::<(), tower_sovendus::ConfigError>(())
+/// ```
 pub const DEFAULT_PRODUCT_PARAMETER: &str = "sovReqProductId";
 /// How many tokens the embedded cache holds at most.
+///
+/// ```
+/// use tower_sovendus::{DEFAULT_MAX_TOKENS, SovendusConfig};
+///
+/// assert_eq!(DEFAULT_MAX_TOKENS, 1_000_000);
+/// assert_eq!(SovendusConfig::new("product-a", "XXXX-XXXXX")?.max_tokens(), DEFAULT_MAX_TOKENS);
+/// # Ok::<(), tower_sovendus::ConfigError>(())
+/// ```
 pub const DEFAULT_MAX_TOKENS: u64 = 1_000_000;
 /// The most product IDs one configuration may hold (the primary one included).
+///
+/// ```
+/// use tower_sovendus::{MAX_PRODUCTS, SovendusConfig};
+///
+/// let with = |count: usize| {
+///     let builder = SovendusConfig::builder("p-0", "XXXX-XXXXX");
+///     (1..count).fold(builder, |builder, i| builder.extra_product_id(format!("p-{i}")))
+/// };
+/// assert_eq!(with(MAX_PRODUCTS).build()?.product_ids().len(), MAX_PRODUCTS);
+/// assert_eq!(with(MAX_PRODUCTS + 1).build().unwrap_err().field(), "extra_product_id");
+/// # Ok::<(), tower_sovendus::ConfigError>(())
+/// ```
 pub const MAX_PRODUCTS: usize = 256;
 
 /// Which click wins when a visitor arrives from Sovendus more than once before ordering.
+///
+/// ```
+/// use tower_sovendus::{Attribution, SovendusConfig};
+///
+/// assert_eq!(Attribution::default(), Attribution::LastClick);
+/// let config = SovendusConfig::builder("product-a", "XXXX-XXXXX")
+///     .attribution(Attribution::FirstClick)
+///     .build()?;
+/// assert_eq!(config.attribution(), Attribution::FirstClick);
+/// # Ok::<(), tower_sovendus::ConfigError>(())
+/// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Attribution {
     /// The newest token replaces the stored one (the default).
@@ -34,6 +108,20 @@ pub enum Attribution {
 }
 
 /// A predicate deciding whether a request's token may be captured, e.g. on a consent cookie.
+///
+/// ```
+/// use std::sync::Arc;
+/// use http::{Request, request::Parts};
+/// use tower_sovendus::{CaptureFilter, SovendusConfig};
+///
+/// let consented: CaptureFilter = Arc::new(|request: &Parts| request.headers.contains_key("x-consent"));
+/// let (landing, ()) = Request::get("/?sovReqToken=12345-test-123-12345").body(())?.into_parts();
+/// assert!(!consented(&landing));
+/// let config = SovendusConfig::builder("product-a", "XXXX-XXXXX")
+///     .capture_if(move |request| consented(request))
+///     .build()?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub type CaptureFilter = Arc<dyn Fn(&Parts) -> bool + Send + Sync>;
 
 /// Everything the layer, the extractor and the client need to know.
@@ -141,51 +229,142 @@ impl SovendusConfig {
     }
 
     /// The configured product IDs; the first is the default one.
+    ///
+    /// ```
+    /// use tower_sovendus::{ProductId, SovendusConfig};
+    ///
+    /// let config = SovendusConfig::builder("product-a", "XXXX-XXXXX")
+    ///     .extra_product_id("product-b")
+    ///     .build()?;
+    /// let ids: Vec<&str> = config.product_ids().iter().map(ProductId::as_str).collect();
+    /// assert_eq!(ids, ["product-a", "product-b"]);
+    /// # Ok::<(), tower_sovendus::ConfigError>(())
+    /// ```
     pub fn product_ids(&self) -> &[ProductId] {
         &self.products
     }
 
     /// The API endpoint, without the `/ext/...` path.
+    ///
+    /// ```
+    /// use tower_sovendus::SovendusConfig;
+    ///
+    /// let config = SovendusConfig::builder("product-a", "XXXX-XXXXX")
+    ///     .endpoint("http://127.0.0.1:8080/base")
+    ///     .build()?;
+    /// assert_eq!(config.endpoint().as_str(), "http://127.0.0.1:8080/base");
+    /// assert_eq!(config.endpoint().port(), Some(8080));
+    /// # Ok::<(), tower_sovendus::ConfigError>(())
+    /// ```
     pub fn endpoint(&self) -> &Url {
         &self.endpoint
     }
 
     /// How long a captured token is kept.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_sovendus::SovendusConfig;
+    ///
+    /// let config = SovendusConfig::new("product-a", "XXXX-XXXXX")?;
+    /// assert_eq!(config.token_ttl(), Duration::from_secs(30 * 24 * 60 * 60));
+    /// # Ok::<(), tower_sovendus::ConfigError>(())
+    /// ```
     pub fn token_ttl(&self) -> Duration {
         self.token_ttl
     }
 
     /// How long one call to Sovendus may take.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_sovendus::SovendusConfig;
+    ///
+    /// let config = SovendusConfig::new("product-a", "XXXX-XXXXX")?;
+    /// assert_eq!(config.request_timeout(), Duration::from_secs(30));
+    /// # Ok::<(), tower_sovendus::ConfigError>(())
+    /// ```
     pub fn request_timeout(&self) -> Duration {
         self.request_timeout
     }
 
     /// The query parameter carrying the token.
+    ///
+    /// ```
+    /// use tower_sovendus::SovendusConfig;
+    ///
+    /// let config = SovendusConfig::new("product-a", "XXXX-XXXXX")?;
+    /// assert_eq!(config.token_parameter(), "sovReqToken");
+    /// # Ok::<(), tower_sovendus::ConfigError>(())
+    /// ```
     pub fn token_parameter(&self) -> &str {
         &self.token_parameter
     }
 
     /// The query parameter choosing among the configured products.
+    ///
+    /// ```
+    /// use tower_sovendus::SovendusConfig;
+    ///
+    /// let config = SovendusConfig::new("product-a", "XXXX-XXXXX")?;
+    /// assert_eq!(config.product_parameter(), "sovReqProductId");
+    /// # Ok::<(), tower_sovendus::ConfigError>(())
+    /// ```
     pub fn product_parameter(&self) -> &str {
         &self.product_parameter
     }
 
     /// The most tokens the embedded cache holds.
+    ///
+    /// ```
+    /// use tower_sovendus::SovendusConfig;
+    ///
+    /// let config = SovendusConfig::new("product-a", "XXXX-XXXXX")?;
+    /// assert_eq!(config.max_tokens(), 1_000_000);
+    /// # Ok::<(), tower_sovendus::ConfigError>(())
+    /// ```
     pub fn max_tokens(&self) -> u64 {
         self.max_tokens
     }
 
     /// First-click or last-click attribution.
+    ///
+    /// ```
+    /// use tower_sovendus::{Attribution, SovendusConfig};
+    ///
+    /// let config = SovendusConfig::new("product-a", "XXXX-XXXXX")?;
+    /// assert_eq!(config.attribution(), Attribution::LastClick);
+    /// # Ok::<(), tower_sovendus::ConfigError>(())
+    /// ```
     pub fn attribution(&self) -> Attribution {
         self.attribution
     }
 
     /// Whether capturing a token makes the session live at least as long as the token.
+    ///
+    /// ```
+    /// use tower_sovendus::SovendusConfig;
+    ///
+    /// assert!(SovendusConfig::new("product-a", "XXXX-XXXXX")?.extends_session_expiry());
+    /// let config = SovendusConfig::builder("product-a", "XXXX-XXXXX").extend_session_expiry(false).build()?;
+    /// assert!(!config.extends_session_expiry());
+    /// # Ok::<(), tower_sovendus::ConfigError>(())
+    /// ```
     pub fn extends_session_expiry(&self) -> bool {
         self.extend_session_expiry
     }
 
     /// The API key, masked for display (`****` and at most the last 4 characters).
+    ///
+    /// ```
+    /// use tower_sovendus::SovendusConfig;
+    ///
+    /// let config = SovendusConfig::new("product-a", "XXXX-XXXXX-XXXXXX-1234")?;
+    /// assert_eq!(config.api_key().to_string(), "****1234");
+    /// // Keys shorter than 12 characters show nothing of themselves.
+    /// assert_eq!(SovendusConfig::new("product-a", "XXXX-XXXXX")?.api_key().to_string(), "****");
+    /// # Ok::<(), tower_sovendus::ConfigError>(())
+    /// ```
     pub fn api_key(&self) -> &ApiKey {
         &self.api_key
     }
@@ -265,30 +444,83 @@ pub struct SovendusConfigBuilder {
 
 impl SovendusConfigBuilder {
     /// The API endpoint (default `https://press-order-api.sovendus.com`).
+    ///
+    /// ```
+    /// use tower_sovendus::SovendusConfig;
+    ///
+    /// let builder = || SovendusConfig::builder("product-a", "XXXX-XXXXX");
+    /// let config = builder().endpoint("http://127.0.0.1:8080").build()?;
+    /// assert_eq!(config.endpoint().as_str(), "http://127.0.0.1:8080/");
+    /// let error = builder().endpoint("ftp://127.0.0.1").build().unwrap_err();
+    /// assert_eq!(error.field(), "endpoint");
+    /// # Ok::<(), tower_sovendus::ConfigError>(())
+    /// ```
     pub fn endpoint(mut self, endpoint: impl Into<String>) -> Self {
         self.endpoint = endpoint.into();
         self
     }
 
     /// How long a captured token is kept (default 30 days).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_sovendus::SovendusConfig;
+    ///
+    /// let week = Duration::from_secs(7 * 24 * 60 * 60);
+    /// let config = SovendusConfig::builder("product-a", "XXXX-XXXXX").token_ttl(week).build()?;
+    /// assert_eq!(config.token_ttl(), week);
+    /// # Ok::<(), tower_sovendus::ConfigError>(())
+    /// ```
     pub fn token_ttl(mut self, ttl: Duration) -> Self {
         self.token_ttl = ttl;
         self
     }
 
     /// How long one call to Sovendus may take (default 30 s).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_sovendus::SovendusConfig;
+    ///
+    /// let config = SovendusConfig::builder("product-a", "XXXX-XXXXX")
+    ///     .request_timeout(Duration::from_secs(5))
+    ///     .build()?;
+    /// assert_eq!(config.request_timeout(), Duration::from_secs(5));
+    /// # Ok::<(), tower_sovendus::ConfigError>(())
+    /// ```
     pub fn request_timeout(mut self, timeout: Duration) -> Self {
         self.request_timeout = timeout;
         self
     }
 
     /// The query parameter carrying the token (default `sovReqToken`).
+    ///
+    /// ```
+    /// use tower_sovendus::SovendusConfig;
+    ///
+    /// let builder = || SovendusConfig::builder("product-a", "XXXX-XXXXX");
+    /// let config = builder().token_parameter("partnerToken").build()?;
+    /// assert_eq!(config.token_parameter(), "partnerToken");
+    /// let error = builder().token_parameter("a&b").build().unwrap_err();
+    /// assert_eq!(error.field(), "token_parameter");
+    /// # Ok::<(), tower_sovendus::ConfigError>(())
+    /// ```
     pub fn token_parameter(mut self, name: impl Into<String>) -> Self {
         self.token_parameter = name.into();
         self
     }
 
     /// The query parameter choosing the product (default `sovReqProductId`).
+    ///
+    /// ```
+    /// use tower_sovendus::SovendusConfig;
+    ///
+    /// let config = SovendusConfig::builder("product-a", "XXXX-XXXXX")
+    ///     .product_parameter("partnerProduct")
+    ///     .build()?;
+    /// assert_eq!(config.product_parameter(), "partnerProduct");
+    /// # Ok::<(), tower_sovendus::ConfigError>(())
+    /// ```
     pub fn product_parameter(mut self, name: impl Into<String>) -> Self {
         self.product_parameter = name.into();
         self
@@ -296,12 +528,33 @@ impl SovendusConfigBuilder {
 
     /// The most tokens the embedded cache holds (default 1,000,000); the least recently used
     /// are evicted beyond it.
+    ///
+    /// ```
+    /// use tower_sovendus::SovendusConfig;
+    ///
+    /// let builder = || SovendusConfig::builder("product-a", "XXXX-XXXXX");
+    /// let config = builder().max_tokens(10_000).build()?;
+    /// assert_eq!(config.max_tokens(), 10_000);
+    /// let error = builder().max_tokens(0).build().unwrap_err();
+    /// assert_eq!(error.field(), "max_tokens");
+    /// # Ok::<(), tower_sovendus::ConfigError>(())
+    /// ```
     pub fn max_tokens(mut self, max: u64) -> Self {
         self.max_tokens = max;
         self
     }
 
     /// First-click or last-click attribution (default last-click).
+    ///
+    /// ```
+    /// use tower_sovendus::{Attribution, SovendusConfig};
+    ///
+    /// let config = SovendusConfig::builder("product-a", "XXXX-XXXXX")
+    ///     .attribution(Attribution::FirstClick)
+    ///     .build()?;
+    /// assert_eq!(config.attribution(), Attribution::FirstClick);
+    /// # Ok::<(), tower_sovendus::ConfigError>(())
+    /// ```
     pub fn attribution(mut self, attribution: Attribution) -> Self {
         self.attribution = attribution;
         self
@@ -311,6 +564,17 @@ impl SovendusConfigBuilder {
     ///
     /// A landing without the parameter, or with a value that is not configured, uses the
     /// first product ID.
+    ///
+    /// ```
+    /// use tower_sovendus::SovendusConfig;
+    ///
+    /// let builder = || SovendusConfig::builder("product-a", "XXXX-XXXXX");
+    /// let config = builder().extra_product_id("product-b").build()?;
+    /// assert_eq!(config.product_ids()[1].as_str(), "product-b");
+    /// let twice = builder().extra_product_id("product-a").build();
+    /// assert_eq!(twice.unwrap_err().field(), "extra_product_id");
+    /// # Ok::<(), tower_sovendus::ConfigError>(())
+    /// ```
     pub fn extra_product_id(mut self, product_id: impl Into<String>) -> Self {
         self.product_ids.push(product_id.into());
         self
@@ -318,6 +582,14 @@ impl SovendusConfigBuilder {
 
     /// Whether capturing a token makes the visitor's session live at least as long as the
     /// token (default `true`).
+    ///
+    /// ```
+    /// use tower_sovendus::SovendusConfig;
+    ///
+    /// let config = SovendusConfig::builder("product-a", "XXXX-XXXXX").extend_session_expiry(false).build()?;
+    /// assert!(!config.extends_session_expiry());
+    /// # Ok::<(), tower_sovendus::ConfigError>(())
+    /// ```
     pub fn extend_session_expiry(mut self, extend: bool) -> Self {
         self.extend_session_expiry = extend;
         self
@@ -325,12 +597,36 @@ impl SovendusConfigBuilder {
 
     /// Captures a token only from requests for which `filter` returns `true`, e.g. requests
     /// carrying a consent cookie. Refused requests are passed on untouched.
+    ///
+    /// ```
+    /// use http::{Request, request::Parts};
+    /// use tower_sovendus::SovendusConfig;
+    ///
+    /// fn consented(request: &Parts) -> bool {
+    ///     let cookies = request.headers.get("cookie").and_then(|value| value.to_str().ok());
+    ///     cookies.is_some_and(|cookies| cookies.split(';').any(|c| c.trim() == "consent=yes"))
+    /// }
+    /// let config = SovendusConfig::builder("product-a", "XXXX-XXXXX").capture_if(consented).build()?;
+    /// let (landing, ()) = Request::get("/?sovReqToken=12345-test-123-12345").body(())?.into_parts();
+    /// assert!(!consented(&landing)); // no consent cookie: the token is not captured
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn capture_if(mut self, filter: impl Fn(&Parts) -> bool + Send + Sync + 'static) -> Self {
         self.capture_filter = Some(Arc::new(filter));
         self
     }
 
     /// Checks every value and builds the configuration.
+    ///
+    /// ```
+    /// use tower_sovendus::SovendusConfig;
+    ///
+    /// let config = SovendusConfig::builder("product-a", "XXXX-XXXXX").build()?;
+    /// assert_eq!(config.product_ids()[0].as_str(), "product-a");
+    /// let error = SovendusConfig::builder("product-a", " ").build().unwrap_err();
+    /// assert_eq!((error.field(), error.reason()), ("api_key", "is empty"));
+    /// # Ok::<(), tower_sovendus::ConfigError>(())
+    /// ```
     pub fn build(self) -> Result<SovendusConfig, ConfigError> {
         let products = self.product_ids.into_iter().map(ProductId::new).collect::<Result<Vec<_>, _>>()?;
         if products.len() > MAX_PRODUCTS {
@@ -429,6 +725,14 @@ pub struct ProductId(Box<str>);
 
 impl ProductId {
     /// Validates a product ID.
+    ///
+    /// ```
+    /// use tower_sovendus::ProductId;
+    ///
+    /// assert_eq!(ProductId::new(" product-a ")?.as_str(), "product-a");
+    /// assert_eq!(ProductId::new("..").unwrap_err().field(), "product_id");
+    /// # Ok::<(), tower_sovendus::ConfigError>(())
+    /// ```
     pub fn new(value: impl Into<String>) -> Result<Self, ConfigError> {
         let value = value.into();
         let value = value.trim();
@@ -445,6 +749,15 @@ impl ProductId {
     }
 
     /// The product ID.
+    ///
+    /// ```
+    /// use tower_sovendus::ProductId;
+    ///
+    /// let id = ProductId::new("9bc72425-902c-3abf-9db8-8b186d7cb160")?;
+    /// assert_eq!(id.as_str(), "9bc72425-902c-3abf-9db8-8b186d7cb160");
+    /// assert_eq!(id.as_str(), id.to_string());
+    /// # Ok::<(), tower_sovendus::ConfigError>(())
+    /// ```
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -547,11 +860,25 @@ impl ConfigError {
     }
 
     /// The option at fault, named as its builder method.
+    ///
+    /// ```
+    /// use tower_sovendus::SovendusConfig;
+    ///
+    /// let error = SovendusConfig::builder("product-a", "XXXX-XXXXX").max_tokens(0).build().unwrap_err();
+    /// assert_eq!(error.field(), "max_tokens");
+    /// ```
     pub fn field(&self) -> &'static str {
         self.field
     }
 
     /// Why the value was refused.
+    ///
+    /// ```
+    /// use tower_sovendus::SovendusConfig;
+    ///
+    /// let error = SovendusConfig::builder("product-a", "XXXX-XXXXX").max_tokens(0).build().unwrap_err();
+    /// assert_eq!(error.reason(), "must be at least 1");
+    /// ```
     pub fn reason(&self) -> &str {
         &self.reason
     }

@@ -8,6 +8,19 @@ use serde::Deserialize;
 use crate::token::Masked;
 
 /// What a conversion call ended in when it did not fail.
+///
+/// ```
+/// use tower_sovendus::{Outcome, Receipt};
+///
+/// fn thank_you(outcome: &Outcome) -> &'static str {
+///     match outcome {
+///         Outcome::Sent(_) => "thank you (conversion sent)",
+///         _ => "thank you",
+///     }
+/// }
+/// assert_eq!(thank_you(&Outcome::Sent(Receipt::default())), "thank you (conversion sent)");
+/// assert_eq!(thank_you(&Outcome::NoToken), "thank you");
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[must_use]
 #[non_exhaustive]
@@ -41,16 +54,40 @@ pub struct Receipt {
 
 impl Receipt {
     /// Parses a 200 body; never fails.
+    ///
+    /// ```
+    /// use tower_sovendus::Receipt;
+    ///
+    /// let receipt = Receipt::from_body(br#"{"externalProductId":"product-a"}"#);
+    /// assert_eq!(receipt.external_product_id(), Some("product-a"));
+    /// assert_eq!(receipt.sov_req_token(), None);
+    /// assert_eq!(Receipt::from_body(b"<html>OK</html>"), Receipt::default());
+    /// ```
     pub fn from_body(body: &[u8]) -> Self {
         serde_json::from_slice(body).unwrap_or_default()
     }
 
     /// The product Sovendus booked the conversion for, if the body said.
+    ///
+    /// ```
+    /// use tower_sovendus::Receipt;
+    ///
+    /// let receipt = Receipt::from_body(br#"{"externalProductId":"product-a"}"#);
+    /// assert_eq!(receipt.external_product_id(), Some("product-a"));
+    /// ```
     pub fn external_product_id(&self) -> Option<&str> {
         self.external_product_id.as_deref()
     }
 
     /// The token Sovendus confirmed, if the body said.
+    ///
+    /// ```
+    /// use tower_sovendus::Receipt;
+    ///
+    /// let receipt = Receipt::from_body(br#"{"sovReqToken":"12345-test-123-12345"}"#);
+    /// // Whole here, masked in `Debug`.
+    /// assert_eq!(receipt.sov_req_token(), Some("12345-test-123-12345"));
+    /// ```
     pub fn sov_req_token(&self) -> Option<&str> {
         self.sov_req_token.as_deref()
     }
@@ -128,6 +165,16 @@ const MAX_MESSAGE_CHARS: usize = 200;
 
 impl SovendusError {
     /// Maps a non-200 answer to its error, keeping Sovendus' message.
+    ///
+    /// ```
+    /// use http::StatusCode;
+    /// use tower_sovendus::SovendusError;
+    ///
+    /// let error = SovendusError::from_response(StatusCode::FORBIDDEN, b"Unauthorized.");
+    /// assert!(matches!(error, SovendusError::InvalidApiKey));
+    /// let error = SovendusError::from_response(StatusCode::NOT_FOUND, br#"{"message":"Invalid API call."}"#);
+    /// assert!(matches!(error, SovendusError::WrongUrl { message, .. } if message == "Invalid API call."));
+    /// ```
     pub fn from_response(status: StatusCode, body: &[u8]) -> Self {
         let message = || message_of(body);
         match status.as_u16() {
@@ -141,6 +188,15 @@ impl SovendusError {
 
     /// Whether the same call may succeed later (5xx, timeout, connection failure, session
     /// store failure); 403, 404, 405 and 422 will not change by retrying.
+    ///
+    /// ```
+    /// use http::StatusCode;
+    /// use tower_sovendus::SovendusError;
+    ///
+    /// assert!(SovendusError::Timeout.is_retryable());
+    /// assert!(SovendusError::from_response(StatusCode::TOO_MANY_REQUESTS, b"").is_retryable());
+    /// assert!(!SovendusError::from_response(StatusCode::FORBIDDEN, b"").is_retryable());
+    /// ```
     pub fn is_retryable(&self) -> bool {
         match self {
             Self::Unavailable { .. } | Self::Timeout | Self::Connection(_) | Self::Session(_) => true,

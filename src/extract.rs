@@ -71,11 +71,38 @@ impl SovendusConversion {
 
     /// The visitor's token, if they came from Sovendus and it has not been sent yet. Store it
     /// with the order to find it again for a cancellation.
+    ///
+    /// ```
+    /// use axum::{Router, routing::post};
+    /// use tower_sovendus::SovendusConversion;
+    ///
+    /// async fn order(conversion: SovendusConversion) -> String {
+    ///     // Saved with the order, to cancel the conversion if the order is returned.
+    ///     let token = conversion.token().map(|token| token.as_str().to_owned());
+    ///     format!("order placed, Sovendus token: {}", token.as_deref().unwrap_or("none"))
+    /// }
+    ///
+    /// let app: Router = Router::new().route("/order", post(order));
+    /// ```
     pub fn token(&self) -> Option<&SovReqToken> {
         self.pending.as_ref().map(|pending| &pending.token)
     }
 
     /// The product the token will be booked for.
+    ///
+    /// ```
+    /// use axum::{Router, routing::post};
+    /// use tower_sovendus::SovendusConversion;
+    ///
+    /// async fn order(conversion: SovendusConversion) -> String {
+    ///     match conversion.product_id() {
+    ///         Some(product) => format!("conversion pending for product {product}"),
+    ///         None => "no Sovendus visitor".to_owned(),
+    ///     }
+    /// }
+    ///
+    /// let app: Router = Router::new().route("/order", post(order));
+    /// ```
     pub fn product_id(&self) -> Option<&ProductId> {
         self.pending.as_ref().map(|pending| self.state.client.product(pending.product))
     }
@@ -87,6 +114,22 @@ impl SovendusConversion {
     /// only after Sovendus answered 200: on any error it is put back for a later attempt. The
     /// call runs on its own task, so a handler cancelled mid-send (the visitor left) still
     /// puts the token back.
+    ///
+    /// ```
+    /// use axum::{Router, routing::post};
+    /// use tower_sovendus::{Outcome, SovendusConversion};
+    ///
+    /// async fn order(conversion: SovendusConversion) -> &'static str {
+    ///     match conversion.send().await {
+    ///         Ok(Outcome::Sent(_)) => "thank you (conversion sent)",
+    ///         Ok(_) => "thank you",
+    ///         Err(error) if error.is_retryable() => "thank you (conversion kept for a retry)",
+    ///         Err(_) => "thank you (conversion refused: check the configuration)",
+    ///     }
+    /// }
+    ///
+    /// let app: Router = Router::new().route("/order", post(order));
+    /// ```
     pub async fn send(&self) -> Result<Outcome, SovendusError> {
         let Some(key) = self.key else { return Ok(Outcome::NoToken) };
         let state = self.state.clone();
@@ -119,6 +162,16 @@ impl std::fmt::Debug for SovendusConversion {
 
 /// Why a [`SovendusConversion`] could not be extracted: a setup mistake, answered with a 500
 /// whose body says what to add.
+///
+/// ```
+/// use axum::response::IntoResponse;
+/// use http::StatusCode;
+/// use tower_sovendus::SovendusConversionRejection;
+///
+/// let rejection = SovendusConversionRejection::MissingSessionLayer;
+/// assert!(rejection.to_string().contains("SessionManagerLayer::new(store)"));
+/// assert_eq!(rejection.into_response().status(), StatusCode::INTERNAL_SERVER_ERROR);
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum SovendusConversionRejection {

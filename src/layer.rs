@@ -49,6 +49,14 @@ pub struct SovendusLayer {
 impl SovendusLayer {
     /// A layer with its own token cache and HTTP client.
     ///
+    /// ```
+    /// use tower_sovendus::{SovendusConfig, SovendusLayer};
+    ///
+    /// let layer = SovendusLayer::new(SovendusConfig::new("product-a", "XXXX-XXXXX")?);
+    /// assert_eq!(layer.config().product_ids()[0].as_str(), "product-a");
+    /// # Ok::<(), tower_sovendus::ConfigError>(())
+    /// ```
+    ///
     /// # Panics
     ///
     /// Like `reqwest::Client::new`, if the TLS backend cannot be initialised.
@@ -263,6 +271,23 @@ type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 pin_project! {
     /// The response future of [`SovendusService`]: the inner future itself for requests
     /// without a token, a boxed capture-then-call future for the few with one.
+    ///
+    /// ```
+    /// use std::convert::Infallible;
+    /// use http::{Request, Response};
+    /// use tower::{Service, ServiceExt, service_fn};
+    /// use tower_layer::Layer;
+    /// use tower_sovendus::{ResponseFuture, SovendusConfig, SovendusLayer};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let layer = SovendusLayer::new(SovendusConfig::new("product-a", "XXXX-XXXXX")?);
+    /// let inner = service_fn(|_: Request<()>| async { Ok::<_, Infallible>(Response::new("ok")) });
+    /// let mut service = layer.layer(inner);
+    /// let future: ResponseFuture<_> = service.ready().await?.call(Request::new(()));
+    /// assert_eq!(*future.await?.body(), "ok");
+    /// # Ok(()) }
+    /// ```
     pub struct ResponseFuture<F: Future> {
         #[pin]
         kind: Kind<F>,

@@ -1,29 +1,3 @@
-//! A fake Sovendus API on 127.0.0.1, for the demo shop and for tests (feature `sandbox`).
-//!
-//! It answers like the real API: 200 with a receipt, 403 for a wrong key, 404 or 405 for a
-//! wrong URL or method, 422 for a malformed body, an unknown product or an unknown token. It
-//! records every call it receives, and it can be scripted to fail the next calls.
-//!
-//! ```
-//! use tower_sovendus::{SovReqToken, SovendusClient, sandbox::{Fault, Sandbox}};
-//!
-//! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let sandbox = Sandbox::start().await?;
-//! let client = SovendusClient::new(&sandbox.config().build()?);
-//! let token: SovReqToken = Sandbox::TEST_TOKEN.parse()?;
-//!
-//! sandbox.fault_next(1, Fault::Status(http::StatusCode::SERVICE_UNAVAILABLE));
-//! assert!(client.send(&token).await.is_err());
-//! assert!(client.send(&token).await.is_ok());
-//!
-//! let calls = sandbox.conversions();
-//! assert_eq!(calls.len(), 2);
-//! assert_eq!(calls[1].status(), Some(http::StatusCode::OK));
-//! assert_eq!(calls[1].path(), format!("/ext/{}/{}/api", Sandbox::PRODUCT_ID, Sandbox::TEST_TOKEN));
-//! # Ok(()) }
-//! ```
-
 use std::{
     collections::{HashSet, VecDeque},
     fmt, io,
@@ -42,6 +16,22 @@ use tokio::{net::TcpListener, sync::Notify, task::JoinHandle};
 use crate::{SovReqToken, SovendusConfig, SovendusConfigBuilder};
 
 /// A scripted misbehaviour for the next calls.
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_sovendus::{SovReqToken, SovendusClient, SovendusError, sandbox::{Fault, Sandbox}};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let sandbox = Sandbox::start().await?;
+/// let client = SovendusClient::new(&sandbox.config().request_timeout(Duration::from_millis(100)).build()?);
+/// let token: SovReqToken = Sandbox::TEST_TOKEN.parse()?;
+/// sandbox.fault_next(1, Fault::Delay(Duration::from_secs(1)));
+/// assert!(matches!(client.send(&token).await, Err(SovendusError::Timeout)));
+/// sandbox.fault_next(1, Fault::Refuse);
+/// assert!(matches!(client.send(&token).await, Err(SovendusError::Connection(_))));
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Fault {
@@ -54,6 +44,18 @@ pub enum Fault {
 }
 
 /// A running fake Sovendus API; it stops when dropped.
+///
+/// ```
+/// use tower_sovendus::sandbox::Sandbox;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let sandbox = Sandbox::start().await?;
+/// let config = sandbox.config().build()?;
+/// assert_eq!(config.endpoint().as_str(), format!("{}/", sandbox.endpoint()));
+/// assert_eq!(config.product_ids()[0].as_str(), Sandbox::PRODUCT_ID);
+/// # Ok(()) }
+/// ```
 pub struct Sandbox {
     addr: SocketAddr,
     shared: Arc<Shared>,
@@ -71,18 +73,82 @@ struct Shared {
 
 impl Sandbox {
     /// The API key the sandbox accepts by default.
+    ///
+    /// ```
+    /// use tower_sovendus::{SovendusClient, SovendusConfig, SovendusError, sandbox::Sandbox};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let sandbox = Sandbox::start().await?;
+    /// let with_key = |key| SovendusConfig::builder(Sandbox::PRODUCT_ID, key).endpoint(sandbox.endpoint());
+    /// let token = Sandbox::TEST_TOKEN.parse()?;
+    /// assert!(SovendusClient::new(&with_key(Sandbox::API_KEY).build()?).send(&token).await.is_ok());
+    /// let error = SovendusClient::new(&with_key("XXXX-XXXXX").build()?).send(&token).await.unwrap_err();
+    /// assert!(matches!(error, SovendusError::InvalidApiKey));
+    /// # Ok(()) }
+    /// ```
     pub const API_KEY: &'static str = "sandbox-api-key-0000";
     /// The product ID the sandbox knows by default.
+    ///
+    /// ```
+    /// use tower_sovendus::{SovendusClient, SovendusError, sandbox::Sandbox};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let sandbox = Sandbox::start().await?;
+    /// let config = sandbox.config().extra_product_id("product-b").build()?;
+    /// assert_eq!(config.product_ids()[0].as_str(), Sandbox::PRODUCT_ID);
+    /// let client = SovendusClient::new(&config);
+    /// let token = Sandbox::TEST_TOKEN.parse()?;
+    /// let error = client.send_for_product(&config.product_ids()[1], &token).await.unwrap_err();
+    /// assert!(error.to_string().ends_with("(422): External product id not found."));
+    /// # Ok(()) }
+    /// ```
     pub const PRODUCT_ID: &'static str = "9bc72425-902c-3abf-9db8-8b186d7cb160";
     /// The test token from Sovendus' integration guide; always known.
+    ///
+    /// ```
+    /// use tower_sovendus::{SovendusClient, sandbox::Sandbox};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let sandbox = Sandbox::builder().known_tokens(["1095752fb409-457a"]).start().await?;
+    /// let client = SovendusClient::new(&sandbox.config().build()?);
+    /// assert!(client.send(&Sandbox::TEST_TOKEN.parse()?).await.is_ok());
+    /// # Ok(()) }
+    /// ```
     pub const TEST_TOKEN: &'static str = "12345-test-123-12345";
 
     /// Starts a sandbox with the default key and product that accepts any well-formed token.
+    ///
+    /// ```
+    /// use tower_sovendus::sandbox::Sandbox;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let sandbox = Sandbox::start().await?;
+    /// assert!(sandbox.endpoint().starts_with("http://127.0.0.1:"));
+    /// assert!(sandbox.conversions().is_empty());
+    /// # Ok(()) }
+    /// ```
     pub async fn start() -> io::Result<Self> {
         Self::builder().start().await
     }
 
     /// Configures a sandbox before starting it.
+    ///
+    /// ```
+    /// use tower_sovendus::{SovendusClient, sandbox::Sandbox};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let sandbox = Sandbox::builder().api_key("my-api-key-1234").product("product-b").start().await?;
+    /// let config = sandbox.config().extra_product_id("product-b").build()?;
+    /// let client = SovendusClient::new(&config);
+    /// let receipt = client.send_for_product(&config.product_ids()[1], &Sandbox::TEST_TOKEN.parse()?).await?;
+    /// assert_eq!(receipt.external_product_id(), Some("product-b"));
+    /// # Ok(()) }
+    /// ```
     pub fn builder() -> SandboxBuilder {
         SandboxBuilder {
             api_key: Self::API_KEY.to_owned(),
@@ -92,36 +158,129 @@ impl Sandbox {
     }
 
     /// The address it listens on.
+    ///
+    /// ```
+    /// use tower_sovendus::sandbox::Sandbox;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let sandbox = Sandbox::start().await?;
+    /// assert!(sandbox.addr().ip().is_loopback());
+    /// assert_ne!(sandbox.addr().port(), 0);
+    /// # Ok(()) }
+    /// ```
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }
 
     /// The endpoint to configure, e.g. `http://127.0.0.1:40123`.
+    ///
+    /// ```
+    /// use tower_sovendus::sandbox::Sandbox;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let sandbox = Sandbox::start().await?;
+    /// assert_eq!(sandbox.endpoint(), format!("http://{}", sandbox.addr()));
+    /// # Ok(()) }
+    /// ```
     pub fn endpoint(&self) -> String {
         format!("http://{}", self.addr)
     }
 
     /// A config builder pointing at this sandbox, with its first product and its key.
+    ///
+    /// ```
+    /// use tower_sovendus::sandbox::Sandbox;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let sandbox = Sandbox::start().await?;
+    /// let config = sandbox.config().build()?;
+    /// assert_eq!(config.endpoint().port(), Some(sandbox.addr().port()));
+    /// assert_eq!(config.product_ids()[0].as_str(), Sandbox::PRODUCT_ID);
+    /// # Ok(()) }
+    /// ```
     pub fn config(&self) -> SovendusConfigBuilder {
         SovendusConfig::builder(&self.shared.products[0], &self.shared.api_key).endpoint(self.endpoint())
     }
 
     /// Answers the next `count` calls with `fault` (after any faults already scripted).
+    ///
+    /// ```
+    /// use http::StatusCode;
+    /// use tower_sovendus::{SovReqToken, SovendusClient, sandbox::{Fault, Sandbox}};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let sandbox = Sandbox::start().await?;
+    /// let client = SovendusClient::new(&sandbox.config().build()?);
+    /// let token: SovReqToken = Sandbox::TEST_TOKEN.parse()?;
+    /// sandbox.fault_next(2, Fault::Status(StatusCode::TOO_MANY_REQUESTS));
+    /// assert!(client.send(&token).await.unwrap_err().is_retryable());
+    /// assert!(client.send(&token).await.unwrap_err().is_retryable());
+    /// assert!(client.send(&token).await.is_ok());
+    /// # Ok(()) }
+    /// ```
     pub fn fault_next(&self, count: usize, fault: Fault) {
         lock(&self.shared.faults).extend(std::iter::repeat_n(fault, count));
     }
 
     /// Every call received so far, in order, whatever it was answered.
+    ///
+    /// ```
+    /// use tower_sovendus::{SovendusClient, sandbox::Sandbox};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let sandbox = Sandbox::start().await?;
+    /// let client = SovendusClient::new(&sandbox.config().build()?);
+    /// client.send(&Sandbox::TEST_TOKEN.parse()?).await?;
+    /// let calls = sandbox.conversions();
+    /// assert_eq!(calls.len(), 1);
+    /// assert_eq!(calls[0].token(), Some(Sandbox::TEST_TOKEN));
+    /// # Ok(()) }
+    /// ```
     pub fn conversions(&self) -> Vec<Conversion> {
         lock(&self.shared.conversions).clone()
     }
 
     /// The calls answered with 200.
+    ///
+    /// ```
+    /// use http::StatusCode;
+    /// use tower_sovendus::{SovReqToken, SovendusClient, sandbox::{Fault, Sandbox}};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let sandbox = Sandbox::start().await?;
+    /// let client = SovendusClient::new(&sandbox.config().build()?);
+    /// let token: SovReqToken = Sandbox::TEST_TOKEN.parse()?;
+    /// sandbox.fault_next(1, Fault::Status(StatusCode::BAD_GATEWAY));
+    /// assert!(client.send(&token).await.is_err() && client.send(&token).await.is_ok());
+    /// assert_eq!((sandbox.conversions().len(), sandbox.accepted().len()), (2, 1));
+    /// # Ok(()) }
+    /// ```
     pub fn accepted(&self) -> Vec<Conversion> {
         self.conversions().into_iter().filter(|c| c.status == Some(StatusCode::OK)).collect()
     }
 
     /// Waits until at least `count` calls were received, or `timeout` passed; returns them.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_sovendus::{SovReqToken, SovendusClient, sandbox::Sandbox};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let sandbox = Sandbox::start().await?;
+    /// let client = SovendusClient::new(&sandbox.config().build()?);
+    /// let token: SovReqToken = Sandbox::TEST_TOKEN.parse()?;
+    /// tokio::spawn(async move { client.send(&token).await });
+    /// let calls = sandbox.wait_for_conversions(1, Duration::from_secs(5)).await;
+    /// assert_eq!(calls.len(), 1);
+    /// # Ok(()) }
+    /// ```
     pub async fn wait_for_conversions(&self, count: usize, timeout: Duration) -> Vec<Conversion> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
@@ -150,6 +309,18 @@ impl fmt::Debug for Sandbox {
 }
 
 /// Configures a [`Sandbox`].
+///
+/// ```
+/// use tower_sovendus::{SovendusClient, sandbox::Sandbox};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let sandbox = Sandbox::builder().known_tokens(["1095752fb409-457a"]).start().await?;
+/// let client = SovendusClient::new(&sandbox.config().build()?);
+/// assert!(client.send(&"1095752fb409-457a".parse()?).await.is_ok());
+/// assert!(client.send(&"6f0e7c3a-unknown".parse()?).await.is_err());
+/// # Ok(()) }
+/// ```
 #[derive(Debug)]
 #[must_use]
 pub struct SandboxBuilder {
@@ -160,18 +331,56 @@ pub struct SandboxBuilder {
 
 impl SandboxBuilder {
     /// The API key to accept (default [`Sandbox::API_KEY`]).
+    ///
+    /// ```
+    /// use tower_sovendus::{SovendusClient, sandbox::Sandbox};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let sandbox = Sandbox::builder().api_key("my-api-key-1234").start().await?;
+    /// let config = sandbox.config().build()?;
+    /// assert_eq!(config.api_key().to_string(), "****1234");
+    /// assert!(SovendusClient::new(&config).send(&Sandbox::TEST_TOKEN.parse()?).await.is_ok());
+    /// # Ok(()) }
+    /// ```
     pub fn api_key(mut self, key: impl Into<String>) -> Self {
         self.api_key = key.into();
         self
     }
 
     /// Adds a known product ID ([`Sandbox::PRODUCT_ID`] is always known).
+    ///
+    /// ```
+    /// use tower_sovendus::{SovendusClient, sandbox::Sandbox};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let sandbox = Sandbox::builder().product("product-b").start().await?;
+    /// let config = sandbox.config().extra_product_id("product-b").build()?;
+    /// let client = SovendusClient::new(&config);
+    /// let receipt = client.send_for_product(&config.product_ids()[1], &Sandbox::TEST_TOKEN.parse()?).await?;
+    /// assert_eq!(receipt.external_product_id(), Some("product-b"));
+    /// # Ok(()) }
+    /// ```
     pub fn product(mut self, product_id: impl Into<String>) -> Self {
         self.products.push(product_id.into());
         self
     }
 
     /// Knows only these tokens (and [`Sandbox::TEST_TOKEN`]); others get 422 "Token not found.".
+    ///
+    /// ```
+    /// use tower_sovendus::{SovendusClient, sandbox::Sandbox};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let sandbox = Sandbox::builder().known_tokens(["1095752fb409-457a"]).start().await?;
+    /// let client = SovendusClient::new(&sandbox.config().build()?);
+    /// assert!(client.send(&"1095752fb409-457a".parse()?).await.is_ok());
+    /// let error = client.send(&"6f0e7c3a-unknown".parse()?).await.unwrap_err();
+    /// assert_eq!(error.to_string(), "Sovendus refused the product ID or token (422): Token not found.");
+    /// # Ok(()) }
+    /// ```
     pub fn known_tokens<I: IntoIterator<Item = T>, T: Into<String>>(mut self, tokens: I) -> Self {
         let mut known: HashSet<String> = tokens.into_iter().map(Into::into).collect();
         known.insert(Sandbox::TEST_TOKEN.to_owned());
@@ -180,6 +389,17 @@ impl SandboxBuilder {
     }
 
     /// Binds 127.0.0.1 on a free port and starts serving.
+    ///
+    /// ```
+    /// use tower_sovendus::sandbox::Sandbox;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let sandbox = Sandbox::builder().api_key("my-api-key-1234").start().await?;
+    /// assert!(sandbox.addr().ip().is_loopback());
+    /// assert_eq!(sandbox.config().build()?.api_key().to_string(), "****1234");
+    /// # Ok(()) }
+    /// ```
     pub async fn start(self) -> io::Result<Sandbox> {
         let listener = TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0)).await?;
         let addr = listener.local_addr()?;
@@ -198,6 +418,20 @@ impl SandboxBuilder {
 }
 
 /// One call the sandbox received.
+///
+/// ```
+/// use tower_sovendus::{SovendusClient, sandbox::Sandbox};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let sandbox = Sandbox::start().await?;
+/// SovendusClient::new(&sandbox.config().build()?).send(&Sandbox::TEST_TOKEN.parse()?).await?;
+/// let call = &sandbox.conversions()[0];
+/// assert_eq!(call.token(), Some(Sandbox::TEST_TOKEN));
+/// // Debug leaves out the body, which holds the API key.
+/// assert!(!format!("{call:?}").contains(Sandbox::API_KEY));
+/// # Ok(()) }
+/// ```
 #[derive(Clone)]
 pub struct Conversion {
     method: Method,
@@ -210,41 +444,146 @@ pub struct Conversion {
 
 impl Conversion {
     /// The request method.
+    ///
+    /// ```
+    /// use http::{Method, StatusCode};
+    /// use tower_sovendus::sandbox::Sandbox;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let sandbox = Sandbox::start().await?;
+    /// let url = format!("{}/ext/{}/{}/api", sandbox.endpoint(), Sandbox::PRODUCT_ID, Sandbox::TEST_TOKEN);
+    /// reqwest::get(url).await?;
+    /// let call = &sandbox.conversions()[0];
+    /// assert_eq!((call.method(), call.status()), (&Method::GET, Some(StatusCode::METHOD_NOT_ALLOWED)));
+    /// # Ok(()) }
+    /// ```
     pub fn method(&self) -> &Method {
         &self.method
     }
 
     /// The request path, e.g. `/ext/{product}/{token}/api`.
+    ///
+    /// ```
+    /// use tower_sovendus::{SovendusClient, SovendusError, sandbox::Sandbox};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let sandbox = Sandbox::start().await?;
+    /// let config = sandbox.config().endpoint(format!("{}/v1", sandbox.endpoint())).build()?;
+    /// let error = SovendusClient::new(&config).send(&Sandbox::TEST_TOKEN.parse()?).await.unwrap_err();
+    /// assert!(matches!(error, SovendusError::WrongUrl { .. }));
+    /// let expected = format!("/v1/ext/{}/{}/api", Sandbox::PRODUCT_ID, Sandbox::TEST_TOKEN);
+    /// assert_eq!(sandbox.conversions()[0].path(), expected);
+    /// # Ok(()) }
+    /// ```
     pub fn path(&self) -> &str {
         &self.path
     }
 
     /// The `Content-Type` header, if any.
+    ///
+    /// ```
+    /// use tower_sovendus::{SovendusClient, sandbox::Sandbox};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let sandbox = Sandbox::start().await?;
+    /// SovendusClient::new(&sandbox.config().build()?).send(&Sandbox::TEST_TOKEN.parse()?).await?;
+    /// assert_eq!(sandbox.conversions()[0].content_type(), Some("application/json"));
+    /// # Ok(()) }
+    /// ```
     pub fn content_type(&self) -> Option<&str> {
         self.content_type.as_deref()
     }
 
     /// The raw request body (it holds the API key).
+    ///
+    /// ```
+    /// use tower_sovendus::{SovendusClient, sandbox::Sandbox};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let sandbox = Sandbox::start().await?;
+    /// SovendusClient::new(&sandbox.config().build()?).send(&Sandbox::TEST_TOKEN.parse()?).await?;
+    /// let expected = format!(r#"{{"apiKey":"{}"}}"#, Sandbox::API_KEY);
+    /// assert_eq!(sandbox.conversions()[0].body(), expected.as_bytes());
+    /// # Ok(()) }
+    /// ```
     pub fn body(&self) -> &[u8] {
         &self.body
     }
 
     /// The product ID and token from the path, if it had the API's shape.
+    ///
+    /// ```
+    /// use tower_sovendus::{SovendusClient, sandbox::Sandbox};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let sandbox = Sandbox::start().await?;
+    /// SovendusClient::new(&sandbox.config().build()?).send(&Sandbox::TEST_TOKEN.parse()?).await?;
+    /// reqwest::get(format!("{}/health", sandbox.endpoint())).await?;
+    /// let calls = sandbox.conversions();
+    /// assert_eq!(calls[0].product_and_token(), Some((Sandbox::PRODUCT_ID, Sandbox::TEST_TOKEN)));
+    /// assert_eq!(calls[1].product_and_token(), None);
+    /// # Ok(()) }
+    /// ```
     pub fn product_and_token(&self) -> Option<(&str, &str)> {
         parse_path(&self.path)
     }
 
     /// The token from the path, if it had the API's shape.
+    ///
+    /// ```
+    /// use tower_sovendus::{SovendusClient, sandbox::Sandbox};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let sandbox = Sandbox::start().await?;
+    /// SovendusClient::new(&sandbox.config().build()?).send(&"1095752fb409-457a".parse()?).await?;
+    /// assert_eq!(sandbox.conversions()[0].token(), Some("1095752fb409-457a"));
+    /// # Ok(()) }
+    /// ```
     pub fn token(&self) -> Option<&str> {
         self.product_and_token().map(|(_, token)| token)
     }
 
     /// The status answered, or `None` if the call was refused.
+    ///
+    /// ```
+    /// use http::StatusCode;
+    /// use tower_sovendus::{SovReqToken, SovendusClient, sandbox::{Fault, Sandbox}};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let sandbox = Sandbox::start().await?;
+    /// let client = SovendusClient::new(&sandbox.config().build()?);
+    /// let token: SovReqToken = Sandbox::TEST_TOKEN.parse()?;
+    /// sandbox.fault_next(1, Fault::Refuse);
+    /// assert!(client.send(&token).await.is_err() && client.send(&token).await.is_ok());
+    /// let statuses: Vec<_> = sandbox.conversions().iter().map(|call| call.status()).collect();
+    /// assert_eq!(statuses, [None, Some(StatusCode::OK)]);
+    /// # Ok(()) }
+    /// ```
     pub fn status(&self) -> Option<StatusCode> {
         self.status
     }
 
     /// When the call arrived.
+    ///
+    /// ```
+    /// use std::time::SystemTime;
+    /// use tower_sovendus::{SovendusClient, sandbox::Sandbox};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let sandbox = Sandbox::start().await?;
+    /// let before = SystemTime::now();
+    /// SovendusClient::new(&sandbox.config().build()?).send(&Sandbox::TEST_TOKEN.parse()?).await?;
+    /// assert!(sandbox.conversions()[0].received_at() >= before);
+    /// # Ok(()) }
+    /// ```
     pub fn received_at(&self) -> SystemTime {
         self.received_at
     }

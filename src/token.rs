@@ -5,6 +5,14 @@ use std::{fmt, str::FromStr};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// The longest token accepted, in bytes.
+///
+/// ```
+/// use tower_sovendus::{InvalidToken, MAX_TOKEN_LEN, SovReqToken};
+///
+/// assert!(SovReqToken::new("x".repeat(MAX_TOKEN_LEN)).is_ok());
+/// let too_long = SovReqToken::new("x".repeat(MAX_TOKEN_LEN + 1));
+/// assert_eq!(too_long, Err(InvalidToken::TooLong { len: MAX_TOKEN_LEN + 1 }));
+/// ```
 pub const MAX_TOKEN_LEN: usize = 256;
 
 /// How many leading characters of a token may appear in logs, `Debug` and `Display`.
@@ -33,6 +41,15 @@ pub struct SovReqToken(Box<str>);
 
 impl SovReqToken {
     /// Validates `value` as a token.
+    ///
+    /// ```
+    /// use tower_sovendus::{InvalidToken, SovReqToken};
+    ///
+    /// let token = SovReqToken::new("1095752fb409-457a-af14-17a09e6be522")?;
+    /// assert_eq!(token.as_str(), "1095752fb409-457a-af14-17a09e6be522");
+    /// assert_eq!(SovReqToken::new("a b"), Err(InvalidToken::ForbiddenCharacter { position: 1 }));
+    /// # Ok::<(), InvalidToken>(())
+    /// ```
     pub fn new(value: impl AsRef<str>) -> Result<Self, InvalidToken> {
         let value = value.as_ref();
         validate(value)?;
@@ -40,11 +57,29 @@ impl SovReqToken {
     }
 
     /// The whole token, unmasked.
+    ///
+    /// ```
+    /// use tower_sovendus::SovReqToken;
+    ///
+    /// let token: SovReqToken = "1095752fb409-457a-af14-17a09e6be522".parse()?;
+    /// assert_eq!(token.as_str(), "1095752fb409-457a-af14-17a09e6be522");
+    /// assert_ne!(token.as_str(), token.to_string());
+    /// # Ok::<(), tower_sovendus::InvalidToken>(())
+    /// ```
     pub fn as_str(&self) -> &str {
         &self.0
     }
 
     /// The token with everything after its first 8 characters hidden, for logs.
+    ///
+    /// ```
+    /// use tower_sovendus::SovReqToken;
+    ///
+    /// let token: SovReqToken = "1095752fb409-457a-af14-17a09e6be522".parse()?;
+    /// assert_eq!(token.masked().to_string(), "1095752f…");
+    /// assert_eq!(format!("{:?}", token.masked()), "\"1095752f…\"");
+    /// # Ok::<(), tower_sovendus::InvalidToken>(())
+    /// ```
     pub fn masked(&self) -> Masked<'_> {
         Masked(&self.0)
     }
@@ -146,6 +181,16 @@ impl fmt::Debug for Masked<'_> {
 }
 
 /// Why a value is not a valid [`SovReqToken`]. Never contains the value itself.
+///
+/// ```
+/// use tower_sovendus::{InvalidToken, SovReqToken};
+///
+/// assert_eq!("".parse::<SovReqToken>(), Err(InvalidToken::Empty));
+/// assert_eq!("..".parse::<SovReqToken>(), Err(InvalidToken::OnlyDots));
+/// let error = SovReqToken::new("my token").unwrap_err();
+/// assert_eq!(error, InvalidToken::ForbiddenCharacter { position: 2 });
+/// assert!(!error.to_string().contains("my token"));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum InvalidToken {
