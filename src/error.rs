@@ -155,9 +155,6 @@ pub enum SovendusError {
     /// The connection failed or broke before a whole answer arrived.
     #[error("could not reach Sovendus: {0}")]
     Connection(#[source] reqwest::Error),
-    /// The visitor's session could not be read or written.
-    #[error("session store failed: {0}")]
-    Session(#[from] tower_sessions::session::Error),
 }
 
 /// The most characters of a body kept in an error message.
@@ -199,7 +196,7 @@ impl SovendusError {
     /// ```
     pub fn is_retryable(&self) -> bool {
         match self {
-            Self::Unavailable { .. } | Self::Timeout | Self::Connection(_) | Self::Session(_) => true,
+            Self::Unavailable { .. } | Self::Timeout | Self::Connection(_) => true,
             Self::UnexpectedStatus { status, .. } => *status == StatusCode::TOO_MANY_REQUESTS,
             Self::InvalidApiKey | Self::InvalidProductOrToken { .. } | Self::WrongUrl { .. } => false,
         }

@@ -245,8 +245,15 @@ async fn store(
     let extended = state.config.extends_session_expiry() && extend_expiry(session, ttl);
     // Saving now gives a brand-new visitor an ID at once and makes the key durable even if the
     // page itself fails.
-    if new_key || extended || session.id().is_none() {
-        session.save().await?;
+    if (new_key || extended || session.id().is_none())
+        && let Err(error) = session.save().await
+    {
+        // Leave the session as the shop had it: an empty new session is then not saved again
+        // by the session layer, so a store outage does not turn the page into a 500.
+        if new_key {
+            session.remove_value(state::SESSION_KEY).await.ok();
+        }
+        return Err(error);
     }
     let stored =
         StoredToken { token: landing.token, product: landing.product, expires_at: Instant::now() + ttl };

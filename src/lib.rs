@@ -47,31 +47,6 @@ mod state;
 mod store;
 mod token;
 
-/// A fake Sovendus API on 127.0.0.1, for the demo shop and for tests (feature `sandbox`).
-///
-/// It answers like the real API: 200 with a receipt, 403 for a wrong key, 404 or 405 for a
-/// wrong URL or method, 422 for a malformed body, an unknown product or an unknown token. It
-/// records every call it receives, and it can be scripted to fail the next calls.
-///
-/// ```
-/// use tower_sovendus::{SovReqToken, SovendusClient, sandbox::{Fault, Sandbox}};
-///
-/// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// let sandbox = Sandbox::start().await?;
-/// let client = SovendusClient::new(&sandbox.config().build()?);
-/// let token: SovReqToken = Sandbox::TEST_TOKEN.parse()?;
-///
-/// sandbox.fault_next(1, Fault::Status(http::StatusCode::SERVICE_UNAVAILABLE));
-/// assert!(client.send(&token).await.is_err());
-/// assert!(client.send(&token).await.is_ok());
-///
-/// let calls = sandbox.conversions();
-/// assert_eq!(calls.len(), 2);
-/// assert_eq!(calls[1].status(), Some(http::StatusCode::OK));
-/// assert_eq!(calls[1].path(), format!("/ext/{}/{}/api", Sandbox::PRODUCT_ID, Sandbox::TEST_TOKEN));
-/// # Ok(()) }
-/// ```
 #[cfg(feature = "sandbox")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sandbox")))]
 pub mod sandbox;

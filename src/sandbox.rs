@@ -1,3 +1,29 @@
+//! A fake Sovendus API on 127.0.0.1, for the demo shop and for tests (feature `sandbox`).
+//!
+//! It answers like the real API: 200 with a receipt, 403 for a wrong key, 404 or 405 for a
+//! wrong URL or method, 422 for a malformed body, an unknown product or an unknown token. It
+//! records every call it receives, and it can be scripted to fail the next calls.
+//!
+//! ```
+//! use tower_sovendus::{SovReqToken, SovendusClient, sandbox::{Fault, Sandbox}};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let sandbox = Sandbox::start().await?;
+//! let client = SovendusClient::new(&sandbox.config().build()?);
+//! let token: SovReqToken = Sandbox::TEST_TOKEN.parse()?;
+//!
+//! sandbox.fault_next(1, Fault::Status(http::StatusCode::SERVICE_UNAVAILABLE));
+//! assert!(client.send(&token).await.is_err());
+//! assert!(client.send(&token).await.is_ok());
+//!
+//! let calls = sandbox.conversions();
+//! assert_eq!(calls.len(), 2);
+//! assert_eq!(calls[1].status(), Some(http::StatusCode::OK));
+//! assert_eq!(calls[1].path(), format!("/ext/{}/{}/api", Sandbox::PRODUCT_ID, Sandbox::TEST_TOKEN));
+//! # Ok(()) }
+//! ```
+
 use std::{
     collections::{HashSet, VecDeque},
     fmt, io,
@@ -608,7 +634,11 @@ async fn serve(listener: TcpListener, shared: Arc<Shared>) {
     // Dropping the set (when the server task is aborted) aborts every connection.
     let mut connections = tokio::task::JoinSet::new();
     loop {
-        let Ok((stream, _)) = listener.accept().await else { continue };
+        let Ok((stream, _)) = listener.accept().await else {
+            // Out of file descriptors or similar: back off instead of spinning.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
         let shared = shared.clone();
         connections.spawn(async move {
             let service = service_fn(move |request| handle(shared.clone(), request));
