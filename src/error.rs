@@ -15,7 +15,7 @@ use crate::token::Masked;
 /// fn thank_you(outcome: &Outcome) -> &'static str {
 ///     match outcome {
 ///         Outcome::Sent(_) => "thank you (conversion sent)",
-///         _ => "thank you",
+///         Outcome::NoToken => "thank you",
 ///     }
 /// }
 /// assert_eq!(thank_you(&Outcome::Sent(Receipt::default())), "thank you (conversion sent)");
@@ -23,7 +23,6 @@ use crate::token::Masked;
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[must_use]
-#[non_exhaustive]
 pub enum Outcome {
     /// Sovendus accepted the conversion (200); the token is gone from the store.
     Sent(Receipt),

@@ -15,19 +15,22 @@ use crate::{
 /// [`from_extensions`](Self::from_extensions). It needs [`SovendusLayer`](crate::SovendusLayer)
 /// and tower-sessions' `SessionManagerLayer` around the handler.
 ///
+/// The order handler from the design document, as shops write it:
+///
 /// ```
-/// use axum::{Router, http::StatusCode, routing::post};
+/// use axum::{Router, http::StatusCode, response::IntoResponse, routing::post};
 /// use tower_sovendus::{Outcome, SovendusConversion};
 ///
-/// async fn order(conversion: SovendusConversion) -> StatusCode {
-///     // Keep the token with the order, for cancellations.
-///     let _token = conversion.token().cloned();
+/// async fn order(conversion: SovendusConversion) -> impl IntoResponse {
+///     let token = conversion.token().cloned(); // Option<SovReqToken>: keep it with the order
 ///     match conversion.send().await {
-///         Ok(Outcome::Sent(_) | Outcome::NoToken) => StatusCode::OK,
+///         Ok(Outcome::Sent(_)) | Ok(Outcome::NoToken) => { /* ... */ }
+///         // Typed: InvalidApiKey, InvalidProductOrToken, WrongUrl, Unavailable, ...
 ///         // The token is kept for a later attempt; the order itself succeeded.
-///         Err(_) => StatusCode::OK,
-///         Ok(_) => StatusCode::OK,
+///         Err(e) => tracing::warn!(error = %e, "Sovendus conversion not sent yet"),
 ///     }
+///     let _ = token;
+///     StatusCode::OK
 /// }
 ///
 /// let app: Router = Router::new().route("/order", post(order));
@@ -122,7 +125,7 @@ impl SovendusConversion {
     /// async fn order(conversion: SovendusConversion) -> &'static str {
     ///     match conversion.send().await {
     ///         Ok(Outcome::Sent(_)) => "thank you (conversion sent)",
-    ///         Ok(_) => "thank you",
+    ///         Ok(Outcome::NoToken) => "thank you",
     ///         Err(error) if error.is_retryable() => "thank you (conversion kept for a retry)",
     ///         Err(_) => "thank you (conversion refused: check the configuration)",
     ///     }

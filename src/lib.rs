@@ -13,7 +13,7 @@
 //! async fn order(conversion: SovendusConversion) -> &'static str {
 //!     match conversion.send().await {
 //!         Ok(Outcome::Sent(_)) => "thank you (conversion sent)",
-//!         Ok(_) => "thank you",
+//!         Ok(Outcome::NoToken) => "thank you",
 //!         Err(error) => { tracing::warn!(%error, "kept for a later attempt"); "thank you" }
 //!     }
 //! }

@@ -192,7 +192,7 @@ async fn order(State(shop): State<Shop>, session: Session, conversion: SovendusC
     let result = conversion.send().await;
     let conversion = match &result {
         Ok(Outcome::Sent(_)) => "Sovendus conversion sent.".to_owned(),
-        Ok(_) => "No Sovendus conversion for this order.".to_owned(),
+        Ok(Outcome::NoToken) => "No Sovendus conversion for this order.".to_owned(),
         Err(error) => {
             format!("Sovendus conversion not sent yet: {error}. The token is kept for a later attempt.")
         }

@@ -145,7 +145,6 @@ pub fn describe(result: Result<Outcome, SovendusError>) -> String {
     match result {
         Ok(Outcome::Sent(_)) => "sent".to_owned(),
         Ok(Outcome::NoToken) => "no_token".to_owned(),
-        Ok(other) => format!("other {other:?}"),
         Err(SovendusError::InvalidApiKey) => "invalid_api_key".to_owned(),
         Err(SovendusError::InvalidProductOrToken { message }) => {
             format!("invalid_product_or_token: {message}")
