@@ -242,18 +242,19 @@ async fn store(
         None => (state::new_token_key(session).await?, true),
     };
     let ttl = state.config.token_ttl();
-    let extended = state.config.extends_session_expiry() && extend_expiry(session, ttl);
-    // Saving now gives a brand-new visitor an ID at once and makes the key durable even if the
-    // page itself fails.
-    if (new_key || extended || session.id().is_none())
-        && let Err(error) = session.save().await
-    {
-        // Leave the session as the shop had it: an empty new session is then not saved again
-        // by the session layer, so a store outage does not turn the page into a 500.
-        if new_key {
+    if state.config.extends_session_expiry() {
+        extend_expiry(session, ttl);
+    }
+    // A new key (always the case for a brand-new visitor) is saved at once: the visitor gets
+    // a session ID before the handler runs, and the key is durable even if the page fails.
+    // Otherwise the session layer saves any change at the end of the request, as usual.
+    if new_key {
+        if let Err(error) = session.save().await {
+            // Leave the session as the shop had it: an empty new session is then not saved
+            // again by the session layer, so a store outage does not turn the page into a 500.
             session.remove_value(state::SESSION_KEY).await.ok();
+            return Err(error);
         }
-        return Err(error);
     }
     let stored =
         StoredToken { token: landing.token, product: landing.product, expires_at: Instant::now() + ttl };
@@ -261,16 +262,14 @@ async fn store(
 }
 
 /// Makes the session live at least `ttl` past now, and beyond the browser's closing; never
-/// shortens it. Returns whether the expiry changed.
-fn extend_expiry(session: &Session, ttl: std::time::Duration) -> bool {
-    let Ok(ttl) = time::Duration::try_from(ttl) else { return false };
+/// shortens it.
+fn extend_expiry(session: &Session, ttl: std::time::Duration) {
+    let Ok(ttl) = time::Duration::try_from(ttl) else { return };
     let ends_with_browser = matches!(session.expiry(), None | Some(Expiry::OnSessionEnd));
     let current = session.expiry_age();
-    if !ends_with_browser && current >= ttl {
-        return false;
+    if ends_with_browser || current < ttl {
+        session.set_expiry(Some(Expiry::OnInactivity(ttl.max(current))));
     }
-    session.set_expiry(Some(Expiry::OnInactivity(ttl.max(current))));
-    true
 }
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
