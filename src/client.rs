@@ -25,7 +25,7 @@ const MAX_BODY_BYTES: usize = 64 * 1024;
 /// let client = SovendusClient::new(&SovendusConfig::from_env()?);
 /// let token: SovReqToken = "12345-test-123-12345".parse()?;
 /// let receipt = client.send(&token).await?;
-/// println!("booked for {:?}", receipt.external_product_id());
+/// tracing::info!(product = ?receipt.external_product_id(), "conversion booked");
 /// # Ok(()) }
 /// ```
 #[derive(Clone)]
