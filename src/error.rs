@@ -154,6 +154,9 @@ pub enum SovendusError {
     /// The connection failed or broke before a whole answer arrived.
     #[error("could not reach Sovendus: {0}")]
     Connection(#[source] reqwest::Error),
+    /// The runtime shut down while the call was under way; its answer is unknown.
+    #[error("the Sovendus call was cancelled: the runtime is shutting down")]
+    Cancelled,
 }
 
 /// The most characters of a body kept in an error message.
@@ -195,7 +198,7 @@ impl SovendusError {
     /// ```
     pub fn is_retryable(&self) -> bool {
         match self {
-            Self::Unavailable { .. } | Self::Timeout | Self::Connection(_) => true,
+            Self::Unavailable { .. } | Self::Timeout | Self::Connection(_) | Self::Cancelled => true,
             Self::UnexpectedStatus { status, .. } => *status == StatusCode::TOO_MANY_REQUESTS,
             Self::InvalidApiKey | Self::InvalidProductOrToken { .. } | Self::WrongUrl { .. } => false,
         }

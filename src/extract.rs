@@ -149,7 +149,8 @@ impl SovendusConversion {
         });
         match task.await {
             Ok(result) => result,
-            Err(join_error) => std::panic::resume_unwind(join_error.into_panic()),
+            Err(join_error) if join_error.is_panic() => std::panic::resume_unwind(join_error.into_panic()),
+            Err(_) => Err(SovendusError::Cancelled),
         }
     }
 }
