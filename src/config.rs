@@ -217,12 +217,13 @@ impl SovendusConfig {
     /// # Ok::<(), tower_sovendus::ConfigError>(())
     /// ```
     pub fn builder_from_env() -> Result<SovendusConfigBuilder, ConfigError> {
-        let product_id = env_var("SOVENDUS_PRODUCT_ID")?
-            .ok_or(ConfigError::new("product_id", "SOVENDUS_PRODUCT_ID is not set"))?;
-        let api_key =
-            env_var("SOVENDUS_API_KEY")?.ok_or(ConfigError::new("api_key", "SOVENDUS_API_KEY is not set"))?;
+        let required = |name, field| {
+            env_var(name, field)?.ok_or_else(|| ConfigError::new(field, format!("{name} is not set")))
+        };
+        let product_id = required("SOVENDUS_PRODUCT_ID", "product_id")?;
+        let api_key = required("SOVENDUS_API_KEY", "api_key")?;
         let mut builder = Self::builder(product_id, api_key);
-        if let Some(endpoint) = env_var("SOVENDUS_ENDPOINT")? {
+        if let Some(endpoint) = env_var("SOVENDUS_ENDPOINT", "endpoint")? {
             builder = builder.endpoint(endpoint);
         }
         Ok(builder)
@@ -388,22 +389,15 @@ impl fmt::Debug for SovendusConfig {
     }
 }
 
-fn env_var(name: &'static str) -> Result<Option<String>, ConfigError> {
+/// Reads `name` for the option `field`; unset and blank are both `None`.
+fn env_var(name: &str, field: &'static str) -> Result<Option<String>, ConfigError> {
     match std::env::var(name) {
         Ok(value) if value.trim().is_empty() => Ok(None),
         Ok(value) => Ok(Some(value.trim().to_owned())),
         Err(std::env::VarError::NotPresent) => Ok(None),
         Err(std::env::VarError::NotUnicode(_)) => {
-            Err(ConfigError::new(env_field(name), format!("{name} is not valid UTF-8")))
+            Err(ConfigError::new(field, format!("{name} is not valid UTF-8")))
         }
-    }
-}
-
-fn env_field(name: &str) -> &'static str {
-    match name {
-        "SOVENDUS_PRODUCT_ID" => "product_id",
-        "SOVENDUS_API_KEY" => "api_key",
-        _ => "endpoint",
     }
 }
 

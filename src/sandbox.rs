@@ -665,7 +665,7 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Answer {
     let fault = lock(&shared.faults).pop_front();
     let status = match fault {
         Some(Fault::Refuse) => None,
-        Some(Fault::Status(status)) => Some((status, message_for(status))),
+        Some(Fault::Status(status)) => Some(canned(status)),
         Some(Fault::Delay(delay)) => {
             tokio::time::sleep(delay).await;
             Some(shared.answer(&method, &path, &body))
@@ -695,26 +695,26 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Answer {
 impl Shared {
     /// The real API's answer to a call: status and JSON body.
     fn answer(&self, method: &Method, path: &str, body: &[u8]) -> (StatusCode, String) {
-        let refuse = |status: StatusCode, message: &str| (status, error_body(message));
+        let unprocessable = |message: &str| (StatusCode::UNPROCESSABLE_ENTITY, error_body(message));
         let Some((product, token)) = parse_path(path) else {
-            return refuse(StatusCode::NOT_FOUND, "Invalid API call.");
+            return canned(StatusCode::NOT_FOUND);
         };
         if method != Method::POST {
-            return refuse(StatusCode::METHOD_NOT_ALLOWED, "Invalid API call.");
+            return canned(StatusCode::METHOD_NOT_ALLOWED);
         }
         let Some(api_key) = api_key_of(body) else {
-            return refuse(StatusCode::UNPROCESSABLE_ENTITY, "Invalid API parameters.");
+            return canned(StatusCode::UNPROCESSABLE_ENTITY);
         };
         if api_key != self.api_key {
-            return refuse(StatusCode::FORBIDDEN, "Unauthorized.");
+            return canned(StatusCode::FORBIDDEN);
         }
         if !self.products.iter().any(|known| known == product) {
-            return refuse(StatusCode::UNPROCESSABLE_ENTITY, "External product id not found.");
+            return unprocessable("External product id not found.");
         }
         let token_known =
             SovReqToken::new(token).is_ok() && self.tokens.as_ref().is_none_or(|known| known.contains(token));
         if !token_known {
-            return refuse(StatusCode::UNPROCESSABLE_ENTITY, "Token not found.");
+            return unprocessable("Token not found.");
         }
         let receipt = serde_json::json!({ "externalProductId": product, "sovReqToken": token });
         (StatusCode::OK, receipt.to_string())
@@ -736,13 +736,15 @@ fn error_body(message: &str) -> String {
     serde_json::json!({ "message": message }).to_string()
 }
 
-fn message_for(status: StatusCode) -> String {
-    error_body(match status.as_u16() {
+/// The real API's answer for a status, with its usual message.
+fn canned(status: StatusCode) -> (StatusCode, String) {
+    let message = match status.as_u16() {
         403 => "Unauthorized.",
         404 | 405 => "Invalid API call.",
         422 => "Invalid API parameters.",
         429 => "Too many requests.",
         500..=599 => "Internal server error.",
         _ => status.canonical_reason().unwrap_or("Error."),
-    })
+    };
+    (status, error_body(message))
 }

@@ -40,13 +40,7 @@ impl TokenStore {
     /// Stores a freshly captured token; returns whether it was kept (under first-click, an
     /// existing token wins).
     pub(crate) async fn insert(&self, key: TokenKey, token: StoredToken) -> bool {
-        match self.attribution {
-            Attribution::LastClick => {
-                self.cache.insert(key, token).await;
-                true
-            }
-            Attribution::FirstClick => self.cache.entry(key).or_insert(token).await.is_fresh(),
-        }
+        self.put(key, token, self.attribution == Attribution::LastClick).await
     }
 
     /// The token stored for `key`, left in place.
@@ -64,14 +58,18 @@ impl TokenStore {
     /// captured while the send was under way wins under last-click; the returned one wins
     /// under first-click, being the older.
     pub(crate) async fn restore(&self, key: TokenKey, token: StoredToken) {
-        if token.expires_at <= Instant::now() {
-            return;
+        if token.expires_at > Instant::now() {
+            self.put(key, token, self.attribution == Attribution::FirstClick).await;
         }
-        match self.attribution {
-            Attribution::LastClick => {
-                self.cache.entry(key).or_insert(token).await;
-            }
-            Attribution::FirstClick => self.cache.insert(key, token).await,
+    }
+
+    /// Stores `token`, replacing a stored one only if `overwrite`; returns whether it was kept.
+    async fn put(&self, key: TokenKey, token: StoredToken, overwrite: bool) -> bool {
+        if overwrite {
+            self.cache.insert(key, token).await;
+            true
+        } else {
+            self.cache.entry(key).or_insert(token).await.is_fresh()
         }
     }
 }
@@ -86,12 +84,12 @@ impl Expiry<TokenKey, StoredToken> for UntilDeadline {
 
     fn expire_after_update(
         &self,
-        _: &TokenKey,
+        key: &TokenKey,
         token: &StoredToken,
         now: Instant,
         _: Option<Duration>,
     ) -> Option<Duration> {
-        Some(token.expires_at.saturating_duration_since(now))
+        self.expire_after_create(key, token, now)
     }
 }
 
