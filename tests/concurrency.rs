@@ -14,15 +14,7 @@ async fn fifty_concurrent_orders_send_one_post() {
     // Slow the answer so that every order overlaps the one in flight.
     shop.sandbox.fault_next(1, Fault::Delay(Duration::from_millis(200)));
 
-    let orders = (0..50).map(|_| {
-        let client = shop.client.clone();
-        let url = shop.url("/order");
-        tokio::spawn(async move { client.post(url).send().await.unwrap().text().await.unwrap() })
-    });
-    let mut outcomes = Vec::new();
-    for order in orders {
-        outcomes.push(order.await.unwrap());
-    }
+    let outcomes = shop.concurrent_orders(50).await;
 
     assert_eq!(outcomes.iter().filter(|o| *o == "sent").count(), 1, "{outcomes:?}");
     assert_eq!(outcomes.iter().filter(|o| *o == "no_token").count(), 49, "{outcomes:?}");
@@ -36,17 +28,7 @@ async fn concurrent_orders_after_a_failure_still_send_once() {
     shop.sandbox.fault_next(1, Fault::Status(http::StatusCode::BAD_GATEWAY));
     assert_eq!(shop.order().await, "unavailable 502");
 
-    let orders: Vec<_> = (0..20)
-        .map(|_| {
-            let client = shop.client.clone();
-            let url = shop.url("/order");
-            tokio::spawn(async move { client.post(url).send().await.unwrap().text().await.unwrap() })
-        })
-        .collect();
-    let mut sent = 0;
-    for order in orders {
-        sent += usize::from(order.await.unwrap() == "sent");
-    }
-    assert_eq!(sent, 1);
+    let outcomes = shop.concurrent_orders(20).await;
+    assert_eq!(outcomes.iter().filter(|o| *o == "sent").count(), 1, "{outcomes:?}");
     assert_eq!(shop.sandbox.accepted().len(), 1);
 }

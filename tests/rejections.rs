@@ -15,7 +15,9 @@ async fn post_order(app: Router) -> (u16, String) {
 
 #[tokio::test]
 async fn missing_sovendus_layer() {
-    let app = Router::new().route("/order", post(order)).layer(common::session_layer());
+    let app = Router::new()
+        .route("/order", post(order))
+        .layer(common::session_layer(tower_sessions::MemoryStore::default()));
     let (status, body) = post_order(app).await;
     assert_eq!(status, 500);
     assert!(body.contains("SovendusConversion needs SovendusLayer"), "{body}");
@@ -40,7 +42,7 @@ async fn layers_in_the_wrong_order_never_fail_the_page() {
     let sandbox = Sandbox::start().await.unwrap();
     let app = Router::new()
         .route("/order", post(order))
-        .layer(common::session_layer())
+        .layer(common::session_layer(tower_sessions::MemoryStore::default()))
         .layer(SovendusLayer::new(sandbox.config().build().unwrap()));
     let addr = common::serve(app).await;
     let landing =

@@ -11,7 +11,7 @@ use axum::{
 use reqwest::{Url, cookie::CookieStore, cookie::Jar};
 use serde::Deserialize;
 use tokio::net::TcpListener;
-use tower_sessions::{MemoryStore, Session, SessionManagerLayer, cookie::SameSite};
+use tower_sessions::{MemoryStore, Session, SessionManagerLayer, SessionStore, cookie::SameSite};
 use tower_sovendus::{
     Outcome, SovendusConfig, SovendusConfigBuilder, SovendusConversion, SovendusError, SovendusLayer,
     sandbox::Sandbox,
@@ -39,8 +39,17 @@ impl TestShop {
         sandbox: Sandbox,
         configure: impl FnOnce(SovendusConfigBuilder) -> SovendusConfigBuilder,
     ) -> Self {
+        Self::with_store(sandbox, configure, MemoryStore::default()).await
+    }
+
+    /// The same, with sessions kept in `store`.
+    pub async fn with_store(
+        sandbox: Sandbox,
+        configure: impl FnOnce(SovendusConfigBuilder) -> SovendusConfigBuilder,
+        store: impl SessionStore + Clone,
+    ) -> Self {
         let config = configure(sandbox.config()).build().unwrap();
-        let app = shop_routes().layer(SovendusLayer::new(config)).layer(session_layer());
+        let app = shop_routes().layer(SovendusLayer::new(config)).layer(session_layer(store));
         let addr = serve(app).await;
         let jar = Arc::new(Jar::default());
         let client = reqwest::Client::builder().cookie_provider(jar.clone()).build().unwrap();
@@ -64,6 +73,21 @@ impl TestShop {
         response.text().await.unwrap()
     }
 
+    /// Posts `count` orders at once and returns what each said of the conversion.
+    pub async fn concurrent_orders(&self, count: usize) -> Vec<String> {
+        let orders: Vec<_> = (0..count)
+            .map(|_| {
+                let request = self.client.post(self.url("/order"));
+                tokio::spawn(async move { request.send().await.unwrap().text().await.unwrap() })
+            })
+            .collect();
+        let mut outcomes = Vec::with_capacity(count);
+        for order in orders {
+            outcomes.push(order.await.unwrap());
+        }
+        outcomes
+    }
+
     /// The token the shop holds for this visitor ("" for none).
     pub async fn pending_token(&self) -> String {
         self.get("/token").await.1
@@ -80,8 +104,8 @@ impl TestShop {
 
 /// The session layer a shop should use: Lax, and not `Secure` because the tests speak plain
 /// HTTP on loopback.
-pub fn session_layer() -> SessionManagerLayer<MemoryStore> {
-    SessionManagerLayer::new(MemoryStore::default()).with_same_site(SameSite::Lax).with_secure(false)
+pub fn session_layer<S: SessionStore + Clone>(store: S) -> SessionManagerLayer<S> {
+    SessionManagerLayer::new(store).with_same_site(SameSite::Lax).with_secure(false)
 }
 
 /// Serves `app` on a free loopback port.
