@@ -6,7 +6,7 @@ use reqwest::{StatusCode, Url};
 use serde::Serialize;
 use tracing::Instrument;
 
-use crate::{ApiKey, ProductId, Receipt, SovReqToken, SovendusConfig, SovendusError};
+use crate::{ApiKey, ProductId, Receipt, RetryPolicy, SovReqToken, SovendusConfig, SovendusError, retry};
 
 /// The most bytes of an answer read; Sovendus' answers are a few dozen.
 const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -39,6 +39,7 @@ struct Inner {
     api_key: ApiKey,
     products: Arc<[ProductId]>,
     timeout: std::time::Duration,
+    retry: RetryPolicy,
 }
 
 #[derive(Serialize)]
@@ -95,11 +96,12 @@ impl SovendusClient {
                 api_key: config.api_key().clone(),
                 products: config.products.clone(),
                 timeout: config.request_timeout(),
+                retry: *config.retry_policy(),
             }),
         }
     }
 
-    /// Sends a conversion for the default (first configured) product.
+    /// Sends a conversion for the default (first configured) product, in one attempt.
     ///
     /// ```
     /// use tower_sovendus::{SovendusClient, sandbox::Sandbox};
@@ -116,7 +118,7 @@ impl SovendusClient {
         self.send_for_product(&self.inner.products[0], token).await
     }
 
-    /// Sends a conversion for a given product.
+    /// Sends a conversion for a given product, in one attempt.
     ///
     /// ```
     /// use tower_sovendus::{SovendusClient, sandbox::Sandbox};
@@ -136,7 +138,52 @@ impl SovendusClient {
         token: &SovReqToken,
     ) -> Result<Receipt, SovendusError> {
         let span = tracing::info_span!("sovendus.send", product = %product, token = %token);
-        self.post(product, token).instrument(span).await
+        async {
+            let result = self.attempt(product, token).await;
+            match &result {
+                Ok(_) => tracing::info!("Sovendus accepted the conversion"),
+                Err(error) => {
+                    tracing::warn!(%error, retryable = error.is_retryable(), "Sovendus conversion failed")
+                }
+            }
+            result
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Sends a conversion for a given product, retrying under the configured
+    /// [`RetryPolicy`]: for a token stored with an order, or left by a
+    /// [shutdown](crate::Delivery::shutdown), sent later.
+    ///
+    /// The client cannot know whether another process sends the same token meanwhile: the
+    /// exactly-once guarantee of [`SovendusConversion`](crate::SovendusConversion) holds for
+    /// tokens in the layer's store, not for tokens sent here.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use http::StatusCode;
+    /// use tower_sovendus::{RetryPolicy, SovendusClient, sandbox::{Fault, Sandbox}};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let sandbox = Sandbox::start().await?;
+    /// let retry = RetryPolicy::default().initial_backoff(Duration::from_millis(10));
+    /// let config = sandbox.config().retry(retry).build()?;
+    /// let client = SovendusClient::new(&config);
+    /// sandbox.fault_next(2, Fault::Status(StatusCode::BAD_GATEWAY));
+    /// client.send_with_retries(&config.product_ids()[0], &Sandbox::TEST_TOKEN.parse()?).await?;
+    /// assert_eq!((sandbox.conversions().len(), sandbox.accepted().len()), (3, 1));
+    /// # Ok(()) }
+    /// ```
+    pub async fn send_with_retries(
+        &self,
+        product: &ProductId,
+        token: &SovReqToken,
+    ) -> Result<Receipt, SovendusError> {
+        let span = tracing::info_span!("sovendus.send", product = %product, token = %token);
+        let never = tokio_util::sync::CancellationToken::new();
+        retry::send(self, &self.inner.retry, product, token, &never).instrument(span).await
     }
 
     pub(crate) fn product(&self, index: u8) -> &ProductId {
@@ -159,18 +206,12 @@ impl SovendusClient {
         url
     }
 
-    async fn post(&self, product: &ProductId, token: &SovReqToken) -> Result<Receipt, SovendusError> {
-        let result = self.exchange(product, token).await;
-        match &result {
-            Ok(_) => tracing::info!("Sovendus accepted the conversion"),
-            Err(error) => {
-                tracing::warn!(%error, retryable = error.is_retryable(), "Sovendus conversion failed")
-            }
-        }
-        result
-    }
-
-    async fn exchange(&self, product: &ProductId, token: &SovReqToken) -> Result<Receipt, SovendusError> {
+    /// One call, unlogged: the callers log it in their own terms.
+    pub(crate) async fn attempt(
+        &self,
+        product: &ProductId,
+        token: &SovReqToken,
+    ) -> Result<Receipt, SovendusError> {
         let mut response = self
             .inner
             .http
@@ -182,14 +223,25 @@ impl SovendusClient {
             .map_err(SovendusError::from_transport)?;
         let status = response.status();
         let mut body = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(SovendusError::from_transport)? {
-            let room = MAX_BODY_BYTES.saturating_sub(body.len());
-            body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        // The status decides. A body cut off after it changes nothing: above all, a 200 whose
+        // body broke was booked by Sovendus, and sending it again would book it twice.
+        loop {
+            match response.chunk().await {
+                Ok(Some(chunk)) => {
+                    let room = MAX_BODY_BYTES.saturating_sub(body.len());
+                    body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+                }
+                Ok(None) => break,
+                Err(error) => {
+                    tracing::debug!(error = %error.without_url(), %status, "Sovendus answer cut off");
+                    break;
+                }
+            }
         }
         if status == StatusCode::OK {
             Ok(Receipt::from_body(&body))
         } else {
-            Err(SovendusError::from_response(status, &body))
+            Err(SovendusError::from_answer(status, response.headers(), &body))
         }
     }
 }

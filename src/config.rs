@@ -6,7 +6,7 @@ use http::request::Parts;
 use reqwest::Url;
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::token::is_unreserved;
+use crate::{RetryPolicy, token::is_unreserved};
 
 /// Sovendus' production endpoint.
 ///
@@ -86,6 +86,25 @@ pub const DEFAULT_MAX_TOKENS: u64 = 1_000_000;
 /// ```
 pub const MAX_PRODUCTS: usize = 256;
 
+/// How many conversions the background queue holds at most: 1,024.
+///
+/// ```
+/// use tower_sovendus::{DEFAULT_QUEUE_CAPACITY, SovendusConfig};
+///
+/// assert_eq!(SovendusConfig::new("product-a", "XXXX-XXXXX")?.queue_capacity(), DEFAULT_QUEUE_CAPACITY);
+/// # Ok::<(), tower_sovendus::ConfigError>(())
+/// ```
+pub const DEFAULT_QUEUE_CAPACITY: usize = 1024;
+/// How many background workers send conversions at once: 4.
+///
+/// ```
+/// use tower_sovendus::{DEFAULT_WORKERS, SovendusConfig};
+///
+/// assert_eq!(SovendusConfig::new("product-a", "XXXX-XXXXX")?.workers(), DEFAULT_WORKERS);
+/// # Ok::<(), tower_sovendus::ConfigError>(())
+/// ```
+pub const DEFAULT_WORKERS: usize = 4;
+
 /// Which click wins when a visitor arrives from Sovendus more than once before ordering.
 ///
 /// ```
@@ -153,6 +172,9 @@ pub struct SovendusConfig {
     pub(crate) attribution: Attribution,
     pub(crate) extend_session_expiry: bool,
     pub(crate) capture_filter: Option<CaptureFilter>,
+    pub(crate) retry: RetryPolicy,
+    pub(crate) queue_capacity: usize,
+    pub(crate) workers: usize,
 }
 
 impl SovendusConfig {
@@ -193,6 +215,9 @@ impl SovendusConfig {
             attribution: Attribution::default(),
             extend_session_expiry: true,
             capture_filter: None,
+            retry: RetryPolicy::default(),
+            queue_capacity: DEFAULT_QUEUE_CAPACITY,
+            workers: DEFAULT_WORKERS,
         }
     }
 
@@ -355,6 +380,43 @@ impl SovendusConfig {
         self.extend_session_expiry
     }
 
+    /// How failed calls are repeated.
+    ///
+    /// ```
+    /// use tower_sovendus::{RetryPolicy, SovendusConfig};
+    ///
+    /// let config = SovendusConfig::new("product-a", "XXXX-XXXXX")?;
+    /// assert_eq!(*config.retry_policy(), RetryPolicy::default());
+    /// # Ok::<(), tower_sovendus::ConfigError>(())
+    /// ```
+    pub fn retry_policy(&self) -> &RetryPolicy {
+        &self.retry
+    }
+
+    /// How many conversions the background queue holds at most.
+    ///
+    /// ```
+    /// use tower_sovendus::SovendusConfig;
+    ///
+    /// assert_eq!(SovendusConfig::new("product-a", "XXXX-XXXXX")?.queue_capacity(), 1024);
+    /// # Ok::<(), tower_sovendus::ConfigError>(())
+    /// ```
+    pub fn queue_capacity(&self) -> usize {
+        self.queue_capacity
+    }
+
+    /// How many background workers send conversions at once.
+    ///
+    /// ```
+    /// use tower_sovendus::SovendusConfig;
+    ///
+    /// assert_eq!(SovendusConfig::new("product-a", "XXXX-XXXXX")?.workers(), 4);
+    /// # Ok::<(), tower_sovendus::ConfigError>(())
+    /// ```
+    pub fn workers(&self) -> usize {
+        self.workers
+    }
+
     /// The API key, masked for display (`****` and at most the last 4 characters).
     ///
     /// ```
@@ -385,6 +447,9 @@ impl fmt::Debug for SovendusConfig {
             .field("attribution", &self.attribution)
             .field("extend_session_expiry", &self.extend_session_expiry)
             .field("capture_filter", &self.capture_filter.as_ref().map(|_| "Fn(&Parts) -> bool"))
+            .field("retry", &self.retry)
+            .field("queue_capacity", &self.queue_capacity)
+            .field("workers", &self.workers)
             .finish()
     }
 }
@@ -434,6 +499,9 @@ pub struct SovendusConfigBuilder {
     attribution: Attribution,
     extend_session_expiry: bool,
     capture_filter: Option<CaptureFilter>,
+    retry: RetryPolicy,
+    queue_capacity: usize,
+    workers: usize,
 }
 
 impl SovendusConfigBuilder {
@@ -610,6 +678,56 @@ impl SovendusConfigBuilder {
         self
     }
 
+    /// How failed calls are repeated (default [`RetryPolicy::default`]).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_sovendus::{RetryPolicy, SovendusConfig};
+    ///
+    /// let builder = || SovendusConfig::builder("product-a", "XXXX-XXXXX");
+    /// let config = builder().retry(RetryPolicy::never()).build()?;
+    /// assert_eq!(config.retry_policy().max_attempts, 1);
+    /// let error = builder().retry(RetryPolicy::default().max_attempts(0)).build().unwrap_err();
+    /// assert_eq!(error.to_string(), "invalid Sovendus option `retry`: max_attempts must be at least 1");
+    /// # Ok::<(), tower_sovendus::ConfigError>(())
+    /// ```
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.retry = policy;
+        self
+    }
+
+    /// How many conversions the background queue holds at most (default 1,024); beyond it,
+    /// [`send_in_background`](crate::SovendusConversion::send_in_background) answers
+    /// [`QueueFull`](crate::SovendusError::QueueFull) and the token stays stored.
+    ///
+    /// ```
+    /// use tower_sovendus::SovendusConfig;
+    ///
+    /// let builder = || SovendusConfig::builder("product-a", "XXXX-XXXXX");
+    /// assert_eq!(builder().queue_capacity(10_000).build()?.queue_capacity(), 10_000);
+    /// assert_eq!(builder().queue_capacity(0).build().unwrap_err().field(), "queue_capacity");
+    /// # Ok::<(), tower_sovendus::ConfigError>(())
+    /// ```
+    pub fn queue_capacity(mut self, capacity: usize) -> Self {
+        self.queue_capacity = capacity;
+        self
+    }
+
+    /// How many background workers send conversions at once (default 4, at most 1,024).
+    ///
+    /// ```
+    /// use tower_sovendus::SovendusConfig;
+    ///
+    /// let builder = || SovendusConfig::builder("product-a", "XXXX-XXXXX");
+    /// assert_eq!(builder().workers(16).build()?.workers(), 16);
+    /// assert_eq!(builder().workers(0).build().unwrap_err().field(), "workers");
+    /// # Ok::<(), tower_sovendus::ConfigError>(())
+    /// ```
+    pub fn workers(mut self, workers: usize) -> Self {
+        self.workers = workers;
+        self
+    }
+
     /// Checks every value and builds the configuration.
     ///
     /// ```
@@ -652,6 +770,18 @@ impl SovendusConfigBuilder {
             attribution: self.attribution,
             extend_session_expiry: self.extend_session_expiry,
             capture_filter: self.capture_filter,
+            retry: match self.retry.validate() {
+                Ok(()) => self.retry,
+                Err(reason) => return Err(ConfigError::new("retry", reason)),
+            },
+            queue_capacity: match self.queue_capacity {
+                0 => return Err(ConfigError::new("queue_capacity", "must be at least 1")),
+                capacity => capacity,
+            },
+            workers: match self.workers {
+                1..=1024 => self.workers,
+                _ => return Err(ConfigError::new("workers", "must be 1 to 1024")),
+            },
         })
     }
 }
@@ -910,6 +1040,9 @@ mod tests {
             (SovendusConfig::builder("p", "k").product_parameter(""), "product_parameter"),
             (SovendusConfig::builder("p", "k").max_tokens(0), "max_tokens"),
             (SovendusConfig::builder("p", "k").extra_product_id("p"), "extra_product_id"),
+            (SovendusConfig::builder("p", "k").retry(RetryPolicy::default().max_attempts(0)), "retry"),
+            (SovendusConfig::builder("p", "k").queue_capacity(0), "queue_capacity"),
+            (SovendusConfig::builder("p", "k").workers(1025), "workers"),
         ];
         for (builder, field) in cases {
             assert_eq!(builder.build().unwrap_err().field(), field);

@@ -1,8 +1,11 @@
 //! [`SovendusError`] and [`Outcome`]: what sending a conversion can end in.
 
-use std::fmt;
+use std::{
+    fmt,
+    time::{Duration, SystemTime},
+};
 
-use http::StatusCode;
+use http::{HeaderMap, StatusCode, header::RETRY_AFTER};
 use serde::Deserialize;
 
 use crate::token::Masked;
@@ -101,9 +104,11 @@ impl fmt::Debug for Receipt {
     }
 }
 
-/// Why a conversion was not accepted. The token stays stored for a later attempt.
+/// Why a conversion was not accepted.
 ///
-/// No variant carries the API key or a whole token.
+/// [Retryable](Self::is_retryable) errors keep the token stored for a later attempt; terminal
+/// answers (403, 404, 405, 422) end its life: retrying them cannot succeed. No variant carries
+/// the API key or a whole token.
 ///
 /// ```
 /// use http::StatusCode;
@@ -139,6 +144,14 @@ pub enum SovendusError {
     Unavailable {
         /// The 5xx status.
         status: StatusCode,
+        /// How long Sovendus asked to wait (`Retry-After`), if it said.
+        retry_after: Option<Duration>,
+    },
+    /// 429: too many calls; try again after `retry_after`.
+    #[error("Sovendus asked to slow down (429)")]
+    RateLimited {
+        /// How long Sovendus asked to wait (`Retry-After`), if it said.
+        retry_after: Option<Duration>,
     },
     /// Any other status.
     #[error("Sovendus answered an unexpected {status}: {message}")]
@@ -154,9 +167,18 @@ pub enum SovendusError {
     /// The connection failed or broke before a whole answer arrived.
     #[error("could not reach Sovendus: {0}")]
     Connection(#[source] reqwest::Error),
-    /// The runtime shut down while the call was under way; its answer is unknown.
-    #[error("the Sovendus call was cancelled: the runtime is shutting down")]
+    /// The call was cut off by a shutdown (of the runtime, or of the background
+    /// [`Delivery`](crate::Delivery) at its deadline); the token is kept.
+    #[error("the Sovendus call was cancelled by a shutdown")]
     Cancelled,
+    /// The background queue is full; the token is kept, and a later order or
+    /// [`send`](crate::SovendusConversion::send) can still send it.
+    #[error("the Sovendus background queue is full")]
+    QueueFull,
+    /// The background [`Delivery`](crate::Delivery) is shutting down and takes no more
+    /// conversions; the token is kept.
+    #[error("the Sovendus background delivery is shutting down")]
+    ShuttingDown,
 }
 
 /// The most characters of a body kept in an error message.
@@ -175,18 +197,39 @@ impl SovendusError {
     /// assert!(matches!(error, SovendusError::WrongUrl { message, .. } if message == "Invalid API call."));
     /// ```
     pub fn from_response(status: StatusCode, body: &[u8]) -> Self {
+        Self::from_answer(status, &HeaderMap::new(), body)
+    }
+
+    /// Like [`from_response`](Self::from_response), reading `Retry-After` (seconds or an HTTP
+    /// date) from the headers of a 429 or 5xx.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use http::{HeaderMap, StatusCode, header::RETRY_AFTER};
+    /// use tower_sovendus::SovendusError;
+    ///
+    /// let mut headers = HeaderMap::new();
+    /// headers.insert(RETRY_AFTER, "7".parse()?);
+    /// let error = SovendusError::from_answer(StatusCode::TOO_MANY_REQUESTS, &headers, b"");
+    /// assert_eq!(error.retry_after(), Some(Duration::from_secs(7)));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn from_answer(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Self {
         let message = || message_of(body);
+        let retry_after = || retry_after(headers);
         match status.as_u16() {
             403 => Self::InvalidApiKey,
             422 => Self::InvalidProductOrToken { message: message() },
             404 | 405 => Self::WrongUrl { status, message: message() },
-            500..=599 => Self::Unavailable { status },
+            429 => Self::RateLimited { retry_after: retry_after() },
+            500..=599 => Self::Unavailable { status, retry_after: retry_after() },
             _ => Self::UnexpectedStatus { status, message: message() },
         }
     }
 
-    /// Whether the same call may succeed later (5xx, timeout, connection failure, session
-    /// store failure); 403, 404, 405 and 422 will not change by retrying.
+    /// Whether the same call may succeed later: 429, 5xx, timeouts, connection failures,
+    /// cancellations and a full or closed queue. 403, 404, 405 and 422 will not change by
+    /// retrying, nor will an unexpected status.
     ///
     /// ```
     /// use http::StatusCode;
@@ -198,9 +241,32 @@ impl SovendusError {
     /// ```
     pub fn is_retryable(&self) -> bool {
         match self {
-            Self::Unavailable { .. } | Self::Timeout | Self::Connection(_) | Self::Cancelled => true,
-            Self::UnexpectedStatus { status, .. } => *status == StatusCode::TOO_MANY_REQUESTS,
-            Self::InvalidApiKey | Self::InvalidProductOrToken { .. } | Self::WrongUrl { .. } => false,
+            Self::Unavailable { .. }
+            | Self::RateLimited { .. }
+            | Self::Timeout
+            | Self::Connection(_)
+            | Self::Cancelled
+            | Self::QueueFull
+            | Self::ShuttingDown => true,
+            Self::InvalidApiKey
+            | Self::InvalidProductOrToken { .. }
+            | Self::WrongUrl { .. }
+            | Self::UnexpectedStatus { .. } => false,
+        }
+    }
+
+    /// How long Sovendus asked to wait before the next call (`Retry-After` on a 429 or 5xx).
+    ///
+    /// ```
+    /// use http::StatusCode;
+    /// use tower_sovendus::SovendusError;
+    ///
+    /// assert_eq!(SovendusError::from_response(StatusCode::SERVICE_UNAVAILABLE, b"").retry_after(), None);
+    /// ```
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::Unavailable { retry_after, .. } | Self::RateLimited { retry_after } => *retry_after,
+            _ => None,
         }
     }
 
@@ -209,6 +275,16 @@ impl SovendusError {
         let error = error.without_url();
         if error.is_timeout() { Self::Timeout } else { Self::Connection(error) }
     }
+}
+
+/// `Retry-After` as a wait: delay-seconds, or an HTTP date from now (a past date is no wait).
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let date = httpdate::parse_http_date(value).ok()?;
+    Some(date.duration_since(SystemTime::now()).unwrap_or_default())
 }
 
 /// Sovendus' explanation in a body: a JSON `message` or `error` field, else the text itself,
@@ -241,11 +317,28 @@ mod tests {
         assert!(matches!(map(405, b""), SovendusError::WrongUrl { status, .. } if status == 405));
         assert!(matches!(map(422, br#"{"error":"External product id not found."}"#),
             SovendusError::InvalidProductOrToken { message } if message == "External product id not found."));
-        assert!(matches!(map(503, b""), SovendusError::Unavailable { status } if status == 503));
+        assert!(matches!(map(503, b""), SovendusError::Unavailable { status, .. } if status == 503));
+        assert!(matches!(map(429, b""), SovendusError::RateLimited { retry_after: None }));
         assert!(
             matches!(map(418, b"teapot\n"), SovendusError::UnexpectedStatus { message, .. } if message == "teapot")
         );
         assert!(map(429, b"").is_retryable());
+    }
+
+    #[test]
+    fn reads_retry_after_as_seconds_or_date() {
+        let with = |value: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(RETRY_AFTER, value.parse().unwrap());
+            SovendusError::from_answer(StatusCode::SERVICE_UNAVAILABLE, &headers, b"").retry_after()
+        };
+        assert_eq!(with("120"), Some(Duration::from_secs(120)));
+        let in_a_minute = httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(61));
+        let wait = with(&in_a_minute).unwrap();
+        assert!(wait > Duration::from_secs(55) && wait <= Duration::from_secs(61), "{wait:?}");
+        assert_eq!(with("Wed, 21 Oct 2015 07:28:00 GMT"), Some(Duration::ZERO));
+        assert_eq!(with("soon"), None);
+        assert_eq!(with("-5"), None);
     }
 
     #[test]

@@ -3,8 +3,10 @@
 use http::Extensions;
 use tower_sessions::Session;
 
+use tokio_util::sync::CancellationToken;
+
 use crate::{
-    Outcome, ProductId, SovReqToken, SovendusError,
+    Outcome, ProductId, QueueOutcome, SovReqToken, SovendusError,
     state::{self, SovendusState},
     store::{StoredToken, TokenKey},
 };
@@ -110,13 +112,18 @@ impl SovendusConversion {
         self.pending.as_ref().map(|pending| self.state.client.product(pending.product))
     }
 
-    /// Sends the conversion to Sovendus, once.
+    /// Sends the conversion to Sovendus and waits for the answer, retrying under the
+    /// configured [`RetryPolicy`](crate::RetryPolicy).
     ///
-    /// The token is taken atomically, so of concurrent orders, double submits and reloads of
-    /// one session exactly one sends it; the others get [`Outcome::NoToken`]. It is deleted
-    /// only after Sovendus answered 200: on any error it is put back for a later attempt. The
-    /// call runs on its own task, so a handler cancelled mid-send (the visitor left) still
-    /// puts the token back.
+    /// Exactly once: the token is leased while it is sent, so of concurrent orders, double
+    /// submits, reloads and background workers for one visitor exactly one sends it; the
+    /// others get [`Outcome::NoToken`]. It is deleted after Sovendus answered 200 or a
+    /// terminal error (403, 404, 405, 422); after a retryable failure it stays stored for a
+    /// later attempt. The call runs on its own task, so a handler cancelled mid-send (the
+    /// visitor left) still settles the token.
+    ///
+    /// Retries make the order page wait (up to the policy's `max_elapsed`); shops that do not
+    /// show the result use [`send_in_background`](Self::send_in_background).
     ///
     /// ```
     /// use axum::{Router, routing::post};
@@ -136,21 +143,49 @@ impl SovendusConversion {
     pub async fn send(&self) -> Result<Outcome, SovendusError> {
         let Some(key) = self.key else { return Ok(Outcome::NoToken) };
         let state = self.state.clone();
-        let task = tokio::spawn(async move {
-            let Some(stored) = state.store.take(key).await else { return Ok(Outcome::NoToken) };
-            let product = state.client.product(stored.product);
-            match state.client.send_for_product(product, &stored.token).await {
-                Ok(receipt) => Ok(Outcome::Sent(receipt)),
-                Err(error) => {
-                    state.store.restore(key, stored).await;
-                    Err(error)
-                }
-            }
-        });
+        let task = tokio::spawn(async move { state.conversions.send(key, &CancellationToken::new()).await });
         match task.await {
             Ok(result) => result,
             Err(join_error) if join_error.is_panic() => std::panic::resume_unwind(join_error.into_panic()),
             Err(_) => Err(SovendusError::Cancelled),
+        }
+    }
+
+    /// Queues the conversion for a background worker and returns at once, so the order page
+    /// never waits on Sovendus. Workers send promptly, with the same retries and the same
+    /// exactly-once guarantee as [`send`](Self::send).
+    ///
+    /// A full queue answers [`SovendusError::QueueFull`], a shut-down one
+    /// [`SovendusError::ShuttingDown`]; the token stays stored either way. Await
+    /// [`Delivery::shutdown`](crate::Delivery::shutdown) when the app stops.
+    ///
+    /// Must be called inside a Tokio runtime (as every axum handler is): the first call
+    /// starts the workers.
+    ///
+    /// ```
+    /// use axum::{Router, routing::post};
+    /// use tower_sovendus::{QueueOutcome, SovendusConversion};
+    ///
+    /// async fn order(conversion: SovendusConversion) -> &'static str {
+    ///     match conversion.send_in_background() {
+    ///         Ok(QueueOutcome::Queued) => "thank you (conversion on its way)",
+    ///         Ok(QueueOutcome::NoToken) => "thank you",
+    ///         Err(error) => {
+    ///             tracing::warn!(%error, "Sovendus conversion kept for a later order");
+    ///             "thank you"
+    ///         }
+    ///     }
+    /// }
+    ///
+    /// let app: Router = Router::new().route("/order", post(order));
+    /// ```
+    pub fn send_in_background(&self) -> Result<QueueOutcome, SovendusError> {
+        match self.key {
+            Some(key) if self.pending.is_some() => {
+                self.state.queue.push(key)?;
+                Ok(QueueOutcome::Queued)
+            }
+            _ => Ok(QueueOutcome::NoToken),
         }
     }
 }

@@ -4,7 +4,6 @@ use std::{
     future::Future,
     pin::Pin,
     task::{Context, Poll},
-    time::Instant,
 };
 
 use http::Request;
@@ -12,9 +11,10 @@ use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 use tower_sessions::{Expiry, Session, cookie::time};
+use tracing::Instrument;
 
 use crate::{
-    SovReqToken, SovendusClient, SovendusConfig,
+    Delivery, SovReqToken, SovendusClient, SovendusConfig, metrics,
     query::{self, Param},
     state::{self, SovendusState},
     store::StoredToken,
@@ -75,6 +75,20 @@ impl SovendusLayer {
     /// ```
     pub fn client(&self) -> &SovendusClient {
         &self.state.client
+    }
+
+    /// The handle to this layer's background delivery, to await
+    /// [`shutdown`](crate::Delivery::shutdown) when the app stops.
+    ///
+    /// ```
+    /// # use tower_sovendus::{SovendusConfig, SovendusLayer};
+    /// let layer = SovendusLayer::new(SovendusConfig::new("product-a", "XXXX-XXXXX")?);
+    /// let delivery = layer.delivery();
+    /// assert_eq!(delivery.queued(), 0);
+    /// # Ok::<(), tower_sovendus::ConfigError>(())
+    /// ```
+    pub fn delivery(&self) -> Delivery {
+        Delivery::new(self.state.queue.clone())
     }
 
     /// The configuration this layer runs with.
@@ -188,15 +202,18 @@ fn landing<B>(state: &SovendusState, req: Request<B>) -> (Request<B>, Option<Lan
             Ok(token) => token,
             Err(reason) => {
                 tracing::warn!(%parameter, value = %Masked(&value), %reason, "refused Sovendus token");
+                metrics::refused("invalid");
                 return (req, None);
             }
         },
         Param::Repeated => {
             tracing::warn!(%parameter, "refused Sovendus token: the parameter appears more than once");
+            metrics::refused("repeated");
             return (req, None);
         }
         Param::NotUtf8 => {
             tracing::warn!(%parameter, "refused Sovendus token: not UTF-8 once decoded");
+            metrics::refused("not_utf8");
             return (req, None);
         }
     };
@@ -214,20 +231,29 @@ fn landing<B>(state: &SovendusState, req: Request<B>) -> (Request<B>, Option<Lan
     let allowed = filter(&parts);
     if !allowed {
         tracing::debug!(token = %token, "capture filter declined the Sovendus token");
+        metrics::refused("capture_filter");
     }
     (Request::from_parts(parts, body), allowed.then_some(Landing { token, product }))
 }
 
 /// Stores the token against the session; a failure is logged and the page served anyway.
 async fn capture(state: &SovendusState, session: &Session, landing: Landing) {
-    let token = landing.token.clone();
-    match store(state, session, landing).await {
-        Ok(true) => tracing::info!(token = %token, "captured Sovendus token"),
-        Ok(false) => tracing::info!(token = %token, "kept the earlier Sovendus token (first-click)"),
-        Err(error) => {
-            tracing::error!(%error, token = %token, "lost a Sovendus token: the session store failed")
+    let span = tracing::info_span!("sovendus.capture", token = %landing.token);
+    async {
+        match store(state, session, landing).await {
+            Ok(true) => {
+                tracing::info!("captured Sovendus token");
+                ::metrics::counter!(metrics::CAPTURED).increment(1);
+            }
+            Ok(false) => tracing::info!("kept the earlier Sovendus token (first-click)"),
+            Err(error) => {
+                tracing::error!(%error, "lost a Sovendus token: the session store failed");
+                metrics::refused("session_store");
+            }
         }
     }
+    .instrument(span)
+    .await
 }
 
 async fn store(
@@ -256,9 +282,7 @@ async fn store(
             return Err(error);
         }
     }
-    let stored =
-        StoredToken { token: landing.token, product: landing.product, expires_at: Instant::now() + ttl };
-    Ok(state.store.insert(key, stored).await)
+    Ok(state.store.insert(key, StoredToken::new(landing.token, landing.product, ttl)).await)
 }
 
 /// Makes the session live at least `ttl` past now, and beyond the browser's closing; never

@@ -39,10 +39,14 @@
 
 mod client;
 mod config;
+mod delivery;
 mod error;
 mod extract;
 mod layer;
+pub mod metrics;
 mod query;
+mod retry;
+mod sender;
 mod state;
 mod store;
 mod token;
@@ -54,13 +58,23 @@ pub mod sandbox;
 pub use client::SovendusClient;
 pub use config::{
     ApiKey, Attribution, CaptureFilter, ConfigError, DEFAULT_ENDPOINT, DEFAULT_MAX_TOKENS,
-    DEFAULT_PRODUCT_PARAMETER, DEFAULT_REQUEST_TIMEOUT, DEFAULT_TOKEN_PARAMETER, DEFAULT_TOKEN_TTL,
-    MAX_PRODUCTS, ProductId, SovendusConfig, SovendusConfigBuilder,
+    DEFAULT_PRODUCT_PARAMETER, DEFAULT_QUEUE_CAPACITY, DEFAULT_REQUEST_TIMEOUT, DEFAULT_TOKEN_PARAMETER,
+    DEFAULT_TOKEN_TTL, DEFAULT_WORKERS, MAX_PRODUCTS, ProductId, SovendusConfig, SovendusConfigBuilder,
 };
+pub use delivery::{Delivery, DeliveryReport, PendingConversion, QueueOutcome};
 pub use error::{Outcome, Receipt, SovendusError};
 pub use extract::{SovendusConversion, SovendusConversionRejection};
 pub use layer::{ResponseFuture, SovendusLayer, SovendusService};
+pub use retry::RetryPolicy;
 pub use token::{InvalidToken, MAX_TOKEN_LEN, Masked, SovReqToken};
+
+/// The query parser, for the fuzz targets in `fuzz/` only (cargo fuzz builds with
+/// `--cfg fuzzing`); not part of the public API.
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub mod __fuzz {
+    pub use crate::query::{Param, find, may_contain};
+}
 
 // The README's examples are compiled as doc tests.
 #[cfg(doctest)]

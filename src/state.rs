@@ -7,7 +7,10 @@ use std::sync::{
 
 use tower_sessions::Session;
 
-use crate::{SovendusClient, SovendusConfig, store::TokenKey, store::TokenStore};
+use crate::{
+    SovendusClient, SovendusConfig, delivery::BackgroundQueue, sender::ConversionSender, store::TokenKey,
+    store::TokenStore,
+};
 
 /// The session entry holding the visitor's [`TokenKey`].
 pub(crate) const SESSION_KEY: &str = "tower_sovendus.key";
@@ -20,14 +23,22 @@ pub(crate) struct Inner {
     pub(crate) config: SovendusConfig,
     pub(crate) store: TokenStore,
     pub(crate) client: SovendusClient,
+    pub(crate) conversions: ConversionSender,
+    pub(crate) queue: BackgroundQueue,
     missing_session_logged: AtomicBool,
 }
 
 impl SovendusState {
     pub(crate) fn new(config: SovendusConfig) -> Self {
+        let store = TokenStore::new(config.max_tokens(), config.attribution());
+        let client = SovendusClient::new(&config);
+        let conversions = ConversionSender::new(&config, store.clone(), client.clone());
+        let queue = BackgroundQueue::new(&config, conversions.clone());
         Self(Arc::new(Inner {
-            store: TokenStore::new(config.max_tokens(), config.attribution()),
-            client: SovendusClient::new(&config),
+            store,
+            client,
+            conversions,
+            queue,
             config,
             missing_session_logged: AtomicBool::new(false),
         }))

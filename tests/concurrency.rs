@@ -5,7 +5,10 @@ mod common;
 use std::time::Duration;
 
 use common::TestShop;
-use tower_sovendus::sandbox::Fault;
+use tower_sovendus::{
+    RetryPolicy,
+    sandbox::{Fault, Sandbox},
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn fifty_concurrent_orders_send_one_post() {
@@ -23,7 +26,8 @@ async fn fifty_concurrent_orders_send_one_post() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_orders_after_a_failure_still_send_once() {
-    let shop = TestShop::start().await;
+    let shop =
+        TestShop::with(Sandbox::start().await.unwrap(), |config| config.retry(RetryPolicy::never())).await;
     shop.get("/landing?sovReqToken=12345-test-123-12345").await;
     shop.sandbox.fault_next(1, Fault::Status(http::StatusCode::BAD_GATEWAY));
     assert_eq!(shop.order().await, "unavailable 502");

@@ -11,7 +11,7 @@ use std::{
 };
 
 use axum::{Router, routing::get};
-use common::TestShop;
+use common::{TestShop, quick_retries};
 use http::StatusCode;
 use tower_sovendus::{
     SovReqToken, SovendusClient, SovendusConfig, SovendusLayer,
@@ -56,22 +56,29 @@ async fn api_key_and_whole_token_never_appear() {
     logs();
     let sandbox = Sandbox::builder().api_key(API_KEY).start().await.unwrap();
     let endpoint = sandbox.endpoint();
-    let shop = TestShop::with(sandbox, |config| config.request_timeout(Duration::from_millis(200))).await;
+    let shop = TestShop::with(sandbox, |config| {
+        config.request_timeout(Duration::from_millis(200)).retry(quick_retries().max_attempts(10))
+    })
+    .await;
 
-    // Success, then every failure the client maps.
+    // Every retryable failure, each retried, then success.
     shop.get(&format!("/landing?sovReqToken={TOKEN}")).await;
     for fault in [
         Fault::Status(StatusCode::INTERNAL_SERVER_ERROR),
-        Fault::Status(StatusCode::FORBIDDEN),
-        Fault::Status(StatusCode::UNPROCESSABLE_ENTITY),
-        Fault::Status(StatusCode::NOT_FOUND),
         Fault::Delay(Duration::from_secs(1)),
         Fault::Refuse,
+        Fault::RateLimited(Duration::ZERO),
+        Fault::CutOff(StatusCode::BAD_GATEWAY),
     ] {
         shop.sandbox.fault_next(1, fault);
-        assert_ne!(shop.order().await, "sent");
     }
     assert_eq!(shop.order().await, "sent");
+    // Every terminal answer, each ending its token.
+    for status in [StatusCode::FORBIDDEN, StatusCode::UNPROCESSABLE_ENTITY, StatusCode::NOT_FOUND] {
+        shop.get(&format!("/landing?sovReqToken={TOKEN}")).await;
+        shop.sandbox.fault_next(1, Fault::Status(status));
+        assert_ne!(shop.order().await, "sent");
+    }
     // A hostile value that embeds the key.
     shop.get(&format!("/landing?sovReqToken={API_KEY}%2F")).await;
 
@@ -96,6 +103,8 @@ async fn api_key_and_whole_token_never_appear() {
     assert!(logs.contains("1095752f…"), "the masked token is logged: {logs}");
     assert!(logs.contains("captured Sovendus token"));
     assert!(logs.contains("Sovendus accepted the conversion"));
+    assert!(logs.contains("Sovendus conversion failed; retrying"));
+    assert!(logs.contains("Sovendus refused the conversion; not retrying"));
 }
 
 #[tokio::test]

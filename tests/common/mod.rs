@@ -1,7 +1,7 @@
 //! A small test shop served over loopback, the sandbox, and a cookie-keeping client.
 #![allow(dead_code)]
 
-use std::{net::SocketAddr, sync::Arc};
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use axum::{
     Router,
@@ -13,8 +13,8 @@ use serde::Deserialize;
 use tokio::net::TcpListener;
 use tower_sessions::{MemoryStore, Session, SessionManagerLayer, SessionStore, cookie::SameSite};
 use tower_sovendus::{
-    Outcome, SovendusConfig, SovendusConfigBuilder, SovendusConversion, SovendusError, SovendusLayer,
-    sandbox::Sandbox,
+    Delivery, Outcome, QueueOutcome, RetryPolicy, SovendusConfig, SovendusConfigBuilder, SovendusConversion,
+    SovendusError, SovendusLayer, sandbox::Sandbox,
 };
 
 /// The session cookie's name (tower-sessions' default).
@@ -26,6 +26,7 @@ pub struct TestShop {
     pub sandbox: Sandbox,
     pub client: reqwest::Client,
     pub jar: Arc<Jar>,
+    pub delivery: Delivery,
 }
 
 impl TestShop {
@@ -49,11 +50,13 @@ impl TestShop {
         store: impl SessionStore + Clone,
     ) -> Self {
         let config = configure(sandbox.config()).build().unwrap();
-        let app = shop_routes().layer(SovendusLayer::new(config)).layer(session_layer(store));
+        let layer = SovendusLayer::new(config);
+        let delivery = layer.delivery();
+        let app = shop_routes().layer(layer).layer(session_layer(store));
         let addr = serve(app).await;
         let jar = Arc::new(Jar::default());
         let client = reqwest::Client::builder().cookie_provider(jar.clone()).build().unwrap();
-        Self { addr, sandbox, client, jar }
+        Self { addr, sandbox, client, jar, delivery }
     }
 
     pub fn url(&self, path_and_query: &str) -> Url {
@@ -69,6 +72,14 @@ impl TestShop {
     /// Posts an order and returns what the handler said of the conversion.
     pub async fn order(&self) -> String {
         let response = self.client.post(self.url("/order")).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        response.text().await.unwrap()
+    }
+
+    /// Posts an order that sends its conversion in the background; returns what the handler
+    /// said.
+    pub async fn order_in_background(&self) -> String {
+        let response = self.client.post(self.url("/order-in-background")).send().await.unwrap();
         assert_eq!(response.status(), 200);
         response.text().await.unwrap()
     }
@@ -126,6 +137,7 @@ pub fn shop_routes() -> Router {
         .route("/cart", get(cart))
         .route("/login", post(login))
         .route("/order", post(order))
+        .route("/order-in-background", post(order_in_background))
         .route("/token", get(token))
         .route(
             "/session-id",
@@ -165,6 +177,14 @@ async fn order(conversion: SovendusConversion) -> String {
     describe(conversion.send().await)
 }
 
+async fn order_in_background(conversion: SovendusConversion) -> String {
+    match conversion.send_in_background() {
+        Ok(QueueOutcome::Queued) => "queued".to_owned(),
+        Ok(QueueOutcome::NoToken) => "no_token".to_owned(),
+        Err(error) => describe(Err(error)),
+    }
+}
+
 pub fn describe(result: Result<Outcome, SovendusError>) -> String {
     match result {
         Ok(Outcome::Sent(_)) => "sent".to_owned(),
@@ -176,11 +196,22 @@ pub fn describe(result: Result<Outcome, SovendusError>) -> String {
         Err(SovendusError::WrongUrl { status, message }) => {
             format!("wrong_url {}: {message}", status.as_u16())
         }
-        Err(SovendusError::Unavailable { status }) => format!("unavailable {}", status.as_u16()),
+        Err(SovendusError::Unavailable { status, .. }) => format!("unavailable {}", status.as_u16()),
+        Err(SovendusError::RateLimited { .. }) => "rate_limited".to_owned(),
         Err(SovendusError::Timeout) => "timeout".to_owned(),
         Err(SovendusError::Connection(_)) => "connection".to_owned(),
+        Err(SovendusError::QueueFull) => "queue_full".to_owned(),
+        Err(SovendusError::ShuttingDown) => "shutting_down".to_owned(),
         Err(error) => format!("error {error}"),
     }
+}
+
+/// Retries quick enough for tests: waits from 10 ms to 100 ms, 5 attempts within 10 s.
+pub fn quick_retries() -> RetryPolicy {
+    RetryPolicy::default()
+        .initial_backoff(Duration::from_millis(10))
+        .max_backoff(Duration::from_millis(100))
+        .max_elapsed(Duration::from_secs(10))
 }
 
 /// A config for `sandbox` with every default.
