@@ -63,10 +63,16 @@ use crate::{SovReqToken, SovendusConfig, SovendusConfigBuilder};
 pub enum Fault {
     /// Answer this status with the real API's body for it.
     Status(StatusCode),
-    /// Wait this long, then answer normally.
+    /// Answer 429 with `Retry-After` in whole seconds (rounded up).
+    RateLimited(Duration),
+    /// Wait this long, then answer normally. A client that hangs up meanwhile gets nothing,
+    /// and nothing is booked: the call stays without a status.
     Delay(Duration),
     /// Close the connection without answering.
     Refuse,
+    /// Process the call, send this status and half its body, then reset the connection. A
+    /// 200 cut off this way is booked.
+    CutOff(StatusCode),
 }
 
 /// A running fake Sovendus API; it stops when dropped.
@@ -85,16 +91,40 @@ pub enum Fault {
 pub struct Sandbox {
     addr: SocketAddr,
     shared: Arc<Shared>,
-    server: JoinHandle<()>,
+    server: Mutex<Option<JoinHandle<()>>>,
 }
 
 struct Shared {
     api_key: String,
     products: Vec<String>,
     tokens: Option<HashSet<String>>,
-    faults: Mutex<VecDeque<Fault>>,
+    faults: Mutex<Faults>,
     conversions: Mutex<Vec<Conversion>>,
-    received: Notify,
+    finished: Notify,
+}
+
+/// The scripted faults, then the periodic ones.
+#[derive(Default)]
+struct Faults {
+    next: VecDeque<Fault>,
+    /// Every `period`-th call gets the next of `cycle`, in turn.
+    period: usize,
+    cycle: Vec<Fault>,
+    calls: usize,
+}
+
+impl Faults {
+    fn for_next_call(&mut self) -> Option<Fault> {
+        self.calls += 1;
+        if let Some(fault) = self.next.pop_front() {
+            return Some(fault);
+        }
+        if self.period == 0 || self.cycle.is_empty() || self.calls % self.period != 0 {
+            return None;
+        }
+        let turn = (self.calls / self.period - 1) % self.cycle.len();
+        Some(self.cycle[turn].clone())
+    }
 }
 
 impl Sandbox {
@@ -249,7 +279,90 @@ impl Sandbox {
     /// # Ok(()) }
     /// ```
     pub fn fault_next(&self, count: usize, fault: Fault) {
-        lock(&self.shared.faults).extend(std::iter::repeat_n(fault, count));
+        lock(&self.shared.faults).next.extend(std::iter::repeat_n(fault, count));
+    }
+
+    /// Makes every `period`-th call fail with the next of `faults`, in turn, until
+    /// [`stop_faults`](Self::stop_faults): a flaky API. Scripted
+    /// [`fault_next`](Self::fault_next) faults come first.
+    ///
+    /// ```
+    /// use http::StatusCode;
+    /// use tower_sovendus::{SovReqToken, SovendusClient, sandbox::{Fault, Sandbox}};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let sandbox = Sandbox::start().await?;
+    /// let client = SovendusClient::new(&sandbox.config().build()?);
+    /// let token: SovReqToken = Sandbox::TEST_TOKEN.parse()?;
+    /// sandbox.fail_every(3, [Fault::Status(StatusCode::INTERNAL_SERVER_ERROR), Fault::Refuse]);
+    /// for _ in 0..6 {
+    ///     let _ = client.send(&token).await;
+    /// }
+    /// let statuses: Vec<_> = sandbox.conversions().iter().map(|call| call.status()).collect();
+    /// let ok = Some(StatusCode::OK);
+    /// assert_eq!(statuses, [ok, ok, Some(StatusCode::INTERNAL_SERVER_ERROR), ok, ok, None]);
+    /// # Ok(()) }
+    /// ```
+    pub fn fail_every(&self, period: usize, faults: impl IntoIterator<Item = Fault>) {
+        let mut state = lock(&self.shared.faults);
+        state.period = period;
+        state.cycle = faults.into_iter().collect();
+        state.calls = 0;
+    }
+
+    /// Drops every scripted and periodic fault.
+    ///
+    /// ```
+    /// use tower_sovendus::sandbox::{Fault, Sandbox};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let sandbox = Sandbox::start().await?;
+    /// sandbox.fail_every(2, [Fault::Refuse]);
+    /// sandbox.stop_faults();
+    /// # Ok(()) }
+    /// ```
+    pub fn stop_faults(&self) {
+        *lock(&self.shared.faults) = Faults::default();
+    }
+
+    /// Stops listening and drops every open connection: calls are refused at connect time,
+    /// as when the API is down, until [`bring_up`](Self::bring_up).
+    ///
+    /// ```
+    /// use tower_sovendus::{SovReqToken, SovendusClient, SovendusError, sandbox::Sandbox};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let sandbox = Sandbox::start().await?;
+    /// let client = SovendusClient::new(&sandbox.config().build()?);
+    /// let token: SovReqToken = Sandbox::TEST_TOKEN.parse()?;
+    /// sandbox.take_down().await;
+    /// assert!(matches!(client.send(&token).await, Err(SovendusError::Connection(_))));
+    /// sandbox.bring_up().await?;
+    /// assert!(client.send(&token).await.is_ok());
+    /// # Ok(()) }
+    /// ```
+    pub async fn take_down(&self) {
+        let server = lock(&self.server).take();
+        if let Some(server) = server {
+            server.abort();
+            // Wait until the listener is really closed.
+            let _ = server.await;
+        }
+    }
+
+    /// Listens again on the same address after [`take_down`](Self::take_down).
+    ///
+    /// See [`take_down`](Self::take_down) for an example.
+    pub async fn bring_up(&self) -> io::Result<()> {
+        if lock(&self.server).is_some() {
+            return Ok(());
+        }
+        let listener = TcpListener::bind(self.addr).await?;
+        *lock(&self.server) = Some(tokio::spawn(serve(listener, self.shared.clone())));
+        Ok(())
     }
 
     /// Every call received so far, in order, whatever it was answered.
@@ -291,7 +404,8 @@ impl Sandbox {
         self.conversions().into_iter().filter(|c| c.status == Some(StatusCode::OK)).collect()
     }
 
-    /// Waits until at least `count` calls were received, or `timeout` passed; returns them.
+    /// Waits until at least `count` calls were answered (or refused, or abandoned by their
+    /// client), or `timeout` passed; returns every call received.
     ///
     /// ```
     /// use std::time::Duration;
@@ -310,12 +424,12 @@ impl Sandbox {
     pub async fn wait_for_conversions(&self, count: usize, timeout: Duration) -> Vec<Conversion> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            let received = self.shared.received.notified();
+            let finished = self.shared.finished.notified();
             let conversions = self.conversions();
-            if conversions.len() >= count {
+            if conversions.iter().filter(|call| call.finished).count() >= count {
                 return conversions;
             }
-            if tokio::time::timeout_at(deadline, received).await.is_err() {
+            if tokio::time::timeout_at(deadline, finished).await.is_err() {
                 return self.conversions();
             }
         }
@@ -324,7 +438,9 @@ impl Sandbox {
 
 impl Drop for Sandbox {
     fn drop(&mut self) {
-        self.server.abort();
+        if let Some(server) = lock(&self.server).take() {
+            server.abort();
+        }
     }
 }
 
@@ -435,11 +551,11 @@ impl SandboxBuilder {
             tokens: self.tokens,
             faults: Mutex::default(),
             conversions: Mutex::default(),
-            received: Notify::new(),
+            finished: Notify::new(),
         });
         let server = tokio::spawn(serve(listener, shared.clone()));
         tracing::debug!(%addr, "Sovendus sandbox listening");
-        Ok(Sandbox { addr, shared, server })
+        Ok(Sandbox { addr, shared, server: Mutex::new(Some(server)) })
     }
 }
 
@@ -466,6 +582,7 @@ pub struct Conversion {
     body: Bytes,
     status: Option<StatusCode>,
     received_at: SystemTime,
+    finished: bool,
 }
 
 impl Conversion {
@@ -575,7 +692,8 @@ impl Conversion {
         self.product_and_token().map(|(_, token)| token)
     }
 
-    /// The status answered, or `None` if the call was refused.
+    /// The status answered, or `None` if the call was refused, or its client hung up before
+    /// the answer (or it is still being answered).
     ///
     /// ```
     /// use http::StatusCode;
@@ -662,34 +780,86 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Answer {
         .await
         .map(|collected| collected.to_bytes())
         .unwrap_or_default();
-    let fault = lock(&shared.faults).pop_front();
-    let status = match fault {
-        Some(Fault::Refuse) => None,
-        Some(Fault::Status(status)) => Some(canned(status)),
-        Some(Fault::Delay(delay)) => {
-            tokio::time::sleep(delay).await;
-            Some(shared.answer(&method, &path, &body))
+    let fault = lock(&shared.faults).for_next_call();
+    let call = Call::arrived(
+        &shared,
+        Conversion {
+            method: method.clone(),
+            path: path.clone(),
+            content_type,
+            body: body.clone(),
+            status: None,
+            received_at: SystemTime::now(),
+            finished: false,
+        },
+    );
+    let (status, body, headers, cut) = match fault {
+        Some(Fault::Refuse) => {
+            return Err(io::Error::new(io::ErrorKind::ConnectionAborted, "scripted refusal"));
         }
-        None => Some(shared.answer(&method, &path, &body)),
+        Some(Fault::Status(status)) => with_no_headers(canned(status)),
+        Some(Fault::RateLimited(wait)) => {
+            let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            let (status, body) = canned(StatusCode::TOO_MANY_REQUESTS);
+            (status, body, vec![(header::RETRY_AFTER, seconds.to_string())], false)
+        }
+        Some(Fault::Delay(delay)) => {
+            // Dropped here if the client hangs up: nothing is booked, the call has no status.
+            tokio::time::sleep(delay).await;
+            with_no_headers(shared.answer(&method, &path, &body))
+        }
+        Some(Fault::CutOff(status)) => {
+            let (status, body) =
+                if status == StatusCode::OK { shared.answer(&method, &path, &body) } else { canned(status) };
+            (status, body, Vec::new(), true)
+        }
+        None => with_no_headers(shared.answer(&method, &path, &body)),
     };
-    lock(&shared.conversions).push(Conversion {
-        method,
-        path,
-        content_type,
-        body,
-        status: status.as_ref().map(|(status, _)| *status),
-        received_at: SystemTime::now(),
-    });
-    shared.received.notify_waiters();
-    let Some((status, body)) = status else {
-        return Err(io::Error::new(io::ErrorKind::ConnectionAborted, "scripted refusal"));
+    call.answered(status);
+    let mut response = Response::builder().status(status).header(header::CONTENT_TYPE, "application/json");
+    for (name, value) in headers {
+        response = response.header(name, value);
+    }
+    let body = if cut {
+        // Promise the whole body, send half: hyper resets the connection mid-answer.
+        response = response.header(header::CONTENT_LENGTH, body.len().to_string());
+        body[..body.len() / 2].to_owned()
+    } else {
+        body
     };
-    let response = Response::builder()
-        .status(status)
-        .header(header::CONTENT_TYPE, "application/json")
-        .body(Full::new(Bytes::from(body)))
-        .map_err(io::Error::other)?;
-    Ok(response)
+    response.body(Full::new(Bytes::from(body))).map_err(io::Error::other)
+}
+
+fn with_no_headers(
+    (status, body): (StatusCode, String),
+) -> (StatusCode, String, Vec<(header::HeaderName, String)>, bool) {
+    (status, body, Vec::new(), false)
+}
+
+/// A call being answered; when it ends (answered, refused, or dropped because its client hung
+/// up) it is marked finished and waiters are woken.
+struct Call<'a> {
+    shared: &'a Shared,
+    index: usize,
+}
+
+impl<'a> Call<'a> {
+    fn arrived(shared: &'a Shared, conversion: Conversion) -> Self {
+        let mut conversions = lock(&shared.conversions);
+        conversions.push(conversion);
+        Self { shared, index: conversions.len() - 1 }
+    }
+
+    fn answered(&self, status: StatusCode) {
+        lock(&self.shared.conversions)[self.index].status = Some(status);
+    }
+}
+
+impl Drop for Call<'_> {
+    fn drop(&mut self) {
+        lock(&self.shared.conversions)[self.index].finished = true;
+        self.shared.finished.notify_waiters();
+    }
 }
 
 impl Shared {
