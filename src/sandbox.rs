@@ -34,7 +34,8 @@ use std::{
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Channel, Full, Limited, combinators::BoxBody};
+use hyper::body::Frame;
 use hyper::{body::Incoming, service::service_fn};
 use hyper_util::rt::TokioIo;
 use tokio::{net::TcpListener, sync::Notify, task::JoinHandle};
@@ -768,7 +769,7 @@ async fn serve(listener: TcpListener, shared: Arc<Shared>) {
     }
 }
 
-type Answer = Result<Response<Full<Bytes>>, io::Error>;
+type Answer = Result<Response<BoxBody<Bytes, io::Error>>, io::Error>;
 
 async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Answer {
     let method = request.method().clone();
@@ -821,13 +822,21 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Answer {
         response = response.header(name, value);
     }
     let body = if cut {
-        // Promise the whole body, send half: hyper resets the connection mid-answer.
+        // Promise the whole body, send half, then fail it: hyper resets the connection.
         response = response.header(header::CONTENT_LENGTH, body.len().to_string());
-        body[..body.len() / 2].to_owned()
+        let (mut sender, cut_body) = Channel::new(1);
+        let half = Bytes::copy_from_slice(&body.as_bytes()[..body.len() / 2]);
+        sender.try_send(Frame::data(half)).map_err(|_| io::Error::other("channel closed"))?;
+        // Fail the body only once hyper has flushed the status, headers and half the body.
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            sender.abort(io::Error::new(io::ErrorKind::ConnectionReset, "scripted cut-off"));
+        });
+        cut_body.boxed()
     } else {
-        body
+        Full::new(Bytes::from(body)).map_err(|never| match never {}).boxed()
     };
-    response.body(Full::new(Bytes::from(body))).map_err(io::Error::other)
+    response.body(body).map_err(io::Error::other)
 }
 
 fn with_no_headers(

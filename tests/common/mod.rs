@@ -20,13 +20,26 @@ use tower_sovendus::{
 /// The session cookie's name (tower-sessions' default).
 pub const SESSION_COOKIE: &str = "id";
 
-/// A running test shop with its sandbox.
+/// A running test shop with its sandbox, and a first visitor (the shop derefs to it).
 pub struct TestShop {
-    pub addr: SocketAddr,
     pub sandbox: Sandbox,
+    pub delivery: Delivery,
+    pub visitor: Visitor,
+}
+
+/// A browser: a cookie-keeping client for one shop.
+pub struct Visitor {
+    pub addr: SocketAddr,
     pub client: reqwest::Client,
     pub jar: Arc<Jar>,
-    pub delivery: Delivery,
+}
+
+impl std::ops::Deref for TestShop {
+    type Target = Visitor;
+
+    fn deref(&self) -> &Visitor {
+        &self.visitor
+    }
 }
 
 impl TestShop {
@@ -54,9 +67,20 @@ impl TestShop {
         let delivery = layer.delivery();
         let app = shop_routes().layer(layer).layer(session_layer(store));
         let addr = serve(app).await;
+        Self { sandbox, delivery, visitor: Visitor::new(addr) }
+    }
+
+    /// Another visitor, with cookies of their own.
+    pub fn new_visitor(&self) -> Visitor {
+        Visitor::new(self.addr)
+    }
+}
+
+impl Visitor {
+    pub fn new(addr: SocketAddr) -> Self {
         let jar = Arc::new(Jar::default());
         let client = reqwest::Client::builder().cookie_provider(jar.clone()).build().unwrap();
-        Self { addr, sandbox, client, jar, delivery }
+        Self { addr, client, jar }
     }
 
     pub fn url(&self, path_and_query: &str) -> Url {
@@ -110,6 +134,77 @@ impl TestShop {
         header.to_str().unwrap().split("; ").find_map(|pair| {
             pair.strip_prefix(SESSION_COOKIE).and_then(|rest| rest.strip_prefix('=')).map(str::to_owned)
         })
+    }
+}
+
+/// Many visitors at once, each with their own token (`visitor-{index}`) and session cookie,
+/// on one cookie-less client.
+pub struct Visitors {
+    client: reqwest::Client,
+    cookies: Vec<String>,
+}
+
+impl Visitors {
+    /// At most this many requests in flight, to stay within the file descriptor limit.
+    const IN_FLIGHT: usize = 50;
+
+    /// `count` visitors land with their tokens.
+    pub async fn land(shop: &TestShop, count: usize) -> Self {
+        let client = reqwest::Client::new();
+        let requests =
+            (0..count).map(|index| client.get(shop.url(&format!("/landing?sovReqToken=visitor-{index}"))));
+        let cookies = Self::all(requests, |response| {
+            let cookie = response.headers().get(http::header::SET_COOKIE).expect("a session cookie");
+            cookie.to_str().unwrap().split(';').next().unwrap().to_owned()
+        })
+        .await;
+        Self { client, cookies }
+    }
+
+    /// Every visitor posts an order handled by `path`; returns what each handler said.
+    async fn post(&self, shop: &TestShop, path: &str) -> Vec<String> {
+        let requests = self
+            .cookies
+            .iter()
+            .map(|cookie| self.client.post(shop.url(path)).header(http::header::COOKIE, cookie.clone()));
+        let responses = Self::all(requests, |response| response).await;
+        let mut said = Vec::with_capacity(responses.len());
+        for response in responses {
+            said.push(response.text().await.unwrap());
+        }
+        said
+    }
+
+    pub async fn order(&self, shop: &TestShop) -> Vec<String> {
+        self.post(shop, "/order").await
+    }
+
+    pub async fn order_in_background(&self, shop: &TestShop) -> Vec<String> {
+        self.post(shop, "/order-in-background").await
+    }
+
+    /// Sends every request, a bounded number at a time, and maps each response in order.
+    async fn all<T: Send + 'static>(
+        requests: impl Iterator<Item = reqwest::RequestBuilder>,
+        map: fn(reqwest::Response) -> T,
+    ) -> Vec<T> {
+        let permits = Arc::new(tokio::sync::Semaphore::new(Self::IN_FLIGHT));
+        let tasks: Vec<_> = requests
+            .map(|request| {
+                let permits = permits.clone();
+                tokio::spawn(async move {
+                    let _permit = permits.acquire_owned().await.unwrap();
+                    let response = request.send().await.unwrap();
+                    assert_eq!(response.status(), 200);
+                    map(response)
+                })
+            })
+            .collect();
+        let mut results = Vec::with_capacity(tasks.len());
+        for task in tasks {
+            results.push(task.await.unwrap());
+        }
+        results
     }
 }
 

@@ -1,0 +1,276 @@
+//! Fault injection over loopback: whatever the API does, each token is booked once (one 200)
+//! or kept, never lost and never booked twice.
+
+mod common;
+
+use std::{
+    collections::HashMap,
+    time::{Duration, SystemTime},
+};
+
+use common::{TestShop, Visitor, quick_retries};
+use http::StatusCode;
+use tower_sovendus::{
+    SovendusConfigBuilder,
+    sandbox::{Conversion, Fault, Sandbox},
+};
+
+const TOKEN: &str = "12345-test-123-12345";
+
+async fn shop(configure: impl FnOnce(SovendusConfigBuilder) -> SovendusConfigBuilder) -> TestShop {
+    TestShop::with(Sandbox::start().await.unwrap(), |config| configure(config.retry(quick_retries()))).await
+}
+
+async fn landed(shop: &TestShop) {
+    shop.get(&format!("/landing?sovReqToken={TOKEN}")).await;
+    assert_eq!(shop.pending_token().await, TOKEN);
+}
+
+fn statuses(calls: &[Conversion]) -> Vec<Option<u16>> {
+    calls.iter().map(|call| call.status().map(|status| status.as_u16())).collect()
+}
+
+/// After a conversion was booked: the token is gone, and another order sends nothing.
+async fn assert_booked_once(shop: &TestShop) {
+    assert_eq!(shop.pending_token().await, "");
+    let calls = shop.sandbox.conversions().len();
+    assert_eq!(shop.order().await, "no_token");
+    assert_eq!(shop.sandbox.conversions().len(), calls, "nothing is sent after the 200");
+    assert_eq!(shop.sandbox.accepted().len(), 1, "{:?}", shop.sandbox.conversions());
+}
+
+#[tokio::test]
+async fn three_server_errors_then_success_book_one_conversion() {
+    let shop = shop(|config| config).await;
+    landed(&shop).await;
+    shop.sandbox.fault_next(3, Fault::Status(StatusCode::INTERNAL_SERVER_ERROR));
+    assert_eq!(shop.order().await, "sent");
+    assert_eq!(statuses(&shop.sandbox.conversions()), [Some(500), Some(500), Some(500), Some(200)]);
+    assert_booked_once(&shop).await;
+}
+
+#[tokio::test]
+async fn server_errors_beyond_the_attempts_keep_the_token() {
+    let shop = shop(|config| config.retry(quick_retries().max_attempts(3))).await;
+    landed(&shop).await;
+    shop.sandbox.fault_next(3, Fault::Status(StatusCode::SERVICE_UNAVAILABLE));
+    assert_eq!(shop.order().await, "unavailable 503");
+    assert_eq!(shop.sandbox.conversions().len(), 3, "bounded attempts");
+    assert_eq!(shop.pending_token().await, TOKEN, "kept for a later order");
+    assert_eq!(shop.order().await, "sent");
+    assert_booked_once(&shop).await;
+}
+
+#[tokio::test]
+async fn connection_refused_then_the_api_comes_back() {
+    let shop = shop(|config| config.retry(quick_retries().max_attempts(100))).await;
+    landed(&shop).await;
+    shop.sandbox.take_down().await;
+    let order = tokio::spawn({
+        let request = shop.client.post(shop.url("/order"));
+        async move { request.send().await.unwrap().text().await.unwrap() }
+    });
+    // Let a few attempts be refused, then bring the API back on the same port.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!order.is_finished(), "still retrying while the API is down");
+    shop.sandbox.bring_up().await.unwrap();
+    assert_eq!(order.await.unwrap(), "sent");
+    // Refused connections never reached the API: the one call it saw was booked.
+    assert_eq!(statuses(&shop.sandbox.conversions()), [Some(200)]);
+    assert_booked_once(&shop).await;
+}
+
+#[tokio::test]
+async fn a_response_slower_than_the_timeout_is_repeated_and_booked_once() {
+    let shop = shop(|config| config.request_timeout(Duration::from_millis(200))).await;
+    landed(&shop).await;
+    shop.sandbox.fault_next(1, Fault::Delay(Duration::from_secs(1)));
+    assert_eq!(shop.order().await, "sent");
+    let calls = shop.sandbox.wait_for_conversions(2, Duration::from_secs(5)).await;
+    // The client hung up on the slow call, so the sandbox never answered (nor booked) it.
+    assert_eq!(statuses(&calls), [None, Some(200)]);
+    assert_booked_once(&shop).await;
+}
+
+#[tokio::test]
+async fn a_connection_reset_mid_response_is_repeated() {
+    let shop = shop(|config| config).await;
+    landed(&shop).await;
+    shop.sandbox.fault_next(1, Fault::CutOff(StatusCode::BAD_GATEWAY));
+    assert_eq!(shop.order().await, "sent");
+    assert_eq!(statuses(&shop.sandbox.conversions()), [Some(502), Some(200)]);
+    assert_booked_once(&shop).await;
+}
+
+#[tokio::test]
+async fn a_200_cut_off_mid_body_counts_as_sent_and_is_not_repeated() {
+    let shop = shop(|config| config).await;
+    landed(&shop).await;
+    shop.sandbox.fault_next(1, Fault::CutOff(StatusCode::OK));
+    assert_eq!(shop.order().await, "sent");
+    assert_eq!(statuses(&shop.sandbox.conversions()), [Some(200)], "booked once, never repeated");
+    assert_booked_once(&shop).await;
+}
+
+#[tokio::test]
+async fn too_many_requests_waits_as_long_as_retry_after_says() {
+    let shop = shop(|config| config).await;
+    landed(&shop).await;
+    shop.sandbox.fault_next(1, Fault::RateLimited(Duration::from_secs(1)));
+    assert_eq!(shop.order().await, "sent");
+    let calls = shop.sandbox.conversions();
+    assert_eq!(statuses(&calls), [Some(429), Some(200)]);
+    // Only a lower bound: waiting longer on a busy machine is fine, sooner is not.
+    let waited = calls[1].received_at().duration_since(calls[0].received_at()).unwrap();
+    assert!(waited >= Duration::from_millis(950), "the retry came after {waited:?}, not 1 s");
+    assert_booked_once(&shop).await;
+}
+
+#[tokio::test]
+async fn a_retry_after_beyond_the_time_budget_ends_the_attempts_and_keeps_the_token() {
+    let shop = shop(|config| config.retry(quick_retries().max_elapsed(Duration::from_secs(2)))).await;
+    landed(&shop).await;
+    shop.sandbox.fault_next(1, Fault::RateLimited(Duration::from_secs(3600)));
+    assert_eq!(shop.order().await, "rate_limited");
+    assert_eq!(shop.sandbox.conversions().len(), 1);
+    assert_eq!(shop.pending_token().await, TOKEN);
+}
+
+#[tokio::test]
+async fn terminal_answers_are_never_repeated() {
+    for status in [403, 404, 405, 422] {
+        let shop = shop(|config| config).await;
+        landed(&shop).await;
+        shop.sandbox.fault_next(1, Fault::Status(StatusCode::from_u16(status).unwrap()));
+        assert_ne!(shop.order().await, "sent");
+        assert_eq!(statuses(&shop.sandbox.conversions()), [Some(status)]);
+        assert_eq!(shop.pending_token().await, "", "{status} ends the token");
+    }
+}
+
+#[tokio::test]
+async fn background_delivery_returns_at_once_and_delivers_promptly() {
+    let shop = shop(|config| config).await;
+    landed(&shop).await;
+    // The API is slow, the order page is not.
+    shop.sandbox.fault_next(1, Fault::Delay(Duration::from_secs(2)));
+    let started = SystemTime::now();
+    assert_eq!(shop.order_in_background().await, "queued");
+    let calls = shop.sandbox.wait_for_conversions(1, Duration::from_secs(10)).await;
+    assert_eq!(statuses(&calls), [Some(200)]);
+    assert!(calls[0].received_at().duration_since(started).unwrap() < Duration::from_secs(2));
+    let report = shop.delivery.shutdown(Duration::from_secs(5)).await;
+    assert_eq!((report.sent(), report.failed(), report.dropped()), (1, 0, 0));
+    assert!(report.is_complete());
+    assert_booked_once(&shop).await;
+}
+
+#[tokio::test]
+async fn a_full_queue_is_a_clear_error_and_keeps_the_token() {
+    let shop = shop(|config| config.queue_capacity(1).workers(1)).await;
+    // Visitor A's conversion holds the only worker (the API is slow), B's fills the queue.
+    let visitors = [shop.new_visitor(), shop.new_visitor(), shop.new_visitor()];
+    for (visitor, token) in visitors.iter().zip(["visitor-a", "visitor-b", "visitor-c"]) {
+        visitor.get(&format!("/landing?sovReqToken={token}")).await;
+    }
+    shop.sandbox.fault_next(1, Fault::Delay(Duration::from_millis(500)));
+    assert_eq!(visitors[0].order_in_background().await, "queued");
+    while shop.sandbox.conversions().is_empty() {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(visitors[1].order_in_background().await, "queued");
+    assert_eq!(visitors[2].order_in_background().await, "queue_full");
+    assert_eq!(visitors[2].pending_token().await, "visitor-c", "kept");
+
+    let report = shop.delivery.shutdown(Duration::from_secs(5)).await;
+    assert_eq!((report.sent(), report.dropped()), (2, 1));
+    assert_eq!(visitors[2].order().await, "sent", "a later order still sends it");
+}
+
+#[tokio::test]
+async fn the_api_down_during_shutdown_leaves_every_token_reported_and_stored() {
+    let shop =
+        shop(|config| config.retry(quick_retries().max_attempts(1000).max_elapsed(Duration::from_secs(60))))
+            .await;
+    let visitors: Vec<Visitor> = (0..5).map(|_| shop.new_visitor()).collect();
+    for (index, visitor) in visitors.iter().enumerate() {
+        visitor.get(&format!("/landing?sovReqToken=visitor-{index}")).await;
+    }
+    shop.sandbox.take_down().await;
+    for visitor in &visitors {
+        assert_eq!(visitor.order_in_background().await, "queued");
+    }
+
+    let report = shop.delivery.shutdown(Duration::from_millis(500)).await;
+    assert_eq!((report.sent(), report.failed()), (0, 0));
+    let mut left: Vec<&str> = report.left().iter().map(|pending| pending.token().as_str()).collect();
+    left.sort_unstable();
+    assert_eq!(left, ["visitor-0", "visitor-1", "visitor-2", "visitor-3", "visitor-4"]);
+    assert!(report.left().iter().all(|pending| pending.product_id().as_str() == Sandbox::PRODUCT_ID));
+    // Shut down: no more background conversions, and the tokens are still there.
+    assert_eq!(visitors[0].order_in_background().await, "shutting_down");
+
+    shop.sandbox.bring_up().await.unwrap();
+    for (index, visitor) in visitors.iter().enumerate() {
+        assert_eq!(visitor.pending_token().await, format!("visitor-{index}"));
+        assert_eq!(visitor.order().await, "sent");
+    }
+    assert_eq!(shop.sandbox.accepted().len(), 5);
+}
+
+/// How many 200s each token got.
+fn bookings(sandbox: &Sandbox) -> HashMap<String, usize> {
+    let mut bookings = HashMap::new();
+    for call in sandbox.accepted() {
+        *bookings.entry(call.token().unwrap().to_owned()).or_insert(0) += 1;
+    }
+    bookings
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_thousand_background_conversions_through_a_flaky_api_are_each_booked_once() {
+    const VISITORS: usize = 1000;
+    let shop = shop(|config| config.retry(quick_retries().max_attempts(20))).await;
+    // A third of the calls fail, in every way a call can fail.
+    shop.sandbox.fail_every(
+        3,
+        [
+            Fault::Status(StatusCode::INTERNAL_SERVER_ERROR),
+            Fault::Refuse,
+            Fault::CutOff(StatusCode::BAD_GATEWAY),
+            Fault::RateLimited(Duration::ZERO),
+            Fault::Status(StatusCode::SERVICE_UNAVAILABLE),
+        ],
+    );
+    let visitors = common::Visitors::land(&shop, VISITORS).await;
+    let queued = visitors.order_in_background(&shop).await;
+    assert!(queued.iter().all(|said| said == "queued"), "{queued:?}");
+
+    let report = shop.delivery.shutdown(Duration::from_secs(120)).await;
+    assert_eq!((report.sent(), report.failed(), report.dropped()), (VISITORS as u64, 0, 0));
+    assert!(report.is_complete(), "{:?}", report.left());
+    let bookings = bookings(&shop.sandbox);
+    assert_eq!(bookings.len(), VISITORS, "every token booked");
+    assert!(bookings.values().all(|count| *count == 1), "none booked twice");
+    let failed =
+        shop.sandbox.conversions().iter().filter(|call| call.status() != Some(StatusCode::OK)).count();
+    assert!(failed >= VISITORS / 3, "the API really was flaky: {failed} failed calls");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn background_workers_and_the_shops_own_retries_race_and_book_each_token_once() {
+    const VISITORS: usize = 100;
+    let shop = shop(|config| config.retry(quick_retries().max_attempts(20))).await;
+    shop.sandbox.fail_every(3, [Fault::Status(StatusCode::BAD_GATEWAY), Fault::CutOff(StatusCode::OK)]);
+    let visitors = common::Visitors::land(&shop, VISITORS).await;
+    // Each visitor's order goes to the queue, and the shop also sends it itself, twice.
+    let (queued, first, second) =
+        tokio::join!(visitors.order_in_background(&shop), visitors.order(&shop), visitors.order(&shop),);
+    assert!(queued.iter().all(|said| said == "queued" || said == "no_token"), "{queued:?}");
+    assert!(first.iter().chain(&second).all(|said| said == "sent" || said == "no_token"), "{first:?}");
+    shop.delivery.shutdown(Duration::from_secs(60)).await;
+
+    let bookings = bookings(&shop.sandbox);
+    assert_eq!(bookings.len(), VISITORS, "every token booked");
+    assert!(bookings.values().all(|count| *count == 1), "none booked twice: {bookings:?}");
+}
