@@ -11,7 +11,7 @@ use axum::{
 };
 use serde::Deserialize;
 use tower_sessions::{MemoryStore, Session, SessionManagerLayer, cookie::SameSite};
-use tower_sovendus::{Masked, Outcome, SovendusConfig, SovendusConversion, SovendusLayer, sandbox::Sandbox};
+use tower_sovendus::{Masked, QueueOutcome, SovendusConversion, SovendusLayer, sandbox::Sandbox};
 
 /// What the shop sells.
 const CATALOG: &[(u32, &str, &str)] =
@@ -32,11 +32,11 @@ struct Shop {
     orders: Arc<Mutex<Vec<Order>>>,
 }
 
-/// The whole shop: pages, `SovendusLayer` and a `SameSite=Lax` session layer.
+/// The whole shop: pages, the given `SovendusLayer` and a session layer.
 ///
 /// `secure_cookie` should be `true` in production (HTTPS); the demo serves plain HTTP.
 pub fn router(
-    config: SovendusConfig,
+    sovendus: SovendusLayer,
     sandbox: Option<Arc<Sandbox>>,
     same_site: SameSite,
     secure_cookie: bool,
@@ -53,7 +53,7 @@ pub fn router(
         .route("/sandbox", get(sandbox_log))
         .with_state(shop)
         // Inside the session layer: it needs the visitor's session.
-        .layer(SovendusLayer::new(config))
+        .layer(sovendus)
         .layer(
             SessionManagerLayer::new(MemoryStore::default())
                 .with_same_site(same_site)
@@ -189,12 +189,12 @@ async fn order(State(shop): State<Shop>, session: Session, conversion: SovendusC
     }
     // Keep the token with the order: Sovendus asks for it on cancellations.
     let token = conversion.token().map(|token| token.as_str().to_owned());
-    let result = conversion.send().await;
-    let conversion = match &result {
-        Ok(Outcome::Sent(_)) => "Sovendus conversion sent.".to_owned(),
-        Ok(Outcome::NoToken) => "No Sovendus conversion for this order.".to_owned(),
+    // The page never waits on Sovendus: a background worker sends it, with retries.
+    let conversion = match conversion.send_in_background() {
+        Ok(QueueOutcome::Queued) => "Sovendus conversion on its way.".to_owned(),
+        Ok(QueueOutcome::NoToken) => "No Sovendus conversion for this order.".to_owned(),
         Err(error) => {
-            format!("Sovendus conversion not sent yet: {error}. The token is kept for a later attempt.")
+            format!("Sovendus conversion not sent yet: {error}. The token is kept for a later order.")
         }
     };
     if session.insert("cart", Vec::<u32>::new()).await.is_err() {

@@ -11,10 +11,10 @@
 
 mod app;
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use tower_sessions::cookie::SameSite;
-use tower_sovendus::{SovendusConfig, sandbox::Sandbox};
+use tower_sovendus::{SovendusConfig, SovendusLayer, sandbox::Sandbox};
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
@@ -46,10 +46,24 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("    http://{addr}/sandbox");
     println!();
 
+    let sovendus = SovendusLayer::new(config);
+    let delivery = sovendus.delivery();
     // Plain HTTP on loopback for the demo, so the session cookie cannot be `Secure`.
-    let app = app::router(config, sandbox, SameSite::Lax, false);
+    let app = app::router(sovendus, sandbox, SameSite::Lax, false);
     axum::serve(listener, app)
         .with_graceful_shutdown(async { tokio::signal::ctrl_c().await.unwrap_or(()) })
         .await?;
+
+    // The server takes no more orders: deliver what is queued, then say what is left.
+    let report = delivery.shutdown(Duration::from_secs(10)).await;
+    println!("Sovendus: {} conversions sent, {} failed.", report.sent(), report.failed());
+    for pending in report.left() {
+        // A real shop would persist these and send them later with SovendusClient.
+        println!(
+            "Not delivered, still stored: token {} for product {}",
+            pending.token(),
+            pending.product_id()
+        );
+    }
     Ok(())
 }
