@@ -102,18 +102,17 @@ impl BackgroundQueue {
     /// Queues the conversion for `key`, or says why not; the token stays stored either way.
     pub(crate) fn push(&self, key: TokenKey) -> Result<(), SovendusError> {
         self.start_workers();
-        let reason = match self.inner.sender.try_send(key) {
+        let (error, reason) = match self.inner.sender.try_send(key) {
             Ok(()) => {
+                tracing::debug!("Sovendus conversion queued");
                 ::metrics::counter!(metrics::QUEUED).increment(1);
                 return Ok(());
             }
-            Err(TrySendError::Full(_)) => "queue_full",
-            Err(TrySendError::Closed(_)) => "shutting_down",
+            Err(TrySendError::Full(_)) => (SovendusError::QueueFull, "queue_full"),
+            Err(TrySendError::Closed(_)) => (SovendusError::ShuttingDown, "shutting_down"),
         };
         ::metrics::counter!(metrics::DROPPED, "reason" => reason).increment(1);
         self.inner.shared.dropped.fetch_add(1, Ordering::Relaxed);
-        let error =
-            if reason == "queue_full" { SovendusError::QueueFull } else { SovendusError::ShuttingDown };
         tracing::warn!(%error, "Sovendus conversion not queued; the token stays stored");
         Err(error)
     }

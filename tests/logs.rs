@@ -79,6 +79,12 @@ async fn api_key_and_whole_token_never_appear() {
         shop.sandbox.fault_next(1, Fault::Status(status));
         assert_ne!(shop.order().await, "sent");
     }
+    // A background conversion cut off by the shutdown deadline while the API is down.
+    shop.get(&format!("/landing?sovReqToken={TOKEN}")).await;
+    shop.sandbox.take_down().await;
+    assert_eq!(shop.order_in_background().await, "queued");
+    assert_eq!(shop.delivery.shutdown(Duration::from_millis(300)).await.left().len(), 1);
+    shop.sandbox.bring_up().await.unwrap();
     // A hostile value that embeds the key.
     shop.get(&format!("/landing?sovReqToken={API_KEY}%2F")).await;
 
@@ -105,6 +111,11 @@ async fn api_key_and_whole_token_never_appear() {
     assert!(logs.contains("Sovendus accepted the conversion"));
     assert!(logs.contains("Sovendus conversion failed; retrying"));
     assert!(logs.contains("Sovendus refused the conversion; not retrying"));
+    let left = logs
+        .lines()
+        .find(|line| line.contains("left undelivered at shutdown"))
+        .expect("the left token is logged");
+    assert!(left.contains("WARN") && left.contains("1095752f…"), "{left}");
 }
 
 #[tokio::test]
