@@ -151,6 +151,11 @@ impl RetryPolicy {
         if self.max_elapsed.is_zero() {
             return Err("max_elapsed must be longer than zero".to_owned());
         }
+        // A delivery leases its token for this long: keep it a sane span.
+        const DAY: Duration = Duration::from_secs(24 * 60 * 60);
+        if self.max_elapsed > DAY || self.max_backoff > DAY {
+            return Err("max_elapsed and max_backoff must be at most a day".to_owned());
+        }
         Ok(())
     }
 
@@ -255,6 +260,7 @@ mod tests {
             (RetryPolicy::default().initial_backoff(Duration::ZERO), "initial_backoff"),
             (RetryPolicy::default().max_backoff(Duration::from_millis(1)), "max_backoff"),
             (RetryPolicy::default().max_elapsed(Duration::ZERO), "max_elapsed"),
+            (RetryPolicy::default().max_elapsed(Duration::MAX), "max_elapsed"),
         ];
         for (policy, name) in bad {
             assert!(policy.validate().unwrap_err().starts_with(name));
