@@ -62,6 +62,25 @@ async fn server_errors_beyond_the_attempts_keep_the_token() {
 }
 
 #[tokio::test]
+async fn the_time_budget_bounds_the_attempts_and_keeps_the_token() {
+    let wait = Duration::from_millis(50);
+    let policy = quick_retries()
+        .max_attempts(1000)
+        .initial_backoff(wait)
+        .max_backoff(wait)
+        .jitter(false)
+        .max_elapsed(Duration::from_millis(500));
+    let shop = shop(|config| config.retry(policy)).await;
+    landed(&shop).await;
+    shop.sandbox.fail_every(1, [Fault::Status(StatusCode::SERVICE_UNAVAILABLE)]);
+    assert_eq!(shop.order().await, "unavailable 503");
+    // 50 ms waits within 500 ms: at most 11 attempts, however fast the machine.
+    let calls = shop.sandbox.conversions().len();
+    assert!((2..=11).contains(&calls), "{calls} attempts");
+    assert_eq!(shop.pending_token().await, TOKEN);
+}
+
+#[tokio::test]
 async fn connection_refused_then_the_api_comes_back() {
     let shop = shop(|config| config.retry(quick_retries().max_attempts(100))).await;
     landed(&shop).await;
