@@ -4,9 +4,13 @@ use std::borrow::Cow;
 
 use percent_encoding::percent_decode;
 
+// `Param`, `may_contain` and `find` are `pub` in this private module, so still crate-only, because
+// `pub(crate)` items cannot be re-exported by `lib.rs`'s `__fuzz` module (built under `--cfg
+// fuzzing` for `fuzz/`).
+
 /// What a query string says about one parameter.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Param<'q> {
+pub enum Param<'q> {
     /// The parameter does not appear.
     Absent,
     /// The parameter appears once, with this (decoded) value.
@@ -20,13 +24,13 @@ pub(crate) enum Param<'q> {
 /// Whether `query` may hold `name` at all. This is the whole cost for a request without a
 /// token: a substring search, plus a second one when the query percent-encodes something (a
 /// parameter name could be encoded).
-pub(crate) fn may_contain(query: Option<&str>, name: &str) -> bool {
+pub fn may_contain(query: Option<&str>, name: &str) -> bool {
     query.is_some_and(|query| query.contains(name) || query.contains('%'))
 }
 
 /// Finds `name` in `query` with `application/x-www-form-urlencoded` rules: keys are compared
 /// decoded, and only the matching value is decoded.
-pub(crate) fn find<'q>(query: &'q str, name: &str) -> Param<'q> {
+pub fn find<'q>(query: &'q str, name: &str) -> Param<'q> {
     let mut found = None;
     for pair in query.split('&') {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
@@ -67,6 +71,9 @@ fn decode(raw: &str) -> Option<Cow<'_, str>> {
 }
 
 #[cfg(test)]
+mod oracle;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -102,5 +109,119 @@ mod tests {
         assert!(!may_contain(Some("page=2&q=shoes"), NAME));
         assert!(may_contain(Some("sovReqToken=a"), NAME));
         assert!(may_contain(Some("sov%52eqToken=a"), NAME));
+    }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::super::*;
+        use crate::query::oracle::oracle;
+
+        /// Parameter names as the config accepts them: 1 to 64 URL-unreserved bytes.
+        fn parameter_name() -> impl Strategy<Value = String> {
+            prop_oneof![Just("sovReqToken".to_owned()), "[A-Za-z0-9._~-]{1,64}"]
+        }
+
+        /// `name` with any subset of its bytes percent-encoded, in upper or lower case hex.
+        fn encoded(name: &str) -> impl Strategy<Value = String> + use<> {
+            let bytes = name.as_bytes().to_vec();
+            proptest::collection::vec((any::<bool>(), any::<bool>()), bytes.len()).prop_map(move |choices| {
+                let mut key = String::new();
+                for (byte, (encode, lower)) in bytes.iter().zip(choices) {
+                    match (encode, lower) {
+                        (false, _) => key.push(char::from(*byte)),
+                        (true, false) => key.push_str(&format!("%{byte:02X}")),
+                        (true, true) => key.push_str(&format!("%{byte:02x}")),
+                    }
+                }
+                key
+            })
+        }
+
+        /// Text rich in what a form parser trips on: separators, `+`, `%` followed by hex or
+        /// junk, non-ASCII, and raw bytes encoded as `%XX` (not always UTF-8).
+        fn tricky_text() -> impl Strategy<Value = String> {
+            let piece = prop_oneof![
+                "[a-zA-Z0-9._~-]{0,6}",
+                Just("+".to_owned()),
+                Just("%".to_owned()),
+                "%[0-9a-fA-F]{0,2}",
+                "%[g-zG-Z%&=+]{0,2}",
+                any::<u8>().prop_map(|byte| format!("%{byte:02X}")),
+                Just("%EF%BF%BD".to_owned()),
+                Just("\u{FFFD}".to_owned()),
+                "[éß€😀 #?/]",
+                any::<char>().prop_map(String::from),
+            ];
+            proptest::collection::vec(piece, 0..8).prop_map(|pieces| pieces.concat())
+        }
+
+        /// One `&`-separated segment: the name (plain, encoded, or almost) with or without a
+        /// value, or noise.
+        fn segment(name: String) -> impl Strategy<Value = String> {
+            let key = prop_oneof![
+                3 => Just(name.clone()),
+                3 => encoded(&name),
+                1 => Just(format!("{name}+")),
+                1 => Just(format!("x{name}")),
+                1 => Just(format!("{name}%")),
+                3 => tricky_text(),
+            ];
+            let value = prop_oneof![Just(None), tricky_text().prop_map(Some)];
+            (key, value).prop_map(|(key, value)| match value {
+                Some(value) => format!("{key}={value}"),
+                None => key,
+            })
+        }
+
+        /// A name and a query of segments built from it, joined by `&` (sometimes `&&`).
+        fn named_query() -> impl Strategy<Value = (String, String)> {
+            parameter_name().prop_flat_map(|name| {
+                let segments = proptest::collection::vec(segment(name.clone()), 0..6);
+                let separator = prop_oneof![4 => Just("&"), 1 => Just("&&")];
+                (Just(name), segments, separator)
+                    .prop_map(|(name, segments, separator)| (name, segments.join(separator)))
+            })
+        }
+
+        proptest! {
+            #[test]
+            fn find_never_panics_on_any_string(query in any::<String>(), name in parameter_name()) {
+                let _ = find(&query, &name);
+            }
+
+            #[test]
+            fn find_never_panics_on_form_like_text(query in tricky_text(), name in parameter_name()) {
+                let _ = find(&query, &name);
+            }
+
+            #[test]
+            fn find_agrees_with_form_urlencoded((name, query) in named_query()) {
+                prop_assert_eq!(find(&query, &name), oracle(&query, &name), "query {:?}", query);
+            }
+
+            #[test]
+            fn find_agrees_with_form_urlencoded_on_any_string(query in any::<String>(), name in parameter_name()) {
+                prop_assert_eq!(find(&query, &name), oracle(&query, &name), "query {:?}", query);
+            }
+
+            #[test]
+            fn precheck_has_no_false_negatives((name, query) in named_query()) {
+                if find(&query, &name) != Param::Absent {
+                    prop_assert!(may_contain(Some(&query), &name), "query {:?}", query);
+                }
+            }
+
+            #[test]
+            fn precheck_sees_every_encoding_of_the_name(
+                (name, key) in parameter_name().prop_flat_map(|name| (Just(name.clone()), encoded(&name))),
+                before in tricky_text(),
+                after in tricky_text(),
+            ) {
+                let query = format!("{before}&{key}=v&{after}");
+                prop_assert_ne!(find(&query, &name), Param::Absent, "query {:?}", query);
+                prop_assert!(may_contain(Some(&query), &name), "query {:?}", query);
+            }
+        }
     }
 }

@@ -266,4 +266,106 @@ mod tests {
         assert_eq!(serde_json::to_string(&token).unwrap(), "\"12345-test-123-12345\"");
         assert!(serde_json::from_str::<SovReqToken>("\"a/b\"").is_err());
     }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::super::*;
+
+        /// Strings near the token rules: valid shapes, lengths around the limit, dots only,
+        /// valid shapes with one forbidden character spliced in, and anything at all.
+        fn candidate() -> impl Strategy<Value = String> {
+            prop_oneof![
+                "[A-Za-z0-9._~-]{0,20}",
+                "[A-Za-z0-9._~-]{250,260}",
+                "\\.{0,300}",
+                ("[A-Za-z0-9._~-]{0,10}", forbidden_character(), "[A-Za-z0-9._~-]{0,10}")
+                    .prop_map(|(a, bad, b)| format!("{a}{bad}{b}")),
+                any::<String>(),
+            ]
+        }
+
+        /// One character outside the token alphabet, ASCII ones (`%`, `/`, `?`, `#`...) often.
+        fn forbidden_character() -> impl Strategy<Value = String> {
+            prop_oneof![r"[\x00-\x2C/:-@\[-\^`{-}\x7F]", "[^A-Za-z0-9._~-]"]
+        }
+
+        /// Valid tokens only.
+        fn token() -> impl Strategy<Value = SovReqToken> {
+            "[A-Za-z0-9._~-]{1,256}"
+                .prop_filter("not only dots", |value| !value.bytes().all(|byte| byte == b'.'))
+                .prop_map(|value| SovReqToken::new(value).expect("valid by construction"))
+        }
+
+        /// Whether some 9-character window of `token` appears in `output`.
+        fn leaks_more_than_the_prefix(token: &str, output: &str) -> bool {
+            // Tokens are ASCII, so byte windows are character windows.
+            token
+                .as_bytes()
+                .windows(VISIBLE_PREFIX + 1)
+                .any(|window| output.contains(std::str::from_utf8(window).expect("ASCII")))
+        }
+
+        /// The rules, restated independently of `validate`.
+        fn follows_the_rules(value: &str) -> bool {
+            (1..=MAX_TOKEN_LEN).contains(&value.len())
+                && value.bytes().all(|byte| byte.is_ascii_alphanumeric() || b"-._~".contains(&byte))
+                && value.bytes().any(|byte| byte != b'.')
+        }
+
+        /// Exhaustive over ASCII, where random generation may miss the one character that
+        /// matters (`%`, `/`, `#`...).
+        #[test]
+        fn new_classifies_every_ascii_character_as_the_rules_say() {
+            for byte in 0..=0x7F_u8 {
+                let value = format!("a{}b", char::from(byte));
+                assert_eq!(SovReqToken::new(&value).is_ok(), follows_the_rules(&value), "{value:?}");
+            }
+        }
+
+        proptest! {
+            #[test]
+            fn new_accepts_exactly_the_rules(value in candidate()) {
+                prop_assert_eq!(SovReqToken::new(&value).is_ok(), follows_the_rules(&value), "value {:?}", value);
+            }
+
+            #[test]
+            fn as_str_round_trips(value in candidate()) {
+                if let Ok(token) = SovReqToken::new(&value) {
+                    prop_assert_eq!(token.as_str(), value.as_str());
+                    prop_assert_eq!(value.parse::<SovReqToken>(), Ok(token));
+                }
+            }
+
+            #[test]
+            fn display_and_debug_show_at_most_the_first_eight_characters(token in token()) {
+                let value = token.as_str();
+                let prefix = &value[..value.len().min(VISIBLE_PREFIX)];
+                let ellipsis = if value.len() > VISIBLE_PREFIX { "…" } else { "" };
+                let display = token.to_string();
+                let debug = format!("{token:?}");
+                prop_assert_eq!(&display, &format!("{prefix}{ellipsis}"));
+                prop_assert_eq!(&debug, &format!("SovReqToken(\"{prefix}{ellipsis}\")"));
+                // The property itself: only the part inside the fixed wrapper comes from the token.
+                let inside = debug.strip_prefix("SovReqToken(\"").and_then(|rest| rest.strip_suffix("\")"));
+                prop_assert!(!leaks_more_than_the_prefix(value, &display), "display {:?}", display);
+                prop_assert!(!leaks_more_than_the_prefix(value, inside.expect("wrapper")), "debug {:?}", debug);
+            }
+
+            #[test]
+            fn token_is_exactly_one_url_path_segment(token in token()) {
+                let value = token.as_str();
+                let raw = format!("https://api.example/ext/product/{value}/api");
+                let url = reqwest::Url::parse(&raw).expect("a token needs no escaping in a path");
+                let segments: Vec<_> = url.path_segments().expect("https has a path").collect();
+                prop_assert_eq!(segments, ["ext", "product", value, "api"]);
+                prop_assert_eq!(url.as_str(), raw.as_str());
+
+                let uri: http::Uri = raw.parse().expect("a token is a valid URI path segment");
+                let segments: Vec<_> = uri.path().split('/').collect();
+                prop_assert_eq!(segments, ["", "ext", "product", value, "api"]);
+                prop_assert_eq!(uri.query(), None);
+            }
+        }
+    }
 }
