@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use reqwest::{StatusCode, Url};
 use serde::Serialize;
+use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::{ApiKey, ProductId, Receipt, RetryPolicy, SovReqToken, SovendusConfig, SovendusError, retry};
@@ -137,19 +138,7 @@ impl SovendusClient {
         product: &ProductId,
         token: &SovReqToken,
     ) -> Result<Receipt, SovendusError> {
-        let span = tracing::info_span!("sovendus.send", product = %product, token = %token);
-        async {
-            let result = self.attempt(product, token).await;
-            match &result {
-                Ok(_) => tracing::info!("Sovendus accepted the conversion"),
-                Err(error) => {
-                    tracing::warn!(%error, retryable = error.is_retryable(), "Sovendus conversion failed")
-                }
-            }
-            result
-        }
-        .instrument(span)
-        .await
+        self.send_under(&RetryPolicy::never(), product, token, &CancellationToken::new()).await
     }
 
     /// Sends a conversion for a given product, retrying under the configured
@@ -181,9 +170,19 @@ impl SovendusClient {
         product: &ProductId,
         token: &SovReqToken,
     ) -> Result<Receipt, SovendusError> {
+        self.send_under(&self.inner.retry, product, token, &CancellationToken::new()).await
+    }
+
+    /// Sends under `policy` until it ends or `cancel` fires, in the `sovendus.send` span.
+    pub(crate) async fn send_under(
+        &self,
+        policy: &RetryPolicy,
+        product: &ProductId,
+        token: &SovReqToken,
+        cancel: &CancellationToken,
+    ) -> Result<Receipt, SovendusError> {
         let span = tracing::info_span!("sovendus.send", product = %product, token = %token);
-        let never = tokio_util::sync::CancellationToken::new();
-        retry::send(self, &self.inner.retry, product, token, &never).instrument(span).await
+        retry::send(self, policy, product, token, cancel).instrument(span).await
     }
 
     pub(crate) fn product(&self, index: u8) -> &ProductId {

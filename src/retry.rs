@@ -206,12 +206,12 @@ pub(crate) async fn send(
             return Err(error);
         }
         let Some(backoff) = waits.next() else {
-            tracing::error!(%error, attempt, "Sovendus conversion failed; no attempts left, token kept");
+            tracing::error!(%error, attempt, "Sovendus conversion failed; no attempts left");
             return Err(error);
         };
         let wait = error.retry_after().map_or(backoff, |asked| asked.max(backoff));
         if started.elapsed().saturating_add(wait) > policy.max_elapsed {
-            tracing::error!(%error, attempt, ?wait, "Sovendus conversion failed; out of time, token kept");
+            tracing::error!(%error, attempt, ?wait, "Sovendus conversion failed; out of retry time");
             return Err(error);
         }
         tracing::warn!(%error, attempt, ?wait, "Sovendus conversion failed; retrying");

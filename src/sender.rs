@@ -3,10 +3,9 @@
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
-use tracing::Instrument;
 
 use crate::{
-    Outcome, RetryPolicy, SovendusClient, SovendusConfig, SovendusError, metrics, retry,
+    Outcome, RetryPolicy, SovendusClient, SovendusConfig, SovendusError, metrics,
     store::{Settlement, TokenKey, TokenStore},
 };
 
@@ -48,9 +47,7 @@ impl ConversionSender {
             return Ok(Outcome::NoToken);
         };
         let product = self.client.product(leased.product);
-        let span = tracing::info_span!("sovendus.send", product = %product, token = %leased.token);
-        let result =
-            retry::send(&self.client, &self.retry, product, &leased.token, cancel).instrument(span).await;
+        let result = self.client.send_under(&self.retry, product, &leased.token, cancel).await;
         let settlement = match &result {
             Ok(_) => {
                 ::metrics::counter!(metrics::SENT).increment(1);
