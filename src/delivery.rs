@@ -5,7 +5,7 @@ use std::{
     collections::HashSet,
     fmt,
     sync::{
-        Arc, Mutex, PoisonError,
+        Arc, Mutex,
         atomic::{AtomicU64, Ordering},
     },
     time::Duration,
@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     Outcome, ProductId, SovReqToken, SovendusConfig, SovendusError, metrics, sender::ConversionSender,
-    store::TokenKey,
+    store::TokenKey, sync::lock,
 };
 
 /// What [`send_in_background`](crate::SovendusConversion::send_in_background) did.
@@ -398,8 +398,4 @@ impl PendingConversion {
     pub fn product_id(&self) -> &ProductId {
         &self.product_id
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }

@@ -68,7 +68,7 @@ impl SovendusConversion {
         let session = extensions.get::<Session>().ok_or(SovendusConversionRejection::MissingSessionLayer)?;
         let key = state::token_key(session).await.map_err(SovendusConversionRejection::Session)?;
         let pending = match key {
-            Some(key) => state.store.get(key).await,
+            Some(key) => state.store().get(key).await,
             None => None,
         };
         Ok(Self { state, key, pending })
@@ -109,7 +109,7 @@ impl SovendusConversion {
     /// let app: Router = Router::new().route("/order", post(order));
     /// ```
     pub fn product_id(&self) -> Option<&ProductId> {
-        self.pending.as_ref().map(|pending| self.state.client.product(pending.product))
+        self.pending.as_ref().map(|pending| self.state.client().product(pending.product))
     }
 
     /// Sends the conversion to Sovendus and waits for the answer, retrying under the

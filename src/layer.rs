@@ -74,7 +74,7 @@ impl SovendusLayer {
     /// # Ok::<(), tower_sovendus::ConfigError>(())
     /// ```
     pub fn client(&self) -> &SovendusClient {
-        &self.state.client
+        self.state.client()
     }
 
     /// The handle to this layer's background delivery, to await
@@ -218,7 +218,7 @@ fn landing<B>(state: &SovendusState, req: Request<B>) -> (Request<B>, Option<Lan
         }
     };
     let product = match query::find(query, config.product_parameter()) {
-        Param::Once(value) => state.client.product_index(&value).unwrap_or_else(|| {
+        Param::Once(value) => state.client().product_index(&value).unwrap_or_else(|| {
             tracing::debug!(value = %Masked(&value), "ignored unknown Sovendus product ID");
             0
         }),
@@ -282,7 +282,7 @@ async fn store(
             return Err(error);
         }
     }
-    Ok(state.store.insert(key, StoredToken::new(landing.token, landing.product, ttl)).await)
+    Ok(state.store().insert(key, StoredToken::new(landing.token, landing.product, ttl)).await)
 }
 
 /// Makes the session live at least `ttl` past now, and beyond the browser's closing; never

@@ -49,6 +49,7 @@ mod retry;
 mod sender;
 mod state;
 mod store;
+mod sync;
 mod token;
 
 #[cfg(feature = "sandbox")]

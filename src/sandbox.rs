@@ -28,7 +28,7 @@ use std::{
     collections::{HashSet, VecDeque},
     fmt, io,
     net::SocketAddr,
-    sync::{Arc, Mutex, PoisonError},
+    sync::{Arc, Mutex},
     time::{Duration, SystemTime},
 };
 
@@ -40,7 +40,7 @@ use hyper::{body::Incoming, service::service_fn};
 use hyper_util::rt::TokioIo;
 use tokio::{net::TcpListener, sync::Notify, task::JoinHandle};
 
-use crate::{SovReqToken, SovendusConfig, SovendusConfigBuilder};
+use crate::{SovReqToken, SovendusConfig, SovendusConfigBuilder, sync::lock};
 
 /// A scripted misbehaviour for the next calls.
 ///
@@ -743,10 +743,6 @@ impl fmt::Debug for Conversion {
             .field("body", &format_args!("<{} bytes>", self.body.len()))
             .finish()
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 async fn serve(listener: TcpListener, shared: Arc<Shared>) {

@@ -21,8 +21,6 @@ pub(crate) struct SovendusState(Arc<Inner>);
 
 pub(crate) struct Inner {
     pub(crate) config: SovendusConfig,
-    pub(crate) store: TokenStore,
-    pub(crate) client: SovendusClient,
     pub(crate) conversions: ConversionSender,
     pub(crate) queue: BackgroundQueue,
     missing_session_logged: AtomicBool,
@@ -32,16 +30,19 @@ impl SovendusState {
     pub(crate) fn new(config: SovendusConfig) -> Self {
         let store = TokenStore::new(config.max_tokens(), config.attribution());
         let client = SovendusClient::new(&config);
-        let conversions = ConversionSender::new(&config, store.clone(), client.clone());
+        let conversions = ConversionSender::new(&config, store, client);
         let queue = BackgroundQueue::new(&config, conversions.clone());
-        Self(Arc::new(Inner {
-            store,
-            client,
-            conversions,
-            queue,
-            config,
-            missing_session_logged: AtomicBool::new(false),
-        }))
+        Self(Arc::new(Inner { conversions, queue, config, missing_session_logged: AtomicBool::new(false) }))
+    }
+
+    /// The token store, shared with the conversion sender.
+    pub(crate) fn store(&self) -> &TokenStore {
+        self.0.conversions.store()
+    }
+
+    /// The HTTP client, shared with the conversion sender.
+    pub(crate) fn client(&self) -> &SovendusClient {
+        self.0.conversions.client()
     }
 
     /// Logs, once per layer, that `SessionManagerLayer` is missing.
