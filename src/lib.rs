@@ -33,6 +33,8 @@
 //! - `axum` (default): [`SovendusConversion`] as an axum extractor. Without it the layer works
 //!   in any tower/hyper app, and [`SovendusConversion::from_extensions`] builds the conversion.
 //! - `sandbox`: [`sandbox::Sandbox`], a fake Sovendus API on 127.0.0.1 for demos and tests.
+//! - `redis`: [`RedisTokenStore`], tokens shared by several instances of the shop in Redis,
+//!   on the same [`fred`] pool as tower-sessions-redis-store. Re-exports [`fred`].
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -56,6 +58,12 @@ mod token;
 #[cfg_attr(docsrs, doc(cfg(feature = "sandbox")))]
 pub mod sandbox;
 
+/// The Redis client the [`RedisTokenStore`] is built on, at the version
+/// tower-sessions-redis-store 0.16 uses.
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use fred;
+
 pub use client::SovendusClient;
 pub use config::{
     ApiKey, Attribution, CaptureFilter, ConfigError, DEFAULT_ENDPOINT, DEFAULT_MAX_TOKENS,
@@ -67,6 +75,12 @@ pub use error::{Outcome, Receipt, SovendusError};
 pub use extract::{SovendusConversion, SovendusConversionRejection};
 pub use layer::{ResponseFuture, SovendusLayer, SovendusService};
 pub use retry::RetryPolicy;
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use store::{DEFAULT_REDIS_PREFIX, DEFAULT_REDIS_TIMEOUT, RedisTokenStore};
+pub use store::{
+    LeaseId, Leased, MokaTokenStore, PendingToken, Settlement, StoreError, StoreFuture, TokenKey, TokenStore,
+};
 pub use token::{InvalidToken, MAX_TOKEN_LEN, Masked, SovReqToken};
 
 /// The query parser, for the fuzz targets in `fuzz/` only (cargo fuzz builds with
