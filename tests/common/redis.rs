@@ -17,7 +17,10 @@ use tokio::task::JoinHandle;
 use tower_sessions_redis_store::RedisStore;
 use tower_sovendus::{
     Delivery, RedisTokenStore, SovendusConfigBuilder, SovendusLayer,
-    fred::prelude::{Builder, ClientLike, Config, Pool, ReconnectPolicy},
+    fred::{
+        cmd,
+        prelude::{Builder, ClientLike, Config, Pool, ReconnectPolicy},
+    },
     sandbox::Sandbox,
 };
 
@@ -136,6 +139,11 @@ impl Drop for RedisServer {
         }
         std::fs::remove_dir_all(&self.dir).ok();
     }
+}
+
+/// The keys matching `pattern` (`KEYS`: fine for a test's few keys).
+pub async fn keys(pool: &Pool, pattern: &str) -> Vec<String> {
+    pool.custom(cmd!("KEYS"), vec![pattern]).await.unwrap()
 }
 
 /// One instance of the shop: its own pool, layer and background delivery, with sessions and
