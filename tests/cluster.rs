@@ -70,7 +70,8 @@ async fn twenty_concurrent_orders_across_two_instances_post_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_instance_rebuilt_between_capture_and_order_sends_the_conversion() {
-    let Some(redis) = RedisServer::start("an_instance_rebuilt_between_capture_and_order_sends_the_conversion")
+    let Some(redis) =
+        RedisServer::start("an_instance_rebuilt_between_capture_and_order_sends_the_conversion")
     else {
         return;
     };
@@ -114,7 +115,8 @@ async fn redis_enforces_the_token_ttl() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_dying_mid_send_does_not_post_twice_when_it_returns() {
-    let Some(mut redis) = RedisServer::start("redis_dying_mid_send_does_not_post_twice_when_it_returns") else {
+    let Some(mut redis) = RedisServer::start("redis_dying_mid_send_does_not_post_twice_when_it_returns")
+    else {
         return;
     };
     let sandbox = Sandbox::start().await.unwrap();

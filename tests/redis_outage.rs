@@ -28,7 +28,8 @@ async fn redis_killed_then_restarted() {
     // fails.
     let a = Instance::start(&redis, &sandbox, |config| config).await;
     let b = Instance::start(&redis, &sandbox, |config| config).await;
-    let layer = SovendusLayer::with_store(sandbox.config().build().unwrap(), RedisTokenStore::new(a.pool.clone()));
+    let layer =
+        SovendusLayer::with_store(sandbox.config().build().unwrap(), RedisTokenStore::new(a.pool.clone()));
     let c = serve(shop_routes().layer(layer).layer(session_layer(MemoryStore::default()))).await;
 
     let early_on_a = a.visitor();

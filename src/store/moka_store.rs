@@ -122,10 +122,12 @@ impl MokaTokenStore {
             .entry(leased.key)
             .and_compute_with(|entry| async move {
                 match entry.map(moka::Entry::into_value) {
-                    Some(stored) if stored.lease.is_some_and(|lease| lease.id == leased.lease) => match settlement {
-                        Settlement::Done => Op::Remove,
-                        Settlement::Keep => Op::Put(StoredToken { lease: None, ..stored }),
-                    },
+                    Some(stored) if stored.lease.is_some_and(|lease| lease.id == leased.lease) => {
+                        match settlement {
+                            Settlement::Done => Op::Remove,
+                            Settlement::Keep => Op::Put(StoredToken { lease: None, ..stored }),
+                        }
+                    }
                     _ => Op::Nop,
                 }
             })
