@@ -46,10 +46,13 @@ impl RedisServer {
             if std::env::var_os("CI").is_some() {
                 panic!("{test}: `{REDIS_SERVER}` is required in CI ({error}); install Debian's redis-server");
             }
-            eprintln!(
+            // Straight to stderr: the test harness captures `eprintln!` of passing tests.
+            writeln!(
+                std::io::stderr(),
                 "\n!!!!! SKIPPED {test}: `{REDIS_SERVER}` is not installed ({error}). \
                  Install Debian's redis-server package to run the Redis tests. !!!!!\n"
-            );
+            )
+            .ok();
             return None;
         }
         let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
