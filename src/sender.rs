@@ -49,6 +49,7 @@ impl ConversionSender {
         key: TokenKey,
         cancel: &CancellationToken,
     ) -> Result<Outcome, SovendusError> {
+        let lease_ends = tokio::time::Instant::now() + self.lease;
         let leased = match self.store.lease(key, self.lease).await {
             Ok(Some(leased)) => leased,
             Ok(None) => return Ok(Outcome::NoToken),
@@ -77,7 +78,7 @@ impl ConversionSender {
             }
         };
         if let Err(error) = self.store.settle(&leased, settlement).await {
-            self.settle_later(leased, settlement, error);
+            self.settle_later(leased, settlement, error, lease_ends);
         }
         result.map(Outcome::Sent)
     }
@@ -85,11 +86,16 @@ impl ConversionSender {
     /// Settles on a task of its own once the token store answers again, trying for as long
     /// as the lease lasts: within it no other delivery can take the token, so a conversion
     /// Sovendus accepted is not sent twice when the store comes back.
-    fn settle_later(&self, leased: Leased, settlement: Settlement, error: StoreError) {
+    fn settle_later(
+        &self,
+        leased: Leased,
+        settlement: Settlement,
+        error: StoreError,
+        lease_ends: tokio::time::Instant,
+    ) {
         let token = leased.pending.token.clone();
         tracing::warn!(%error, %token, ?settlement, "could not settle the Sovendus token yet; trying again");
         let store = Arc::clone(&self.store);
-        let give_up_at = tokio::time::Instant::now() + self.lease;
         tokio::spawn(async move {
             let mut wait = FIRST_SETTLE_WAIT;
             loop {
@@ -99,7 +105,7 @@ impl ConversionSender {
                         tracing::info!(%token, ?settlement, "settled the Sovendus token");
                         return;
                     }
-                    Err(error) if tokio::time::Instant::now() + wait >= give_up_at => {
+                    Err(error) if tokio::time::Instant::now() + wait >= lease_ends => {
                         tracing::error!(%error, %token, ?settlement,
                             "gave up settling the Sovendus token: its lease runs out, and another \
                              delivery may send it again");

@@ -5,8 +5,12 @@ mod common;
 
 use std::time::Duration;
 
-use common::redis::{Instance, RedisServer, keys};
+use common::{
+    Visitor, quick_retries,
+    redis::{Instance, RedisServer, keys},
+};
 use tower_sovendus::{
+    SovendusConfigBuilder,
     fred::prelude::KeysInterface,
     sandbox::{Fault, Sandbox},
 };
@@ -24,18 +28,40 @@ async fn eventually(mut condition: impl AsyncFnMut() -> bool) -> bool {
     false
 }
 
+/// Instances A and B on one Redis and one sandbox, and a visitor who landed on A with
+/// [`TOKEN`], seen through A and through B.
+struct TwoInstances {
+    sandbox: Sandbox,
+    a: Instance,
+    /// Kept running for `on_b`.
+    _b: Instance,
+    on_a: Visitor,
+    on_b: Visitor,
+}
+
+impl TwoInstances {
+    async fn landed_on_a(
+        redis: &RedisServer,
+        configure: fn(SovendusConfigBuilder) -> SovendusConfigBuilder,
+    ) -> Self {
+        let sandbox = Sandbox::start().await.unwrap();
+        let a = Instance::start(redis, &sandbox, configure).await;
+        let b = Instance::start(redis, &sandbox, configure).await;
+        let on_a = a.visitor();
+        let on_b = on_a.at(b.addr);
+        assert_eq!(on_a.get(&format!("/landing?sovReqToken={TOKEN}")).await, (200, "landing".to_owned()));
+        Self { sandbox, a, _b: b, on_a, on_b }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn captured_on_one_instance_ordered_on_another_posts_once() {
     let Some(redis) = RedisServer::start("captured_on_one_instance_ordered_on_another_posts_once") else {
         return;
     };
-    let sandbox = Sandbox::start().await.unwrap();
-    let a = Instance::start(&redis, &sandbox, |config| config).await;
-    let b = Instance::start(&redis, &sandbox, |config| config).await;
-    let on_a = a.visitor();
-    let on_b = on_a.at(b.addr);
+    let shop = TwoInstances::landed_on_a(&redis, |config| config).await;
+    let TwoInstances { sandbox, on_a, on_b, .. } = &shop;
 
-    assert_eq!(on_a.get(&format!("/landing?sovReqToken={TOKEN}")).await, (200, "landing".to_owned()));
     assert_eq!(on_b.pending_token().await, TOKEN, "B sees A's capture");
     assert_eq!(on_b.order().await, "sent");
     assert_eq!(on_a.order().await, "no_token", "A sees B's conversion");
@@ -51,12 +77,8 @@ async fn twenty_concurrent_orders_across_two_instances_post_once() {
     let Some(redis) = RedisServer::start("twenty_concurrent_orders_across_two_instances_post_once") else {
         return;
     };
-    let sandbox = Sandbox::start().await.unwrap();
-    let a = Instance::start(&redis, &sandbox, |config| config).await;
-    let b = Instance::start(&redis, &sandbox, |config| config).await;
-    let on_a = a.visitor();
-    let on_b = on_a.at(b.addr);
-    on_a.get(&format!("/landing?sovReqToken={TOKEN}")).await;
+    let shop = TwoInstances::landed_on_a(&redis, |config| config).await;
+    let TwoInstances { sandbox, on_a, on_b, .. } = &shop;
     // Slow the answer so that every order overlaps the one in flight.
     sandbox.fault_next(1, Fault::Delay(Duration::from_millis(300)));
 
@@ -119,16 +141,21 @@ async fn redis_dying_mid_send_does_not_post_twice_when_it_returns() {
     else {
         return;
     };
-    let sandbox = Sandbox::start().await.unwrap();
-    let a = Instance::start(&redis, &sandbox, |config| config).await;
-    let b = Instance::start(&redis, &sandbox, |config| config).await;
-    let visitor = a.visitor();
-    visitor.get(&format!("/landing?sovReqToken={TOKEN}")).await;
+    // A lease of 5 s (the retry budget plus twice the request timeout), for the test's sake.
+    let lease = Duration::from_secs(5);
+    let shop = TwoInstances::landed_on_a(&redis, |config| {
+        config
+            .retry(quick_retries().max_elapsed(Duration::from_secs(3)))
+            .request_timeout(Duration::from_secs(1))
+    })
+    .await;
+    let TwoInstances { sandbox, a, on_a, on_b, .. } = &shop;
     sandbox.fault_next(1, Fault::Delay(Duration::from_millis(500)));
 
     // The order leases the token and posts; Redis dies while Sovendus answers.
-    let on_a = visitor.at(a.addr);
-    let order = tokio::spawn(async move { on_a.order().await });
+    let leased_before = tokio::time::Instant::now() + lease;
+    let ordering = on_a.at(a.addr);
+    let order = tokio::spawn(async move { ordering.order().await });
     assert!(eventually(async || !sandbox.conversions().is_empty()).await, "the POST arrives");
     redis.kill(true);
     assert_eq!(order.await.unwrap(), "sent", "Sovendus accepted it; the settlement waits for Redis");
@@ -136,11 +163,12 @@ async fn redis_dying_mid_send_does_not_post_twice_when_it_returns() {
     // Redis comes back with the token, still leased: the waiting settlement removes it.
     redis.restart();
     let pool = redis.pool().await;
-    assert_eq!(keys(&pool, "sovendus:*").await.len(), 2, "the token and its lease are back");
     assert!(
         eventually(async || keys(&pool, "sovendus:*").await.is_empty()).await,
         "the token was settled once Redis returned"
     );
-    assert_eq!(visitor.at(b.addr).order().await, "no_token");
+    // Even once the lease has run out, no order sends it again.
+    tokio::time::sleep_until(leased_before).await;
+    assert_eq!(on_b.order().await, "no_token");
     assert_eq!(sandbox.accepted().len(), 1, "posted once");
 }
