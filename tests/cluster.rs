@@ -72,6 +72,21 @@ async fn captured_on_one_instance_ordered_on_another_posts_once() {
     assert_eq!(posts[0].token(), Some(TOKEN));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_without_a_token_send_nothing_to_redis() {
+    let Some(redis) = RedisServer::start("requests_without_a_token_send_nothing_to_redis") else { return };
+    let TwoInstances { on_a, on_b, .. } = &TwoInstances::landed_on_a(&redis, |config| config).await;
+    on_b.get("/cart/add?item=shoe").await; // the visitor's session is in Redis
+
+    let before = redis.commands_processed();
+    for path in ["/", "/products/1?page=2&q=red%20shoes", "/landing?sovReqTokenX=1&utm_source=mail"] {
+        assert_eq!(on_a.get(path).await.0, 200);
+        assert_eq!(on_b.get(path).await.0, 200);
+    }
+    // The only command since is the first `INFO` itself.
+    assert_eq!(redis.commands_processed(), before + 1, "no session load, no token lookup");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn twenty_concurrent_orders_across_two_instances_post_once() {
     let Some(redis) = RedisServer::start("twenty_concurrent_orders_across_two_instances_post_once") else {

@@ -111,6 +111,20 @@ impl RedisServer {
         line.trim_end().to_owned()
     }
 
+    /// How many commands the server has processed (`INFO stats`), not counting this `INFO`.
+    pub fn commands_processed(&self) -> u64 {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        stream.set_read_timeout(Some(STARTUP)).unwrap();
+        stream.write_all(b"INFO stats\r\n").unwrap();
+        let lines = BufReader::new(stream).lines().map(Result::unwrap);
+        lines
+            .take_while(|line| !line.is_empty())
+            .find_map(|line| {
+                line.strip_prefix("total_commands_processed:").map(|count| count.parse().unwrap())
+            })
+            .expect("INFO stats lists total_commands_processed")
+    }
+
     fn run(&mut self) {
         let child = Command::new(REDIS_SERVER)
             .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
