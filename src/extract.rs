@@ -86,6 +86,9 @@ impl SovendusConversion {
     /// The visitor's token, if they came from Sovendus and it has not been sent yet. Store it
     /// with the order to find it again for a cancellation.
     ///
+    /// `None` too if the [token store](crate::TokenStore) could not be asked (logged);
+    /// [`send`](Self::send) and [`send_in_background`](Self::send_in_background) try it again.
+    ///
     /// ```
     /// use axum::{Router, routing::post};
     /// use tower_sovendus::SovendusConversion;
