@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     Outcome, ProductId, SovReqToken, SovendusConfig, SovendusError, metrics, sender::ConversionSender,
-    store::TokenKey, sync::lock,
+    sync::lock, token_store::TokenKey,
 };
 
 /// What [`send_in_background`](crate::SovendusConversion::send_in_background) did.

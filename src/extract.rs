@@ -8,7 +8,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     Outcome, ProductId, QueueOutcome, SovReqToken, SovendusError,
     state::{self, SovendusState},
-    store::{PendingToken, TokenKey},
+    token_store::{PendingToken, TokenKey},
 };
 
 /// The visitor's pending Sovendus conversion, taken from the request.

@@ -18,8 +18,9 @@ use crate::{
     Delivery, SovReqToken, SovendusClient, SovendusConfig, metrics,
     query::{self, Param},
     state::{self, SovendusState},
-    store::{MokaTokenStore, PendingToken, StoreError, TokenStore},
+    store::MokaTokenStore,
     token::Masked,
+    token_store::{PendingToken, StoreError, TokenStore},
 };
 
 /// Watches every request for the `sovReqToken` parameter and stores a valid token against the
@@ -69,7 +70,7 @@ impl SovendusLayer {
     /// A layer keeping its tokens in `store`: a shared one, such as
     /// [`RedisTokenStore`](crate::RedisTokenStore), lets several instances of the shop serve
     /// one visitor (see the README, "Running several instances"). Requests without a token
-    /// never touch it.
+    /// never touch it. The config's `max_tokens` sizes only the embedded default store.
     ///
     /// ```
     /// use tower_sovendus::{MokaTokenStore, SovendusConfig, SovendusLayer};

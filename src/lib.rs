@@ -47,12 +47,15 @@ mod extract;
 mod layer;
 pub mod metrics;
 mod query;
+#[cfg(feature = "redis")]
+mod redis_store;
 mod retry;
 mod sender;
 mod state;
 mod store;
 mod sync;
 mod token;
+mod token_store;
 
 #[cfg(feature = "sandbox")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sandbox")))]
@@ -74,14 +77,15 @@ pub use delivery::{Delivery, DeliveryReport, PendingConversion, QueueOutcome};
 pub use error::{Outcome, Receipt, SovendusError};
 pub use extract::{SovendusConversion, SovendusConversionRejection};
 pub use layer::{ResponseFuture, SovendusLayer, SovendusService};
-pub use retry::RetryPolicy;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
-pub use store::{DEFAULT_REDIS_PREFIX, DEFAULT_REDIS_TIMEOUT, RedisTokenStore};
-pub use store::{
-    LeaseId, Leased, MokaTokenStore, PendingToken, Settlement, StoreError, StoreFuture, TokenKey, TokenStore,
-};
+pub use redis_store::{DEFAULT_REDIS_PREFIX, DEFAULT_REDIS_TIMEOUT, RedisTokenStore};
+pub use retry::RetryPolicy;
+pub use store::MokaTokenStore;
 pub use token::{InvalidToken, MAX_TOKEN_LEN, Masked, SovReqToken};
+pub use token_store::{
+    LeaseId, Leased, PendingToken, Settlement, StoreError, StoreFuture, TokenKey, TokenStore,
+};
 
 /// The query parser, for the fuzz targets in `fuzz/` only (cargo fuzz builds with
 /// `--cfg fuzzing`); not part of the public API.

@@ -6,7 +6,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     Outcome, RetryPolicy, SovendusClient, SovendusConfig, SovendusError, metrics,
-    store::{Leased, Settlement, StoreError, TokenKey, TokenStore},
+    token_store::{Leased, Settlement, StoreError, TokenKey, TokenStore},
 };
 
 /// The first wait before settling again after the token store failed; it doubles up to

@@ -11,7 +11,7 @@ use crate::{
     SovendusClient, SovendusConfig,
     delivery::BackgroundQueue,
     sender::ConversionSender,
-    store::{TokenKey, TokenStore},
+    token_store::{TokenKey, TokenStore},
 };
 
 /// The session entry holding the visitor's [`TokenKey`].

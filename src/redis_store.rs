@@ -15,8 +15,11 @@ use fred::{
     types::{FromValue, Value, scripts::Script},
 };
 
-use super::{LeaseId, Leased, PendingToken, Settlement, StoreError, StoreFuture, TokenKey, TokenStore};
-use crate::{SovReqToken, config::Attribution};
+use crate::{
+    SovReqToken,
+    config::Attribution,
+    token_store::{LeaseId, Leased, PendingToken, Settlement, StoreError, StoreFuture, TokenKey, TokenStore},
+};
 
 /// The prefix of every key [`RedisTokenStore`] writes: `sovendus:`.
 ///
