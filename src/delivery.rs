@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     Outcome, ProductId, SovReqToken, SovendusConfig, SovendusError, metrics, sender::ConversionSender,
-    store::TokenKey, sync::lock,
+    sync::lock, token_store::TokenKey,
 };
 
 /// What [`send_in_background`](crate::SovendusConversion::send_in_background) did.
@@ -266,11 +266,16 @@ impl Delivery {
         let client = inner.conversions.client();
         let mut left = Vec::new();
         for key in keys {
-            if let Some(stored) = inner.conversions.store().get(key).await {
-                let product_id = client.product(stored.product).clone();
-                tracing::warn!(token = %stored.token, product = %product_id,
-                    "Sovendus conversion left undelivered at shutdown; the token stays stored");
-                left.push(PendingConversion { token: stored.token, product_id });
+            match inner.conversions.store().get(key).await {
+                Ok(Some(stored)) => {
+                    let product_id = client.product(stored.product).clone();
+                    tracing::warn!(token = %stored.token, product = %product_id,
+                        "Sovendus conversion left undelivered at shutdown; the token stays stored");
+                    left.push(PendingConversion { token: stored.token, product_id });
+                }
+                Ok(None) => {}
+                Err(error) => tracing::error!(%error,
+                    "could not list a Sovendus conversion left at shutdown: the token store failed"),
             }
         }
         let report = DeliveryReport {

@@ -8,7 +8,7 @@ use std::{
 use http::{HeaderMap, StatusCode, header::RETRY_AFTER};
 use serde::Deserialize;
 
-use crate::token::Masked;
+use crate::{StoreError, token::Masked};
 
 /// What a conversion call ended in when it did not fail.
 ///
@@ -179,6 +179,10 @@ pub enum SovendusError {
     /// conversions; the token is kept.
     #[error("the Sovendus background delivery is shutting down")]
     ShuttingDown,
+    /// The [token store](crate::TokenStore) failed (Redis down, say) before anything was
+    /// sent; the token, if any, stays stored for a later attempt.
+    #[error("the Sovendus conversion was not sent: {0}")]
+    Store(#[source] StoreError),
 }
 
 /// The most characters of a body kept in an error message.
@@ -228,7 +232,7 @@ impl SovendusError {
     }
 
     /// Whether the same call may succeed later: 429, 5xx, timeouts, connection failures,
-    /// cancellations and a full or closed queue. 403, 404, 405 and 422 will not change by
+    /// cancellations, a full or closed queue and a failed token store. 403, 404, 405 and 422 will not change by
     /// retrying, nor will an unexpected status.
     ///
     /// ```
@@ -247,7 +251,8 @@ impl SovendusError {
             | Self::Connection(_)
             | Self::Cancelled
             | Self::QueueFull
-            | Self::ShuttingDown => true,
+            | Self::ShuttingDown
+            | Self::Store(_) => true,
             Self::InvalidApiKey
             | Self::InvalidProductOrToken { .. }
             | Self::WrongUrl { .. }

@@ -8,7 +8,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     Outcome, ProductId, QueueOutcome, SovReqToken, SovendusError,
     state::{self, SovendusState},
-    store::{StoredToken, TokenKey},
+    token_store::{PendingToken, TokenKey},
 };
 
 /// The visitor's pending Sovendus conversion, taken from the request.
@@ -41,7 +41,9 @@ use crate::{
 pub struct SovendusConversion {
     state: SovendusState,
     key: Option<TokenKey>,
-    pending: Option<StoredToken>,
+    pending: Option<PendingToken>,
+    /// The token store could not be asked: the visitor may have a token all the same.
+    store_failed: bool,
 }
 
 impl SovendusConversion {
@@ -67,15 +69,25 @@ impl SovendusConversion {
             .ok_or(SovendusConversionRejection::MissingSovendusLayer)?;
         let session = extensions.get::<Session>().ok_or(SovendusConversionRejection::MissingSessionLayer)?;
         let key = state::token_key(session).await.map_err(SovendusConversionRejection::Session)?;
-        let pending = match key {
-            Some(key) => state.store().get(key).await,
-            None => None,
+        let (pending, store_failed) = match key {
+            Some(key) => match state.store().get(key).await {
+                Ok(pending) => (pending, false),
+                Err(error) => {
+                    // The order page goes on; sending tries the store again.
+                    tracing::warn!(%error, "could not look up the Sovendus token: the token store failed");
+                    (None, true)
+                }
+            },
+            None => (None, false),
         };
-        Ok(Self { state, key, pending })
+        Ok(Self { state, key, pending, store_failed })
     }
 
     /// The visitor's token, if they came from Sovendus and it has not been sent yet. Store it
     /// with the order to find it again for a cancellation.
+    ///
+    /// `None` too if the [token store](crate::TokenStore) could not be asked (logged);
+    /// [`send`](Self::send) and [`send_in_background`](Self::send_in_background) try it again.
     ///
     /// ```
     /// use axum::{Router, routing::post};
@@ -181,7 +193,7 @@ impl SovendusConversion {
     /// ```
     pub fn send_in_background(&self) -> Result<QueueOutcome, SovendusError> {
         match self.key {
-            Some(key) if self.pending.is_some() => {
+            Some(key) if self.pending.is_some() || self.store_failed => {
                 self.state.queue.push(key)?;
                 Ok(QueueOutcome::Queued)
             }

@@ -3,6 +3,7 @@
 use std::{
     future::Future,
     pin::Pin,
+    sync::Arc,
     task::{Context, Poll},
 };
 
@@ -17,8 +18,9 @@ use crate::{
     Delivery, SovReqToken, SovendusClient, SovendusConfig, metrics,
     query::{self, Param},
     state::{self, SovendusState},
-    store::StoredToken,
+    store::MokaTokenStore,
     token::Masked,
+    token_store::{PendingToken, StoreError, TokenStore},
 };
 
 /// Watches every request for the `sovReqToken` parameter and stores a valid token against the
@@ -61,7 +63,28 @@ impl SovendusLayer {
     ///
     /// Like `reqwest::Client::new`, if the TLS backend cannot be initialised.
     pub fn new(config: SovendusConfig) -> Self {
-        Self { state: SovendusState::new(config) }
+        let store = MokaTokenStore::new(config.max_tokens());
+        Self::with_store(config, store)
+    }
+
+    /// A layer keeping its tokens in `store`: a shared one, such as
+    /// [`RedisTokenStore`](crate::RedisTokenStore), lets several instances of the shop serve
+    /// one visitor (see the README, "Running several instances"). Requests without a token
+    /// never touch it. The config's `max_tokens` sizes only the embedded default store.
+    ///
+    /// ```
+    /// use tower_sovendus::{MokaTokenStore, SovendusConfig, SovendusLayer};
+    ///
+    /// let config = SovendusConfig::new("product-a", "XXXX-XXXXX")?;
+    /// let layer = SovendusLayer::with_store(config, MokaTokenStore::new(10_000));
+    /// # Ok::<(), tower_sovendus::ConfigError>(())
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// Like [`new`](Self::new), if the TLS backend cannot be initialised.
+    pub fn with_store(config: SovendusConfig, store: impl TokenStore) -> Self {
+        Self { state: SovendusState::new(config, Arc::new(store)) }
     }
 
     /// The client this layer's conversions are sent with, e.g. to send a token stored with an
@@ -247,8 +270,8 @@ async fn capture(state: &SovendusState, session: &Session, landing: Landing) {
             }
             Ok(false) => tracing::info!("kept the earlier Sovendus token (first-click)"),
             Err(error) => {
-                tracing::error!(%error, "lost a Sovendus token: the session store failed");
-                metrics::refused("session_store");
+                tracing::error!(%error, "lost a Sovendus token");
+                metrics::refused(error.reason());
             }
         }
     }
@@ -256,11 +279,26 @@ async fn capture(state: &SovendusState, session: &Session, landing: Landing) {
     .await
 }
 
-async fn store(
-    state: &SovendusState,
-    session: &Session,
-    landing: Landing,
-) -> Result<bool, tower_sessions::session::Error> {
+/// Why a valid token could not be stored.
+#[derive(Debug, thiserror::Error)]
+enum CaptureError {
+    #[error("the session store failed: {0}")]
+    Session(#[from] tower_sessions::session::Error),
+    #[error(transparent)]
+    TokenStore(#[from] StoreError),
+}
+
+impl CaptureError {
+    /// The `reason` label of the refusal counter.
+    fn reason(&self) -> &'static str {
+        match self {
+            Self::Session(_) => "session_store",
+            Self::TokenStore(_) => "token_store",
+        }
+    }
+}
+
+async fn store(state: &SovendusState, session: &Session, landing: Landing) -> Result<bool, CaptureError> {
     // Loading the key loads the record: an unknown or forged cookie ID is dropped here, and the
     // visitor gets a new session instead.
     let (key, new_key) = match state::token_key(session).await? {
@@ -279,10 +317,11 @@ async fn store(
             // Leave the session as the shop had it: an empty new session is then not saved
             // again by the session layer, so a store outage does not turn the page into a 500.
             session.remove_value(state::SESSION_KEY).await.ok();
-            return Err(error);
+            return Err(error.into());
         }
     }
-    Ok(state.store().insert(key, StoredToken::new(landing.token, landing.product, ttl)).await)
+    let pending = PendingToken { token: landing.token, product: landing.product };
+    Ok(state.store().insert(key, pending, ttl, state.config.attribution()).await?)
 }
 
 /// Makes the session live at least `ttl` past now, and beyond the browser's closing; never

@@ -33,6 +33,8 @@
 //! - `axum` (default): [`SovendusConversion`] as an axum extractor. Without it the layer works
 //!   in any tower/hyper app, and [`SovendusConversion::from_extensions`] builds the conversion.
 //! - `sandbox`: [`sandbox::Sandbox`], a fake Sovendus API on 127.0.0.1 for demos and tests.
+//! - `redis`: [`RedisTokenStore`], tokens shared by several instances of the shop in Redis,
+//!   on the same [`fred`] pool as tower-sessions-redis-store. Re-exports [`fred`].
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -45,16 +47,25 @@ mod extract;
 mod layer;
 pub mod metrics;
 mod query;
+#[cfg(feature = "redis")]
+mod redis_store;
 mod retry;
 mod sender;
 mod state;
 mod store;
 mod sync;
 mod token;
+mod token_store;
 
 #[cfg(feature = "sandbox")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sandbox")))]
 pub mod sandbox;
+
+/// The Redis client the [`RedisTokenStore`] is built on, at the version
+/// tower-sessions-redis-store 0.16 uses.
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use fred;
 
 pub use client::SovendusClient;
 pub use config::{
@@ -66,8 +77,15 @@ pub use delivery::{Delivery, DeliveryReport, PendingConversion, QueueOutcome};
 pub use error::{Outcome, Receipt, SovendusError};
 pub use extract::{SovendusConversion, SovendusConversionRejection};
 pub use layer::{ResponseFuture, SovendusLayer, SovendusService};
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use redis_store::{DEFAULT_REDIS_PREFIX, DEFAULT_REDIS_TIMEOUT, RedisTokenStore};
 pub use retry::RetryPolicy;
+pub use store::MokaTokenStore;
 pub use token::{InvalidToken, MAX_TOKEN_LEN, Masked, SovReqToken};
+pub use token_store::{
+    LeaseId, Leased, PendingToken, Settlement, StoreError, StoreFuture, TokenKey, TokenStore,
+};
 
 /// The query parser, for the fuzz targets in `fuzz/` only (cargo fuzz builds with
 /// `--cfg fuzzing`); not part of the public API.

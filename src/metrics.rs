@@ -6,10 +6,10 @@
 //! | Counter | Counts | Labels |
 //! |---|---|---|
 //! | [`CAPTURED`] | tokens stored against a session | |
-//! | [`REFUSED`] | landings whose token was not stored | `reason`: `invalid`, `repeated`, `not_utf8`, `capture_filter`, `session_store` |
+//! | [`REFUSED`] | landings whose token was not stored | `reason`: `invalid`, `repeated`, `not_utf8`, `capture_filter`, `session_store`, `token_store` |
 //! | [`SENT`] | conversions Sovendus accepted (200) | |
 //! | [`RETRIED`] | attempts repeated after a retryable failure | |
-//! | [`FAILED`] | conversions that ended without a 200 | `reason`: `terminal` (token dropped) or `gave_up` (token kept) |
+//! | [`FAILED`] | conversions that ended without a 200 | `reason`: `terminal` (token dropped), `gave_up` or `token_store` (token kept) |
 //! | [`QUEUED`] | conversions handed to the background queue | |
 //! | [`DROPPED`] | background conversions the queue did not take (token kept) | `reason`: `queue_full`, `shutting_down` |
 //!

@@ -1,13 +1,19 @@
 //! Sending one stored conversion: lease the token, send it with retries, settle the lease.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use tokio_util::sync::CancellationToken;
 
 use crate::{
     Outcome, RetryPolicy, SovendusClient, SovendusConfig, SovendusError, metrics,
-    store::{Settlement, TokenKey, TokenStore},
+    token_store::{Leased, Settlement, StoreError, TokenKey, TokenStore},
 };
+
+/// The first wait before settling again after the token store failed; it doubles up to
+/// [`MAX_SETTLE_WAIT`].
+const FIRST_SETTLE_WAIT: Duration = Duration::from_millis(100);
+/// The longest wait between two attempts to settle.
+const MAX_SETTLE_WAIT: Duration = Duration::from_secs(5);
 
 /// Sends stored tokens, for the extractor and the background workers alike.
 ///
@@ -17,20 +23,20 @@ use crate::{
 /// never after it.
 #[derive(Clone)]
 pub(crate) struct ConversionSender {
-    store: TokenStore,
+    store: Arc<dyn TokenStore>,
     client: SovendusClient,
     retry: RetryPolicy,
     lease: Duration,
 }
 
 impl ConversionSender {
-    pub(crate) fn new(config: &SovendusConfig, store: TokenStore, client: SovendusClient) -> Self {
+    pub(crate) fn new(config: &SovendusConfig, store: Arc<dyn TokenStore>, client: SovendusClient) -> Self {
         let retry = *config.retry_policy();
         Self { store, client, retry, lease: retry.lease(config.request_timeout()) }
     }
 
-    pub(crate) fn store(&self) -> &TokenStore {
-        &self.store
+    pub(crate) fn store(&self) -> &dyn TokenStore {
+        &*self.store
     }
 
     pub(crate) fn client(&self) -> &SovendusClient {
@@ -43,11 +49,19 @@ impl ConversionSender {
         key: TokenKey,
         cancel: &CancellationToken,
     ) -> Result<Outcome, SovendusError> {
-        let Some(leased) = self.store.lease(key, self.lease).await else {
-            return Ok(Outcome::NoToken);
+        let lease_ends = tokio::time::Instant::now() + self.lease;
+        let leased = match self.store.lease(key, self.lease).await {
+            Ok(Some(leased)) => leased,
+            Ok(None) => return Ok(Outcome::NoToken),
+            Err(error) => {
+                // Nothing was sent: the token, if any, stays stored for a later order.
+                tracing::error!(%error, "Sovendus conversion not sent: the token store failed");
+                ::metrics::counter!(metrics::FAILED, "reason" => "token_store").increment(1);
+                return Err(SovendusError::Store(error));
+            }
         };
-        let product = self.client.product(leased.product);
-        let result = self.client.send_under(&self.retry, product, &leased.token, cancel).await;
+        let product = self.client.product(leased.pending.product);
+        let result = self.client.send_under(&self.retry, product, &leased.pending.token, cancel).await;
         let settlement = match &result {
             Ok(_) => {
                 ::metrics::counter!(metrics::SENT).increment(1);
@@ -63,7 +77,43 @@ impl ConversionSender {
                 Settlement::Done
             }
         };
-        self.store.settle(leased, settlement).await;
+        if let Err(error) = self.store.settle(&leased, settlement).await {
+            self.settle_later(leased, settlement, error, lease_ends);
+        }
         result.map(Outcome::Sent)
+    }
+
+    /// Settles on a task of its own once the token store answers again, trying for as long
+    /// as the lease lasts: within it no other delivery can take the token, so a conversion
+    /// Sovendus accepted is not sent twice when the store comes back.
+    fn settle_later(
+        &self,
+        leased: Leased,
+        settlement: Settlement,
+        error: StoreError,
+        lease_ends: tokio::time::Instant,
+    ) {
+        let token = leased.pending.token.clone();
+        tracing::warn!(%error, %token, ?settlement, "could not settle the Sovendus token yet; trying again");
+        let store = Arc::clone(&self.store);
+        tokio::spawn(async move {
+            let mut wait = FIRST_SETTLE_WAIT;
+            loop {
+                tokio::time::sleep(wait).await;
+                match store.settle(&leased, settlement).await {
+                    Ok(()) => {
+                        tracing::info!(%token, ?settlement, "settled the Sovendus token");
+                        return;
+                    }
+                    Err(error) if tokio::time::Instant::now() + wait >= lease_ends => {
+                        tracing::error!(%error, %token, ?settlement,
+                            "gave up settling the Sovendus token: its lease runs out, and another \
+                             delivery may send it again");
+                        return;
+                    }
+                    Err(_) => wait = (wait * 2).min(MAX_SETTLE_WAIT),
+                }
+            }
+        });
     }
 }

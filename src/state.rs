@@ -8,8 +8,10 @@ use std::sync::{
 use tower_sessions::Session;
 
 use crate::{
-    SovendusClient, SovendusConfig, delivery::BackgroundQueue, sender::ConversionSender, store::TokenKey,
-    store::TokenStore,
+    SovendusClient, SovendusConfig,
+    delivery::BackgroundQueue,
+    sender::ConversionSender,
+    token_store::{TokenKey, TokenStore},
 };
 
 /// The session entry holding the visitor's [`TokenKey`].
@@ -27,8 +29,7 @@ pub(crate) struct Inner {
 }
 
 impl SovendusState {
-    pub(crate) fn new(config: SovendusConfig) -> Self {
-        let store = TokenStore::new(config.max_tokens(), config.attribution());
+    pub(crate) fn new(config: SovendusConfig, store: Arc<dyn TokenStore>) -> Self {
         let client = SovendusClient::new(&config);
         let conversions = ConversionSender::new(&config, store, client);
         let queue = BackgroundQueue::new(&config, conversions.clone());
@@ -36,7 +37,7 @@ impl SovendusState {
     }
 
     /// The token store, shared with the conversion sender.
-    pub(crate) fn store(&self) -> &TokenStore {
+    pub(crate) fn store(&self) -> &dyn TokenStore {
         self.0.conversions.store()
     }
 

@@ -6,40 +6,17 @@ mod common;
 
 use std::time::Duration;
 
-use common::{TestShop, quick_retries};
+use common::{
+    TestShop,
+    counters::{count, counters},
+    quick_retries,
+};
 use http::StatusCode;
-use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
+use metrics_util::debugging::DebuggingRecorder;
 use tower_sovendus::{
     metrics,
     sandbox::{Fault, Sandbox},
 };
-
-/// Every counter's value by name and `reason` label, with its description. (A snapshot
-/// resets the recorder's counters, so there is one.)
-type Counters = Vec<(String, Option<String>, u64, Option<String>)>;
-
-fn counters(snapshotter: &Snapshotter) -> Counters {
-    snapshotter
-        .snapshot()
-        .into_vec()
-        .into_iter()
-        .map(|(key, _, description, value)| {
-            let key = key.key();
-            let reason =
-                key.labels().find(|label| label.key() == "reason").map(|label| label.value().to_owned());
-            let DebugValue::Counter(count) = value else { panic!("{} is not a counter", key.name()) };
-            (key.name().to_owned(), reason, count, description.map(|text| text.to_string()))
-        })
-        .collect()
-}
-
-fn count(counters: &Counters, name: &str, reason: Option<&str>) -> u64 {
-    counters
-        .iter()
-        .filter(|(n, r, ..)| n == name && r.as_deref() == reason)
-        .map(|(_, _, count, _)| count)
-        .sum()
-}
 
 #[tokio::test]
 async fn every_counter_counts_what_happened() {

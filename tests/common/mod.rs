@@ -1,6 +1,9 @@
 //! A small test shop served over loopback, the sandbox, and a cookie-keeping client.
 #![allow(dead_code)]
 
+pub mod counters;
+pub mod redis;
+
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use axum::{
@@ -10,7 +13,7 @@ use axum::{
 };
 use reqwest::{Url, cookie::CookieStore, cookie::Jar};
 use serde::Deserialize;
-use tokio::net::TcpListener;
+use tokio::{net::TcpListener, task::JoinHandle};
 use tower_sessions::{MemoryStore, Session, SessionManagerLayer, SessionStore, cookie::SameSite};
 use tower_sovendus::{
     Delivery, Outcome, QueueOutcome, RetryPolicy, SovendusConfig, SovendusConfigBuilder, SovendusConversion,
@@ -81,6 +84,11 @@ impl Visitor {
         let jar = Arc::new(Jar::default());
         let client = reqwest::Client::builder().cookie_provider(jar.clone()).build().unwrap();
         Self { addr, client, jar }
+    }
+
+    /// The same browser (client and cookies) at another instance of the shop on loopback.
+    pub fn at(&self, addr: SocketAddr) -> Visitor {
+        Self { addr, client: self.client.clone(), jar: self.jar.clone() }
     }
 
     pub fn url(&self, path_and_query: &str) -> Url {
@@ -216,10 +224,14 @@ pub fn session_layer<S: SessionStore + Clone>(store: S) -> SessionManagerLayer<S
 
 /// Serves `app` on a free loopback port.
 pub async fn serve(app: Router) -> SocketAddr {
+    spawn_server(app).await.0
+}
+
+/// Serves `app` on a free loopback port until the returned task is aborted.
+pub async fn spawn_server(app: Router) -> (SocketAddr, JoinHandle<()>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    addr
+    (addr, tokio::spawn(async move { axum::serve(listener, app).await.unwrap() }))
 }
 
 /// The shop's routes, without any layer.
@@ -297,6 +309,7 @@ pub fn describe(result: Result<Outcome, SovendusError>) -> String {
         Err(SovendusError::Connection(_)) => "connection".to_owned(),
         Err(SovendusError::QueueFull) => "queue_full".to_owned(),
         Err(SovendusError::ShuttingDown) => "shutting_down".to_owned(),
+        Err(SovendusError::Store(_)) => "token_store".to_owned(),
         Err(error) => format!("error {error}"),
     }
 }

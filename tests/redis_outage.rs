@@ -1,0 +1,68 @@
+//! Redis killed mid-test, then restarted: landings still answer and their lost captures are
+//! counted, orders get a typed error, and nothing is posted twice once Redis is back.
+//!
+//! One test in this binary: the metrics recorder is global.
+
+mod common;
+
+use common::{
+    Visitor,
+    counters::{count, counters},
+    redis::{Instance, RedisServer},
+    serve, session_layer, shop_routes,
+};
+use metrics_util::debugging::DebuggingRecorder;
+use tower_sessions::MemoryStore;
+use tower_sovendus::{RedisTokenStore, SovendusLayer, metrics, sandbox::Sandbox};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_killed_then_restarted() {
+    let Some(mut redis) = RedisServer::start("redis_killed_then_restarted") else { return };
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    recorder.install().unwrap();
+    let sandbox = Sandbox::start().await.unwrap();
+
+    // A and B keep sessions and tokens in Redis. C keeps sessions in memory and tokens in
+    // Redis, so that its session still loads while Redis is down and the token store alone
+    // fails.
+    let a = Instance::start(&redis, &sandbox, |config| config).await;
+    let b = Instance::start(&redis, &sandbox, |config| config).await;
+    let layer =
+        SovendusLayer::with_store(sandbox.config().build().unwrap(), RedisTokenStore::new(a.pool.clone()));
+    let c = serve(shop_routes().layer(layer).layer(session_layer(MemoryStore::default()))).await;
+
+    let early_on_a = a.visitor();
+    let early_on_c = Visitor::new(c);
+    early_on_a.get("/landing?sovReqToken=early-on-a").await;
+    early_on_c.get("/landing?sovReqToken=early-on-c").await;
+
+    redis.kill(true);
+
+    // Landings still answer; their captures are lost, logged and counted.
+    assert_eq!(a.visitor().get("/landing?sovReqToken=during-on-a").await, (200, "landing".to_owned()));
+    assert_eq!(Visitor::new(c).get("/landing?sovReqToken=during-on-c").await, (200, "landing".to_owned()));
+    // An order on C gets the typed error; nothing reaches Sovendus.
+    assert_eq!(early_on_c.order().await, "token_store");
+    assert!(sandbox.conversions().is_empty());
+
+    redis.restart();
+
+    // Back: each early token is sent once, from any instance; the lost ones are not there.
+    assert_eq!(early_on_a.at(b.addr).order().await, "sent");
+    assert_eq!(early_on_a.order().await, "no_token");
+    assert_eq!(early_on_c.order().await, "sent");
+    assert_eq!(early_on_c.order().await, "no_token");
+    let mut posted: Vec<_> =
+        sandbox.conversions().iter().map(|post| post.token().unwrap_or_default().to_owned()).collect();
+    posted.sort();
+    assert_eq!(posted, ["early-on-a", "early-on-c"]);
+
+    let counters = counters(&snapshotter);
+    let count = |name, reason| count(&counters, name, reason);
+    assert_eq!(count(metrics::CAPTURED, None), 2, "{counters:?}");
+    assert_eq!(count(metrics::REFUSED, Some("session_store")), 1, "A's landing: its session is in Redis");
+    assert_eq!(count(metrics::REFUSED, Some("token_store")), 1, "C's landing: its token store is Redis");
+    assert_eq!(count(metrics::FAILED, Some("token_store")), 1, "C's order during the outage");
+    assert_eq!(count(metrics::SENT, None), 2);
+}
