@@ -21,6 +21,9 @@ use tower_sovendus::sandbox::Sandbox;
 
 const TOKEN: &str = Sandbox::TEST_TOKEN;
 
+/// What the thank-you page says when the order queued a conversion.
+const QUEUED: &str = "Sovendus conversion on its way.";
+
 /// The time between the two clicks of the double click.
 const CLICK_INTERVAL: Duration = Duration::from_millis(100);
 
@@ -48,16 +51,13 @@ async fn click_through_browse_log_in_and_check_out_converts_once() {
     let after_login = browser.session_cookie().await;
     assert_ne!(after_login.value(), before_login.value(), "logging in gives the session a new ID");
 
-    check_out(&browser).await;
-    assert_eq!(browser.text("#conversion").await, "Sovendus conversion on its way.");
+    assert_eq!(check_out(&browser).await, QUEUED);
     assert_eq!(browser.text("#items").await, "Walking boots\nRain jacket");
     let screenshot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser/thank-you.png");
     browser.screenshot(&screenshot).await;
     eprintln!("thank-you page saved to {}", screenshot.display());
 
-    let booked = sites.booked().await;
-    assert_eq!(booked.len(), 1, "{booked:?}");
-    assert_eq!(booked[0].product_and_token(), Some((Sandbox::PRODUCT_ID, TOKEN)));
+    assert_booked_once(&sites).await;
     browser.close().await;
 }
 
@@ -75,11 +75,8 @@ async fn lax_session_keeps_cart_and_login_across_the_landing() {
     browser.click_to("nav a[href='/cart']", "/cart").await;
     assert_eq!(browser.text("#items").await, "Walking boots");
 
-    check_out(&browser).await;
-    assert_eq!(browser.text("#conversion").await, "Sovendus conversion on its way.");
-    let booked = sites.booked().await;
-    assert_eq!(booked.len(), 1, "{booked:?}");
-    assert_eq!(booked[0].token(), Some(TOKEN));
+    assert_eq!(check_out(&browser).await, QUEUED);
+    assert_booked_once(&sites).await;
     browser.close().await;
 }
 
@@ -105,11 +102,8 @@ async fn strict_session_loses_cart_and_login_on_the_landing() {
 
     // The token sits in the new session, so an order placed from scratch still converts.
     add_to_cart(&browser, 2).await;
-    check_out(&browser).await;
-    assert_eq!(browser.text("#conversion").await, "Sovendus conversion on its way.");
-    let booked = sites.booked().await;
-    assert_eq!(booked.len(), 1, "{booked:?}");
-    assert_eq!(booked[0].token(), Some(TOKEN));
+    assert_eq!(check_out(&browser).await, QUEUED);
+    assert_booked_once(&sites).await;
     browser.close().await;
 }
 
@@ -125,15 +119,13 @@ async fn reload_and_double_click_on_order_convert_once() {
     browser.wait_for_path("/thank-you/1").await;
     assert_eq!(sites.orders_posted(), 2, "both clicks reached the shop");
     assert_eq!(browser.text("h1").await, "Thank you!");
-    assert_eq!(browser.text("#conversion").await, "Sovendus conversion on its way.");
+    assert_eq!(browser.text("#conversion").await, QUEUED);
 
     browser.reload().await;
     assert_eq!(browser.text("h1").await, "Thank you!");
     assert_eq!(sites.orders_posted(), 2, "a reload of the thank-you page places no order");
 
-    let booked = sites.booked().await;
-    assert_eq!(booked.len(), 1, "{booked:?}");
-    assert_eq!(booked[0].token(), Some(TOKEN));
+    assert_booked_once(&sites).await;
     browser.close().await;
 }
 
@@ -157,8 +149,7 @@ async fn hostile_tokens_in_the_link_render_the_page_and_send_nothing() {
         assert_eq!(browser.text("#sovendus").await, "No Sovendus token for this visit.", "{link}");
     }
     add_to_cart(&browser, 1).await;
-    check_out(&browser).await;
-    assert_eq!(browser.text("#conversion").await, "No Sovendus conversion for this order.");
+    assert_eq!(check_out(&browser).await, "No Sovendus conversion for this order.");
 
     assert!(sites.booked().await.is_empty());
     assert!(sites.sandbox.conversions().is_empty(), "nothing reached the sandbox");
@@ -194,8 +185,17 @@ async fn log_in(browser: &Browser) {
     browser.click_to("#login", "/").await;
 }
 
-/// Checks out the cart and waits for the first order's thank-you page.
-async fn check_out(browser: &Browser) {
+/// Checks out the cart, waits for the first order's thank-you page and returns what it says of
+/// the conversion.
+async fn check_out(browser: &Browser) -> String {
     browser.click_to("nav a[href='/checkout']", "/checkout").await;
     browser.click_to("#order", "/thank-you/1").await;
+    browser.text("#conversion").await
+}
+
+/// Asserts that the sandbox booked exactly one conversion: the test token, for the product.
+async fn assert_booked_once(sites: &Sites) {
+    let booked = sites.booked().await;
+    assert_eq!(booked.len(), 1, "{booked:?}");
+    assert_eq!(booked[0].product_and_token(), Some((Sandbox::PRODUCT_ID, TOKEN)));
 }
