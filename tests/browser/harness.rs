@@ -151,15 +151,21 @@ impl Browser {
 
     /// Waits until the current URL's path and query are `path`.
     pub async fn wait_for_path(&self, path: &str) {
+        self.wait_until(path, |current| current == path).await;
+    }
+
+    /// Waits until the current URL's path and query satisfy `arrived`; `expected` says what
+    /// for the panic message.
+    pub async fn wait_until(&self, expected: &str, arrived: impl Fn(&str) -> bool) {
         let deadline = tokio::time::Instant::now() + PATIENCE;
         loop {
             let url = self.url().await;
-            if path_and_query(&url) == path {
+            if arrived(&path_and_query(&url)) {
                 return;
             }
             assert!(
                 tokio::time::Instant::now() < deadline,
-                "expected to reach {path}, but the browser shows {url}"
+                "expected to reach {expected}, but the browser shows {url}"
             );
             tokio::time::sleep(POLL).await;
         }

