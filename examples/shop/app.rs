@@ -17,6 +17,9 @@ use tower_sovendus::{Masked, QueueOutcome, SovendusConversion, SovendusLayer, sa
 const CATALOG: &[(u32, &str, &str)] =
     &[(1, "Walking boots", "49.90"), (2, "Wool socks", "9.90"), (3, "Rain jacket", "89.00")];
 
+/// The session key of the visitor's latest order, for a repeated click on "order".
+const LAST_ORDER: &str = "last_order";
+
 /// One placed order, with the Sovendus token kept for cancellations.
 #[derive(Debug, Clone)]
 pub struct Order {
@@ -184,8 +187,10 @@ async fn checkout(session: Session) -> Html<String> {
 async fn order(State(shop): State<Shop>, session: Session, conversion: SovendusConversion) -> Response {
     let items = cart_of(&session).await;
     if items.is_empty() {
-        // A second click on "order" after the first emptied the cart.
-        return Redirect::to("/checkout").into_response();
+        // A second click on "order" after the first emptied the cart: show that order again.
+        let last_order: Option<usize> = session.get(LAST_ORDER).await.ok().flatten();
+        let page = last_order.map_or_else(|| "/checkout".to_owned(), |id| format!("/thank-you/{id}"));
+        return Redirect::to(&page).into_response();
     }
     // Keep the token with the order: Sovendus asks for it on cancellations.
     let token = conversion.token().map(|token| token.as_str().to_owned());
@@ -200,9 +205,15 @@ async fn order(State(shop): State<Shop>, session: Session, conversion: SovendusC
     if session.insert("cart", Vec::<u32>::new()).await.is_err() {
         return StatusCode::INTERNAL_SERVER_ERROR.into_response();
     }
-    let mut orders = shop.orders.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    let id = orders.len() + 1;
-    orders.push(Order { id, items, token, conversion });
+    let id = {
+        let mut orders = shop.orders.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let id = orders.len() + 1;
+        orders.push(Order { id, items, token, conversion });
+        id
+    };
+    if session.insert(LAST_ORDER, id).await.is_err() {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    }
     // Post/redirect/get: reloading the thank-you page never places the order again.
     Redirect::to(&format!("/thank-you/{id}")).into_response()
 }
