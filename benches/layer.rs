@@ -1,0 +1,170 @@
+//! The layer's cost per request, in process: the hot path (no token) and the capture path
+//! (a landing with a token), each against baselines measured in the same group.
+//!
+//! Every stack is an axum router with one trivial handler inside tower-sessions'
+//! `SessionManagerLayer` (MemoryStore); only the layer in between changes:
+//!
+//! - `sovendus`: [`SovendusLayer`];
+//! - `identity`: tower's `Identity`, since axum wraps every route for any layer;
+//! - `none`: no layer at all;
+//! - `from_fn`: the integration guide's pattern written as axum middleware: parse the query
+//!   into a map and put the token in the session.
+//!
+//! Each group runs its stacks in turn, several rounds over (see [`ROUNDS`]), and every landing
+//! carries a fresh token.
+//!
+//! ```text
+//! cargo bench --bench layer
+//! python3 benches/report.py   # ratios into BENCHMARKS.md, and the chart
+//! ```
+
+use std::{borrow::Cow, collections::HashMap, time::Duration};
+
+use axum::{
+    Router,
+    body::Body,
+    extract::Request,
+    middleware::{Next, from_fn},
+    response::Response,
+    routing::get,
+};
+use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use http::header::{COOKIE, SET_COOKIE};
+use tokio::runtime::Runtime;
+use tower::{ServiceExt, layer::util::Identity};
+use tower_sessions::{MemoryStore, Session, SessionManagerLayer};
+use tower_sovendus::{SovendusConfig, SovendusLayer};
+
+/// A page without a token, with a query as shop pages have them.
+const PLAIN: &str = "/products/42?color=red&size=m";
+/// How often each group runs all its stacks in turn; `benches/report.py` takes the median of
+/// the per-round ratios, so a burst of machine load hits a round's stacks alike.
+const ROUNDS: u32 = 5;
+
+/// The `n`-th landing from Sovendus on the same page: a fresh token of the real shape
+/// (`1095752fb409-457a-af14-17a09e6be522`), since every click on Sovendus makes a new one.
+fn landing(n: u64) -> Cow<'static, str> {
+    format!("/products/42?color=red&size=m&sovReqToken=1095752fb409-457a-af14-{n:012x}").into()
+}
+
+/// The integration guide's capture, as a shop would write it without this crate.
+async fn guide_capture(session: Session, request: Request, next: Next) -> Response {
+    let query = request.uri().query().unwrap_or_default();
+    let params: HashMap<String, String> = form_urlencoded::parse(query.as_bytes()).into_owned().collect();
+    if let Some(token) = params.get("sovReqToken") {
+        if let Err(error) = session.insert("sovReqToken", token).await {
+            tracing::error!(%error, "could not store the Sovendus token");
+        }
+    }
+    next.run(request).await
+}
+
+/// The shop's routes. `with_state` turns handlers into routes once, as a shop with state does,
+/// instead of on every request.
+fn routes() -> Router {
+    Router::new().route("/products/{id}", get(|| async { "product" })).with_state(())
+}
+
+fn sessions(routes: Router) -> Router {
+    routes.layer(SessionManagerLayer::new(MemoryStore::default()))
+}
+
+fn sovendus() -> Router {
+    let config =
+        SovendusConfig::new("9bc72425-902c-3abf-9db8-8b186d7cb160", "XXXX-XXXXX").expect("valid config");
+    sessions(routes().layer(SovendusLayer::new(config)))
+}
+
+fn identity() -> Router {
+    sessions(routes().layer(Identity::new()))
+}
+
+fn none() -> Router {
+    sessions(routes())
+}
+
+fn guide() -> Router {
+    sessions(routes().layer(from_fn(guide_capture)))
+}
+
+fn runtime() -> Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a tokio runtime")
+}
+
+fn request(uri: &str, cookie: Option<&str>) -> Request {
+    let mut request = Request::builder().uri(uri);
+    if let Some(cookie) = cookie {
+        request = request.header(COOKIE, cookie);
+    }
+    request.body(Body::empty()).expect("a valid request")
+}
+
+/// Serves one request with a clone of `app` (an `Arc` clone) and checks it succeeded.
+async fn serve(app: Router, request: Request) -> Response {
+    let response = app.oneshot(request).await.expect("routers never fail");
+    assert!(response.status().is_success(), "{}", response.status());
+    response
+}
+
+/// One stack of a group: its name, its router and the session cookie its visitor sends.
+struct Stack {
+    name: &'static str,
+    app: Router,
+    cookie: Option<String>,
+}
+
+impl Stack {
+    fn new(name: &'static str, app: Router) -> Self {
+        Self { name, app, cookie: None }
+    }
+
+    /// The same stack with a returning visitor: a session made by one landing.
+    fn with_session(mut self) -> Self {
+        let response = runtime().block_on(serve(self.app.clone(), request(&landing(0), None)));
+        let cookie = response.headers().get(SET_COOKIE).expect("a landing starts a session");
+        let cookie = cookie.to_str().expect("an ASCII cookie");
+        self.cookie = Some(cookie.split(';').next().expect("name=value first").to_owned());
+        self
+    }
+}
+
+/// Benches every stack in `ROUNDS` rounds, `uri(n)` being the `n`-th request's URI; each
+/// result is `GROUP/STACK/ROUND`.
+fn rounds(c: &mut Criterion, group: &str, stacks: &[Stack], uri: impl Fn(u64) -> Cow<'static, str>) {
+    let runtime = runtime();
+    let mut group = c.benchmark_group(group);
+    group.warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(2));
+    let mut n = 0;
+    for round in 1..=ROUNDS {
+        for Stack { name, app, cookie } in stacks {
+            group.bench_with_input(BenchmarkId::new(*name, round), cookie, |b, cookie| {
+                b.to_async(&runtime).iter(|| {
+                    n += 1;
+                    serve(app.clone(), request(&uri(n), cookie.as_deref()))
+                })
+            });
+        }
+    }
+    group.finish();
+}
+
+fn hot_path(c: &mut Criterion) {
+    let stacks = [
+        Stack::new("sovendus", sovendus()),
+        Stack::new("identity", identity()),
+        Stack::new("none", none()),
+        Stack::new("from_fn", guide()),
+    ];
+    rounds(c, "hot_path", &stacks, |_| PLAIN.into());
+}
+
+fn capture_path(c: &mut Criterion) {
+    let stacks = [Stack::new("sovendus", sovendus()), Stack::new("from_fn", guide())];
+    rounds(c, "capture_new_visitor", &stacks, landing);
+    let stacks =
+        [Stack::new("sovendus", sovendus()).with_session(), Stack::new("from_fn", guide()).with_session()];
+    rounds(c, "capture_existing_session", &stacks, landing);
+}
+
+criterion_group!(benches, hot_path, capture_path);
+criterion_main!(benches);
