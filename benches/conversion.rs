@@ -91,6 +91,8 @@ fn clients(c: &mut Criterion, runtime: &Runtime, sandbox: &Sandbox) {
                 })
             })
         });
+        // A client per call costs milliseconds (it loads the TLS roots): fewer, shorter samples.
+        group.sample_size(10).measurement_time(Duration::from_secs(4));
         group.bench_function("per_call", |b| {
             b.to_async(runtime).iter_custom(|iters| {
                 let url = url.clone();
