@@ -14,7 +14,6 @@
 
 use std::{
     future::Future,
-    path::PathBuf,
     process::Command,
     sync::{
         Arc,
@@ -22,6 +21,8 @@ use std::{
     },
     time::{Duration, Instant},
 };
+
+mod common;
 
 use criterion::{Criterion, SamplingMode, Throughput};
 use tokio::{runtime::Runtime, task::JoinSet};
@@ -135,12 +136,6 @@ fn wrk(sandbox: &Sandbox, concurrency: usize) -> Option<f64> {
     rate
 }
 
-/// criterion's output folder: `target/criterion`, next to this binary's `target/release/deps`.
-fn criterion_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("the bench binary's path");
-    exe.ancestors().nth(3).expect("target/release/deps/NAME").join("criterion")
-}
-
 fn ceilings(runtime: &Runtime, sandbox: &Sandbox) {
     // Only the runtime's workers serve the sandbox meanwhile; this thread waits for wrk.
     let _guard = runtime.enter();
@@ -154,11 +149,9 @@ fn ceilings(runtime: &Runtime, sandbox: &Sandbox) {
         println!(
             "sandbox ceiling (wrk, keep-alive) at concurrency {concurrency}: {median:.0} requests/s {rates:?}"
         );
-        let dir = criterion_dir().join("sandbox_ceiling");
-        std::fs::create_dir_all(&dir).expect("criterion's folder is writable");
         let json =
             serde_json::json!({ "concurrency": concurrency, "median_per_second": median, "runs": rates });
-        std::fs::write(dir.join(format!("c{concurrency}.json")), json.to_string()).expect("writable");
+        common::write_result("sandbox_ceiling", &format!("c{concurrency}.json"), &json);
     }
 }
 

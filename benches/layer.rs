@@ -10,15 +10,21 @@
 //! - `from_fn`: the integration guide's pattern written as axum middleware: parse the query
 //!   into a map and put the token in the session.
 //!
-//! Each group runs its stacks in turn, several rounds over (see [`ROUNDS`]), and every landing
-//! carries a fresh token.
+//! criterion times each stack; then the stacks are timed again interleaved, block by block,
+//! for the ratios (see [`interleaved`]). Every landing carries a fresh token.
 //!
 //! ```text
 //! cargo bench --bench layer
 //! python3 benches/report.py   # ratios into BENCHMARKS.md, and the chart
 //! ```
 
-use std::{borrow::Cow, collections::HashMap, time::Duration};
+mod common;
+
+use std::{
+    borrow::Cow,
+    collections::HashMap,
+    time::{Duration, Instant},
+};
 
 use axum::{
     Router,
@@ -37,9 +43,9 @@ use tower_sovendus::{SovendusConfig, SovendusLayer};
 
 /// A page without a token, with a query as shop pages have them.
 const PLAIN: &str = "/products/42?color=red&size=m";
-/// How often each group runs all its stacks in turn; `benches/report.py` takes the median of
-/// the per-round ratios, so a burst of machine load hits a round's stacks alike.
-const ROUNDS: u32 = 5;
+/// Requests per block, and blocks per stack, of the interleaved timing.
+const BLOCK: u64 = 100;
+const BLOCKS: usize = 1000;
 
 /// The `n`-th landing from Sovendus on the same page: a fresh token of the real shape
 /// (`1095752fb409-457a-af14-17a09e6be522`), since every click on Sovendus makes a new one.
@@ -128,24 +134,53 @@ impl Stack {
     }
 }
 
-/// Benches every stack in `ROUNDS` rounds, `uri(n)` being the `n`-th request's URI; each
-/// result is `GROUP/STACK/ROUND`.
-fn rounds(c: &mut Criterion, group: &str, stacks: &[Stack], uri: impl Fn(u64) -> Cow<'static, str>) {
+/// Benches every stack with criterion (`GROUP/STACK`, absolute times), then times them
+/// interleaved (see [`interleaved`]); `uri(n)` is the `n`-th request's URI.
+fn measure(c: &mut Criterion, group: &str, stacks: &[Stack], uri: impl Fn(u64) -> Cow<'static, str>) {
     let runtime = runtime();
-    let mut group = c.benchmark_group(group);
-    group.warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(2));
+    let mut criterion_group = c.benchmark_group(group);
+    criterion_group.warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3));
     let mut n = 0;
-    for round in 1..=ROUNDS {
-        for Stack { name, app, cookie } in stacks {
-            group.bench_with_input(BenchmarkId::new(*name, round), cookie, |b, cookie| {
-                b.to_async(&runtime).iter(|| {
+    for Stack { name, app, cookie } in stacks {
+        criterion_group.bench_with_input(BenchmarkId::from_parameter(name), cookie, |b, cookie| {
+            b.to_async(&runtime).iter(|| {
+                n += 1;
+                serve(app.clone(), request(&uri(n), cookie.as_deref()))
+            })
+        });
+    }
+    criterion_group.finish();
+    // `cargo bench -- FILTER` and `--list` run only what they name; the ratios go with a full run.
+    if std::env::args().skip(1).all(|arg| arg == "--bench") {
+        interleaved(&runtime, group, stacks, |i| uri(n + i));
+    }
+}
+
+/// Times blocks of [`BLOCK`] requests on each stack in turn (the first stack changing from
+/// block to block), [`BLOCKS`] times over, and writes each stack's time per request per block
+/// to `criterion/interleaved/GROUP.json`. A burst of load from elsewhere on the machine lasts
+/// far longer than a block, so it hits neighbouring blocks of every stack alike:
+/// `benches/report.py` takes the median over blocks of the ratio between two stacks' blocks.
+fn interleaved(runtime: &Runtime, group: &str, stacks: &[Stack], uri: impl Fn(u64) -> Cow<'static, str>) {
+    let mut times = vec![Vec::with_capacity(BLOCKS); stacks.len()];
+    let mut n = 0;
+    for block in 0..BLOCKS {
+        for turn in 0..stacks.len() {
+            let index = (block + turn) % stacks.len();
+            let Stack { app, cookie, .. } = &stacks[index];
+            let start = Instant::now();
+            runtime.block_on(async {
+                for _ in 0..BLOCK {
                     n += 1;
-                    serve(app.clone(), request(&uri(n), cookie.as_deref()))
-                })
+                    serve(app.clone(), request(&uri(n), cookie.as_deref())).await;
+                }
             });
+            times[index].push(start.elapsed().as_secs_f64() * 1e9 / BLOCK as f64);
         }
     }
-    group.finish();
+    let json: serde_json::Map<_, _> =
+        stacks.iter().zip(times).map(|(stack, times)| (stack.name.to_owned(), times.into())).collect();
+    common::write_result("interleaved", &format!("{group}.json"), &json.into());
 }
 
 fn hot_path(c: &mut Criterion) {
@@ -155,15 +190,15 @@ fn hot_path(c: &mut Criterion) {
         Stack::new("none", none()),
         Stack::new("from_fn", guide()),
     ];
-    rounds(c, "hot_path", &stacks, |_| PLAIN.into());
+    measure(c, "hot_path", &stacks, |_| PLAIN.into());
 }
 
 fn capture_path(c: &mut Criterion) {
     let stacks = [Stack::new("sovendus", sovendus()), Stack::new("from_fn", guide())];
-    rounds(c, "capture_new_visitor", &stacks, landing);
+    measure(c, "capture_new_visitor", &stacks, landing);
     let stacks =
         [Stack::new("sovendus", sovendus()).with_session(), Stack::new("from_fn", guide()).with_session()];
-    rounds(c, "capture_existing_session", &stacks, landing);
+    measure(c, "capture_existing_session", &stacks, landing);
 }
 
 criterion_group!(benches, hot_path, capture_path);

@@ -12,10 +12,11 @@
 //! ```
 
 use std::{
-    path::PathBuf,
     process::Command,
     time::{Duration, Instant},
 };
+
+mod common;
 
 use async_trait::async_trait;
 use axum::{Router, body::Body, extract::Request, routing::get};
@@ -61,12 +62,6 @@ fn resident_bytes() -> u64 {
     let line = status.lines().find_map(|line| line.strip_prefix("VmRSS:")).expect("a VmRSS line");
     let kib: u64 = line.trim().trim_end_matches("kB").trim().parse().expect("VmRSS in kB");
     kib * 1024
-}
-
-/// criterion's output folder: `target/criterion`, next to this binary's `target/release/deps`.
-fn criterion_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("the bench binary's path");
-    exe.ancestors().nth(3).expect("target/release/deps/NAME").join("criterion")
 }
 
 async fn fill(app: &mut Router) {
@@ -154,13 +149,11 @@ fn main() {
         mib(before),
         mib(after),
     );
-    let dir = criterion_dir().join("memory");
-    std::fs::create_dir_all(&dir).expect("criterion's folder is writable");
     let json = serde_json::json!({
         "tokens": TOKENS, "resident_before": before, "resident_after": after, "bytes_per_token": per_token,
         "moka_floor_bytes_per_entry": floor,
     });
-    std::fs::write(dir.join("tokens.json"), json.to_string()).expect("writable");
+    common::write_result("memory", "tokens.json", &json);
 }
 
 fn print_pair((before, after): (u64, u64)) {

@@ -28,16 +28,11 @@ def median_ns(*path):
     return json.loads(estimates.read_text())["median"]["point_estimate"]
 
 
-def rounds(group, stack):
-    """The per-round medians of one stack of a `layer` group, in round order."""
-    folder = CRITERION / group / stack
-    numbers = sorted(int(p.name) for p in folder.iterdir() if p.name.isdigit())
-    return [median_ns(group, stack, str(n)) for n in numbers]
-
-
 def paired_ratio(group, candidate, baseline):
-    """The median over rounds of candidate / baseline, and both stacks' median times."""
-    a, b = rounds(group, candidate), rounds(group, baseline)
+    """From the interleaved timing of a `layer` group: the median over blocks of candidate /
+    baseline (block k of each stack ran side by side), and both stacks' median times."""
+    blocks = json.loads((CRITERION / "interleaved" / f"{group}.json").read_text())
+    a, b = blocks[candidate], blocks[baseline]
     ratio = statistics.median(x / y for x, y in zip(a, b))
     return ratio, statistics.median(a), statistics.median(b)
 
@@ -123,19 +118,25 @@ def chart(figs):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    ratios = [f for f in figs if f.unit == "×" and f.target is not None]
-    fig, ax = plt.subplots(figsize=(9, 0.55 * len(ratios) + 1.6), dpi=120)
-    for y, f in enumerate(reversed(ratios)):
-        # Drawn so that longer is better: a ≥ target as measured / target, a ≤ one inverted.
+    shown = [f for f in figs if f.target is not None]
+    cap = 2.0  # scores above this (the client-per-call ratios) are drawn cut off, with their value
+    fig, ax = plt.subplots(figsize=(10, 0.5 * len(shown) + 1.6), dpi=110)
+    for y, f in enumerate(reversed(shown)):
+        # Drawn so that longer is better: an "at least" target as measured / target, an "at
+        # most" one as target / measured.
         score = f.value / f.target if not f.at_most else f.target / f.value
-        ax.barh(y, score, color="#2e8b57" if f.met else "#c0392b")
-        ax.text(score + 0.03, y, f"{f.value:.2f}× (target {'≤' if f.at_most else '≥'} {f.target:g}×)",
+        ax.barh(y, min(score, cap), color="#2e8b57" if f.met else "#c0392b")
+        unit = " bytes" if f.unit == "bytes" else "×"
+        value = f"{f.value:.0f}" if f.unit == "bytes" else f"{f.value:.2f}"
+        bound = "≤" if f.at_most else "≥"
+        cut = " (bar cut off)" if score > cap else ""
+        ax.text(min(score, cap) + 0.02, y, f"{value}{unit}, target {bound} {f.target:g}{unit}{cut}",
                 va="center", fontsize=9)
     ax.axvline(1, color="black", linewidth=1)
-    ax.set_yticks(range(len(ratios)), [f.label for f in reversed(ratios)], fontsize=9)
-    ax.set_xlabel("measured against its target (1 = exactly on target; right of the line = met)")
-    ax.set_xlim(0, max(2.2, max(ax.get_xlim())))
-    ax.set_title("tower-sovendus: measured ratios against their targets")
+    ax.set_yticks(range(len(shown)), [f.label.replace("`", "") for f in reversed(shown)], fontsize=9)
+    ax.set_xlabel("score: measured against target (1 = on target, longer is better)")
+    ax.set_xlim(0, cap + 1.1)
+    ax.set_title("tower-sovendus: each figure against its target (green met, red missed)")
     fig.tight_layout()
     fig.savefig(CHART)
 
