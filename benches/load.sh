@@ -5,14 +5,14 @@
 # the medians over the rounds are compared. Prints the throughput ratio and p50/p99 latencies,
 # and writes them to target/criterion/load/results.json for benches/report.py.
 #
-#   bash benches/load.sh                  # 3 rounds of 10 s per shop, 64 connections
-#   ROUNDS=5 SECONDS_PER_RUN=20 CONNECTIONS=128 bash benches/load.sh
+#   bash benches/load.sh                  # 5 rounds of 10 s per shop, 64 connections
+#   ROUNDS=9 SECONDS_PER_RUN=20 CONNECTIONS=128 bash benches/load.sh
 #
 # Needs wrk (Debian: apt-get install wrk). Run by hand, not in CI. Stops every shop it starts.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-ROUNDS=${ROUNDS:-3}
+ROUNDS=${ROUNDS:-5}
 SECONDS_PER_RUN=${SECONDS_PER_RUN:-10}
 CONNECTIONS=${CONNECTIONS:-64}
 THREADS=${THREADS:-2}
