@@ -38,14 +38,16 @@ struct Shop {
 /// The whole shop: pages, the given `SovendusLayer` and a session layer.
 ///
 /// `secure_cookie` should be `true` in production (HTTPS); the demo serves plain HTTP.
+/// Without a `SovendusLayer` (`None`, for the load test's baseline) the pages are served the
+/// same, except that Sovendus tokens are ignored and the home page and orders answer 500.
 pub fn router(
-    sovendus: SovendusLayer,
+    sovendus: impl Into<Option<SovendusLayer>>,
     sandbox: Option<Arc<Sandbox>>,
     same_site: SameSite,
     secure_cookie: bool,
 ) -> Router {
     let shop = Shop { sandbox, orders: Arc::default() };
-    Router::new()
+    let pages = Router::new()
         .route("/", get(home))
         .route("/products/{id}", get(product))
         .route("/cart", get(cart).post(add_to_cart))
@@ -54,14 +56,15 @@ pub fn router(
         .route("/order", post(order))
         .route("/thank-you/{id}", get(thank_you))
         .route("/sandbox", get(sandbox_log))
-        .with_state(shop)
-        // Inside the session layer: it needs the visitor's session.
-        .layer(sovendus)
-        .layer(
-            SessionManagerLayer::new(MemoryStore::default())
-                .with_same_site(same_site)
-                .with_secure(secure_cookie),
-        )
+        .with_state(shop);
+    // Inside the session layer: it needs the visitor's session.
+    let pages = match sovendus.into() {
+        Some(sovendus) => pages.layer(sovendus),
+        None => pages,
+    };
+    pages.layer(
+        SessionManagerLayer::new(MemoryStore::default()).with_same_site(same_site).with_secure(secure_cookie),
+    )
 }
 
 fn page(title: &str, body: &str) -> Html<String> {

@@ -1,0 +1,155 @@
+#!/usr/bin/env python3
+"""Turns the measured figures into BENCHMARKS.md's results table and benches/ratios.png.
+
+Reads what the benches wrote under the criterion folder (target/criterion, or
+$CARGO_TARGET_DIR/criterion): criterion's medians for `layer` and `conversion`, the sandbox's
+ceiling measured by wrk, the memory bench's figure and the load test's results. Computes every
+ratio from those files, so no figure is copied by hand, and rewrites the part of BENCHMARKS.md
+between the `results` markers.
+
+    python3 benches/report.py            # needs matplotlib (pip install matplotlib)
+"""
+
+import json
+import os
+import statistics
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CRITERION = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target")) / "criterion"
+BENCHMARKS = ROOT / "BENCHMARKS.md"
+CHART = ROOT / "benches" / "ratios.png"
+START, END = "<!-- results:start -->", "<!-- results:end -->"
+
+
+def median_ns(*path):
+    """criterion's median time per iteration, in nanoseconds."""
+    estimates = CRITERION.joinpath(*path, "new", "estimates.json")
+    return json.loads(estimates.read_text())["median"]["point_estimate"]
+
+
+def paired_ratio(group, candidate, baseline):
+    """From the interleaved timing of a `layer` group: the median over blocks of candidate /
+    baseline (block k of each stack ran side by side), and both stacks' median times."""
+    blocks = json.loads((CRITERION / "interleaved" / f"{group}.json").read_text())
+    a, b = blocks[candidate], blocks[baseline]
+    ratio = statistics.median(x / y for x, y in zip(a, b))
+    return ratio, statistics.median(a), statistics.median(b)
+
+
+def read_json(*path):
+    file = CRITERION.joinpath(*path)
+    return json.loads(file.read_text()) if file.exists() else None
+
+
+class Figure:
+    """One target: a measured value against its bound."""
+
+    def __init__(self, label, value, target, at_most, detail, unit="×"):
+        self.label, self.value, self.target, self.at_most = label, value, target, at_most
+        self.detail, self.unit = detail, unit
+
+    @property
+    def met(self):
+        if self.target is None:
+            return True
+        return self.value <= self.target if self.at_most else self.value >= self.target
+
+    def row(self):
+        value = f"{self.value:.0f}" if self.unit == "bytes" else f"{self.value:.3f}"
+        if self.target is None:
+            return f"| {self.label} | {value} {self.unit} | none | reported | {self.detail} |"
+        bound = f"≤ {self.target:g}" if self.at_most else f"≥ {self.target:g}"
+        verdict = "met" if self.met else "**missed**"
+        return f"| {self.label} | {value} {self.unit} | {bound} {self.unit} | {verdict} | {self.detail} |"
+
+
+def us(ns):
+    return f"{ns / 1000:.2f} µs"
+
+
+def figures():
+    out = []
+    ratio, sov, ident = paired_ratio("hot_path", "sovendus", "identity")
+    out.append(Figure("Hot path vs `Identity`", ratio, 1.05, True, f"{us(sov)} vs {us(ident)}"))
+    ratio, sov, none = paired_ratio("hot_path", "sovendus", "none")
+    out.append(Figure("Hot path vs no layer", ratio, None, True, f"{us(sov)} vs {us(none)}"))
+    ratio, sov, guide = paired_ratio("hot_path", "sovendus", "from_fn")
+    out.append(Figure("Hot path vs guide's `from_fn`", ratio, 1.0, True, f"{us(sov)} vs {us(guide)} (must be faster)"))
+    for group, label in [("capture_new_visitor", "new visitor"), ("capture_existing_session", "existing session")]:
+        ratio, sov, guide = paired_ratio(group, "sovendus", "from_fn")
+        out.append(Figure(f"Capture, {label}, vs `from_fn`", ratio, 1.5, True, f"{us(sov)} vs {us(guide)}"))
+    for concurrency in (1, 64):
+        group = f"conversion_c{concurrency}"
+        pooled, per_call = median_ns(group, "pooled"), median_ns(group, "per_call")
+        rate = 1e9 / pooled
+        out.append(Figure(f"Conversions, concurrency {concurrency}, vs client per call", per_call / pooled, 2, False,
+                          f"{rate:,.0f}/s vs {1e9 / per_call:,.0f}/s"))
+        ceiling = read_json("sandbox_ceiling", f"c{concurrency}.json")
+        if ceiling:
+            wrk = ceiling["median_per_second"]
+            out.append(Figure(f"Conversions, concurrency {concurrency}, vs sandbox ceiling (wrk)", rate / wrk, 0.7,
+                              False, f"{rate:,.0f}/s vs {wrk:,.0f}/s"))
+    memory = read_json("memory", "tokens.json")
+    if memory:
+        grown = (memory["resident_after"] - memory["resident_before"]) / 2**20
+        out.append(Figure("Resident memory per token", memory["bytes_per_token"], 300, True,
+                          f"{memory['tokens']:,} tokens: +{grown:.0f} MiB resident; moka's own floor, "
+                          f"empty entries: {memory['moka_floor_bytes_per_entry']:.0f} bytes", unit="bytes"))
+    load = read_json("load", "results.json")
+    if load:
+        w, wo = load["with"], load["without"]
+        out.append(Figure("Load test throughput, with / without layer", load["throughput_ratio"], 0.98, False,
+                          f"{w['requests_per_second']:,.0f} vs {wo['requests_per_second']:,.0f} req/s"))
+        out.append(Figure("Load test p99, with / without layer", load["p99_ratio"], 1.05, True,
+                          f"p99 {w['p99_us'] / 1000:.2f} vs {wo['p99_us'] / 1000:.2f} ms; "
+                          f"p50 {w['p50_us'] / 1000:.2f} vs {wo['p50_us'] / 1000:.2f} ms"))
+    return out
+
+
+def table(figs):
+    lines = ["| Figure | Measured | Target | | Times, rates |", "|---|---|---|---|---|"]
+    return "\n".join(lines + [f.row() for f in figs])
+
+
+def chart(figs):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    shown = [f for f in figs if f.target is not None]
+    cap = 2.0  # scores above this (the client-per-call ratios) are drawn cut off, with their value
+    fig, ax = plt.subplots(figsize=(10, 0.5 * len(shown) + 1.6), dpi=110)
+    for y, f in enumerate(reversed(shown)):
+        # Drawn so that longer is better: an "at least" target as measured / target, an "at
+        # most" one as target / measured.
+        score = f.value / f.target if not f.at_most else f.target / f.value
+        ax.barh(y, min(score, cap), color="#2e8b57" if f.met else "#c0392b")
+        unit = " bytes" if f.unit == "bytes" else "×"
+        value = f"{f.value:.0f}" if f.unit == "bytes" else f"{f.value:.2f}"
+        bound = "≤" if f.at_most else "≥"
+        cut = " (bar cut off)" if score > cap else ""
+        ax.text(min(score, cap) + 0.02, y, f"{value}{unit}, target {bound} {f.target:g}{unit}{cut}",
+                va="center", fontsize=9)
+    ax.axvline(1, color="black", linewidth=1)
+    ax.set_yticks(range(len(shown)), [f.label.replace("`", "") for f in reversed(shown)], fontsize=9)
+    ax.set_xlabel("score: measured against target (1 = on target, longer is better)")
+    ax.set_xlim(0, cap + 1.1)
+    ax.set_title("tower-sovendus: each figure against its target (green met, red missed)")
+    fig.tight_layout()
+    fig.savefig(CHART)
+
+
+def main():
+    figs = figures()
+    text = BENCHMARKS.read_text()
+    before, rest = text.split(START)
+    _, after = rest.split(END)
+    BENCHMARKS.write_text(f"{before}{START}\n{table(figs)}\n{END}{after}")
+    chart(figs)
+    print(table(figs))
+
+
+if __name__ == "__main__":
+    main()
