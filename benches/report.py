@@ -99,8 +99,7 @@ def figures():
     if memory:
         grown = (memory["resident_after"] - memory["resident_before"]) / 2**20
         out.append(Figure("Resident memory per token", memory["bytes_per_token"], 300, True,
-                          f"{memory['tokens']:,} tokens: +{grown:.0f} MiB resident; moka's own floor, "
-                          f"empty entries: {memory['moka_floor_bytes_per_entry']:.0f} bytes", unit="bytes"))
+                          f"{memory['tokens']:,} tokens: +{grown:.0f} MiB resident", unit="bytes"))
         moka = memory.get("stores", {}).get("moka")
         if moka:
             floors = memory["moka_floors"]

@@ -25,6 +25,9 @@ const TOKENS_PER_SHARD: u64 = 4096;
 const MAX_SHARDS: u64 = 64;
 /// Expired tokens reclaimed at most per insert, so that no capture pays for a long backlog.
 const SWEEP_PER_INSERT: usize = 4;
+/// A shard's queue of captures is cleared of stale entries once it holds twice as many as the
+/// shard has tokens, or as this many: each clean-up, O(queue), follows as many captures.
+const MIN_CAPTURES_BEFORE_CLEANUP: usize = 32;
 
 /// The embedded token store: tokens in sharded hash maps inside the process, each token
 /// expiring exactly at its own deadline. The default of
@@ -142,7 +145,7 @@ impl CompactTokenStore {
         shard.leases.remove(&key);
         shard.tokens.insert(key, Record { token: pending.token, expires_at, product: pending.product });
         shard.captures.push_back((key, expires_at));
-        shard.drop_stale_captures(self.shard_capacity);
+        shard.drop_stale_captures();
         true
     }
 
@@ -210,8 +213,8 @@ impl Shard {
 
     /// Keeps the queue of captures near the number of tokens: captures of the same key again
     /// (last-click) and settled tokens leave stale entries behind.
-    fn drop_stale_captures(&mut self, capacity: usize) {
-        if self.captures.len() <= capacity.max(self.tokens.len()).saturating_mul(2) {
+    fn drop_stale_captures(&mut self) {
+        if self.captures.len() <= MIN_CAPTURES_BEFORE_CLEANUP.max(self.tokens.len().saturating_mul(2)) {
             return;
         }
         let tokens = &self.tokens;
@@ -270,6 +273,13 @@ mod tests {
     }
 
     #[test]
+    fn a_stored_token_takes_a_48_byte_slot_and_a_32_byte_capture() {
+        // The memory target (BENCHMARKS.md) rests on these sizes; the token's text is on the heap.
+        assert_eq!(std::mem::size_of::<(TokenKey, Record)>(), 48);
+        assert_eq!(std::mem::size_of::<(TokenKey, Nanos)>(), 32);
+    }
+
+    #[test]
     fn holds_at_most_max_tokens_and_drops_the_oldest_first() {
         let store = CompactTokenStore::new(5);
         for key in 0..12 {
@@ -311,7 +321,7 @@ mod tests {
             store.insert(3, pending(1), Duration::from_secs(60), Attribution::LastClick);
         }
         let captures: usize = store.shards.iter().map(|shard| lock(shard).captures.len()).sum();
-        assert!(captures <= 20, "{captures} captures queued for one token");
+        assert!(captures <= MIN_CAPTURES_BEFORE_CLEANUP, "{captures} captures queued for one token");
         assert_eq!(stored_tokens(&store), 1);
     }
 }

@@ -1,4 +1,4 @@
-//! [`MokaTokenStore`]: the embedded token store, a moka TTL cache inside the process.
+//! [`MokaTokenStore`]: an embedded token store built on a moka TTL cache inside the process.
 
 use std::{
     sync::{
