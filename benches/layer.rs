@@ -39,7 +39,7 @@ use http::header::{COOKIE, SET_COOKIE};
 use tokio::runtime::Runtime;
 use tower::{ServiceExt, layer::util::Identity};
 use tower_sessions::{MemoryStore, Session, SessionManagerLayer};
-use tower_sovendus::{SovendusConfig, SovendusLayer};
+use tower_sovendus::{MokaTokenStore, SovendusConfig, SovendusLayer};
 
 /// A page without a token, with a query as shop pages have them.
 const PLAIN: &str = "/products/42?color=red&size=m";
@@ -75,10 +75,19 @@ fn sessions(routes: Router) -> Router {
     routes.layer(SessionManagerLayer::new(MemoryStore::default()))
 }
 
+fn config() -> SovendusConfig {
+    SovendusConfig::new("9bc72425-902c-3abf-9db8-8b186d7cb160", "XXXX-XXXXX").expect("valid config")
+}
+
 fn sovendus() -> Router {
-    let config =
-        SovendusConfig::new("9bc72425-902c-3abf-9db8-8b186d7cb160", "XXXX-XXXXX").expect("valid config");
-    sessions(routes().layer(SovendusLayer::new(config)))
+    sessions(routes().layer(SovendusLayer::new(config())))
+}
+
+/// The layer with the moka-based store instead of the default one.
+fn sovendus_moka() -> Router {
+    let config = config();
+    let store = MokaTokenStore::new(config.max_tokens());
+    sessions(routes().layer(SovendusLayer::with_store(config, store)))
 }
 
 fn identity() -> Router {
@@ -194,10 +203,17 @@ fn hot_path(c: &mut Criterion) {
 }
 
 fn capture_path(c: &mut Criterion) {
-    let stacks = [Stack::new("sovendus", sovendus()), Stack::new("from_fn", guide())];
+    let stacks = [
+        Stack::new("sovendus", sovendus()),
+        Stack::new("sovendus_moka", sovendus_moka()),
+        Stack::new("from_fn", guide()),
+    ];
     measure(c, "capture_new_visitor", &stacks, landing);
-    let stacks =
-        [Stack::new("sovendus", sovendus()).with_session(), Stack::new("from_fn", guide()).with_session()];
+    let stacks = [
+        Stack::new("sovendus", sovendus()).with_session(),
+        Stack::new("sovendus_moka", sovendus_moka()).with_session(),
+        Stack::new("from_fn", guide()).with_session(),
+    ];
     measure(c, "capture_existing_session", &stacks, landing);
 }
 

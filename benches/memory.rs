@@ -1,11 +1,12 @@
-//! Resident memory per stored token: fills the layer's cache with 1,000,000 tokens of the real
-//! shape, each captured through the layer by a landing request, and reads the process's
-//! resident set size (`VmRSS` in `/proc/self/status`, Linux) before and after.
+//! Resident memory per stored token: fills each embedded token store (`CompactTokenStore`, the
+//! default, and `MokaTokenStore`) with 1,000,000 tokens of the real shape, each captured through
+//! the layer by a landing request, and reads the process's resident set size (`VmRSS` in
+//! `/proc/self/status`, Linux) before and after.
 //!
-//! The sessions go to a store that keeps nothing, so what grows is the token cache alone: the
-//! token, its key, its deadline, its lease slot and the cache's own bookkeeping. For scale, it
-//! also measures moka's own cost per entry: the same cache holding empty values. Each part
-//! runs in a process of its own.
+//! The sessions go to a store that keeps nothing, so what grows is the token store alone: the
+//! token, its key, its deadline, its lease slot and the store's own bookkeeping. For scale, it
+//! also measures moka's own cost per entry in three configurations: the cache holding empty
+//! values. Each part runs in a process of its own.
 //!
 //! ```text
 //! cargo bench --bench memory
@@ -26,7 +27,7 @@ use tower_sessions::{
     session::{Id, Record},
     session_store,
 };
-use tower_sovendus::{SovendusConfig, SovendusLayer};
+use tower_sovendus::{CompactTokenStore, MokaTokenStore, SovendusConfig, SovendusLayer};
 
 const TOKENS: u32 = 1_000_000;
 const TARGET_BYTES_PER_TOKEN: f64 = 300.0;
@@ -74,36 +75,54 @@ async fn fill(app: &mut Router) {
     }
 }
 
-/// Fills the layer's cache through the layer; returns the resident bytes before and after.
-fn tokens() -> (u64, u64) {
+/// Fills the token store `part` names (`compact` or `moka`) through the layer; returns the
+/// resident bytes before and after.
+fn tokens(part: &str) -> (u64, u64) {
     let runtime =
         tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a tokio runtime");
     let config = SovendusConfig::builder("9bc72425-902c-3abf-9db8-8b186d7cb160", "XXXX-XXXXX")
         .max_tokens(u64::from(TOKENS))
         .build()
         .expect("valid config");
+    let max_tokens = config.max_tokens();
+    let layer = match part {
+        "moka" => SovendusLayer::with_store(config, MokaTokenStore::new(max_tokens)),
+        _ => SovendusLayer::with_store(config, CompactTokenStore::new(max_tokens)),
+    };
     let mut app = Router::new()
         .route("/products/{id}", get(|| async { "product" }))
-        .layer(SovendusLayer::new(config))
+        .layer(layer)
         .layer(SessionManagerLayer::new(Forgetful));
     let before = resident_bytes();
     runtime.block_on(fill(&mut app));
     (before, resident_bytes())
 }
 
-/// The cache library's own cost: a moka cache built like the token store (bounded, with an
-/// expiry per entry) holding the same number of empty entries under 128-bit keys.
-fn moka_floor() -> (u64, u64) {
+/// The moka configurations whose own cost per entry this bench measures: how the cache is
+/// built, each holding the same number of empty entries under 128-bit keys.
+const MOKA_FLOORS: [(&str, &str); 3] = [
+    ("moka_floor_expiry", "bounded, with an expiry per entry (a timer wheel node each)"),
+    ("moka_floor_ttl", "bounded, with one time_to_live for the whole cache"),
+    ("moka_floor_bounded", "bounded, no expiry"),
+];
+
+/// The cache library's own cost per entry in configuration `part` (one of [`MOKA_FLOORS`]).
+fn moka_floor(part: &str) -> (u64, u64) {
     struct Deadline;
     impl moka::Expiry<i128, ()> for Deadline {
         fn expire_after_create(&self, _: &i128, _: &(), _: Instant) -> Option<Duration> {
-            Some(Duration::from_secs(30 * 24 * 60 * 60))
+            Some(MONTH)
         }
     }
+    const MONTH: Duration = Duration::from_secs(30 * 24 * 60 * 60);
     let runtime =
         tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a tokio runtime");
-    let cache: moka::future::Cache<i128, ()> =
-        moka::future::Cache::builder().max_capacity(u64::from(TOKENS)).expire_after(Deadline).build();
+    let builder = moka::future::Cache::builder().max_capacity(u64::from(TOKENS));
+    let cache: moka::future::Cache<i128, ()> = match part {
+        "moka_floor_expiry" => builder.expire_after(Deadline).build(),
+        "moka_floor_ttl" => builder.time_to_live(MONTH).build(),
+        _ => builder.build(),
+    };
     let before = resident_bytes();
     runtime.block_on(async {
         for n in 0..TOKENS {
@@ -129,29 +148,42 @@ const PART: &str = "TOWER_SOVENDUS_MEMORY_PART";
 
 fn main() {
     match std::env::var(PART).as_deref() {
-        Ok("tokens") => return print_pair(tokens()),
-        Ok("moka_floor") => return print_pair(moka_floor()),
+        Ok(part @ ("compact" | "moka")) => return print_pair(tokens(part)),
+        Ok(part) if part.starts_with("moka_floor") => return print_pair(moka_floor(part)),
         _ => {}
     }
     if std::env::args().skip(1).any(|arg| arg == "--list") {
         return; // `cargo bench -- --list`: nothing to list.
     }
-    let start = Instant::now();
-    let (before, after) = in_own_process("tokens");
-    let elapsed = start.elapsed();
-    let (floor_before, floor_after) = in_own_process("moka_floor");
-    let per_token = (after - before) as f64 / f64::from(TOKENS);
-    let floor = (floor_after - floor_before) as f64 / f64::from(TOKENS);
-    println!(
-        "{TOKENS} tokens captured in {elapsed:.1?}: resident {:.1} MiB -> {:.1} MiB, \
-         {per_token:.0} bytes per token (target <= {TARGET_BYTES_PER_TOKEN}); \
-         moka's own floor, empty entries: {floor:.0} bytes per entry",
-        mib(before),
-        mib(after),
-    );
+    let mut stores = serde_json::Map::new();
+    for (part, store) in [("compact", "CompactTokenStore (the default)"), ("moka", "MokaTokenStore")] {
+        let start = Instant::now();
+        let (before, after) = in_own_process(part);
+        let elapsed = start.elapsed();
+        let per_token = (after - before) as f64 / f64::from(TOKENS);
+        println!(
+            "{store}: {TOKENS} tokens captured in {elapsed:.1?}: resident {:.1} MiB -> {:.1} MiB, \
+             {per_token:.0} bytes per token (target <= {TARGET_BYTES_PER_TOKEN})",
+            mib(before),
+            mib(after),
+        );
+        stores.insert(
+            part.to_owned(),
+            serde_json::json!({"resident_before": before, "resident_after": after, "bytes_per_token": per_token}),
+        );
+    }
+    let mut floors = serde_json::Map::new();
+    for (part, configuration) in MOKA_FLOORS {
+        let (floor_before, floor_after) = in_own_process(part);
+        let floor = (floor_after - floor_before) as f64 / f64::from(TOKENS);
+        println!("moka's own floor, empty entries, {configuration}: {floor:.0} bytes per entry");
+        floors.insert(part.to_owned(), floor.into());
+    }
+    let default = &stores["compact"];
     let json = serde_json::json!({
-        "tokens": TOKENS, "resident_before": before, "resident_after": after, "bytes_per_token": per_token,
-        "moka_floor_bytes_per_entry": floor,
+        "tokens": TOKENS, "resident_before": default["resident_before"], "resident_after": default["resident_after"],
+        "bytes_per_token": default["bytes_per_token"], "stores": stores,
+        "moka_floor_bytes_per_entry": floors["moka_floor_expiry"], "moka_floors": floors,
     });
     common::write_result("memory", "tokens.json", &json);
 }

@@ -79,6 +79,11 @@ def figures():
     for group, label in [("capture_new_visitor", "new visitor"), ("capture_existing_session", "existing session")]:
         ratio, sov, guide = paired_ratio(group, "sovendus", "from_fn")
         out.append(Figure(f"Capture, {label}, vs `from_fn`", ratio, 1.5, True, f"{us(sov)} vs {us(guide)}"))
+        blocks = json.loads((CRITERION / "interleaved" / f"{group}.json").read_text())
+        if "sovendus_moka" in blocks:
+            ratio, moka, guide = paired_ratio(group, "sovendus_moka", "from_fn")
+            out.append(Figure(f"Capture, {label}, `MokaTokenStore` vs `from_fn`", ratio, None, True,
+                              f"{us(moka)} vs {us(guide)} (the alternative store)"))
     for concurrency in (1, 64):
         group = f"conversion_c{concurrency}"
         pooled, per_call = median_ns(group, "pooled"), median_ns(group, "per_call")
@@ -94,8 +99,15 @@ def figures():
     if memory:
         grown = (memory["resident_after"] - memory["resident_before"]) / 2**20
         out.append(Figure("Resident memory per token", memory["bytes_per_token"], 300, True,
-                          f"{memory['tokens']:,} tokens: +{grown:.0f} MiB resident; moka's own floor, "
-                          f"empty entries: {memory['moka_floor_bytes_per_entry']:.0f} bytes", unit="bytes"))
+                          f"{memory['tokens']:,} tokens: +{grown:.0f} MiB resident", unit="bytes"))
+        moka = memory.get("stores", {}).get("moka")
+        if moka:
+            floors = memory["moka_floors"]
+            out.append(Figure("Resident memory per token, `MokaTokenStore`", moka["bytes_per_token"], None, True,
+                              f"the alternative store; moka's own floor, empty entries: "
+                              f"{floors['moka_floor_expiry']:.0f} bytes (expiry per entry), "
+                              f"{floors['moka_floor_ttl']:.0f} (one TTL), {floors['moka_floor_bounded']:.0f} (no expiry)",
+                              unit="bytes"))
     load = read_json("load", "results.json")
     if load:
         w, wo = load["with"], load["without"]

@@ -15,10 +15,11 @@ use tower_sessions::{Expiry, Session, cookie::time};
 use tracing::Instrument;
 
 use crate::{
-    Delivery, SovReqToken, SovendusClient, SovendusConfig, metrics,
+    Delivery, SovReqToken, SovendusClient, SovendusConfig,
+    compact_store::CompactTokenStore,
+    metrics,
     query::{self, Param},
     state::{self, SovendusState},
-    store::MokaTokenStore,
     token::Masked,
     token_store::{PendingToken, StoreError, TokenStore},
 };
@@ -63,7 +64,7 @@ impl SovendusLayer {
     ///
     /// Like `reqwest::Client::new`, if the TLS backend cannot be initialised.
     pub fn new(config: SovendusConfig) -> Self {
-        let store = MokaTokenStore::new(config.max_tokens());
+        let store = CompactTokenStore::new(config.max_tokens());
         Self::with_store(config, store)
     }
 

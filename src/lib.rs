@@ -40,6 +40,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod client;
+mod compact_store;
 mod config;
 mod delivery;
 mod error;
@@ -68,6 +69,7 @@ pub mod sandbox;
 pub use fred;
 
 pub use client::SovendusClient;
+pub use compact_store::CompactTokenStore;
 pub use config::{
     ApiKey, Attribution, CaptureFilter, ConfigError, DEFAULT_ENDPOINT, DEFAULT_MAX_TOKENS,
     DEFAULT_PRODUCT_PARAMETER, DEFAULT_QUEUE_CAPACITY, DEFAULT_REQUEST_TIMEOUT, DEFAULT_TOKEN_PARAMETER,

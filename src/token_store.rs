@@ -1,7 +1,7 @@
 //! [`TokenStore`]: where captured tokens wait for their order, and the values it trades in.
 //!
-//! The embedded default is [`MokaTokenStore`](crate::MokaTokenStore), a cache inside the
-//! process. Shops running
+//! The embedded default is [`CompactTokenStore`](crate::CompactTokenStore), inside the
+//! process; [`MokaTokenStore`](crate::MokaTokenStore) is the moka-based alternative. Shops running
 //! several instances use a shared store, such as `RedisTokenStore` (feature `redis`), so that
 //! a visitor who lands on one instance and orders on another still converts, exactly once.
 

@@ -1,4 +1,4 @@
-//! The rules every `TokenStore` keeps, checked on the embedded moka store and on a real Redis.
+//! The rules every `TokenStore` keeps, checked on both embedded stores and on a real Redis.
 
 mod common;
 
@@ -7,7 +7,7 @@ use std::{sync::Arc, time::Duration};
 use common::redis::RedisServer;
 use tower_sovendus::{
     Attribution::{self, FirstClick, LastClick},
-    MokaTokenStore, PendingToken, RedisTokenStore, Settlement, TokenStore,
+    CompactTokenStore, MokaTokenStore, PendingToken, RedisTokenStore, Settlement, TokenStore,
 };
 
 const MINUTE: Duration = Duration::from_secs(60);
@@ -116,6 +116,11 @@ async fn products_travel_with_the_token(store: Store) {
     store.insert(-1, chosen.clone(), MINUTE, LastClick).await.unwrap();
     assert_eq!(store.get(-1).await.unwrap(), Some(chosen.clone()));
     assert_eq!(store.lease(-1, MINUTE).await.unwrap().unwrap().pending, chosen);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_compact_store_keeps_every_rule() {
+    keeps_every_rule(|| Arc::new(CompactTokenStore::new(10))).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
