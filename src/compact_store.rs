@@ -34,7 +34,7 @@ const MIN_CAPTURES_BEFORE_CLEANUP: usize = 32;
 /// [`SovendusLayer::new`](crate::SovendusLayer::new); it does not survive a restart and is not
 /// shared between instances.
 ///
-/// It holds a token in about 150 bytes, the token included (see `BENCHMARKS.md`): the key, the
+/// It holds a token in about 185 bytes, the token included (see `BENCHMARKS.md`): the key, the
 /// token, a deadline in nanoseconds and the product, plus one entry in a queue of captures.
 /// Every capture reclaims a few expired tokens from the front of that queue, so memory follows
 /// the live tokens; beyond `max_tokens` the oldest captures go first. A token is expired the
