@@ -2,6 +2,7 @@
 
 use std::{sync::Arc, time::Duration};
 
+use backon::{BackoffBuilder, ExponentialBuilder};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
@@ -96,9 +97,15 @@ impl ConversionSender {
         let token = leased.pending.token.clone();
         tracing::warn!(%error, %token, ?settlement, "could not settle the Sovendus token yet; trying again");
         let store = Arc::clone(&self.store);
+        // The same backoff sequences as the retries of a send (`backon`), without an end: the
+        // lease bounds the attempts.
+        let waits = ExponentialBuilder::new()
+            .with_min_delay(FIRST_SETTLE_WAIT)
+            .with_max_delay(MAX_SETTLE_WAIT)
+            .without_max_times()
+            .build();
         tokio::spawn(async move {
-            let mut wait = FIRST_SETTLE_WAIT;
-            loop {
+            for wait in waits {
                 tokio::time::sleep(wait).await;
                 match store.settle(&leased, settlement).await {
                     Ok(()) => {
@@ -111,7 +118,7 @@ impl ConversionSender {
                              delivery may send it again");
                         return;
                     }
-                    Err(_) => wait = (wait * 2).min(MAX_SETTLE_WAIT),
+                    Err(_) => {}
                 }
             }
         });
