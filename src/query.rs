@@ -22,10 +22,60 @@ pub enum Param<'q> {
 }
 
 /// Whether `query` may hold `name` at all. This is the whole cost for a request without a
-/// token: a substring search, plus a second one when the query percent-encodes something (a
-/// parameter name could be encoded).
+/// token, so it is built for short queries: blocks of 16 positions are checked for a `%` (a
+/// key could be percent-encoded) or the first three bytes of `name`, with no branch inside a
+/// block, which the compiler turns into a few vector instructions. Only a query holding those
+/// three bytes gets the exact check, a key starting with `name`.
+///
+/// The standard substring search costs several times more on a query of a few dozen bytes.
 pub fn may_contain(query: Option<&str>, name: &str) -> bool {
-    query.is_some_and(|query| query.contains(name) || query.contains('%'))
+    let Some(query) = query else { return false };
+    let (query, name) = (query.as_bytes(), name.as_bytes());
+    let Some(&prefix) = name.first_chunk::<3>() else {
+        return query.contains(&b'%') || starts_a_key(query, name);
+    };
+    let mut prefixed = false;
+    for at in (0..query.len()).step_by(BLOCK) {
+        let scan = match query[at..].first_chunk::<{ BLOCK + 2 }>() {
+            Some(block) => scan_block(*block, prefix),
+            None => {
+                let mut last = [0; BLOCK + 2];
+                last[..query.len() - at].copy_from_slice(&query[at..]);
+                scan_block(last, prefix)
+            }
+        };
+        if scan.percent {
+            return true;
+        }
+        prefixed |= scan.prefixed;
+    }
+    prefixed && starts_a_key(query, name)
+}
+
+/// Positions checked at once by [`may_contain`].
+const BLOCK: usize = 16;
+
+/// What [`scan_block`] saw in a block.
+struct BlockScan {
+    percent: bool,
+    prefixed: bool,
+}
+
+/// Checks the first [`BLOCK`] positions of `block` (two more bytes let `prefix` start at the
+/// last one). Zero bytes padding a short block match neither `%` nor a parameter name.
+#[inline(always)]
+fn scan_block(block: [u8; BLOCK + 2], prefix: [u8; 3]) -> BlockScan {
+    let (mut percent, mut prefixed) = (false, false);
+    for at in 0..BLOCK {
+        percent |= block[at] == b'%';
+        prefixed |= (block[at] == prefix[0]) & (block[at + 1] == prefix[1]) & (block[at + 2] == prefix[2]);
+    }
+    BlockScan { percent, prefixed }
+}
+
+/// Whether a key of `query` (the text after the start or a `&`) starts with `name`.
+fn starts_a_key(query: &[u8], name: &[u8]) -> bool {
+    query.split(|&byte| byte == b'&').any(|key| key.starts_with(name))
 }
 
 /// Finds `name` in `query` with `application/x-www-form-urlencoded` rules: keys are compared
@@ -109,6 +159,10 @@ mod tests {
         assert!(!may_contain(Some("page=2&q=shoes"), NAME));
         assert!(may_contain(Some("sovReqToken=a"), NAME));
         assert!(may_contain(Some("sov%52eqToken=a"), NAME));
+        assert!(may_contain(Some("a=1&sovReqToken=a"), NAME));
+        assert!(may_contain(Some("a=1&&sovReqToken"), NAME));
+        assert!(!may_contain(Some("q=sovReqToken&xsovReqToken=1&sovReq"), NAME));
+        assert!(!may_contain(Some(""), NAME));
     }
 
     mod properties {
@@ -210,6 +264,35 @@ mod tests {
                 if find(&query, &name) != Param::Absent {
                     prop_assert!(may_contain(Some(&query), &name), "query {:?}", query);
                 }
+            }
+
+            #[test]
+            fn precheck_has_no_false_negatives_on_any_string(query in any::<String>(), name in parameter_name()) {
+                if find(&query, &name) != Param::Absent {
+                    prop_assert!(may_contain(Some(&query), &name), "query {:?}", query);
+                }
+            }
+
+            /// The block scan is exact: a `%` anywhere, or a key starting with the name.
+            #[test]
+            fn precheck_is_exactly_its_definition((name, query) in named_query(), noise in tricky_text()) {
+                for query in [query.clone(), format!("{noise}{query}"), format!("{query}&{noise}")] {
+                    let expected = query.contains('%') || query.split('&').any(|key| key.starts_with(name.as_str()));
+                    prop_assert_eq!(may_contain(Some(&query), &name), expected, "query {:?}", query);
+                }
+            }
+
+            /// Every position of a block counts, however the query falls into blocks.
+            #[test]
+            fn precheck_sees_the_name_or_a_percent_at_any_position(
+                name in parameter_name(),
+                filler in 0..80usize,
+                percent in any::<bool>(),
+            ) {
+                let found = if percent { "%20".to_owned() } else { format!("&{name}=v") };
+                let query = format!("{}{found}", "-".repeat(filler));
+                prop_assert!(may_contain(Some(&query), &name), "query {:?}", query);
+                prop_assert!(!may_contain(Some(&"-".repeat(filler)), &name) || name.starts_with('-'));
             }
 
             #[test]
