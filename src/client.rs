@@ -2,7 +2,11 @@
 
 use std::sync::Arc;
 
-use reqwest::{StatusCode, Url};
+use reqwest::{
+    StatusCode, Url,
+    header::{CONTENT_TYPE, HeaderValue},
+};
+use secrecy::{ExposeSecret, SecretSlice};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -38,7 +42,11 @@ struct Inner {
     http: reqwest::Client,
     endpoint: Url,
     api_key: ApiKey,
+    /// The JSON body, the same for every call: serialised once.
+    body: SecretSlice<u8>,
     products: Arc<[ProductId]>,
+    /// `{endpoint}/ext/{product}` for each configured product, in the same order.
+    product_urls: Box<[Url]>,
     timeout: std::time::Duration,
     retry: RetryPolicy,
 }
@@ -90,12 +98,19 @@ impl SovendusClient {
     /// # Ok(()) }
     /// ```
     pub fn with_http_client(config: &SovendusConfig, http: reqwest::Client) -> Self {
+        let endpoint = config.endpoint().clone();
+        let api_key = config.api_key().clone();
+        let body =
+            serde_json::to_vec(&Body { api_key: api_key.expose() }).expect("a string always serialises");
+        let product_urls = config.products.iter().map(|product| product_url(&endpoint, product)).collect();
         Self {
             inner: Arc::new(Inner {
                 http,
-                endpoint: config.endpoint().clone(),
-                api_key: config.api_key().clone(),
+                endpoint,
+                api_key,
+                body: body.into(),
                 products: config.products.clone(),
+                product_urls,
                 timeout: config.request_timeout(),
                 retry: *config.retry_policy(),
             }),
@@ -138,7 +153,7 @@ impl SovendusClient {
         product: &ProductId,
         token: &SovReqToken,
     ) -> Result<Receipt, SovendusError> {
-        self.send_under(&RetryPolicy::never(), product, token, &CancellationToken::new()).await
+        self.send_under(&RetryPolicy::never(), product, token, None).await
     }
 
     /// Sends a conversion for a given product, retrying under the configured
@@ -170,7 +185,7 @@ impl SovendusClient {
         product: &ProductId,
         token: &SovReqToken,
     ) -> Result<Receipt, SovendusError> {
-        self.send_under(&self.inner.retry, product, token, &CancellationToken::new()).await
+        self.send_under(&self.inner.retry, product, token, None).await
     }
 
     /// Sends under `policy` until it ends or `cancel` fires, in the `sovendus.send` span.
@@ -179,7 +194,7 @@ impl SovendusClient {
         policy: &RetryPolicy,
         product: &ProductId,
         token: &SovReqToken,
-        cancel: &CancellationToken,
+        cancel: Option<&CancellationToken>,
     ) -> Result<Receipt, SovendusError> {
         let span = tracing::info_span!("sovendus.send", product = %product, token = %token);
         retry::send(self, policy, product, token, cancel).instrument(span).await
@@ -196,11 +211,16 @@ impl SovendusClient {
         u8::try_from(index).ok()
     }
 
-    /// `{endpoint}/ext/{product}/{token}/api`, from validated parts only.
+    /// `{endpoint}/ext/{product}/{token}/api`, from validated parts only. A configured
+    /// product's prefix was built once; only the token and `api` are added per call.
     fn url(&self, product: &ProductId, token: &SovReqToken) -> Url {
-        let mut url = self.inner.endpoint.clone();
+        let configured = self.inner.products.iter().position(|configured| configured == product);
+        let mut url = match configured.and_then(|index| self.inner.product_urls.get(index)) {
+            Some(prefix) => prefix.clone(),
+            None => product_url(&self.inner.endpoint, product),
+        };
         if let Ok(mut segments) = url.path_segments_mut() {
-            segments.pop_if_empty().extend(["ext", product.as_str(), token.as_str(), "api"]);
+            segments.extend([token.as_str(), "api"]);
         }
         url
     }
@@ -216,7 +236,8 @@ impl SovendusClient {
             .http
             .post(self.url(product, token))
             .timeout(self.inner.timeout)
-            .json(&Body { api_key: self.inner.api_key.expose() })
+            .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
+            .body(self.inner.body.expose_secret().to_vec())
             .send()
             .await
             .map_err(SovendusError::from_transport)?;
@@ -243,6 +264,15 @@ impl SovendusClient {
             Err(SovendusError::from_answer(status, response.headers(), &body))
         }
     }
+}
+
+/// `{endpoint}/ext/{product}`.
+fn product_url(endpoint: &Url, product: &ProductId) -> Url {
+    let mut url = endpoint.clone();
+    if let Ok(mut segments) = url.path_segments_mut() {
+        segments.pop_if_empty().extend(["ext", product.as_str()]);
+    }
+    url
 }
 
 impl std::fmt::Debug for SovendusClient {

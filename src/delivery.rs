@@ -144,7 +144,7 @@ async fn work(receiver: Receiver<TokenKey>, conversions: ConversionSender, share
                 Err(_closed) => return,
             },
         };
-        match conversions.send(key, &shared.cancel).await {
+        match conversions.send(key, Some(&shared.cancel)).await {
             Ok(Outcome::Sent(_)) => {
                 shared.sent.fetch_add(1, Ordering::Relaxed);
             }

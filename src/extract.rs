@@ -3,8 +3,6 @@
 use http::Extensions;
 use tower_sessions::Session;
 
-use tokio_util::sync::CancellationToken;
-
 use crate::{
     Outcome, ProductId, QueueOutcome, SovReqToken, SovendusError,
     state::{self, SovendusState},
@@ -155,7 +153,7 @@ impl SovendusConversion {
     pub async fn send(&self) -> Result<Outcome, SovendusError> {
         let Some(key) = self.key else { return Ok(Outcome::NoToken) };
         let state = self.state.clone();
-        let task = tokio::spawn(async move { state.conversions.send(key, &CancellationToken::new()).await });
+        let task = tokio::spawn(async move { state.conversions.send(key, None).await });
         match task.await {
             Ok(result) => result,
             Err(join_error) if join_error.is_panic() => std::panic::resume_unwind(join_error.into_panic()),

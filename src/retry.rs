@@ -183,16 +183,14 @@ pub(crate) async fn send(
     policy: &RetryPolicy,
     product: &ProductId,
     token: &SovReqToken,
-    cancel: &CancellationToken,
+    cancel: Option<&CancellationToken>,
 ) -> Result<Receipt, SovendusError> {
     let started = Instant::now();
     let mut waits = policy.waits();
     let mut attempt = 1_u32;
     loop {
-        let answer = tokio::select! {
-            biased;
-            () = cancel.cancelled() => return Err(SovendusError::Cancelled),
-            answer = client.attempt(product, token) => answer,
+        let Some(answer) = until_cancelled(cancel, client.attempt(product, token)).await else {
+            return Err(SovendusError::Cancelled);
         };
         let error = match answer {
             Ok(receipt) => {
@@ -216,12 +214,20 @@ pub(crate) async fn send(
         }
         tracing::warn!(%error, attempt, ?wait, "Sovendus conversion failed; retrying");
         ::metrics::counter!(metrics::RETRIED).increment(1);
-        tokio::select! {
-            biased;
-            () = cancel.cancelled() => return Err(SovendusError::Cancelled),
-            () = tokio::time::sleep(wait) => {}
+        if until_cancelled(cancel, tokio::time::sleep(wait)).await.is_none() {
+            return Err(SovendusError::Cancelled);
         }
         attempt += 1;
+    }
+}
+
+/// Runs `work` to its end, or until `cancel` fires (`None`). Once started, `work` finishing
+/// as the token fires wins: an answer Sovendus already gave is never thrown away. Without a
+/// token, `work` runs with nothing around it.
+async fn until_cancelled<T>(cancel: Option<&CancellationToken>, work: impl Future<Output = T>) -> Option<T> {
+    match cancel {
+        Some(cancel) => cancel.run_until_cancelled(work).await,
+        None => Some(work.await),
     }
 }
 

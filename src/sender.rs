@@ -48,7 +48,7 @@ impl ConversionSender {
     pub(crate) async fn send(
         &self,
         key: TokenKey,
-        cancel: &CancellationToken,
+        cancel: Option<&CancellationToken>,
     ) -> Result<Outcome, SovendusError> {
         let lease_ends = tokio::time::Instant::now() + self.lease;
         let leased = match self.store.lease(key, self.lease).await {
