@@ -3,10 +3,17 @@
 //!
 //! - `pooled`: [`SovendusClient::send`], one pooled client for the app (what the layer uses);
 //! - `per_call`: a reqwest client built for every call, the integration guide's pattern;
+//! - `reqwest`: one pooled `reqwest::Client` posting the same request with nothing around it,
+//!   the floor for any client built on reqwest;
 //!
 //! and, after criterion's groups, the sandbox's own ceiling at the same concurrency, measured
-//! by `wrk` with keep-alive (skipped with a notice when `wrk` is not installed). The ceilings
-//! go next to criterion's results, for `benches/report.py`.
+//! by `wrk` with keep-alive, in rounds paired with `pooled` and `reqwest` (see [`ceilings`];
+//! skipped with a notice when `wrk` is not installed). The rounds go next to criterion's
+//! results, for `benches/report.py`.
+//!
+//! The sandbox runs on a runtime of its own, the same one whether wrk or a client loads it.
+//! Each client runs on its own runtime too, with as many threads as wrk is given at that
+//! concurrency (see [`wrk_threads`]): one at concurrency 1, two at 64.
 //!
 //! ```text
 //! cargo bench --bench conversion
@@ -17,7 +24,7 @@ use std::{
     process::Command,
     sync::{
         Arc,
-        atomic::{AtomicI64, Ordering},
+        atomic::{AtomicI64, AtomicU64, Ordering},
     },
     time::{Duration, Instant},
 };
@@ -29,9 +36,10 @@ use tokio::{runtime::Runtime, task::JoinSet};
 use tower_sovendus::{SovReqToken, SovendusClient, sandbox::Sandbox};
 
 const CONCURRENCY: [usize; 2] = [1, 64];
-/// How long each `wrk` run lasts, and how many runs give the median.
-const WRK_SECONDS: u32 = 5;
-const WRK_RUNS: usize = 3;
+/// How long each stack loads the sandbox in a round of the ceiling comparison, and how many
+/// rounds there are (see [`ceilings`]).
+const ROUND_SECONDS: u32 = 3;
+const ROUNDS: usize = 5;
 
 /// Runs `iters` calls of `call`, `concurrency` at a time, and returns how long they took.
 async fn concurrently<F, Fut>(iters: u64, concurrency: usize, call: F) -> Duration
@@ -67,15 +75,49 @@ async fn per_call(url: &str) {
     response.bytes().await.expect("the sandbox's answer");
 }
 
+/// The same request on one pooled `reqwest::Client`, and nothing else: no span, no retry
+/// policy, no answer parsed.
+async fn bare_reqwest(client: &reqwest::Client, url: &reqwest::Url) {
+    let response = client
+        .post(url.clone())
+        .json(&serde_json::json!({ "apiKey": Sandbox::API_KEY }))
+        .timeout(Duration::from_secs(30))
+        .send()
+        .await
+        .expect("the sandbox answers");
+    assert!(response.status().is_success(), "{}", response.status());
+    response.bytes().await.expect("the sandbox's answer");
+}
+
 fn conversion_url(sandbox: &Sandbox) -> String {
     format!("{}/ext/{}/{}/api", sandbox.endpoint(), Sandbox::PRODUCT_ID, Sandbox::TEST_TOKEN)
 }
 
-fn clients(c: &mut Criterion, runtime: &Runtime, sandbox: &Sandbox) {
+/// wrk's threads at `concurrency`, and the client runtime's.
+fn wrk_threads(concurrency: usize) -> usize {
+    concurrency.min(2)
+}
+
+/// The runtime a client runs on at `concurrency`: one thread, like `wrk -t1`, or a worker per
+/// wrk thread.
+fn client_runtime(concurrency: usize) -> Runtime {
+    let mut builder = match wrk_threads(concurrency) {
+        1 => tokio::runtime::Builder::new_current_thread(),
+        threads => {
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            builder.worker_threads(threads);
+            builder
+        }
+    };
+    builder.enable_all().build().expect("a tokio runtime")
+}
+
+fn clients(c: &mut Criterion, sandbox: &Sandbox) {
     let client = SovendusClient::new(&sandbox.config().build().expect("the sandbox's config is valid"));
     let token: SovReqToken = Sandbox::TEST_TOKEN.parse().expect("the test token is valid");
     let url: Arc<str> = conversion_url(sandbox).into();
     for concurrency in CONCURRENCY {
+        let runtime = &client_runtime(concurrency);
         let mut group = c.benchmark_group(format!("conversion_c{concurrency}"));
         group.throughput(Throughput::Elements(1));
         group.sampling_mode(SamplingMode::Flat);
@@ -89,6 +131,16 @@ fn clients(c: &mut Criterion, runtime: &Runtime, sandbox: &Sandbox) {
                     async move {
                         client.send(&token).await.expect("the sandbox accepts it");
                     }
+                })
+            })
+        });
+        let (http, parsed) = (reqwest::Client::new(), reqwest::Url::parse(&url).expect("a valid URL"));
+        group.bench_function("reqwest", |b| {
+            b.to_async(runtime).iter_custom(|iters| {
+                let (http, parsed) = (http.clone(), parsed.clone());
+                concurrently(iters, concurrency, move || {
+                    let (http, parsed) = (http.clone(), parsed.clone());
+                    async move { bare_reqwest(&http, &parsed).await }
                 })
             })
         });
@@ -111,9 +163,9 @@ fn clients(c: &mut Criterion, runtime: &Runtime, sandbox: &Sandbox) {
 /// or `None` (with a notice) when `wrk` cannot run.
 fn wrk(sandbox: &Sandbox, concurrency: usize) -> Option<f64> {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/wrk/conversion.lua");
-    let threads = concurrency.min(2);
+    let threads = wrk_threads(concurrency);
     let output = Command::new("wrk")
-        .args([&format!("-t{threads}"), &format!("-c{concurrency}"), &format!("-d{WRK_SECONDS}s")])
+        .args([&format!("-t{threads}"), &format!("-c{concurrency}"), &format!("-d{ROUND_SECONDS}s")])
         .args(["-s", script, &conversion_url(sandbox)])
         .output();
     let output = match output {
@@ -136,33 +188,91 @@ fn wrk(sandbox: &Sandbox, concurrency: usize) -> Option<f64> {
     rate
 }
 
-fn ceilings(runtime: &Runtime, sandbox: &Sandbox) {
-    // Only the runtime's workers serve the sandbox meanwhile; this thread waits for wrk.
-    let _guard = runtime.enter();
+/// Sends through `call`, `concurrency` at a time, for `duration`; returns calls per second.
+async fn rate_for<F, Fut>(duration: Duration, concurrency: usize, call: F) -> f64
+where
+    F: Fn() -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = ()> + Send,
+{
+    let done = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let deadline = start + duration;
+    let mut callers = JoinSet::new();
+    for _ in 0..concurrency {
+        let (done, call) = (done.clone(), call.clone());
+        callers.spawn(async move {
+            while Instant::now() < deadline {
+                call().await;
+                done.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+    }
+    callers.join_all().await;
+    done.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64()
+}
+
+/// The sandbox's ceiling against the clients, paired: [`ROUNDS`] rounds, in each of which
+/// wrk, the pooled `SovendusClient` and bare reqwest load the sandbox for [`ROUND_SECONDS`]
+/// in turn (the first changing from round to round). A drift of the machine's speed then
+/// hits the three alike, and `benches/report.py` takes the median over rounds of each
+/// client's rate over wrk's. Each load gets a fresh sandbox (which records every call it
+/// receives) and fresh connections, so none starts with another's history.
+fn ceilings(server: &Runtime) {
+    let token: SovReqToken = Sandbox::TEST_TOKEN.parse().expect("the test token is valid");
+    let duration = Duration::from_secs(ROUND_SECONDS.into());
     for concurrency in CONCURRENCY {
-        let mut rates: Vec<f64> = (0..WRK_RUNS).filter_map(|_| wrk(sandbox, concurrency)).collect();
-        if rates.is_empty() {
-            return;
+        let runtime = client_runtime(concurrency);
+        let mut rounds: [Vec<f64>; 3] = Default::default();
+        for round in 0..ROUNDS {
+            for turn in 0..3 {
+                let stack = (round + turn) % 3;
+                let sandbox = server.block_on(Sandbox::start()).expect("the sandbox starts on loopback");
+                let rate = match stack {
+                    0 => match wrk(&sandbox, concurrency) {
+                        Some(rate) => rate,
+                        None => return,
+                    },
+                    1 => {
+                        let config = sandbox.config().build().expect("the sandbox's config is valid");
+                        let (client, token) = (SovendusClient::new(&config), token.clone());
+                        runtime.block_on(rate_for(duration, concurrency, move || {
+                            let (client, token) = (client.clone(), token.clone());
+                            async move {
+                                client.send(&token).await.expect("the sandbox accepts it");
+                            }
+                        }))
+                    }
+                    _ => {
+                        let url = reqwest::Url::parse(&conversion_url(&sandbox)).expect("a valid URL");
+                        let http = reqwest::Client::new();
+                        runtime.block_on(rate_for(duration, concurrency, move || {
+                            let (http, url) = (http.clone(), url.clone());
+                            async move { bare_reqwest(&http, &url).await }
+                        }))
+                    }
+                };
+                rounds[stack].push(rate);
+            }
         }
-        rates.sort_by(f64::total_cmp);
-        let median = rates[rates.len() / 2];
+        let [wrk, pooled, reqwest] = rounds;
         println!(
-            "sandbox ceiling (wrk, keep-alive) at concurrency {concurrency}: {median:.0} requests/s {rates:?}"
+            "concurrency {concurrency}, per second: wrk {wrk:.0?}, pooled {pooled:.0?}, reqwest {reqwest:.0?}"
         );
-        let json =
-            serde_json::json!({ "concurrency": concurrency, "median_per_second": median, "runs": rates });
+        let json = serde_json::json!({ "concurrency": concurrency, "wrk": wrk, "pooled": pooled, "reqwest": reqwest });
         common::write_result("sandbox_ceiling", &format!("c{concurrency}.json"), &json);
     }
 }
 
 fn main() {
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a tokio runtime");
-    let sandbox = runtime.block_on(Sandbox::start()).expect("the sandbox starts on loopback");
+    // The sandbox's own runtime: its workers serve it alone, whoever sends.
+    let server = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a tokio runtime");
+    let sandbox = server.block_on(Sandbox::start()).expect("the sandbox starts on loopback");
     let mut criterion = Criterion::default().configure_from_args();
-    clients(&mut criterion, &runtime, &sandbox);
+    clients(&mut criterion, &sandbox);
     criterion.final_summary();
     // `cargo bench -- FILTER` and `--list` run only what they name; the ceiling goes with a full run.
     if std::env::args().skip(1).all(|arg| arg == "--bench") {
-        ceilings(&runtime, &sandbox);
+        drop(sandbox);
+        ceilings(&server);
     }
 }

@@ -19,6 +19,7 @@
 //! ```
 
 mod common;
+mod stacks;
 
 use std::{
     borrow::Cow,
@@ -32,17 +33,15 @@ use axum::{
     extract::Request,
     middleware::{Next, from_fn},
     response::Response,
-    routing::get,
 };
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use http::header::{COOKIE, SET_COOKIE};
+use stacks::{PLAIN, config, identity, none, routes, sessions, sovendus};
 use tokio::runtime::Runtime;
-use tower::{ServiceExt, layer::util::Identity};
-use tower_sessions::{MemoryStore, Session, SessionManagerLayer};
-use tower_sovendus::{MokaTokenStore, SovendusConfig, SovendusLayer};
+use tower::ServiceExt;
+use tower_sessions::Session;
+use tower_sovendus::{MokaTokenStore, SovendusLayer};
 
-/// A page without a token, with a query as shop pages have them.
-const PLAIN: &str = "/products/42?color=red&size=m";
 /// Requests per block, and blocks per stack, of the interleaved timing.
 const BLOCK: u64 = 100;
 const BLOCKS: usize = 1000;
@@ -65,37 +64,11 @@ async fn guide_capture(session: Session, request: Request, next: Next) -> Respon
     next.run(request).await
 }
 
-/// The shop's routes. `with_state` turns handlers into routes once, as a shop with state does,
-/// instead of on every request.
-fn routes() -> Router {
-    Router::new().route("/products/{id}", get(|| async { "product" })).with_state(())
-}
-
-fn sessions(routes: Router) -> Router {
-    routes.layer(SessionManagerLayer::new(MemoryStore::default()))
-}
-
-fn config() -> SovendusConfig {
-    SovendusConfig::new("9bc72425-902c-3abf-9db8-8b186d7cb160", "XXXX-XXXXX").expect("valid config")
-}
-
-fn sovendus() -> Router {
-    sessions(routes().layer(SovendusLayer::new(config())))
-}
-
 /// The layer with the moka-based store instead of the default one.
 fn sovendus_moka() -> Router {
     let config = config();
     let store = MokaTokenStore::new(config.max_tokens());
     sessions(routes().layer(SovendusLayer::with_store(config, store)))
-}
-
-fn identity() -> Router {
-    sessions(routes().layer(Identity::new()))
-}
-
-fn none() -> Router {
-    sessions(routes())
 }
 
 fn guide() -> Router {

@@ -2,10 +2,10 @@
 """Turns the measured figures into BENCHMARKS.md's results table and benches/ratios.png.
 
 Reads what the benches wrote under the criterion folder (target/criterion, or
-$CARGO_TARGET_DIR/criterion): criterion's medians for `layer` and `conversion`, the sandbox's
-ceiling measured by wrk, the memory bench's figure and the load test's results. Computes every
-ratio from those files, so no figure is copied by hand, and rewrites the part of BENCHMARKS.md
-between the `results` markers.
+$CARGO_TARGET_DIR/criterion): criterion's medians for `layer` and `conversion`, the rounds
+pairing the clients with the sandbox's ceiling measured by wrk, the memory bench's figure and
+the load test's results. Computes every ratio from those files, so no figure is copied by hand,
+and rewrites the part of BENCHMARKS.md between the `results` markers.
 
     python3 benches/report.py            # needs matplotlib (pip install matplotlib)
 """
@@ -74,6 +74,12 @@ def figures():
     out.append(Figure("Hot path vs `Identity`", ratio, 1.05, True, f"{us(sov)} vs {us(ident)}"))
     ratio, sov, none = paired_ratio("hot_path", "sovendus", "none")
     out.append(Figure("Hot path vs no layer", ratio, None, True, f"{us(sov)} vs {us(none)}"))
+    counted = read_json("instructions", "hot_path.json")
+    if counted:
+        for baseline, label in [("identity", "`Identity`"), ("none", "no layer")]:
+            out.append(Figure(f"Hot path vs {label}, in instructions (callgrind)",
+                              counted["sovendus"] / counted[baseline], None, True,
+                              f"{counted['sovendus']:,.0f} vs {counted[baseline]:,.0f} instructions per request"))
     ratio, sov, guide = paired_ratio("hot_path", "sovendus", "from_fn")
     out.append(Figure("Hot path vs guide's `from_fn`", ratio, 1.0, True, f"{us(sov)} vs {us(guide)} (must be faster)"))
     for group, label in [("capture_new_visitor", "new visitor"), ("capture_existing_session", "existing session")]:
@@ -92,9 +98,18 @@ def figures():
                           f"{rate:,.0f}/s vs {1e9 / per_call:,.0f}/s"))
         ceiling = read_json("sandbox_ceiling", f"c{concurrency}.json")
         if ceiling:
-            wrk = ceiling["median_per_second"]
-            out.append(Figure(f"Conversions, concurrency {concurrency}, vs sandbox ceiling (wrk)", rate / wrk, 0.7,
-                              False, f"{rate:,.0f}/s vs {wrk:,.0f}/s"))
+            wrk = ceiling["wrk"]
+            rounds = f"medians of {len(wrk)} paired rounds"
+            for stack, label, target, note in [
+                ("pooled", "", 0.7, ""),
+                ("reqwest", ", bare reqwest", None, "; the floor of any client on reqwest"),
+            ]:
+                rates = ceiling[stack]
+                ratio = statistics.median(r / w for r, w in zip(rates, wrk))
+                out.append(Figure(f"Conversions, concurrency {concurrency}{label}, vs sandbox ceiling (wrk)", ratio,
+                                  target, False,
+                                  f"{statistics.median(rates):,.0f}/s vs {statistics.median(wrk):,.0f}/s, "
+                                  f"{rounds}{note}"))
     memory = read_json("memory", "tokens.json")
     if memory:
         grown = (memory["resident_after"] - memory["resident_before"]) / 2**20
