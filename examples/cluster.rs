@@ -21,6 +21,7 @@ use axum::{
     Router,
     routing::{get, post},
 };
+use tower::ServiceBuilder;
 use tower_sessions::{SessionManagerLayer, cookie::SameSite};
 use tower_sessions_redis_store::RedisStore;
 use tower_sovendus::{
@@ -78,8 +79,8 @@ async fn main() -> Result<ExitCode, Box<dyn std::error::Error>> {
     let app = Router::new()
         .route("/", get(|| async { "welcome to the shop\n" }))
         .route("/order", post(order))
-        .layer(sovendus)
-        .layer(sessions);
+        // Sessions outside, Sovendus inside, in one `layer` call: axum wraps each route once.
+        .layer(ServiceBuilder::new().layer(sessions).layer(sovendus));
 
     let addr = std::env::var("CLUSTER_ADDR").unwrap_or_else(|_| "127.0.0.1:3002".to_owned());
     let listener = tokio::net::TcpListener::bind(&addr).await?;

@@ -27,21 +27,25 @@ use crate::{
 /// Watches every request for the `sovReqToken` parameter and stores a valid token against the
 /// visitor's session.
 ///
-/// Put it *inside* tower-sessions' `SessionManagerLayer` (in axum: `.layer(SovendusLayer)`
-/// first, then `.layer(SessionManagerLayer)`). Requests without the parameter pass straight
-/// through: no session load, no cache access.
+/// Put it *inside* tower-sessions' `SessionManagerLayer`: after it in a `ServiceBuilder`, as
+/// below, or, in axum, `.layer(SovendusLayer)` first, then `.layer(SessionManagerLayer)`. One
+/// `ServiceBuilder` in one `layer` call is cheaper in axum, which wraps every route again for
+/// each `layer` call. Requests without the parameter pass straight through: no session load,
+/// no store access.
 ///
 /// ```
 /// use axum::{Router, routing::get};
+/// use tower::ServiceBuilder;
 /// use tower_sessions::{MemoryStore, SessionManagerLayer, cookie::SameSite};
 /// use tower_sovendus::{SovendusConfig, SovendusLayer};
 ///
 /// # fn main() -> Result<(), tower_sovendus::ConfigError> {
 /// let config = SovendusConfig::new("9bc72425-902c-3abf-9db8-8b186d7cb160", "XXXX-XXXXX")?;
-/// let app: Router = Router::new()
-///     .route("/", get(|| async { "welcome" }))
-///     .layer(SovendusLayer::new(config))
-///     .layer(SessionManagerLayer::new(MemoryStore::default()).with_same_site(SameSite::Lax));
+/// let app: Router = Router::new().route("/", get(|| async { "welcome" })).layer(
+///     ServiceBuilder::new()
+///         .layer(SessionManagerLayer::new(MemoryStore::default()).with_same_site(SameSite::Lax))
+///         .layer(SovendusLayer::new(config)),
+/// );
 /// # Ok(()) }
 /// ```
 #[derive(Clone)]

@@ -7,6 +7,7 @@
 //!
 //! ```
 //! use axum::{Router, routing::{get, post}};
+//! use tower::ServiceBuilder;
 //! use tower_sessions::{MemoryStore, SessionManagerLayer, cookie::SameSite};
 //! use tower_sovendus::{Outcome, SovendusConfig, SovendusConversion, SovendusLayer};
 //!
@@ -23,8 +24,12 @@
 //! let app: Router = Router::new()
 //!     .route("/", get(|| async { "welcome" }))
 //!     .route("/order", post(order))
-//!     .layer(SovendusLayer::new(config))
-//!     .layer(SessionManagerLayer::new(MemoryStore::default()).with_same_site(SameSite::Lax));
+//!     .layer(
+//!         // One `layer` call for both, sessions outside: axum wraps each route once.
+//!         ServiceBuilder::new()
+//!             .layer(SessionManagerLayer::new(MemoryStore::default()).with_same_site(SameSite::Lax))
+//!             .layer(SovendusLayer::new(config)),
+//!     );
 //! # Ok(()) }
 //! ```
 //!

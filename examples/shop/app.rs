@@ -10,6 +10,7 @@ use axum::{
     routing::{get, post},
 };
 use serde::Deserialize;
+use tower::ServiceBuilder;
 use tower_sessions::{MemoryStore, Session, SessionManagerLayer, cookie::SameSite};
 use tower_sovendus::{Masked, QueueOutcome, SovendusConversion, SovendusLayer, sandbox::Sandbox};
 
@@ -57,14 +58,14 @@ pub fn router(
         .route("/thank-you/{id}", get(thank_you))
         .route("/sandbox", get(sandbox_log))
         .with_state(shop);
-    // Inside the session layer: it needs the visitor's session.
-    let pages = match sovendus.into() {
-        Some(sovendus) => pages.layer(sovendus),
-        None => pages,
-    };
-    pages.layer(
-        SessionManagerLayer::new(MemoryStore::default()).with_same_site(same_site).with_secure(secure_cookie),
-    )
+    let sessions =
+        SessionManagerLayer::new(MemoryStore::default()).with_same_site(same_site).with_secure(secure_cookie);
+    // One `layer` call with both layers: axum then wraps each route once, not once per layer.
+    // Sovendus goes inside the session layer: it needs the visitor's session.
+    match sovendus.into() {
+        Some(sovendus) => pages.layer(ServiceBuilder::new().layer(sessions).layer(sovendus)),
+        None => pages.layer(sessions),
+    }
 }
 
 fn page(title: &str, body: &str) -> Html<String> {
