@@ -39,7 +39,7 @@ const CONCURRENCY: [usize; 2] = [1, 64];
 /// How long each stack loads the sandbox in a round of the ceiling comparison, and how many
 /// rounds there are (see [`ceilings`]).
 const ROUND_SECONDS: u32 = 3;
-const ROUNDS: usize = 5;
+const ROUNDS: usize = 7;
 
 /// Runs `iters` calls of `call`, `concurrency` at a time, and returns how long they took.
 async fn concurrently<F, Fut>(iters: u64, concurrency: usize, call: F) -> Duration

@@ -1,22 +1,36 @@
 #!/usr/bin/env bash
 # Load test: the demo shop (examples/shop) in release mode, with SovendusLayer and without it
 # (SHOP_WITHOUT_SOVENDUS=1), driven by wrk on loopback with 99 % plain pages and 1 % landings
-# with a fresh token (benches/wrk/shop.lua). The two shops take turns, ROUNDS times each, and
-# the medians over the rounds are compared. Prints the throughput ratio and p50/p99 latencies,
-# and writes them to target/criterion/load/results.json for benches/report.py.
+# with a fresh token (benches/wrk/shop.lua). Prints the throughput ratio and p50/p99
+# latencies, and writes them to target/criterion/load/results.json for benches/report.py.
 #
-#   bash benches/load.sh                  # 5 rounds of 10 s per shop, 64 connections
+# The two shops run side by side, each loaded by its own wrk at the same time, for ROUNDS
+# rounds (both restarted every round). Both share one CPU and the machine's hiccups hit both
+# at once, so the ratio of their throughputs is the ratio of what a request costs each; the
+# figures are the medians over rounds of each round's ratio. On a machine with 2 CPUs or more
+# (and taskset), the shops run on CPU 1 and the two wrk on CPU 0, so that the load generators
+# take no cycles from the shops they measure.
+#
+#   bash benches/load.sh                  # 7 rounds of 8 s, 64 connections per shop
 #   ROUNDS=9 SECONDS_PER_RUN=20 CONNECTIONS=128 bash benches/load.sh
 #
 # Needs wrk (Debian: apt-get install wrk). Run by hand, not in CI. Stops every shop it starts.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-ROUNDS=${ROUNDS:-5}
-SECONDS_PER_RUN=${SECONDS_PER_RUN:-10}
+ROUNDS=${ROUNDS:-7}
+SECONDS_PER_RUN=${SECONDS_PER_RUN:-8}
 CONNECTIONS=${CONNECTIONS:-64}
-THREADS=${THREADS:-2}
-PORT=${PORT:-39117}
+THREADS=${THREADS:-1}
+if [[ $(nproc) -ge 2 ]] && command -v taskset >/dev/null; then
+    SHOPS_ON=(taskset -c 1)
+    WRK_ON=(taskset -c 0)
+else
+    SHOPS_ON=()
+    WRK_ON=()
+fi
+PORT_WITH=${PORT:-39117}
+PORT_WITHOUT=$((PORT_WITH + 1))
 TARGET_DIR=${CARGO_TARGET_DIR:-target}
 OUT="$TARGET_DIR/criterion/load"
 
@@ -24,25 +38,28 @@ command -v wrk >/dev/null || { echo "wrk is not installed (Debian: apt-get insta
 cargo build --release --example shop
 mkdir -p "$OUT"
 
-shop_pid=""
-stop_shop() {
-    if [[ -n "$shop_pid" ]]; then
-        kill -INT "$shop_pid" 2>/dev/null || true
-        wait "$shop_pid" 2>/dev/null || true
-        shop_pid=""
-    fi
+shop_pids=()
+stop_shops() {
+    for pid in "${shop_pids[@]}"; do
+        kill -INT "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
+    shop_pids=()
 }
-trap stop_shop EXIT
+trap stop_shops EXIT
 
-# Starts the shop (extra environment in "$@"), waits until it accepts connections.
+# Starts a shop on port $1 (extra environment in the rest), waits until it accepts connections.
 start_shop() {
-    env "$@" SHOP_ADDR="127.0.0.1:$PORT" RUST_LOG=warn "$TARGET_DIR/release/examples/shop" >"$OUT/shop.log" 2>&1 &
-    shop_pid=$!
+    local port=$1
+    shift
+    "${SHOPS_ON[@]}" env "$@" SHOP_ADDR="127.0.0.1:$port" RUST_LOG=warn "$TARGET_DIR/release/examples/shop" \
+        >"$OUT/shop-$port.log" 2>&1 &
+    shop_pids+=($!)
     for _ in $(seq 100); do
-        if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then return 0; fi
+        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return 0; fi
         sleep 0.1
     done
-    echo "the shop did not start; see $OUT/shop.log" >&2
+    echo "the shop did not start; see $OUT/shop-$port.log" >&2
     exit 1
 }
 
@@ -55,44 +72,55 @@ percentile_us() {
     }'
 }
 
-# One run: prints "requests_per_second p50_us p99_us".
-run() {
-    start_shop "$@"
-    local output
-    output=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"${SECONDS_PER_RUN}s" --latency -s benches/wrk/shop.lua \
-        "http://127.0.0.1:$PORT")
-    stop_shop
-    if grep -q "Non-2xx" <<<"$output"; then
-        echo "$output" >&2
+# Loads the shop on port $1 with wrk into file $2.
+load() {
+    "${WRK_ON[@]}" wrk -t"$THREADS" -c"$CONNECTIONS" -d"${SECONDS_PER_RUN}s" --latency -s benches/wrk/shop.lua \
+        "http://127.0.0.1:$1" >"$2"
+}
+
+# wrk's output in file $1 as "requests_per_second p50_us p99_us".
+summary() {
+    if grep -q "Non-2xx" "$1"; then
+        cat "$1" >&2
         echo "some pages failed" >&2
         exit 1
     fi
-    local rate
-    rate=$(awk '$1 == "Requests/sec:" { print $2 }' <<<"$output")
-    echo "$rate $(percentile_us 50% <<<"$output") $(percentile_us 99% <<<"$output")"
+    echo "$(awk '$1 == "Requests/sec:" { print $2 }' "$1") $(percentile_us 50% <"$1") $(percentile_us 99% <"$1")"
 }
 
 median() { sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 
 : >"$OUT/with.txt"
 : >"$OUT/without.txt"
-echo "load: $ROUNDS rounds x ${SECONDS_PER_RUN}s per shop, $CONNECTIONS connections, $THREADS wrk threads; load average: $(cut -d' ' -f1-3 /proc/loadavg)"
+: >"$OUT/ratios.txt"
+echo "load: $ROUNDS rounds x ${SECONDS_PER_RUN}s, both shops at once, $CONNECTIONS connections and $THREADS wrk" \
+    "thread(s) each; shops ${SHOPS_ON[*]:-unpinned}, wrk ${WRK_ON[*]:-unpinned};" \
+    "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 for round in $(seq "$ROUNDS"); do
-    with=$(run)
-    without=$(run SHOP_WITHOUT_SOVENDUS=1)
+    start_shop "$PORT_WITH"
+    start_shop "$PORT_WITHOUT" SHOP_WITHOUT_SOVENDUS=1
+    load "$PORT_WITH" "$OUT/wrk-with.txt" &
+    with_pid=$!
+    load "$PORT_WITHOUT" "$OUT/wrk-without.txt"
+    wait "$with_pid"
+    stop_shops
+    with=$(summary "$OUT/wrk-with.txt")
+    without=$(summary "$OUT/wrk-without.txt")
     echo "round $round: with layer [req/s p50us p99us] $with | without $without"
     echo "$with" >>"$OUT/with.txt"
     echo "$without" >>"$OUT/without.txt"
+    # This round's throughput and p99 ratios.
+    echo "$with $without" | awk '{ printf "%.4f %.4f\n", $1 / $4, $3 / $6 }' >>"$OUT/ratios.txt"
 done
 
 column_median() { cut -d' ' -f"$1" "$2" | median; }
 read -r rate_with p50_with p99_with <<<"$(for c in 1 2 3; do column_median "$c" "$OUT/with.txt"; done | xargs)"
 read -r rate_without p50_without p99_without <<<"$(for c in 1 2 3; do column_median "$c" "$OUT/without.txt"; done | xargs)"
-throughput_ratio=$(awk -v a="$rate_with" -v b="$rate_without" 'BEGIN { printf "%.3f", a / b }')
-p99_ratio=$(awk -v a="$p99_with" -v b="$p99_without" 'BEGIN { printf "%.3f", a / b }')
+throughput_ratio=$(column_median 1 "$OUT/ratios.txt")
+p99_ratio=$(column_median 2 "$OUT/ratios.txt")
 
 cat <<REPORT
-medians over $ROUNDS rounds:
+medians over $ROUNDS rounds (the ratios: medians of each round's ratio):
   with SovendusLayer:    $rate_with req/s, p50 ${p50_with} us, p99 ${p99_with} us
   without:               $rate_without req/s, p50 ${p50_without} us, p99 ${p99_without} us
   throughput ratio:      $throughput_ratio (target >= 0.98)
@@ -100,6 +128,8 @@ medians over $ROUNDS rounds:
 REPORT
 cat >"$OUT/results.json" <<JSON
 {"rounds": $ROUNDS, "seconds_per_run": $SECONDS_PER_RUN, "connections": $CONNECTIONS, "threads": $THREADS,
+ "side_by_side": true, "pinned": $([[ ${#SHOPS_ON[@]} -gt 0 ]] && echo true || echo false),
+ "round_ratios": [$(awk '{ printf "%s[%s, %s]", (NR > 1 ? ", " : ""), $1, $2 }' "$OUT/ratios.txt")],
  "with": {"requests_per_second": $rate_with, "p50_us": $p50_with, "p99_us": $p99_with},
  "without": {"requests_per_second": $rate_without, "p50_us": $p50_without, "p99_us": $p99_without},
  "throughput_ratio": $throughput_ratio, "p99_ratio": $p99_ratio}
