@@ -4,7 +4,7 @@ use http::Extensions;
 use tower_sessions::Session;
 
 use crate::{
-    Outcome, ProductId, QueueOutcome, SovReqToken, SovendusError,
+    Outcome, ProductId, QueueOutcome, SovReqToken, SovendusError, SovendusLayer,
     state::{self, SovendusState},
     token_store::{PendingToken, TokenKey},
 };
@@ -14,6 +14,15 @@ use crate::{
 /// In axum it is an extractor; elsewhere, build it with
 /// [`from_extensions`](Self::from_extensions). It needs [`SovendusLayer`](crate::SovendusLayer)
 /// and tower-sessions' `SessionManagerLayer` around the handler.
+///
+/// The layer hands its handle to the handler through the task: while the layer's response
+/// future runs, the handler inside it finds the handle, with no allocation per request. So
+/// the handler must run inside that future, as axum handlers and hyper services under the
+/// layer do. A layer that moves requests to another task (tower's `Buffer`, or a middleware
+/// that spawns the rest of the request) belongs outside `SovendusLayer`; if it must be
+/// inside, also put the layer itself in the request's extensions
+/// (`.layer(axum::Extension(sovendus.clone()))`, inside the task-moving layer), where the
+/// extractor looks next.
 ///
 /// The order handler from the design document, as shops write it:
 ///
@@ -47,7 +56,9 @@ pub struct SovendusConversion {
 impl SovendusConversion {
     /// Builds the conversion from a request's extensions, for services without axum.
     ///
-    /// This loads the visitor's session from its store.
+    /// This loads the visitor's session from its store. The layer's handle comes from the
+    /// running task, where `SovendusLayer` sets it (or, failing that, from a `SovendusLayer`
+    /// in `extensions`): call it inside the service the layer wraps.
     ///
     /// ```
     /// use http::Request;
@@ -61,9 +72,8 @@ impl SovendusConversion {
     /// # }
     /// ```
     pub async fn from_extensions(extensions: &Extensions) -> Result<Self, SovendusConversionRejection> {
-        let state = extensions
-            .get::<SovendusState>()
-            .cloned()
+        let state = state::current()
+            .or_else(|| extensions.get::<SovendusLayer>().map(SovendusLayer::state))
             .ok_or(SovendusConversionRejection::MissingSovendusLayer)?;
         let session = extensions.get::<Session>().ok_or(SovendusConversionRejection::MissingSessionLayer)?;
         let key = state::token_key(session).await.map_err(SovendusConversionRejection::Session)?;
@@ -224,10 +234,12 @@ impl std::fmt::Debug for SovendusConversion {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum SovendusConversionRejection {
-    /// No [`SovendusLayer`](crate::SovendusLayer) wraps the handler.
+    /// No [`SovendusLayer`](crate::SovendusLayer) wraps the handler, or a layer between them
+    /// moved the request to another task.
     #[error(
         "SovendusConversion needs SovendusLayer: add `.layer(SovendusLayer::new(config))` to the router, \
-         inside (before) `.layer(SessionManagerLayer::new(store))`"
+         inside (before) `.layer(SessionManagerLayer::new(store))`; a layer that moves requests to another \
+         task (tower's Buffer) must be outside SovendusLayer"
     )]
     MissingSovendusLayer,
     /// No tower-sessions `SessionManagerLayer` wraps the handler.

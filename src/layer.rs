@@ -9,6 +9,7 @@ use std::{
 
 use http::Request;
 use pin_project_lite::pin_project;
+use tokio::task::futures::TaskLocalFuture;
 use tower_layer::Layer;
 use tower_service::Service;
 use tower_sessions::{Expiry, Session, cookie::time};
@@ -119,6 +120,11 @@ impl SovendusLayer {
         Delivery::new(self.state.queue.clone())
     }
 
+    /// The handle the extractor uses.
+    pub(crate) fn state(&self) -> SovendusState {
+        self.state.clone()
+    }
+
     /// The configuration this layer runs with.
     ///
     /// ```
@@ -189,26 +195,25 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut req: Request<B>) -> Self::Future {
-        req.extensions_mut().insert(self.state.clone());
+    fn call(&mut self, req: Request<B>) -> Self::Future {
         if !query::may_contain(req.uri().query(), self.state.config.token_parameter()) {
-            return ResponseFuture::passthrough(self.inner.call(req));
+            return ResponseFuture::passthrough(self.state.clone(), self.inner.call(req));
         }
         let (req, landing) = landing(&self.state, req);
         let Some(landing) = landing else {
-            return ResponseFuture::passthrough(self.inner.call(req));
+            return ResponseFuture::passthrough(self.state.clone(), self.inner.call(req));
         };
         // The inner service was made ready by `poll_ready`: use it, leave a clone in its place.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let state = self.state.clone();
-        ResponseFuture::capture(Box::pin(async move {
+        ResponseFuture::capture(Box::pin(state::CURRENT.scope(state.clone(), async move {
             match req.extensions().get::<Session>() {
                 Some(session) => capture(&state, session, landing).await,
                 None => state.log_missing_session(),
             }
             inner.call(req).await
-        }))
+        })))
     }
 }
 
@@ -343,8 +348,9 @@ fn extend_expiry(session: &Session, ttl: std::time::Duration) {
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
 pin_project! {
-    /// The response future of [`SovendusService`]: the inner future itself for requests
-    /// without a token, a boxed capture-then-call future for the few with one.
+    /// The response future of [`SovendusService`]: the inner future, run with the layer's
+    /// handle set for the task (where [`SovendusConversion`](crate::SovendusConversion) finds
+    /// it), for requests without a token; a boxed capture-then-call future for the few with one.
     ///
     /// ```
     /// use std::convert::Infallible;
@@ -371,14 +377,14 @@ pin_project! {
 pin_project! {
     #[project = KindProj]
     enum Kind<F: Future> {
-        Passthrough { #[pin] future: F },
+        Passthrough { #[pin] future: TaskLocalFuture<SovendusState, F> },
         Capture { future: BoxFuture<F::Output> },
     }
 }
 
 impl<F: Future> ResponseFuture<F> {
-    fn passthrough(future: F) -> Self {
-        Self { kind: Kind::Passthrough { future } }
+    fn passthrough(state: SovendusState, future: F) -> Self {
+        Self { kind: Kind::Passthrough { future: state::CURRENT.scope(state, future) } }
     }
 
     fn capture(future: BoxFuture<F::Output>) -> Self {

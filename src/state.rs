@@ -17,9 +17,22 @@ use crate::{
 /// The session entry holding the visitor's [`TokenKey`].
 pub(crate) const SESSION_KEY: &str = "tower_sovendus.key";
 
-/// One per layer; a clone of it rides in every request's extensions, for the extractor.
+/// One per layer. While the layer's response future runs, a clone of it is the task's
+/// [`CURRENT`] handle, for the extractor.
 #[derive(Clone)]
 pub(crate) struct SovendusState(Arc<Inner>);
+
+tokio::task_local! {
+    /// The handle of the `SovendusLayer` whose response future is running: set around the inner
+    /// service's future, so that the handler finds it without an allocation per request (a
+    /// request extension would box it).
+    pub(crate) static CURRENT: SovendusState;
+}
+
+/// The handle set by the `SovendusLayer` around the running task, if any.
+pub(crate) fn current() -> Option<SovendusState> {
+    CURRENT.try_with(SovendusState::clone).ok()
+}
 
 pub(crate) struct Inner {
     pub(crate) config: SovendusConfig,
