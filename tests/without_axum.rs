@@ -1,0 +1,82 @@
+//! The layer and `SovendusConversion::from_extensions` in a plain tower stack, without axum:
+//! the service finds the layer's handle through the task it runs in.
+
+use std::convert::Infallible;
+
+use http::{Request, Response, header};
+use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
+use tower_sessions::{MemoryStore, SessionManagerLayer};
+use tower_sovendus::{
+    Outcome, SovendusConversion, SovendusConversionRejection, SovendusLayer, sandbox::Sandbox,
+};
+
+/// Sends the visitor's conversion and says what happened.
+async fn order(request: Request<String>) -> Result<Response<String>, Infallible> {
+    let said = match SovendusConversion::from_extensions(request.extensions()).await {
+        Ok(conversion) => match conversion.send().await {
+            Ok(Outcome::Sent(_)) => "sent",
+            Ok(Outcome::NoToken) => "no_token",
+            Err(_) => "error",
+        },
+        Err(SovendusConversionRejection::MissingSovendusLayer) => "missing_layer",
+        Err(_) => "rejected",
+    };
+    Ok(Response::new(said.to_owned()))
+}
+
+/// The same, finished in a task of its own.
+async fn order_in_another_task(request: Request<String>) -> Result<Response<String>, Infallible> {
+    tokio::spawn(order(request)).await.expect("the order's task ran")
+}
+
+fn request(uri: &str, cookie: Option<&str>) -> Request<String> {
+    let mut request = Request::post(uri);
+    if let Some(cookie) = cookie {
+        request = request.header(header::COOKIE, cookie);
+    }
+    request.body(String::new()).unwrap()
+}
+
+async fn said<S>(service: &mut S, request: Request<String>) -> (String, Option<String>)
+where
+    S: Service<Request<String>, Response = Response<String>, Error = Infallible>,
+{
+    let response = service.ready().await.unwrap().call(request).await.unwrap();
+    let cookie = response
+        .headers()
+        .get(header::SET_COOKIE)
+        .map(|cookie| cookie.to_str().unwrap().split(';').next().unwrap().to_owned());
+    (response.into_body(), cookie)
+}
+
+#[tokio::test]
+async fn a_plain_tower_service_sends_the_conversion_once() {
+    let sandbox = Sandbox::start().await.unwrap();
+    let mut shop = ServiceBuilder::new()
+        .layer(SessionManagerLayer::new(MemoryStore::default()).with_secure(false))
+        .layer(SovendusLayer::new(sandbox.config().build().unwrap()))
+        .service(service_fn(order));
+
+    // The landing is captured before the service runs, so the service sees the token at once.
+    let (landing, cookie) = said(&mut shop, request("/?sovReqToken=12345-test-123-12345", None)).await;
+    assert_eq!(landing, "sent");
+    let (again, _) = said(&mut shop, request("/order", cookie.as_deref())).await;
+    assert_eq!(again, "no_token");
+    assert_eq!(sandbox.accepted().len(), 1);
+}
+
+#[tokio::test]
+async fn a_service_outside_the_layers_task_is_told_the_layer_is_missing() {
+    let sandbox = Sandbox::start().await.unwrap();
+    let layer = SovendusLayer::new(sandbox.config().build().unwrap());
+    let sessions = SessionManagerLayer::new(MemoryStore::default()).with_secure(false);
+
+    let mut bare = ServiceBuilder::new().layer(sessions.clone()).service(service_fn(order));
+    assert_eq!(said(&mut bare, request("/order", None)).await.0, "missing_layer");
+
+    let mut spawning =
+        ServiceBuilder::new().layer(sessions).layer(layer).service(service_fn(order_in_another_task));
+    let (landing, _) = said(&mut spawning, request("/?sovReqToken=12345-test-123-12345", None)).await;
+    assert_eq!(landing, "missing_layer");
+    assert!(sandbox.conversions().is_empty());
+}
