@@ -196,24 +196,43 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        if !query::may_contain(req.uri().query(), self.state.config.token_parameter()) {
-            return ResponseFuture::passthrough(self.state.clone(), self.inner.call(req));
-        }
+        let kind = if query::may_contain(req.uri().query(), self.state.config.token_parameter()) {
+            self.call_with_query(req)
+        } else {
+            Kind::Passthrough { future: self.inner.call(req) }
+        };
+        ResponseFuture { scoped: state::CURRENT.scope(self.state.clone(), kind) }
+    }
+}
+
+impl<S> SovendusService<S> {
+    /// A request whose query may hold a token: captures a valid one before the inner service
+    /// runs. Kept out of line: inlined into `call`, it cost every request without a token 76
+    /// instructions more (`benches/instructions.rs`).
+    #[inline(never)]
+    fn call_with_query<B>(&mut self, req: Request<B>) -> Kind<S::Future>
+    where
+        S: Service<Request<B>> + Clone + Send + 'static,
+        S::Future: Send,
+        B: Send + 'static,
+    {
         let (req, landing) = landing(&self.state, req);
         let Some(landing) = landing else {
-            return ResponseFuture::passthrough(self.state.clone(), self.inner.call(req));
+            return Kind::Passthrough { future: self.inner.call(req) };
         };
         // The inner service was made ready by `poll_ready`: use it, leave a clone in its place.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let state = self.state.clone();
-        ResponseFuture::capture(Box::pin(state::CURRENT.scope(state.clone(), async move {
-            match req.extensions().get::<Session>() {
-                Some(session) => capture(&state, session, landing).await,
-                None => state.log_missing_session(),
-            }
-            inner.call(req).await
-        })))
+        Kind::Capture {
+            future: Box::pin(async move {
+                match req.extensions().get::<Session>() {
+                    Some(session) => capture(&state, session, landing).await,
+                    None => state.log_missing_session(),
+                }
+                inner.call(req).await
+            }),
+        }
     }
 }
 
@@ -348,9 +367,10 @@ fn extend_expiry(session: &Session, ttl: std::time::Duration) {
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
 pin_project! {
-    /// The response future of [`SovendusService`]: the inner future, run with the layer's
-    /// handle set for the task (where [`SovendusConversion`](crate::SovendusConversion) finds
-    /// it), for requests without a token; a boxed capture-then-call future for the few with one.
+    /// The response future of [`SovendusService`], run with the layer's handle set for the task
+    /// (where [`SovendusConversion`](crate::SovendusConversion) finds it): the inner future
+    /// itself for requests without a token, a boxed capture-then-call future for the few with
+    /// one.
     ///
     /// ```
     /// use std::convert::Infallible;
@@ -370,25 +390,27 @@ pin_project! {
     /// ```
     pub struct ResponseFuture<F: Future> {
         #[pin]
-        kind: Kind<F>,
+        scoped: TaskLocalFuture<SovendusState, Kind<F>>,
     }
 }
 
 pin_project! {
+    /// What runs inside the scope: the inner future, or the capture before it.
     #[project = KindProj]
     enum Kind<F: Future> {
-        Passthrough { #[pin] future: TaskLocalFuture<SovendusState, F> },
+        Passthrough { #[pin] future: F },
         Capture { future: BoxFuture<F::Output> },
     }
 }
 
-impl<F: Future> ResponseFuture<F> {
-    fn passthrough(state: SovendusState, future: F) -> Self {
-        Self { kind: Kind::Passthrough { future: state::CURRENT.scope(state, future) } }
-    }
+impl<F: Future> Future for Kind<F> {
+    type Output = F::Output;
 
-    fn capture(future: BoxFuture<F::Output>) -> Self {
-        Self { kind: Kind::Capture { future } }
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project() {
+            KindProj::Passthrough { future } => future.poll(cx),
+            KindProj::Capture { future } => future.as_mut().poll(cx),
+        }
     }
 }
 
@@ -396,10 +418,7 @@ impl<F: Future> Future for ResponseFuture<F> {
     type Output = F::Output;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project().kind.project() {
-            KindProj::Passthrough { future } => future.poll(cx),
-            KindProj::Capture { future } => future.as_mut().poll(cx),
-        }
+        self.project().scoped.poll(cx)
     }
 }
 
