@@ -131,14 +131,10 @@ impl CompactTokenStore {
         let expires_at = self.after(ttl);
         let mut shard = lock(self.shard(key));
         shard.reclaim_expired(now, SWEEP_PER_INSERT);
-        let replaced = match shard.tokens.get(&key) {
-            Some(stored) if stored.expires_at > now && attribution == Attribution::FirstClick => {
-                return false;
-            }
-            Some(_) => true,
-            None => false,
-        };
-        if !replaced {
+        if attribution == Attribution::FirstClick && shard.live(key, now).is_some() {
+            return false;
+        }
+        if !shard.tokens.contains_key(&key) {
             shard.make_room(self.shard_capacity);
         }
         // The new token is free, even if the one it replaces was leased.
@@ -151,8 +147,7 @@ impl CompactTokenStore {
 
     fn get(&self, key: TokenKey) -> Option<PendingToken> {
         let now = self.now();
-        let shard = lock(self.shard(key));
-        shard.tokens.get(&key).filter(|stored| stored.expires_at > now).map(Record::pending)
+        lock(self.shard(key)).live(key, now).map(Record::pending)
     }
 
     fn lease(&self, key: TokenKey, duration: Duration) -> Option<Leased> {
@@ -160,7 +155,7 @@ impl CompactTokenStore {
         let id = self.next_lease.fetch_add(1, Ordering::Relaxed);
         let lease = Lease { id, until: self.after(duration) };
         let mut shard = lock(self.shard(key));
-        let pending = shard.tokens.get(&key).filter(|stored| stored.expires_at > now)?.pending();
+        let pending = shard.live(key, now)?.pending();
         if shard.leases.get(&key).is_some_and(|held| held.until > now) {
             return None;
         }
@@ -183,6 +178,12 @@ impl CompactTokenStore {
 }
 
 impl Shard {
+    /// The token stored for `key`, unless its deadline has passed: a token is expired the
+    /// instant it does, reclaimed or not.
+    fn live(&self, key: TokenKey, now: Nanos) -> Option<&Record> {
+        self.tokens.get(&key).filter(|stored| stored.expires_at > now)
+    }
+
     /// Removes the expired tokens among the `limit` oldest captures.
     fn reclaim_expired(&mut self, now: Nanos, limit: usize) {
         for _ in 0..limit {
