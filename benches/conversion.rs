@@ -30,6 +30,7 @@ use std::{
 };
 
 mod common;
+mod tool;
 
 use criterion::{Criterion, SamplingMode, Throughput};
 use tokio::{runtime::Runtime, task::JoinSet};
@@ -41,6 +42,33 @@ const CONCURRENCY: [usize; 2] = [1, 64];
 const ROUND_SECONDS: u32 = 3;
 const ROUNDS: usize = 7;
 
+/// Runs `call` in `concurrency` tasks while `more()` says so (asked before each call), and
+/// returns how many calls ran and how long they took.
+async fn load<F, Fut>(
+    concurrency: usize,
+    call: F,
+    more: impl Fn() -> bool + Clone + Send + 'static,
+) -> (u64, Duration)
+where
+    F: Fn() -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = ()> + Send,
+{
+    let done = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let mut callers = JoinSet::new();
+    for _ in 0..concurrency {
+        let (done, call, more) = (done.clone(), call.clone(), more.clone());
+        callers.spawn(async move {
+            while more() {
+                call().await;
+                done.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+    }
+    callers.join_all().await;
+    (done.load(Ordering::Relaxed), start.elapsed())
+}
+
 /// Runs `iters` calls of `call`, `concurrency` at a time, and returns how long they took.
 async fn concurrently<F, Fut>(iters: u64, concurrency: usize, call: F) -> Duration
 where
@@ -48,36 +76,24 @@ where
     Fut: Future<Output = ()> + Send,
 {
     let remaining = Arc::new(AtomicI64::new(i64::try_from(iters).expect("fewer than 2^63 iterations")));
-    let start = Instant::now();
-    let mut callers = JoinSet::new();
-    for _ in 0..concurrency {
-        let (remaining, call) = (remaining.clone(), call.clone());
-        callers.spawn(async move {
-            while remaining.fetch_sub(1, Ordering::Relaxed) > 0 {
-                call().await;
-            }
-        });
-    }
-    callers.join_all().await;
-    start.elapsed()
+    load(concurrency, call, move || remaining.fetch_sub(1, Ordering::Relaxed) > 0).await.1
 }
 
-/// The integration guide's pattern: a new HTTP client for every conversion.
-async fn per_call(url: &str) {
-    let response = reqwest::Client::new()
-        .post(url)
-        .json(&serde_json::json!({ "apiKey": Sandbox::API_KEY }))
-        .timeout(Duration::from_secs(30))
-        .send()
-        .await
-        .expect("the sandbox answers");
-    assert!(response.status().is_success(), "{}", response.status());
-    response.bytes().await.expect("the sandbox's answer");
+/// Sends through `call`, `concurrency` at a time, for `duration`; returns calls per second.
+async fn rate_for<F, Fut>(duration: Duration, concurrency: usize, call: F) -> f64
+where
+    F: Fn() -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = ()> + Send,
+{
+    let deadline = Instant::now() + duration;
+    let (calls, took) = load(concurrency, call, move || Instant::now() < deadline).await;
+    calls as f64 / took.as_secs_f64()
 }
 
-/// The same request on one pooled `reqwest::Client`, and nothing else: no span, no retry
-/// policy, no answer parsed.
-async fn bare_reqwest(client: &reqwest::Client, url: &reqwest::Url) {
+/// Posts the conversion with `client` and nothing else: no span, no retry policy, no answer
+/// parsed. On one pooled client, the floor for any client built on reqwest; on a client built
+/// for the call, the integration guide's pattern.
+async fn post(client: &reqwest::Client, url: &reqwest::Url) {
     let response = client
         .post(url.clone())
         .json(&serde_json::json!({ "apiKey": Sandbox::API_KEY }))
@@ -115,7 +131,7 @@ fn client_runtime(concurrency: usize) -> Runtime {
 fn clients(c: &mut Criterion, sandbox: &Sandbox) {
     let client = SovendusClient::new(&sandbox.config().build().expect("the sandbox's config is valid"));
     let token: SovReqToken = Sandbox::TEST_TOKEN.parse().expect("the test token is valid");
-    let url: Arc<str> = conversion_url(sandbox).into();
+    let url = reqwest::Url::parse(&conversion_url(sandbox)).expect("a valid URL");
     for concurrency in CONCURRENCY {
         let runtime = &client_runtime(concurrency);
         let mut group = c.benchmark_group(format!("conversion_c{concurrency}"));
@@ -134,13 +150,13 @@ fn clients(c: &mut Criterion, sandbox: &Sandbox) {
                 })
             })
         });
-        let (http, parsed) = (reqwest::Client::new(), reqwest::Url::parse(&url).expect("a valid URL"));
+        let http = reqwest::Client::new();
         group.bench_function("reqwest", |b| {
             b.to_async(runtime).iter_custom(|iters| {
-                let (http, parsed) = (http.clone(), parsed.clone());
+                let (http, url) = (http.clone(), url.clone());
                 concurrently(iters, concurrency, move || {
-                    let (http, parsed) = (http.clone(), parsed.clone());
-                    async move { bare_reqwest(&http, &parsed).await }
+                    let (http, url) = (http.clone(), url.clone());
+                    async move { post(&http, &url).await }
                 })
             })
         });
@@ -151,7 +167,7 @@ fn clients(c: &mut Criterion, sandbox: &Sandbox) {
                 let url = url.clone();
                 concurrently(iters, concurrency, move || {
                     let url = url.clone();
-                    async move { per_call(&url).await }
+                    async move { post(&reqwest::Client::new(), &url).await }
                 })
             })
         });
@@ -164,51 +180,11 @@ fn clients(c: &mut Criterion, sandbox: &Sandbox) {
 fn wrk(sandbox: &Sandbox, concurrency: usize) -> Option<f64> {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/wrk/conversion.lua");
     let threads = wrk_threads(concurrency);
-    let output = Command::new("wrk")
-        .args([&format!("-t{threads}"), &format!("-c{concurrency}"), &format!("-d{ROUND_SECONDS}s")])
-        .args(["-s", script, &conversion_url(sandbox)])
-        .output();
-    let output = match output {
-        Ok(output) if output.status.success() => output,
-        Ok(output) => {
-            eprintln!("wrk failed: {}", String::from_utf8_lossy(&output.stderr));
-            return None;
-        }
-        Err(error) => {
-            eprintln!("wrk not run ({error}): the sandbox's ceiling is not measured");
-            return None;
-        }
-    };
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let line = stdout.lines().find_map(|line| line.trim().strip_prefix("Requests/sec:"));
-    let rate = line.and_then(|rate| rate.trim().parse().ok());
-    if rate.is_none() {
-        eprintln!("no Requests/sec in wrk's output:\n{stdout}");
-    }
-    rate
-}
-
-/// Sends through `call`, `concurrency` at a time, for `duration`; returns calls per second.
-async fn rate_for<F, Fut>(duration: Duration, concurrency: usize, call: F) -> f64
-where
-    F: Fn() -> Fut + Clone + Send + 'static,
-    Fut: Future<Output = ()> + Send,
-{
-    let done = Arc::new(AtomicU64::new(0));
-    let start = Instant::now();
-    let deadline = start + duration;
-    let mut callers = JoinSet::new();
-    for _ in 0..concurrency {
-        let (done, call) = (done.clone(), call.clone());
-        callers.spawn(async move {
-            while Instant::now() < deadline {
-                call().await;
-                done.fetch_add(1, Ordering::Relaxed);
-            }
-        });
-    }
-    callers.join_all().await;
-    done.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64()
+    let mut wrk = Command::new("wrk");
+    wrk.args([&format!("-t{threads}"), &format!("-c{concurrency}"), &format!("-d{ROUND_SECONDS}s")]);
+    wrk.args(["-s", script, &conversion_url(sandbox)]);
+    let output = tool::output(&mut wrk, "the sandbox's ceiling is not measured")?;
+    tool::number_after(&output, "Requests/sec:")
 }
 
 /// The sandbox's ceiling against the clients, paired: [`ROUNDS`] rounds, in each of which
@@ -247,7 +223,7 @@ fn ceilings(server: &Runtime) {
                         let http = reqwest::Client::new();
                         runtime.block_on(rate_for(duration, concurrency, move || {
                             let (http, url) = (http.clone(), url.clone());
-                            async move { bare_reqwest(&http, &url).await }
+                            async move { post(&http, &url).await }
                         }))
                     }
                 };

@@ -13,6 +13,7 @@
 
 mod common;
 mod stacks;
+mod tool;
 
 use std::process::Command;
 
@@ -44,30 +45,12 @@ fn serve(stack: &str, requests: u64) {
 /// or `None` (with a notice) when valgrind cannot run.
 fn instructions(stack: &str, requests: u64) -> Option<u64> {
     let exe = std::env::current_exe().expect("the bench binary's path");
-    let output = Command::new("valgrind")
-        .args(["--tool=callgrind", "--callgrind-out-file=/dev/null"])
-        .arg(exe)
-        .args(["--serve", stack, &requests.to_string()])
-        .output();
-    let output = match output {
-        Ok(output) if output.status.success() => output,
-        Ok(output) => {
-            eprintln!("valgrind failed: {}", String::from_utf8_lossy(&output.stderr));
-            return None;
-        }
-        Err(error) => {
-            eprintln!("valgrind not run ({error}): instructions are not counted");
-            return None;
-        }
-    };
-    // callgrind ends with "==PID== Collected : N" on stderr.
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    let collected = stderr.lines().find_map(|line| line.split("Collected :").nth(1));
-    let count = collected.and_then(|count| count.trim().parse().ok());
-    if count.is_none() {
-        eprintln!("no instruction count in callgrind's output:\n{stderr}");
-    }
-    count
+    let mut valgrind = Command::new("valgrind");
+    valgrind.args(["--tool=callgrind", "--callgrind-out-file=/dev/null"]).arg(exe);
+    valgrind.args(["--serve", stack, &requests.to_string()]);
+    let output = tool::output(&mut valgrind, "instructions are not counted")?;
+    // callgrind ends with "==PID== Collected : N".
+    tool::number_after(&output, "Collected :")
 }
 
 fn main() {
