@@ -15,8 +15,8 @@ use crate::{
 /// [`from_extensions`](Self::from_extensions). It needs [`SovendusLayer`](crate::SovendusLayer)
 /// and tower-sessions' `SessionManagerLayer` around the handler.
 ///
-/// The layer hands its handle to the handler through the task: while the layer's response
-/// future runs, the handler inside it finds the handle, with no allocation per request. So
+/// The layer hands its handle to the handler while it polls the request's future: the handler
+/// inside that future finds the handle, with no allocation per request. So
 /// the handler must run inside that future, as axum handlers and hyper services under the
 /// layer do. A layer that moves requests to another task (tower's `Buffer`, or a middleware
 /// that spawns the rest of the request) belongs outside `SovendusLayer`; if it must be
@@ -57,8 +57,8 @@ impl SovendusConversion {
     /// Builds the conversion from a request's extensions, for services without axum.
     ///
     /// This loads the visitor's session from its store. The layer's handle comes from the
-    /// running task, where `SovendusLayer` sets it (or, failing that, from a `SovendusLayer`
-    /// in `extensions`): call it inside the service the layer wraps.
+    /// layer's response future being polled, where `SovendusLayer` sets it (or, failing that,
+    /// from a `SovendusLayer` in `extensions`): call it inside the service the layer wraps.
     ///
     /// ```
     /// use http::Request;

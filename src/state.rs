@@ -17,21 +17,22 @@ use crate::{
 /// The session entry holding the visitor's [`TokenKey`].
 pub(crate) const SESSION_KEY: &str = "tower_sovendus.key";
 
-/// One per layer. While the layer's response future runs, a clone of it is the task's
+/// One per layer. While the layer's response future is polled, it is the thread's
 /// [`CURRENT`] handle, for the extractor.
 #[derive(Clone)]
 pub(crate) struct SovendusState(Arc<Inner>);
 
-tokio::task_local! {
-    /// The handle of the `SovendusLayer` whose response future is running: set around the inner
-    /// service's future, so that the handler finds it without an allocation per request (a
-    /// request extension would box it).
-    pub(crate) static CURRENT: SovendusState;
+scoped_tls::scoped_thread_local! {
+    /// The handle of the `SovendusLayer` whose response future is being polled: set around each
+    /// poll of the inner service's future, so that the handler finds it without an allocation
+    /// per request (a request extension would box it). A scoped thread-local holds a pointer to
+    /// the layer's own handle: setting it is two stores, with no reference count touched.
+    pub(crate) static CURRENT: SovendusState
 }
 
-/// The handle set by the `SovendusLayer` around the running task, if any.
+/// The handle set by the `SovendusLayer` whose response future is being polled, if any.
 pub(crate) fn current() -> Option<SovendusState> {
-    CURRENT.try_with(SovendusState::clone).ok()
+    CURRENT.is_set().then(|| CURRENT.with(SovendusState::clone))
 }
 
 pub(crate) struct Inner {
@@ -94,4 +95,49 @@ pub(crate) async fn new_token_key(session: &Session) -> Result<TokenKey, tower_s
     let key = tower_sessions::session::Id::default().0;
     session.insert(SESSION_KEY, key.to_string()).await?;
     Ok(key)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+
+    use http::{Request, Response};
+    use tower::{ServiceExt, service_fn};
+    use tower_layer::Layer;
+
+    use super::current;
+    use crate::{SovendusConfig, SovendusLayer};
+
+    /// The product of the layer whose handle is set now.
+    fn current_product() -> Option<String> {
+        current().map(|state| state.config.product_ids()[0].as_str().to_owned())
+    }
+
+    fn layer(product: &str) -> SovendusLayer {
+        SovendusLayer::new(SovendusConfig::new(product, "XXXX-XXXXX").expect("a valid config"))
+    }
+
+    #[tokio::test]
+    async fn the_handle_is_the_innermost_layers_while_polled_and_restored_after() {
+        assert_eq!(current_product(), None);
+        let inner = layer("inner").layer(service_fn(|_: Request<()>| async {
+            tokio::task::yield_now().await;
+            Ok::<_, Infallible>(Response::new(current_product()))
+        }));
+        let outer = layer("outer").layer(service_fn(move |request: Request<()>| {
+            let inner = inner.clone();
+            async move {
+                let before = current_product();
+                let seen_inside = inner.oneshot(request).await?.into_body();
+                tokio::task::yield_now().await;
+                Ok::<_, Infallible>(Response::new([before, seen_inside, current_product()]))
+            }
+        }));
+
+        let seen = outer.oneshot(Request::new(())).await.expect("infallible").into_body();
+
+        let [before, inside, after] = seen.map(|product| product.unwrap_or_default());
+        assert_eq!([before.as_str(), inside.as_str(), after.as_str()], ["outer", "inner", "outer"]);
+        assert_eq!(current_product(), None, "no handle outside the layer's future");
+    }
 }
