@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Load test: the demo shop (examples/shop) in release mode, with SovendusLayer and without it
 # (SHOP_WITHOUT_SOVENDUS=1), driven by wrk on loopback with 99 % plain pages and 1 % landings
-# with a fresh token (benches/wrk/shop.lua). Prints the throughput ratio and p50/p99
+# of new visitors, each with its own token (benches/wrk/shop.lua). Prints the throughput ratio and p50/p99
 # latencies, and writes them to target/criterion/load/results.json for benches/report.py.
 #
 # The two shops run side by side, each loaded by its own wrk at the same time, for ROUNDS
@@ -9,16 +9,18 @@
 # at once, so the ratio of their throughputs is the ratio of what a request costs each; the
 # figures are the medians over rounds of each round's ratio. On a machine with 2 CPUs or more
 # (and taskset), the shops run on CPU 1 and the two wrk on CPU 0, so that the load generators
-# take no cycles from the shops they measure.
+# take no cycles from the shops they measure. The two shops take turns at being started (and
+# loaded) first, which cancels the small edge of going first.
 #
-#   bash benches/load.sh                  # 7 rounds of 8 s, 64 connections per shop
+#   bash benches/load.sh                  # 10 rounds of 8 s, 64 connections per shop
 #   ROUNDS=9 SECONDS_PER_RUN=20 CONNECTIONS=128 bash benches/load.sh
+#   SAME_SHOP=1 bash benches/load.sh      # A/A: no layer on either side, the method's own noise
 #
 # Needs wrk (Debian: apt-get install wrk). Run by hand, not in CI. Stops every shop it starts.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-ROUNDS=${ROUNDS:-7}
+ROUNDS=${ROUNDS:-10}
 SECONDS_PER_RUN=${SECONDS_PER_RUN:-8}
 CONNECTIONS=${CONNECTIONS:-64}
 THREADS=${THREADS:-1}
@@ -88,7 +90,7 @@ summary() {
     echo "$(awk '$1 == "Requests/sec:" { print $2 }' "$1") $(percentile_us 50% <"$1") $(percentile_us 99% <"$1")"
 }
 
-median() { sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
 : >"$OUT/with.txt"
 : >"$OUT/without.txt"
@@ -96,13 +98,28 @@ median() { sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 echo "load: $ROUNDS rounds x ${SECONDS_PER_RUN}s, both shops at once, $CONNECTIONS connections and $THREADS wrk" \
     "thread(s) each; shops ${SHOPS_ON[*]:-unpinned}, wrk ${WRK_ON[*]:-unpinned};" \
     "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
+# The environment of the shop with the layer and of the one without. SAME_SHOP=1 runs the shop
+# without the layer in both places: an A/A run, which shows the method's own noise and bias.
+WITH_ENV=()
+[[ -n ${SAME_SHOP:-} ]] && WITH_ENV=(SHOP_WITHOUT_SOVENDUS=1)
+WITHOUT_ENV=(SHOP_WITHOUT_SOVENDUS=1)
 for round in $(seq "$ROUNDS"); do
-    start_shop "$PORT_WITH"
-    start_shop "$PORT_WITHOUT" SHOP_WITHOUT_SOVENDUS=1
-    load "$PORT_WITH" "$OUT/wrk-with.txt" &
-    with_pid=$!
-    load "$PORT_WITHOUT" "$OUT/wrk-without.txt"
-    wait "$with_pid"
+    # The shop started first, and loaded by the wrk started first, has an edge: 0.7 % in an
+    # A/A run. The two shops take turns in that place, so that the edge cancels out.
+    if ((round % 2)); then
+        start_shop "$PORT_WITH" "${WITH_ENV[@]}"
+        start_shop "$PORT_WITHOUT" "${WITHOUT_ENV[@]}"
+        load "$PORT_WITH" "$OUT/wrk-with.txt" &
+        first_pid=$!
+        load "$PORT_WITHOUT" "$OUT/wrk-without.txt"
+    else
+        start_shop "$PORT_WITHOUT" "${WITHOUT_ENV[@]}"
+        start_shop "$PORT_WITH" "${WITH_ENV[@]}"
+        load "$PORT_WITHOUT" "$OUT/wrk-without.txt" &
+        first_pid=$!
+        load "$PORT_WITH" "$OUT/wrk-with.txt"
+    fi
+    wait "$first_pid"
     stop_shops
     with=$(summary "$OUT/wrk-with.txt")
     without=$(summary "$OUT/wrk-without.txt")
@@ -128,7 +145,7 @@ medians over $ROUNDS rounds (the ratios: medians of each round's ratio):
 REPORT
 cat >"$OUT/results.json" <<JSON
 {"rounds": $ROUNDS, "seconds_per_run": $SECONDS_PER_RUN, "connections": $CONNECTIONS, "threads": $THREADS,
- "side_by_side": true, "pinned": $([[ ${#SHOPS_ON[@]} -gt 0 ]] && echo true || echo false),
+ "side_by_side": true, "alternating": true, "same_shop": $([[ -n ${SAME_SHOP:-} ]] && echo true || echo false), "pinned": $([[ ${#SHOPS_ON[@]} -gt 0 ]] && echo true || echo false),
  "round_ratios": [$(awk '{ printf "%s[%s, %s]", (NR > 1 ? ", " : ""), $1, $2 }' "$OUT/ratios.txt")],
  "with": {"requests_per_second": $rate_with, "p50_us": $p50_with, "p99_us": $p99_with},
  "without": {"requests_per_second": $rate_without, "p50_us": $p50_without, "p99_us": $p99_without},
