@@ -4,7 +4,6 @@
 local pages = { "/products/1", "/products/2?color=red&size=m", "/cart", "/products/3?page=2" }
 local requests = {}
 local next_request = 0
-local thread_number = 0
 local threads = 0
 
 function setup(thread)
