@@ -14,12 +14,20 @@
 #
 #   bash benches/load.sh                  # 10 rounds of 8 s, 64 connections per shop
 #   ROUNDS=9 SECONDS_PER_RUN=20 CONNECTIONS=128 bash benches/load.sh
-#   SAME_SHOP=1 bash benches/load.sh      # A/A: no layer on either side, the method's own noise
+#
+# SHOP chooses what is measured against the shop without the layer:
+#   SHOP=layer (the default)  the shop with SovendusLayer
+#   SHOP=none                 the shop without it again: an A/A run, the method's own noise and bias
+#   SHOP=floor                the least keeping a token in the session costs: the product page puts
+#                             it there itself (SHOP_SESSION_FLOOR=1, examples/shop/app.rs)
+# Only SHOP=layer writes results.json; the others write results-none.json or results-floor.json.
 #
 # Needs wrk (Debian: apt-get install wrk). Run by hand, not in CI. Stops every shop it starts.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+SHOP=${SHOP:-layer}
+[[ $SHOP =~ ^(layer|none|floor)$ ]] || { echo "SHOP must be layer, none or floor, not $SHOP" >&2; exit 1; }
 ROUNDS=${ROUNDS:-10}
 SECONDS_PER_RUN=${SECONDS_PER_RUN:-8}
 CONNECTIONS=${CONNECTIONS:-64}
@@ -95,14 +103,16 @@ median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] 
 : >"$OUT/with.txt"
 : >"$OUT/without.txt"
 : >"$OUT/ratios.txt"
-echo "load: $ROUNDS rounds x ${SECONDS_PER_RUN}s, both shops at once, $CONNECTIONS connections and $THREADS wrk" \
+echo "load, SHOP=$SHOP: $ROUNDS rounds x ${SECONDS_PER_RUN}s, both shops at once, $CONNECTIONS connections and $THREADS wrk" \
     "thread(s) each; shops ${SHOPS_ON[*]:-unpinned}, wrk ${WRK_ON[*]:-unpinned};" \
     "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
-# The environment of the shop with the layer and of the one without. SAME_SHOP=1 runs the shop
-# without the layer in both places: an A/A run, which shows the method's own noise and bias.
-WITH_ENV=()
-[[ -n ${SAME_SHOP:-} ]] && WITH_ENV=(SHOP_WITHOUT_SOVENDUS=1)
+# The environment of the shop measured ("with") and of the one without the layer.
 WITHOUT_ENV=(SHOP_WITHOUT_SOVENDUS=1)
+case $SHOP in
+    layer) WITH_ENV=() ;;
+    none) WITH_ENV=("${WITHOUT_ENV[@]}") ;;
+    floor) WITH_ENV=(SHOP_SESSION_FLOOR=1) ;;
+esac
 for round in $(seq "$ROUNDS"); do
     # The shop started first, and loaded by the wrk started first, has an edge: 0.7 % in an
     # A/A run. The two shops take turns in that place, so that the edge cancels out.
@@ -123,7 +133,7 @@ for round in $(seq "$ROUNDS"); do
     stop_shops
     with=$(summary "$OUT/wrk-with.txt")
     without=$(summary "$OUT/wrk-without.txt")
-    echo "round $round: with layer [req/s p50us p99us] $with | without $without"
+    echo "round $round: with ($SHOP) [req/s p50us p99us] $with | without $without"
     echo "$with" >>"$OUT/with.txt"
     echo "$without" >>"$OUT/without.txt"
     # This round's throughput and p99 ratios.
@@ -135,19 +145,26 @@ read -r rate_with p50_with p99_with <<<"$(for c in 1 2 3; do column_median "$c" 
 read -r rate_without p50_without p99_without <<<"$(for c in 1 2 3; do column_median "$c" "$OUT/without.txt"; done | xargs)"
 throughput_ratio=$(column_median 1 "$OUT/ratios.txt")
 p99_ratio=$(column_median 2 "$OUT/ratios.txt")
+# The mean of the rounds' throughput ratios and its standard error: how far the figure can be
+# trusted.
+read -r throughput_mean throughput_error <<<"$(awk '{ s += $1; q += $1 * $1 } END {
+    m = s / NR; sd = (NR > 1) ? sqrt((q - NR * m * m) / (NR - 1)) : 0; printf "%.4f %.4f", m, sd / sqrt(NR) }' "$OUT/ratios.txt")"
 
 cat <<REPORT
 medians over $ROUNDS rounds (the ratios: medians of each round's ratio):
-  with SovendusLayer:    $rate_with req/s, p50 ${p50_with} us, p99 ${p99_with} us
+  with ($SHOP):          $rate_with req/s, p50 ${p50_with} us, p99 ${p99_with} us
   without:               $rate_without req/s, p50 ${p50_without} us, p99 ${p99_without} us
-  throughput ratio:      $throughput_ratio (target >= 0.98)
+  throughput ratio:      $throughput_ratio (target >= 0.98); mean $throughput_mean, standard error $throughput_error
   p99 ratio:             $p99_ratio (target <= 1.05)
 REPORT
-cat >"$OUT/results.json" <<JSON
+RESULTS=$OUT/results.json
+[[ $SHOP == layer ]] || RESULTS=$OUT/results-$SHOP.json
+cat >"$RESULTS" <<JSON
 {"rounds": $ROUNDS, "seconds_per_run": $SECONDS_PER_RUN, "connections": $CONNECTIONS, "threads": $THREADS,
- "side_by_side": true, "alternating": true, "same_shop": $([[ -n ${SAME_SHOP:-} ]] && echo true || echo false), "pinned": $([[ ${#SHOPS_ON[@]} -gt 0 ]] && echo true || echo false),
+ "shop": "$SHOP", "side_by_side": true, "alternating": true, "pinned": $([[ ${#SHOPS_ON[@]} -gt 0 ]] && echo true || echo false),
  "round_ratios": [$(awk '{ printf "%s[%s, %s]", (NR > 1 ? ", " : ""), $1, $2 }' "$OUT/ratios.txt")],
  "with": {"requests_per_second": $rate_with, "p50_us": $p50_with, "p99_us": $p99_with},
  "without": {"requests_per_second": $rate_without, "p50_us": $p50_without, "p99_us": $p99_without},
- "throughput_ratio": $throughput_ratio, "p99_ratio": $p99_ratio}
+ "throughput_ratio": $throughput_ratio, "throughput_mean": $throughput_mean,
+ "throughput_standard_error": $throughput_error, "p99_ratio": $p99_ratio}
 JSON

@@ -4,10 +4,10 @@ use std::sync::{Arc, Mutex};
 
 use axum::{
     Form, Router,
-    extract::{Path, State},
+    extract::{Path, RawQuery, State},
     http::StatusCode,
     response::{Html, IntoResponse, Redirect, Response},
-    routing::{get, post},
+    routing::{MethodRouter, get, post},
 };
 use serde::Deserialize;
 use tower::ServiceBuilder;
@@ -47,25 +47,40 @@ pub fn router(
     same_site: SameSite,
     secure_cookie: bool,
 ) -> Router {
-    let shop = Shop { sandbox, orders: Arc::default() };
-    let pages = Router::new()
-        .route("/", get(home))
-        .route("/products/{id}", get(product))
-        .route("/cart", get(cart).post(add_to_cart))
-        .route("/login", get(login_form).post(login))
-        .route("/checkout", get(checkout))
-        .route("/order", post(order))
-        .route("/thank-you/{id}", get(thank_you))
-        .route("/sandbox", get(sandbox_log))
-        .with_state(shop);
-    let sessions =
-        SessionManagerLayer::new(MemoryStore::default()).with_same_site(same_site).with_secure(secure_cookie);
+    let pages = pages(get(product), sandbox);
+    let sessions = sessions(same_site, secure_cookie);
     // One `layer` call with both layers: axum then wraps each route once, not once per layer.
     // Sovendus goes inside the session layer: it needs the visitor's session.
     match sovendus.into() {
         Some(sovendus) => pages.layer(ServiceBuilder::new().layer(sessions).layer(sovendus)),
         None => pages.layer(sessions),
     }
+}
+
+/// The load test's floor (`SHOP_SESSION_FLOOR=1`, see `benches/load.sh`): the shop without
+/// `SovendusLayer`, whose product page itself puts a `sovReqToken` into the session. That is
+/// the least keeping a token in the session costs: nothing on other pages, one save, a cookie
+/// that ends with the browser, no token store and no check of the token.
+pub fn session_floor_router(sandbox: Option<Arc<Sandbox>>) -> Router {
+    pages(get(product_keeping_token), sandbox).layer(sessions(SameSite::Lax, false))
+}
+
+/// The shop's pages, with `product_page` serving `/products/{id}`.
+fn pages(product_page: MethodRouter<Shop>, sandbox: Option<Arc<Sandbox>>) -> Router {
+    Router::new()
+        .route("/", get(home))
+        .route("/products/{id}", product_page)
+        .route("/cart", get(cart).post(add_to_cart))
+        .route("/login", get(login_form).post(login))
+        .route("/checkout", get(checkout))
+        .route("/order", post(order))
+        .route("/thank-you/{id}", get(thank_you))
+        .route("/sandbox", get(sandbox_log))
+        .with_state(Shop { sandbox, orders: Arc::default() })
+}
+
+fn sessions(same_site: SameSite, secure_cookie: bool) -> SessionManagerLayer<MemoryStore> {
+    SessionManagerLayer::new(MemoryStore::default()).with_same_site(same_site).with_secure(secure_cookie)
 }
 
 fn page(title: &str, body: &str) -> Html<String> {
@@ -106,6 +121,16 @@ async fn home(session: Session, conversion: SovendusConversion) -> Html<String> 
         .map(|user| format!("<p id=user>Logged in as {user}.</p>"))
         .unwrap_or_default();
     page("Trail Shop", &format!("{visitor}{user}<ul>{products}</ul>"))
+}
+
+/// The product page of [`session_floor_router`].
+async fn product_keeping_token(session: Session, RawQuery(query): RawQuery, id: Path<u32>) -> Response {
+    if let Some(token) = query.as_deref().and_then(|query| query.strip_prefix("sovReqToken=")) {
+        if let Err(error) = session.insert("sovReqToken", token).await {
+            tracing::error!(%error, "could not keep the Sovendus token");
+        }
+    }
+    product(id).await
 }
 
 async fn product(Path(id): Path<u32>) -> Response {
