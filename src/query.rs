@@ -2,6 +2,7 @@
 
 use std::borrow::Cow;
 
+use memchr::{memchr, memchr2};
 use percent_encoding::percent_decode;
 
 // `Param`, `may_contain` and `find` are `pub` in this private module, so still crate-only, because
@@ -80,17 +81,29 @@ fn starts_a_key(query: &[u8], name: &[u8]) -> bool {
 
 /// Finds `name` in `query` with `application/x-www-form-urlencoded` rules: keys are compared
 /// decoded, and only the matching value is decoded.
+///
+/// It runs on every request with a token, so it finds separators with `memchr`: `str::split`
+/// and `str::contains` with a `char` pattern cost a landing about 1,000 instructions more.
 pub fn find<'q>(query: &'q str, name: &str) -> Param<'q> {
+    let bytes = query.as_bytes();
     let mut found = None;
-    for pair in query.split('&') {
-        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        if !key_matches(key, name) {
-            continue;
+    let mut start = 0;
+    // Like `query.split('&')`: the empty query is one empty pair, and so is a trailing `&`.
+    while start <= bytes.len() {
+        let end = memchr(b'&', &bytes[start..]).map_or(bytes.len(), |at| start + at);
+        // Splitting at ASCII bytes keeps both sides valid UTF-8.
+        let pair = &query[start..end];
+        let (key, value) = match memchr(b'=', pair.as_bytes()) {
+            Some(at) => (&pair[..at], &pair[at + 1..]),
+            None => (pair, ""),
+        };
+        if key_matches(key, name) {
+            if found.is_some() {
+                return Param::Repeated;
+            }
+            found = Some(value);
         }
-        if found.is_some() {
-            return Param::Repeated;
-        }
-        found = Some(value);
+        start = end + 1;
     }
     match found {
         None => Param::Absent,
@@ -104,15 +117,19 @@ pub fn find<'q>(query: &'q str, name: &str) -> Param<'q> {
 /// Compares a raw key with `name`, decoding `%XX` on the fly. A `+` decodes to a space, which
 /// no valid parameter name contains, so it never matches.
 fn key_matches(raw: &str, name: &str) -> bool {
-    if !raw.contains('%') {
-        return raw == name;
+    if raw == name {
+        return true;
+    }
+    // Decoding only shortens a key: a shorter one, or one without a `%`, cannot match.
+    if raw.len() < name.len() || memchr(b'%', raw.as_bytes()).is_none() {
+        return false;
     }
     percent_decode(raw.as_bytes()).eq(name.bytes())
 }
 
 /// Decodes a form value: `+` is a space, `%XX` a byte. Borrows when nothing is encoded.
 fn decode(raw: &str) -> Option<Cow<'_, str>> {
-    if !raw.contains(['%', '+']) {
+    if memchr2(b'%', b'+', raw.as_bytes()).is_none() {
         return Some(Cow::Borrowed(raw));
     }
     let spaced = raw.replace('+', " ");
