@@ -20,14 +20,19 @@
 #   SHOP=none                 the shop without it again: an A/A run, the method's own noise and bias
 #   SHOP=floor                the least keeping a token in the session costs: the product page puts
 #                             it there itself (SHOP_SESSION_FLOOR=1, examples/shop/app.rs)
-# Only SHOP=layer writes results.json; the others write results-none.json or results-floor.json.
+#   SHOP=floor-guarantees     the same page, also making the session last 30 days and saving it
+#                             before the page is rendered, as the layer does (SHOP_SESSION_FLOOR=guarantees)
+# Only SHOP=layer writes results.json; the others write results-$SHOP.json.
 #
 # Needs wrk (Debian: apt-get install wrk). Run by hand, not in CI. Stops every shop it starts.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 SHOP=${SHOP:-layer}
-[[ $SHOP =~ ^(layer|none|floor)$ ]] || { echo "SHOP must be layer, none or floor, not $SHOP" >&2; exit 1; }
+[[ $SHOP =~ ^(layer|none|floor|floor-guarantees)$ ]] || {
+    echo "SHOP must be layer, none, floor or floor-guarantees, not $SHOP" >&2
+    exit 1
+}
 ROUNDS=${ROUNDS:-10}
 SECONDS_PER_RUN=${SECONDS_PER_RUN:-8}
 CONNECTIONS=${CONNECTIONS:-64}
@@ -112,6 +117,7 @@ case $SHOP in
     layer) WITH_ENV=() ;;
     none) WITH_ENV=("${WITHOUT_ENV[@]}") ;;
     floor) WITH_ENV=(SHOP_SESSION_FLOOR=1) ;;
+    floor-guarantees) WITH_ENV=(SHOP_SESSION_FLOOR=guarantees) ;;
 esac
 for round in $(seq "$ROUNDS"); do
     # The shop started first, and loaded by the wrk started first, has an edge: 0.7 % in an

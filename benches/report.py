@@ -127,11 +127,25 @@ def figures():
     if load:
         w, wo = load["with"], load["without"]
         out.append(Figure("Load test throughput, with / without layer", load["throughput_ratio"], 0.98, False,
-                          f"{w['requests_per_second']:,.0f} vs {wo['requests_per_second']:,.0f} req/s"))
+                          f"{w['requests_per_second']:,.0f} vs {wo['requests_per_second']:,.0f} req/s; "
+                          f"{rounds_summary(load)}"))
         out.append(Figure("Load test p99, with / without layer", load["p99_ratio"], 1.05, True,
                           f"p99 {w['p99_us'] / 1000:.2f} vs {wo['p99_us'] / 1000:.2f} ms; "
                           f"p50 {w['p50_us'] / 1000:.2f} vs {wo['p50_us'] / 1000:.2f} ms"))
+    # The same test with other shops in the layer's place: the method itself, and the floor.
+    for shop, label in [("floor", "Load test throughput, session floor / without layer"),
+                        ("floor-guarantees", "Load test throughput, session floor with the layer's guarantees / without layer"),
+                        ("none", "Load test throughput, A/A: without / without layer")]:
+        other = read_json("load", f"results-{shop}.json")
+        if other:
+            out.append(Figure(label, other["throughput_ratio"], None, False, rounds_summary(other)))
     return out
+
+
+def rounds_summary(load):
+    """How many rounds a load test ran, and the mean of their ratios with its standard error."""
+    return (f"median of {load['rounds']} rounds; mean {load['throughput_mean']:.3f} "
+            f"± {load['throughput_standard_error']:.3f} (standard error)")
 
 
 def table(figs):

@@ -11,7 +11,10 @@ use axum::{
 };
 use serde::Deserialize;
 use tower::ServiceBuilder;
-use tower_sessions::{MemoryStore, Session, SessionManagerLayer, cookie::SameSite};
+use tower_sessions::{
+    Expiry, MemoryStore, Session, SessionManagerLayer,
+    cookie::{SameSite, time::Duration},
+};
 use tower_sovendus::{Masked, QueueOutcome, SovendusConversion, SovendusLayer, sandbox::Sandbox};
 
 /// What the shop sells.
@@ -61,8 +64,18 @@ pub fn router(
 /// `SovendusLayer`, whose product page itself puts a `sovReqToken` into the session. That is
 /// the least keeping a token in the session costs: nothing on other pages, one save, a cookie
 /// that ends with the browser, no token store and no check of the token.
-pub fn session_floor_router(sandbox: Option<Arc<Sandbox>>) -> Router {
-    pages(get(product_keeping_token), sandbox).layer(sessions(SameSite::Lax, false))
+///
+/// With `with_guarantees` (`SHOP_SESSION_FLOOR=guarantees`) the page also does the two things
+/// the layer guarantees for the session: it makes the session last 30 days (the token's
+/// life), and it saves the session before the page is rendered, so that a failing store is
+/// found out before the page is served.
+pub fn session_floor_router(sandbox: Option<Arc<Sandbox>>, with_guarantees: bool) -> Router {
+    let product_page = if with_guarantees {
+        get(product_keeping_token::<true>)
+    } else {
+        get(product_keeping_token::<false>)
+    };
+    pages(product_page, sandbox).layer(sessions(SameSite::Lax, false))
 }
 
 /// The shop's pages, with `product_page` serving `/products/{id}`.
@@ -123,10 +136,21 @@ async fn home(session: Session, conversion: SovendusConversion) -> Html<String> 
     page("Trail Shop", &format!("{visitor}{user}<ul>{products}</ul>"))
 }
 
-/// The product page of [`session_floor_router`].
-async fn product_keeping_token(session: Session, RawQuery(query): RawQuery, id: Path<u32>) -> Response {
+/// The product page of [`session_floor_router`], with or without its `GUARANTEES`.
+async fn product_keeping_token<const GUARANTEES: bool>(
+    session: Session,
+    RawQuery(query): RawQuery,
+    id: Path<u32>,
+) -> Response {
     if let Some(token) = query.as_deref().and_then(|query| query.strip_prefix("sovReqToken=")) {
-        if let Err(error) = session.insert("sovReqToken", token).await {
+        if GUARANTEES {
+            session.set_expiry(Some(Expiry::OnInactivity(Duration::days(30))));
+        }
+        let kept = match session.insert("sovReqToken", token).await {
+            Ok(()) if GUARANTEES => session.save().await,
+            kept => kept,
+        };
+        if let Err(error) = kept {
             tracing::error!(%error, "could not keep the Sovendus token");
         }
     }

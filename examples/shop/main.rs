@@ -9,7 +9,8 @@
 //! `SOVENDUS_API_KEY` (and optionally `SOVENDUS_ENDPOINT`) set, it talks to Sovendus.
 //! `SHOP_ADDR` changes where it listens (default 127.0.0.1:3000). `SHOP_WITHOUT_SOVENDUS=1`
 //! serves the shop without `SovendusLayer`, as the load test's baseline (`benches/load.sh`);
-//! `SHOP_SESSION_FLOOR=1` serves the load test's floor (see `app::session_floor_router`).
+//! `SHOP_SESSION_FLOOR=1` (or `=guarantees`) serves the load test's floor (see
+//! `app::session_floor_router`).
 
 mod app;
 
@@ -52,8 +53,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let delivery = sovendus.delivery();
     // Plain HTTP on loopback for the demo, so the session cookie cannot be `Secure`.
     let with_layer = std::env::var_os("SHOP_WITHOUT_SOVENDUS").is_none();
-    let app = if std::env::var_os("SHOP_SESSION_FLOOR").is_some() {
-        app::session_floor_router(sandbox)
+    let app = if let Some(floor) = std::env::var_os("SHOP_SESSION_FLOOR") {
+        app::session_floor_router(sandbox, floor == "guarantees")
     } else {
         app::router(with_layer.then(|| sovendus.clone()), sandbox, SameSite::Lax, false)
     };
