@@ -137,10 +137,11 @@ impl CompactTokenStore {
         let expires_at = self.after(ttl);
         let mut shard = lock(self.shard(key));
         shard.reclaim_expired(now, SWEEP_PER_INSERT);
-        if attribution == Attribution::FirstClick && shard.live(key, now).is_some() {
+        let stored = shard.tokens.get(&key);
+        if attribution == Attribution::FirstClick && stored.is_some_and(|stored| stored.is_live(now)) {
             return false;
         }
-        if !shard.tokens.contains_key(&key) {
+        if stored.is_none() {
             shard.make_room(self.shard_capacity);
         }
         // The new token is free, even if the one it replaces was leased.
@@ -184,10 +185,9 @@ impl CompactTokenStore {
 }
 
 impl Shard {
-    /// The token stored for `key`, unless its deadline has passed: a token is expired the
-    /// instant it does, reclaimed or not.
+    /// The token stored for `key`, unless it has expired.
     fn live(&self, key: TokenKey, now: Nanos) -> Option<&Record> {
-        self.tokens.get(&key).filter(|stored| stored.expires_at > now)
+        self.tokens.get(&key).filter(|stored| stored.is_live(now))
     }
 
     /// Removes the expired tokens among the `limit` oldest captures.
@@ -235,6 +235,12 @@ impl Shard {
 }
 
 impl Record {
+    /// Whether the token still counts at `now`: it is expired the instant its deadline passes,
+    /// reclaimed or not.
+    fn is_live(&self, now: Nanos) -> bool {
+        self.expires_at > now
+    }
+
     fn pending(&self) -> PendingToken {
         PendingToken { token: self.token.clone(), product: self.product }
     }
