@@ -214,8 +214,8 @@ impl SovendusClient {
     /// `{endpoint}/ext/{product}/{token}/api`, from validated parts only. A configured
     /// product's prefix was built once; only the token and `api` are added per call.
     fn url(&self, product: &ProductId, token: &SovReqToken) -> Url {
-        let configured = self.inner.products.iter().position(|configured| configured == product);
-        let mut url = match configured.and_then(|index| self.inner.product_urls.get(index)) {
+        let configured = self.product_index(product.as_str());
+        let mut url = match configured.and_then(|index| self.inner.product_urls.get(usize::from(index))) {
             Some(prefix) => prefix.clone(),
             None => product_url(&self.inner.endpoint, product),
         };
