@@ -1,5 +1,6 @@
 //! The hot path, counted: a request without a token costs the layer no allocation at all (the
-//! handler finds the layer's handle through the task, not in a boxed request extension).
+//! handler finds the layer's handle while the layer polls its future, not in a boxed request
+//! extension).
 //!
 //! A counting global allocator (its own test binary) counts this thread's allocations.
 

@@ -1,5 +1,5 @@
 //! The layer and `SovendusConversion::from_extensions` in a plain tower stack, without axum:
-//! the service finds the layer's handle through the task it runs in.
+//! the service finds the layer's handle while the layer polls its future.
 
 use std::convert::Infallible;
 
