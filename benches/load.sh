@@ -119,22 +119,29 @@ case $SHOP in
     floor) WITH_ENV=(SHOP_SESSION_FLOOR=1) ;;
     floor-guarantees) WITH_ENV=(SHOP_SESSION_FLOOR=guarantees) ;;
 esac
+# Starts shop $1 (with or without).
+start() {
+    if [[ $1 == with ]]; then
+        start_shop "$PORT_WITH" "${WITH_ENV[@]}"
+    else
+        start_shop "$PORT_WITHOUT" "${WITHOUT_ENV[@]}"
+    fi
+}
+# Loads shop $1 (with or without) into $OUT/wrk-$1.txt.
+load_shop() {
+    local port=$PORT_WITH
+    [[ $1 == without ]] && port=$PORT_WITHOUT
+    load "$port" "$OUT/wrk-$1.txt"
+}
 for round in $(seq "$ROUNDS"); do
     # The shop started first, and loaded by the wrk started first, has an edge: 0.7 % in an
     # A/A run. The two shops take turns in that place, so that the edge cancels out.
-    if ((round % 2)); then
-        start_shop "$PORT_WITH" "${WITH_ENV[@]}"
-        start_shop "$PORT_WITHOUT" "${WITHOUT_ENV[@]}"
-        load "$PORT_WITH" "$OUT/wrk-with.txt" &
-        first_pid=$!
-        load "$PORT_WITHOUT" "$OUT/wrk-without.txt"
-    else
-        start_shop "$PORT_WITHOUT" "${WITHOUT_ENV[@]}"
-        start_shop "$PORT_WITH" "${WITH_ENV[@]}"
-        load "$PORT_WITHOUT" "$OUT/wrk-without.txt" &
-        first_pid=$!
-        load "$PORT_WITH" "$OUT/wrk-with.txt"
-    fi
+    if ((round % 2)); then order=(with without); else order=(without with); fi
+    start "${order[0]}"
+    start "${order[1]}"
+    load_shop "${order[0]}" &
+    first_pid=$!
+    load_shop "${order[1]}"
     wait "$first_pid"
     stop_shops
     with=$(summary "$OUT/wrk-with.txt")
