@@ -65,6 +65,11 @@ pub struct CompactTokenStore {
 /// A point in time as nanoseconds since the store's epoch: 8 bytes where an `Instant` takes 16.
 type Nanos = u64;
 
+/// `duration` in nanoseconds, saturating (at about 584 years).
+fn nanos(duration: Duration) -> Nanos {
+    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
+}
+
 /// One shard: its tokens, their leases, and the order they were captured in.
 ///
 /// The maps hash with foldhash rather than the standard SipHash, at a tenth of the cost on a
@@ -116,13 +121,7 @@ impl CompactTokenStore {
     }
 
     fn now(&self) -> Nanos {
-        self.after(Duration::ZERO)
-    }
-
-    /// The moment `duration` from now.
-    fn after(&self, duration: Duration) -> Nanos {
-        let at = self.epoch.elapsed().saturating_add(duration);
-        u64::try_from(at.as_nanos()).unwrap_or(u64::MAX)
+        nanos(self.epoch.elapsed())
     }
 
     fn shard(&self, key: TokenKey) -> &Mutex<Shard> {
@@ -133,8 +132,9 @@ impl CompactTokenStore {
     }
 
     fn insert(&self, key: TokenKey, pending: PendingToken, ttl: Duration, attribution: Attribution) -> bool {
+        // One clock read: the deadline counts from the same moment as the sweep.
         let now = self.now();
-        let expires_at = self.after(ttl);
+        let expires_at = now.saturating_add(nanos(ttl));
         let mut shard = lock(self.shard(key));
         shard.reclaim_expired(now, SWEEP_PER_INSERT);
         let stored = shard.tokens.get(&key);
@@ -160,7 +160,7 @@ impl CompactTokenStore {
     fn lease(&self, key: TokenKey, duration: Duration) -> Option<Leased> {
         let now = self.now();
         let id = self.next_lease.fetch_add(1, Ordering::Relaxed);
-        let lease = Lease { id, until: self.after(duration) };
+        let lease = Lease { id, until: now.saturating_add(nanos(duration)) };
         let mut shard = lock(self.shard(key));
         let pending = shard.live(key, now)?.pending();
         if shard.leases.get(&key).is_some_and(|held| held.until > now) {

@@ -3,7 +3,7 @@
 use std::{
     future::Future,
     pin::Pin,
-    sync::Arc,
+    sync::{Arc, OnceLock},
     task::{Context, Poll},
 };
 
@@ -325,7 +325,7 @@ async fn store(state: &SovendusState, session: &Session, landing: Landing) -> Re
     };
     let ttl = state.config.token_ttl();
     if state.config.extends_session_expiry() {
-        extend_expiry(session, ttl);
+        extend_expiry(session, ttl, &state.browser_session_age);
     }
     // A new key (always the case for a brand-new visitor) is saved at once: the visitor gets
     // a session ID before the handler runs, and the key is durable even if the page fails.
@@ -344,10 +344,17 @@ async fn store(state: &SovendusState, session: &Session, landing: Landing) -> Re
 
 /// Makes the session live at least `ttl` past now, and beyond the browser's closing; never
 /// shortens it.
-fn extend_expiry(session: &Session, ttl: std::time::Duration) {
+///
+/// Reads the clock only for an expiry at a fixed date. A session ending with the browser lives
+/// in its store for a fixed time (two weeks in tower-sessions 0.14, not public), read once, off
+/// the first such session, into `browser_session_age`.
+fn extend_expiry(session: &Session, ttl: std::time::Duration, browser_session_age: &OnceLock<time::Duration>) {
     let Ok(ttl) = time::Duration::try_from(ttl) else { return };
-    let ends_with_browser = matches!(session.expiry(), None | Some(Expiry::OnSessionEnd));
-    let current = session.expiry_age();
+    let (ends_with_browser, current) = match session.expiry() {
+        Some(Expiry::OnInactivity(age)) => (false, age),
+        Some(Expiry::AtDateTime(_)) => (false, session.expiry_age()),
+        None | Some(Expiry::OnSessionEnd) => (true, *browser_session_age.get_or_init(|| session.expiry_age())),
+    };
     if ends_with_browser || current < ttl {
         session.set_expiry(Some(Expiry::OnInactivity(ttl.max(current))));
     }
@@ -404,5 +411,75 @@ impl<F: Future> Future for ResponseFuture<F> {
 impl<F> std::fmt::Debug for ResponseFuture<F> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{sync::Arc, time::Duration as StdDuration};
+
+    use tower_sessions::{
+        Expiry, MemoryStore, Session,
+        cookie::time::{Duration, OffsetDateTime},
+    };
+
+    use super::{OnceLock, extend_expiry};
+
+    const DAY: Duration = Duration::days(1);
+
+    /// A session as the session layer hands it over, with the shop's `expiry`.
+    fn session(expiry: Option<Expiry>) -> Session {
+        Session::new(None, Arc::new(MemoryStore::default()), expiry)
+    }
+
+    /// The expiry `extend_expiry` leaves with a token TTL of `ttl_days`.
+    fn extended(expiry: Option<Expiry>, ttl_days: u64) -> Option<Expiry> {
+        let session = session(expiry);
+        extend_expiry(&session, StdDuration::from_secs(ttl_days * 86_400), &OnceLock::new());
+        session.expiry()
+    }
+
+    fn on_inactivity_days(expiry: Option<Expiry>) -> f64 {
+        match expiry {
+            Some(Expiry::OnInactivity(age)) => age / DAY,
+            other => panic!("expected an expiry on inactivity, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_session_ending_with_the_browser_lives_for_the_ttl() {
+        for expiry in [None, Some(Expiry::OnSessionEnd)] {
+            assert_eq!(extended(expiry, 30), Some(Expiry::OnInactivity(30 * DAY)), "{expiry:?}");
+        }
+    }
+
+    #[test]
+    fn a_short_ttl_does_not_cut_the_stores_own_life_of_a_browser_session() {
+        // tower-sessions keeps a browser session two weeks in its store.
+        let days = on_inactivity_days(extended(None, 1));
+        assert!((13.99..=14.0).contains(&days), "{days} days");
+    }
+
+    #[test]
+    fn a_longer_life_is_kept_and_a_shorter_one_extended() {
+        assert_eq!(extended(Some(Expiry::OnInactivity(60 * DAY)), 30), Some(Expiry::OnInactivity(60 * DAY)));
+        assert_eq!(extended(Some(Expiry::OnInactivity(DAY)), 30), Some(Expiry::OnInactivity(30 * DAY)));
+
+        let far = Some(Expiry::AtDateTime(OffsetDateTime::now_utc() + 90 * DAY));
+        assert_eq!(extended(far, 30), far);
+        let near = Some(Expiry::AtDateTime(OffsetDateTime::now_utc() + DAY));
+        assert_eq!(extended(near, 30), Some(Expiry::OnInactivity(30 * DAY)));
+    }
+
+    #[test]
+    fn the_browser_session_life_is_read_once_and_reused() {
+        let age = OnceLock::new();
+        extend_expiry(&session(None), StdDuration::from_secs(86_400), &age);
+        let read = *age.get().expect("read off the first browser session");
+        assert!((13.99..=14.0).contains(&(read / DAY)), "{read}");
+
+        let later = session(Some(Expiry::OnSessionEnd));
+        extend_expiry(&later, StdDuration::from_secs(86_400), &age);
+        assert_eq!(later.expiry(), Some(Expiry::OnInactivity(read)), "the cached life, not a new clock read");
     }
 }

@@ -1,11 +1,11 @@
 //! The state shared by the layer and the extractor, and the session entry linking them.
 
 use std::sync::{
-    Arc,
+    Arc, OnceLock,
     atomic::{AtomicBool, Ordering},
 };
 
-use tower_sessions::Session;
+use tower_sessions::{Session, cookie::time};
 
 use crate::{
     SovendusClient, SovendusConfig,
@@ -40,6 +40,9 @@ pub(crate) struct Inner {
     pub(crate) conversions: ConversionSender,
     pub(crate) queue: BackgroundQueue,
     missing_session_logged: AtomicBool,
+    /// How long tower-sessions keeps a session that ends with the browser, once the layer has
+    /// seen one (see `layer::extend_expiry`).
+    pub(crate) browser_session_age: OnceLock<time::Duration>,
 }
 
 impl SovendusState {
@@ -47,7 +50,13 @@ impl SovendusState {
         let client = SovendusClient::new(&config);
         let conversions = ConversionSender::new(&config, store, client);
         let queue = BackgroundQueue::new(&config, conversions.clone());
-        Self(Arc::new(Inner { conversions, queue, config, missing_session_logged: AtomicBool::new(false) }))
+        Self(Arc::new(Inner {
+            conversions,
+            queue,
+            config,
+            missing_session_logged: AtomicBool::new(false),
+            browser_session_age: OnceLock::new(),
+        }))
     }
 
     /// The token store, shared with the conversion sender.
