@@ -15,24 +15,34 @@
 #   bash benches/load.sh                  # 10 rounds of 8 s, 64 connections per shop
 #   ROUNDS=9 SECONDS_PER_RUN=20 CONNECTIONS=128 bash benches/load.sh
 #
-# SHOP chooses what is measured against the shop without the layer:
-#   SHOP=layer (the default)  the shop with SovendusLayer
-#   SHOP=none                 the shop without it again: an A/A run, the method's own noise and bias
-#   SHOP=floor                the least keeping a token in the session costs: the product page puts
+# SHOP chooses the shop measured, AGAINST the one it is measured against (default: without):
+#   layer (SHOP's default)    the shop with SovendusLayer
+#   without (AGAINST's)       the shop without it (SHOP_WITHOUT_SOVENDUS=1)
+#   none                      the shop without it, as SHOP: an A/A run, the method's own noise and bias
+#   floor                     the least keeping a token in the session costs: the product page puts
 #                             it there itself (SHOP_SESSION_FLOOR=1, examples/shop/app.rs)
-#   SHOP=floor-guarantees     the same page, also making the session last 30 days and saving it
+#   floor-guarantees          the same page, also making the session last 30 days and saving it
 #                             before the page is rendered, as the layer does (SHOP_SESSION_FLOOR=guarantees)
-# Only SHOP=layer writes results.json; the others write results-$SHOP.json.
+#   floor-guarantees-gate     that shop behind a SovendusLayer watching for a parameter no request
+#                             carries: the least a capture by this layer costs (=guarantees-gate)
+#   floor-guarantees-passthrough  that shop behind a layer handing every response back unchanged:
+#                             the least a capture behind any layer costs (=guarantees-passthrough)
+# SHOP=layer against the shop without writes results.json; other pairs write
+# results-$SHOP.json, or results-$SHOP-vs-$AGAINST.json against another shop.
 #
 # Needs wrk (Debian: apt-get install wrk). Run by hand, not in CI. Stops every shop it starts.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 SHOP=${SHOP:-layer}
-[[ $SHOP =~ ^(layer|none|floor|floor-guarantees)$ ]] || {
-    echo "SHOP must be layer, none, floor or floor-guarantees, not $SHOP" >&2
-    exit 1
-}
+AGAINST=${AGAINST:-without}
+SHOPS='layer|without|none|floor|floor-guarantees|floor-guarantees-gate|floor-guarantees-passthrough'
+for shop in "$SHOP" "$AGAINST"; do
+    [[ $shop =~ ^($SHOPS)$ ]] || {
+        echo "SHOP and AGAINST must each be one of ${SHOPS//|/, }, not $shop" >&2
+        exit 1
+    }
+done
 ROUNDS=${ROUNDS:-10}
 SECONDS_PER_RUN=${SECONDS_PER_RUN:-8}
 CONNECTIONS=${CONNECTIONS:-64}
@@ -108,17 +118,20 @@ median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] 
 : >"$OUT/with.txt"
 : >"$OUT/without.txt"
 : >"$OUT/ratios.txt"
-echo "load, SHOP=$SHOP: $ROUNDS rounds x ${SECONDS_PER_RUN}s, both shops at once, $CONNECTIONS connections and $THREADS wrk" \
+echo "load, SHOP=$SHOP against $AGAINST: $ROUNDS rounds x ${SECONDS_PER_RUN}s, both shops at once, $CONNECTIONS connections and $THREADS wrk" \
     "thread(s) each; shops ${SHOPS_ON[*]:-unpinned}, wrk ${WRK_ON[*]:-unpinned};" \
     "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
-# The environment of the shop measured ("with") and of the one without the layer.
-WITHOUT_ENV=(SHOP_WITHOUT_SOVENDUS=1)
-case $SHOP in
-    layer) WITH_ENV=() ;;
-    none) WITH_ENV=("${WITHOUT_ENV[@]}") ;;
-    floor) WITH_ENV=(SHOP_SESSION_FLOOR=1) ;;
-    floor-guarantees) WITH_ENV=(SHOP_SESSION_FLOOR=guarantees) ;;
-esac
+# The environment that starts shop $1 (a SHOP or AGAINST value).
+shop_env() {
+    case $1 in
+        layer) ;;
+        without | none) echo SHOP_WITHOUT_SOVENDUS=1 ;;
+        floor) echo SHOP_SESSION_FLOOR=1 ;;
+        floor-*) echo "SHOP_SESSION_FLOOR=${1#floor-}" ;;
+    esac
+}
+read -r -a WITH_ENV <<<"$(shop_env "$SHOP")"
+read -r -a WITHOUT_ENV <<<"$(shop_env "$AGAINST")"
 # Starts shop $1 (with or without).
 start() {
     if [[ $1 == with ]]; then
@@ -146,7 +159,7 @@ for round in $(seq "$ROUNDS"); do
     stop_shops
     with=$(summary "$OUT/wrk-with.txt")
     without=$(summary "$OUT/wrk-without.txt")
-    echo "round $round: with ($SHOP) [req/s p50us p99us] $with | without $without"
+    echo "round $round: $SHOP [req/s p50us p99us] $with | $AGAINST $without"
     echo "$with" >>"$OUT/with.txt"
     echo "$without" >>"$OUT/without.txt"
     # This round's throughput and p99 ratios.
@@ -165,16 +178,17 @@ read -r throughput_mean throughput_error <<<"$(awk '{ s += $1; q += $1 * $1 } EN
 
 cat <<REPORT
 medians over $ROUNDS rounds (the ratios: medians of each round's ratio):
-  with ($SHOP):          $rate_with req/s, p50 ${p50_with} us, p99 ${p99_with} us
-  without:               $rate_without req/s, p50 ${p50_without} us, p99 ${p99_without} us
+  $SHOP: $rate_with req/s, p50 ${p50_with} us, p99 ${p99_with} us
+  $AGAINST: $rate_without req/s, p50 ${p50_without} us, p99 ${p99_without} us
   throughput ratio:      $throughput_ratio (target >= 0.98); mean $throughput_mean, standard error $throughput_error
   p99 ratio:             $p99_ratio (target <= 1.05)
 REPORT
 RESULTS=$OUT/results.json
 [[ $SHOP == layer ]] || RESULTS=$OUT/results-$SHOP.json
+[[ $AGAINST == without ]] || RESULTS=$OUT/results-$SHOP-vs-$AGAINST.json
 cat >"$RESULTS" <<JSON
 {"rounds": $ROUNDS, "seconds_per_run": $SECONDS_PER_RUN, "connections": $CONNECTIONS, "threads": $THREADS,
- "shop": "$SHOP", "side_by_side": true, "alternating": true, "pinned": $([[ ${#SHOPS_ON[@]} -gt 0 ]] && echo true || echo false),
+ "shop": "$SHOP", "against": "$AGAINST", "side_by_side": true, "alternating": true, "pinned": $([[ ${#SHOPS_ON[@]} -gt 0 ]] && echo true || echo false),
  "round_ratios": [$(awk '{ printf "%s[%s, %s]", (NR > 1 ? ", " : ""), $1, $2 }' "$OUT/ratios.txt")],
  "with": {"requests_per_second": $rate_with, "p50_us": $p50_with, "p99_us": $p99_with},
  "without": {"requests_per_second": $rate_without, "p50_us": $p50_without, "p99_us": $p99_without},

@@ -348,12 +348,18 @@ async fn store(state: &SovendusState, session: &Session, landing: Landing) -> Re
 /// Reads the clock only for an expiry at a fixed date. A session ending with the browser lives
 /// in its store for a fixed time (two weeks in tower-sessions 0.14, not public), read once, off
 /// the first such session, into `browser_session_age`.
-fn extend_expiry(session: &Session, ttl: std::time::Duration, browser_session_age: &OnceLock<time::Duration>) {
+fn extend_expiry(
+    session: &Session,
+    ttl: std::time::Duration,
+    browser_session_age: &OnceLock<time::Duration>,
+) {
     let Ok(ttl) = time::Duration::try_from(ttl) else { return };
     let (ends_with_browser, current) = match session.expiry() {
         Some(Expiry::OnInactivity(age)) => (false, age),
         Some(Expiry::AtDateTime(_)) => (false, session.expiry_age()),
-        None | Some(Expiry::OnSessionEnd) => (true, *browser_session_age.get_or_init(|| session.expiry_age())),
+        None | Some(Expiry::OnSessionEnd) => {
+            (true, *browser_session_age.get_or_init(|| session.expiry_age()))
+        }
     };
     if ends_with_browser || current < ttl {
         session.set_expiry(Some(Expiry::OnInactivity(ttl.max(current))));

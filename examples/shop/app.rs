@@ -10,7 +10,7 @@ use axum::{
     routing::{MethodRouter, get, post},
 };
 use serde::Deserialize;
-use tower::ServiceBuilder;
+use tower::{ServiceBuilder, util::MapResponseLayer};
 use tower_sessions::{
     Expiry, MemoryStore, Session, SessionManagerLayer,
     cookie::{SameSite, time::Duration},
@@ -50,11 +50,18 @@ pub fn router(
     same_site: SameSite,
     secure_cookie: bool,
 ) -> Router {
-    let pages = pages(get(product), sandbox);
-    let sessions = sessions(same_site, secure_cookie);
+    with_layers(pages(get(product), sandbox), sovendus.into(), sessions(same_site, secure_cookie))
+}
+
+/// `pages` behind the session layer and, if given, `SovendusLayer`.
+fn with_layers(
+    pages: Router,
+    sovendus: Option<SovendusLayer>,
+    sessions: SessionManagerLayer<MemoryStore>,
+) -> Router {
     // One `layer` call with both layers: axum then wraps each route once, not once per layer.
     // Sovendus goes inside the session layer: it needs the visitor's session.
-    match sovendus.into() {
+    match sovendus {
         Some(sovendus) => pages.layer(ServiceBuilder::new().layer(sessions).layer(sovendus)),
         None => pages.layer(sessions),
     }
@@ -69,13 +76,39 @@ pub fn router(
 /// the layer guarantees for the session: it makes the session last 30 days (the token's
 /// life), and it saves the session before the page is rendered, so that a failing store is
 /// found out before the page is served.
-pub fn session_floor_router(sandbox: Option<Arc<Sandbox>>, with_guarantees: bool) -> Router {
+///
+/// Behind a [`FloorLayer`], the shop also pays what a layer costs every request.
+pub fn session_floor_router(
+    sandbox: Option<Arc<Sandbox>>,
+    with_guarantees: bool,
+    layer: FloorLayer,
+) -> Router {
     let product_page = if with_guarantees {
         get(product_keeping_token::<true>)
     } else {
         get(product_keeping_token::<false>)
     };
-    pages(product_page, sandbox).layer(sessions(SameSite::Lax, false))
+    let pages = pages(product_page, sandbox);
+    let sessions = sessions(SameSite::Lax, false);
+    match layer {
+        FloorLayer::None => pages.layer(sessions),
+        FloorLayer::Gate(gate) => with_layers(pages, Some(gate), sessions),
+        FloorLayer::Passthrough => pages.layer(
+            ServiceBuilder::new().layer(sessions).layer(MapResponseLayer::new(std::convert::identity)),
+        ),
+    }
+}
+
+/// The layer inside the session layer of [`session_floor_router`].
+pub enum FloorLayer {
+    /// None: the session layer alone.
+    None,
+    /// A `SovendusLayer` that watches for a parameter no request carries
+    /// (`SHOP_SESSION_FLOOR=guarantees-gate`): the least a capture by a layer costs.
+    Gate(SovendusLayer),
+    /// A layer that hands every response back unchanged
+    /// (`SHOP_SESSION_FLOOR=guarantees-passthrough`): the least any layer costs.
+    Passthrough,
 }
 
 /// The shop's pages, with `product_page` serving `/products/{id}`.

@@ -9,8 +9,8 @@
 //! `SOVENDUS_API_KEY` (and optionally `SOVENDUS_ENDPOINT`) set, it talks to Sovendus.
 //! `SHOP_ADDR` changes where it listens (default 127.0.0.1:3000). `SHOP_WITHOUT_SOVENDUS=1`
 //! serves the shop without `SovendusLayer`, as the load test's baseline (`benches/load.sh`);
-//! `SHOP_SESSION_FLOOR=1` (or `=guarantees`) serves the load test's floor (see
-//! `app::session_floor_router`).
+//! `SHOP_SESSION_FLOOR=1` (or `=guarantees`, `=guarantees-gate`, `=guarantees-passthrough`)
+//! serves the load test's floor (see `app::session_floor_router`).
 
 mod app;
 
@@ -53,10 +53,21 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let delivery = sovendus.delivery();
     // Plain HTTP on loopback for the demo, so the session cookie cannot be `Secure`.
     let with_layer = std::env::var_os("SHOP_WITHOUT_SOVENDUS").is_none();
-    let app = if let Some(floor) = std::env::var_os("SHOP_SESSION_FLOOR") {
-        app::session_floor_router(sandbox, floor == "guarantees")
-    } else {
-        app::router(with_layer.then(|| sovendus.clone()), sandbox, SameSite::Lax, false)
+    let app = match std::env::var("SHOP_SESSION_FLOOR").ok().as_deref() {
+        None => app::router(with_layer.then(|| sovendus.clone()), sandbox, SameSite::Lax, false),
+        Some(floor) => {
+            let layer = match floor {
+                // A layer watching for a parameter that no request of the load test carries.
+                "guarantees-gate" => app::FloorLayer::Gate(SovendusLayer::new(
+                    SovendusConfig::builder("load-test-gate", "XXXX-XXXXX")
+                        .token_parameter("gateOnly")
+                        .build()?,
+                )),
+                "guarantees-passthrough" => app::FloorLayer::Passthrough,
+                _ => app::FloorLayer::None,
+            };
+            app::session_floor_router(sandbox, floor.starts_with("guarantees"), layer)
+        }
     };
     axum::serve(listener, app)
         .with_graceful_shutdown(async { tokio::signal::ctrl_c().await.unwrap_or(()) })
