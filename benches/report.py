@@ -55,8 +55,18 @@ class Figure:
             return True
         return self.value <= self.target if self.at_most else self.value >= self.target
 
+    def shown(self):
+        """The value as printed: three decimals, or four where three would round a miss onto its
+        bound (0.97965 against 0.98 must not read 0.980)."""
+        if self.unit == "bytes":
+            return f"{self.value:.0f}"
+        value = f"{self.value:.3f}"
+        if not self.met and float(value) == self.target:
+            value = f"{self.value:.4f}"
+        return value
+
     def row(self):
-        value = f"{self.value:.0f}" if self.unit == "bytes" else f"{self.value:.3f}"
+        value = self.shown()
         if self.target is None:
             return f"| {self.label} | {value} {self.unit} | none | reported | {self.detail} |"
         bound = f"≤ {self.target:g}" if self.at_most else f"≥ {self.target:g}"
@@ -132,13 +142,22 @@ def figures():
         out.append(Figure("Load test p99, with / without layer", load["p99_ratio"], 1.05, True,
                           f"p99 {w['p99_us'] / 1000:.2f} vs {wo['p99_us'] / 1000:.2f} ms; "
                           f"p50 {w['p50_us'] / 1000:.2f} vs {wo['p50_us'] / 1000:.2f} ms"))
-    # The same test with other shops in the layer's place: the method itself, and the floor.
-    for shop, label in [("floor", "Load test throughput, session floor / without layer"),
-                        ("floor-guarantees", "Load test throughput, session floor with the layer's guarantees / without layer"),
-                        ("none", "Load test throughput, A/A: without / without layer")]:
-        other = read_json("load", f"results-{shop}.json")
+    # The same test with other shops in the layer's place, or as the baseline: the method
+    # itself, and the floors of any capture.
+    for file, label in [
+        ("results-none.json", "A/A: without / without layer"),
+        ("results-floor.json", "session floor / without layer"),
+        ("results-floor-guarantees.json", "session floor with the layer's guarantees (floor G) / without layer"),
+        ("results-floor-guarantees-passthrough.json", "floor G behind a passthrough layer / without layer"),
+        ("results-floor-guarantees-gate.json", "floor G behind a layer that never captures / without layer"),
+        ("results-floor-guarantees-gate-vs-floor-guarantees.json",
+         "floor G behind a layer that never captures / floor G"),
+        ("results-layer-vs-floor-guarantees-gate.json", "with layer / floor G behind a layer that never captures"),
+    ]:
+        other = read_json("load", file)
         if other:
-            out.append(Figure(label, other["throughput_ratio"], None, False, rounds_summary(other)))
+            out.append(Figure(f"Load test throughput, {label}", other["throughput_ratio"], None, False,
+                              rounds_summary(other)))
     return out
 
 
@@ -168,8 +187,7 @@ def chart(figs):
         score = f.value / f.target if not f.at_most else f.target / f.value
         ax.barh(y, min(score, cap), color="#2e8b57" if f.met else "#c0392b")
         unit = " bytes" if f.unit == "bytes" else "×"
-        # Three decimals: a ratio just short of its bound (0.975 against 0.98) must not read as on it.
-        value = f"{f.value:.0f}" if f.unit == "bytes" else f"{f.value:.3f}" if f.value < 10 else f"{f.value:.1f}"
+        value = f.shown() if f.unit == "bytes" or f.value < 10 else f"{f.value:.1f}"
         bound = "≤" if f.at_most else "≥"
         cut = " (bar cut off)" if score > cap else ""
         ax.text(min(score, cap) + 0.02, y, f"{value}{unit}, target {bound} {f.target:g}{unit}{cut}",
