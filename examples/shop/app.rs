@@ -91,7 +91,7 @@ pub fn session_floor_router(
     let pages = pages(product_page, sandbox);
     let sessions = sessions(SameSite::Lax, false);
     match layer {
-        FloorLayer::None => pages.layer(sessions),
+        FloorLayer::None => with_layers(pages, None, sessions),
         FloorLayer::Gate(gate) => with_layers(pages, Some(gate), sessions),
         FloorLayer::Passthrough => pages.layer(
             ServiceBuilder::new().layer(sessions).layer(MapResponseLayer::new(std::convert::identity)),
