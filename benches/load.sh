@@ -12,6 +12,10 @@
 # take no cycles from the shops they measure. The two shops take turns at being started (and
 # loaded) first, which cancels the small edge of going first.
 #
+# Each round also reads the CPU time each shop used (user and system, from /proc) and divides it
+# by the requests it served: the ratio of the two shops' CPU time per request tells whether a
+# gap is in the shop's own code (user) or in the kernel (system).
+#
 #   bash benches/load.sh                  # 10 rounds of 8 s, 64 connections per shop
 #   ROUNDS=9 SECONDS_PER_RUN=20 CONNECTIONS=128 bash benches/load.sh
 #
@@ -113,11 +117,19 @@ summary() {
     echo "$(awk '$1 == "Requests/sec:" { print $2 }' "$1") $(percentile_us 50% <"$1") $(percentile_us 99% <"$1")"
 }
 
+# The CPU time of process $1 so far: user and system, in clock ticks.
+cpu_ticks() { awk '{ print $14, $15 }' "/proc/$1/stat"; }
+
+# The number of requests wrk's output in file $1 counts.
+served() { awk '$2 == "requests" && $3 == "in" { print $1 }' "$1"; }
+
 median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
 : >"$OUT/with.txt"
 : >"$OUT/without.txt"
 : >"$OUT/ratios.txt"
+: >"$OUT/cpu.txt"
+CLOCK_TICKS=$(getconf CLK_TCK)
 echo "load, SHOP=$SHOP against $AGAINST: $ROUNDS rounds x ${SECONDS_PER_RUN}s, both shops at once, $CONNECTIONS connections and $THREADS wrk" \
     "thread(s) each; shops ${SHOPS_ON[*]:-unpinned}, wrk ${WRK_ON[*]:-unpinned};" \
     "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -156,6 +168,8 @@ for round in $(seq "$ROUNDS"); do
     first_pid=$!
     load_shop "${order[1]}"
     wait "$first_pid"
+    # CPU time (user, system, in clock ticks) of each shop, before they stop.
+    declare -A cpu_of=(["${order[0]}"]="$(cpu_ticks "${shop_pids[0]}")" ["${order[1]}"]="$(cpu_ticks "${shop_pids[1]}")")
     stop_shops
     with=$(summary "$OUT/wrk-with.txt")
     without=$(summary "$OUT/wrk-without.txt")
@@ -164,6 +178,13 @@ for round in $(seq "$ROUNDS"); do
     echo "$without" >>"$OUT/without.txt"
     # This round's throughput and p99 ratios.
     echo "$with $without" | awk '{ printf "%.4f %.4f\n", $1 / $4, $3 / $6 }' >>"$OUT/ratios.txt"
+    # CPU time per request, in microseconds: user and system of each shop, then the ratios
+    # (without / with, like the throughput's) of their sums, users and systems.
+    echo "$(served "$OUT/wrk-with.txt") ${cpu_of[with]} $(served "$OUT/wrk-without.txt") ${cpu_of[without]}" |
+        awk -v tick="$((1000000 / CLOCK_TICKS))" '{
+            wu = $2 * tick / $1; ws = $3 * tick / $1; ou = $5 * tick / $4; os = $6 * tick / $4
+            printf "%.3f %.3f %.3f %.3f %.4f %.4f %.4f\n", wu, ws, ou, os, (ou + os) / (wu + ws), ou / wu, os / ws
+        }' >>"$OUT/cpu.txt"
 done
 
 column_median() { cut -d' ' -f"$1" "$2" | median; }
@@ -171,6 +192,8 @@ read -r rate_with p50_with p99_with <<<"$(for c in 1 2 3; do column_median "$c" 
 read -r rate_without p50_without p99_without <<<"$(for c in 1 2 3; do column_median "$c" "$OUT/without.txt"; done | xargs)"
 throughput_ratio=$(column_median 1 "$OUT/ratios.txt")
 p99_ratio=$(column_median 2 "$OUT/ratios.txt")
+read -r user_with sys_with user_without sys_without cpu_ratio user_ratio sys_ratio \
+    <<<"$(for c in 1 2 3 4 5 6 7; do column_median "$c" "$OUT/cpu.txt"; done | xargs)"
 # The mean of the rounds' throughput ratios and its standard error: how far the figure can be
 # trusted.
 read -r throughput_mean throughput_error <<<"$(awk '{ s += $1; q += $1 * $1 } END {
@@ -182,6 +205,8 @@ medians over $ROUNDS rounds (the ratios: medians of each round's ratio):
   $AGAINST: $rate_without req/s, p50 ${p50_without} us, p99 ${p99_without} us
   throughput ratio:      $throughput_ratio (target >= 0.98); mean $throughput_mean, standard error $throughput_error
   p99 ratio:             $p99_ratio (target <= 1.05)
+  CPU time per request:  $SHOP user ${user_with} us, system ${sys_with} us; $AGAINST user ${user_without} us, system ${sys_without} us
+  CPU time ratio:        $cpu_ratio (user $user_ratio, system $sys_ratio; $AGAINST's per request / $SHOP's)
 REPORT
 RESULTS=$OUT/results.json
 [[ $SHOP == layer ]] || RESULTS=$OUT/results-$SHOP.json
@@ -190,8 +215,11 @@ cat >"$RESULTS" <<JSON
 {"rounds": $ROUNDS, "seconds_per_run": $SECONDS_PER_RUN, "connections": $CONNECTIONS, "threads": $THREADS,
  "shop": "$SHOP", "against": "$AGAINST", "side_by_side": true, "alternating": true, "pinned": $([[ ${#SHOPS_ON[@]} -gt 0 ]] && echo true || echo false),
  "round_ratios": [$(awk '{ printf "%s[%s, %s]", (NR > 1 ? ", " : ""), $1, $2 }' "$OUT/ratios.txt")],
- "with": {"requests_per_second": $rate_with, "p50_us": $p50_with, "p99_us": $p99_with},
- "without": {"requests_per_second": $rate_without, "p50_us": $p50_without, "p99_us": $p99_without},
+ "with": {"requests_per_second": $rate_with, "p50_us": $p50_with, "p99_us": $p99_with,
+          "user_us_per_request": $user_with, "system_us_per_request": $sys_with},
+ "without": {"requests_per_second": $rate_without, "p50_us": $p50_without, "p99_us": $p99_without,
+             "user_us_per_request": $user_without, "system_us_per_request": $sys_without},
+ "cpu_time_ratio": $cpu_ratio, "user_time_ratio": $user_ratio, "system_time_ratio": $sys_ratio,
  "throughput_ratio": $throughput_ratio, "throughput_mean": $throughput_mean,
  "throughput_standard_error": $throughput_error, "p99_ratio": $p99_ratio}
 JSON
