@@ -150,9 +150,9 @@ def figures():
         ("results-floor-guarantees.json", "session floor with the layer's guarantees (floor G) / without layer"),
         ("results-floor-guarantees-passthrough.json", "floor G behind a passthrough layer / without layer"),
         ("results-floor-guarantees-gate.json", "floor G behind a layer that never captures / without layer"),
-        ("results-floor-guarantees-gate-vs-floor-guarantees.json",
-         "floor G behind a layer that never captures / floor G"),
-        ("results-layer-vs-floor-guarantees-gate.json", "with layer / floor G behind a layer that never captures"),
+        ("results-floor-guarantees-gate-vs-floor-guarantees-passthrough.json",
+         "floor G behind a layer that never captures / floor G behind a passthrough layer"),
+        ("results-layer-vs-floor-guarantees-passthrough.json", "with layer / floor G behind a passthrough layer"),
     ]:
         other = read_json("load", file)
         if other:
@@ -162,9 +162,14 @@ def figures():
 
 
 def rounds_summary(load):
-    """How many rounds a load test ran, and the mean of their ratios with its standard error."""
-    return (f"median of {load['rounds']} rounds; mean {load['throughput_mean']:.3f} "
-            f"± {load['throughput_standard_error']:.3f} (standard error)")
+    """How many rounds a load test ran, the mean of their ratios with its standard error, and
+    the ratio of CPU time per request where the run measured it."""
+    summary = (f"median of {load['rounds']} rounds; mean {load['throughput_mean']:.3f} "
+               f"± {load['throughput_standard_error']:.3f} (standard error)")
+    if "cpu_time_ratio" in load:
+        summary += (f"; CPU time per request {load['cpu_time_ratio']:.3f} (user {load['user_time_ratio']:.3f}, "
+                    f"system {load['system_time_ratio']:.3f})")
+    return summary
 
 
 def table(figs):
