@@ -1,16 +1,19 @@
 //! The demo shop's routes and pages, kept apart from `main` so tests can serve the same shop.
 
-use std::sync::{Arc, Mutex};
+use std::{
+    convert::Infallible,
+    sync::{Arc, Mutex},
+};
 
 use axum::{
     Form, Router,
     extract::{Path, Request, State},
     http::StatusCode,
     response::{Html, IntoResponse, Redirect, Response},
-    routing::{MethodRouter, get, post},
+    routing::{MethodRouter, Route, get, post},
 };
 use serde::Deserialize;
-use tower::{ServiceBuilder, util::MapResponseLayer};
+use tower::{Layer, Service, ServiceBuilder, layer::util::Identity, util::MapResponseLayer};
 use tower_sessions::{
     Expiry, MemoryStore, Session, SessionManagerLayer,
     cookie::{SameSite, time::Duration},
@@ -50,21 +53,23 @@ pub fn router(
     same_site: SameSite,
     secure_cookie: bool,
 ) -> Router {
-    with_layers(pages(get(product), sandbox), sovendus.into(), sessions(same_site, secure_cookie))
+    let (pages, sessions) = (pages(get(product), sandbox), sessions(same_site, secure_cookie));
+    match sovendus.into() {
+        Some(sovendus) => with_layers(pages, sessions, sovendus),
+        None => with_layers(pages, sessions, Identity::new()),
+    }
 }
 
-/// `pages` behind the session layer and, if given, `SovendusLayer`.
-fn with_layers(
-    pages: Router,
-    sovendus: Option<SovendusLayer>,
-    sessions: SessionManagerLayer<MemoryStore>,
-) -> Router {
+/// `pages` behind the session layer and `inner` (`SovendusLayer`, or `Identity` for none).
+fn with_layers<L>(pages: Router, sessions: SessionManagerLayer<MemoryStore>, inner: L) -> Router
+where
+    L: Layer<Route> + Clone + Send + Sync + 'static,
+    L::Service: Service<Request, Response = Response, Error = Infallible> + Clone + Send + Sync + 'static,
+    <L::Service as Service<Request>>::Future: Send + 'static,
+{
     // One `layer` call with both layers: axum then wraps each route once, not once per layer.
-    // Sovendus goes inside the session layer: it needs the visitor's session.
-    match sovendus {
-        Some(sovendus) => pages.layer(ServiceBuilder::new().layer(sessions).layer(sovendus)),
-        None => pages.layer(sessions),
-    }
+    // `inner` goes inside the session layer: Sovendus needs the visitor's session.
+    pages.layer(ServiceBuilder::new().layer(sessions).layer(inner))
 }
 
 /// The load test's floor (`SHOP_SESSION_FLOOR=1`, see `benches/load.sh`): the shop without
@@ -91,11 +96,11 @@ pub fn session_floor_router(
     let pages = pages(product_page, sandbox);
     let sessions = sessions(SameSite::Lax, false);
     match layer {
-        FloorLayer::None => with_layers(pages, None, sessions),
-        FloorLayer::Gate(gate) => with_layers(pages, Some(gate), sessions),
-        FloorLayer::Passthrough => pages.layer(
-            ServiceBuilder::new().layer(sessions).layer(MapResponseLayer::new(std::convert::identity)),
-        ),
+        FloorLayer::None => with_layers(pages, sessions, Identity::new()),
+        FloorLayer::Gate(gate) => with_layers(pages, sessions, gate),
+        FloorLayer::Passthrough => {
+            with_layers(pages, sessions, MapResponseLayer::new(std::convert::identity))
+        }
     }
 }
 

@@ -51,22 +51,26 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let sovendus = SovendusLayer::new(config);
     let delivery = sovendus.delivery();
-    // Plain HTTP on loopback for the demo, so the session cookie cannot be `Secure`.
     let with_layer = std::env::var_os("SHOP_WITHOUT_SOVENDUS").is_none();
     let app = match std::env::var("SHOP_SESSION_FLOOR").ok().as_deref() {
+        // Plain HTTP on loopback for the demo, so the session cookie cannot be `Secure`.
         None => app::router(with_layer.then(|| sovendus.clone()), sandbox, SameSite::Lax, false),
         Some(floor) => {
-            let layer = match floor {
+            let (with_guarantees, layer) = match floor {
+                "guarantees" => (true, app::FloorLayer::None),
                 // A layer watching for a parameter that no request of the load test carries.
-                "guarantees-gate" => app::FloorLayer::Gate(SovendusLayer::new(
-                    SovendusConfig::builder("load-test-gate", "XXXX-XXXXX")
-                        .token_parameter("gateOnly")
-                        .build()?,
-                )),
-                "guarantees-passthrough" => app::FloorLayer::Passthrough,
-                _ => app::FloorLayer::None,
+                "guarantees-gate" => (
+                    true,
+                    app::FloorLayer::Gate(SovendusLayer::new(
+                        SovendusConfig::builder("load-test-gate", "XXXX-XXXXX")
+                            .token_parameter("gateOnly")
+                            .build()?,
+                    )),
+                ),
+                "guarantees-passthrough" => (true, app::FloorLayer::Passthrough),
+                _ => (false, app::FloorLayer::None),
             };
-            app::session_floor_router(sandbox, floor.starts_with("guarantees"), layer)
+            app::session_floor_router(sandbox, with_guarantees, layer)
         }
     };
     axum::serve(listener, app)
