@@ -3,7 +3,7 @@
 use metrics_util::debugging::{DebugValue, Snapshotter};
 
 /// Every counter's value by name and `reason` label, with its description. (A snapshot
-/// resets the recorder's counters, so there is one.)
+/// resets the recorder's counters: a second one counts what happened since the first.)
 pub type Counters = Vec<(String, Option<String>, u64, Option<String>)>;
 
 pub fn counters(snapshotter: &Snapshotter) -> Counters {
