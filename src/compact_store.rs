@@ -30,6 +30,9 @@ const SWEEP_PER_INSERT: usize = 4;
 /// A shard's queue of captures is cleared of stale entries once it holds twice as many as the
 /// shard has tokens, or as this many: each clean-up, O(queue), follows as many captures.
 const MIN_CAPTURES_BEFORE_CLEANUP: usize = 32;
+/// A shard gives memory back once it holds fewer than half the tokens it has held since it was
+/// last sized, and only if it held at least this many: smaller tables are not worth a rehash.
+const MIN_PEAK_TO_SHRINK: usize = 256;
 
 /// The embedded token store: tokens in sharded hash maps inside the process, each token
 /// expiring exactly at its own deadline. The default of
@@ -38,8 +41,9 @@ const MIN_CAPTURES_BEFORE_CLEANUP: usize = 32;
 ///
 /// It holds a token in about 185 bytes, the token included (see `BENCHMARKS.md`): the key, the
 /// token, a deadline in nanoseconds and the product, plus one entry in a queue of captures.
-/// Every capture reclaims a few expired tokens from the front of that queue, so memory follows
-/// the live tokens; beyond `max_tokens` the oldest captures go first. A token is expired the
+/// Every capture reclaims a few expired tokens from the front of that queue, and a shard left
+/// with less than half the tokens of its peak sizes its tables down, so memory follows the
+/// live tokens after a spike too; beyond `max_tokens` the oldest captures go first. A token is expired the
 /// instant its deadline passes, whether or not it has been reclaimed yet. Leases, held only
 /// while a conversion is being sent, live in a small map of their own.
 ///
@@ -83,6 +87,9 @@ struct Shard {
     /// deadline no longer matches the stored token's is stale (the key was captured again
     /// since, or removed) and is dropped when it comes up.
     captures: VecDeque<(TokenKey, Nanos)>,
+    /// The most tokens held since the tables were last sized. Tracked here because the map's
+    /// own `capacity()` shrinks with its tombstones, and so never tells that a spike is over.
+    peak: usize,
 }
 
 /// A captured token, waiting for its order.
@@ -148,6 +155,7 @@ impl CompactTokenStore {
         shard.leases.remove(&key);
         shard.tokens.insert(key, Record { token: pending.token, expires_at, product: pending.product });
         shard.captures.push_back((key, expires_at));
+        shard.peak = shard.peak.max(shard.tokens.len());
         shard.drop_stale_captures();
         true
     }
@@ -180,6 +188,7 @@ impl CompactTokenStore {
         shard.leases.remove(&leased.key);
         if settlement == Settlement::Done {
             shard.tokens.remove(&leased.key);
+            shard.release_after_spike();
         }
     }
 }
@@ -198,6 +207,25 @@ impl Shard {
                 _ => break,
             }
         }
+        self.release_after_spike();
+    }
+
+    /// Once the shard holds fewer than half the tokens it held at its peak, sizes its tables
+    /// to what it holds now, so that the memory a spike of captures took comes back as its
+    /// tokens expire or are sent. Each shrink follows at least half a peak's removals, so its
+    /// rehash costs O(1) per removal over time.
+    ///
+    /// Reclaiming alone, four expired tokens per capture, ends a spike with a quarter of it
+    /// live (the captures that reclaimed it): the threshold is a half so that this case shrinks.
+    fn release_after_spike(&mut self) {
+        let held = self.tokens.len();
+        if self.peak < MIN_PEAK_TO_SHRINK || held >= self.peak / 2 {
+            return;
+        }
+        self.tokens.shrink_to(held);
+        self.captures.shrink_to(self.captures.len());
+        self.leases.shrink_to(self.leases.len());
+        self.peak = held;
     }
 
     /// Before a new key is stored: drops the oldest captures while the shard is full (the
@@ -325,6 +353,52 @@ mod tests {
             store.insert(key, pending(1), Duration::from_secs(60), Attribution::LastClick);
         }
         assert_eq!(stored_tokens(&store), 100, "only the live tokens are held");
+    }
+
+    #[test]
+    fn memory_taken_by_a_spike_comes_back_as_its_tokens_expire() {
+        // One shard (fewer than 4,096 tokens), so that its tables can be read directly.
+        let store = CompactTokenStore::new(4_000);
+        assert_eq!(store.shards.len(), 1);
+        let table = || {
+            let shard = lock(&store.shards[0]);
+            (shard.tokens.len(), shard.tokens.capacity(), shard.captures.capacity())
+        };
+        for key in 0..3_000 {
+            store.insert(key, pending(1), Duration::from_millis(20), Attribution::LastClick);
+        }
+        let (_, spike_room, spike_queue) = table();
+        assert!(spike_room >= 3_000 && spike_queue >= 3_000, "{spike_room} {spike_queue}");
+        std::thread::sleep(Duration::from_millis(50));
+
+        // Everyday traffic after the spike: each capture reclaims four expired tokens, so the
+        // spike is gone after 750 captures, with 750 tokens live.
+        for key in 10_000..11_000 {
+            store.insert(key, pending(2), Duration::from_secs(60), Attribution::LastClick);
+        }
+        let (held, room, queue) = table();
+        assert_eq!(held, 1_000);
+        // Without giving memory back, the map keeps the spike's 4,096 buckets (about 2,800
+        // places once its tombstones are counted out) and the queue its 3,000 places.
+        assert!(room < 2_000, "the map still has room for {room} tokens, holding {held}");
+        assert!(queue < 2_000, "the queue still has room for {queue} captures");
+        assert!((10_000..11_000).all(|key| store.get(key).is_some()), "no live token is lost");
+        assert!((0..3_000).all(|key| store.get(key).is_none()));
+    }
+
+    #[test]
+    fn settled_tokens_give_their_memory_back() {
+        let store = CompactTokenStore::new(4_000);
+        for key in 0..1_000 {
+            store.insert(key, pending(1), Duration::from_secs(60), Attribution::LastClick);
+        }
+        for key in 0..900 {
+            let leased = store.lease(key, Duration::from_secs(5)).expect("a live token");
+            store.settle(&leased, Settlement::Done);
+        }
+        let shard = lock(&store.shards[0]);
+        assert_eq!(shard.tokens.len(), 100);
+        assert!(shard.tokens.capacity() < 500, "room for {} tokens", shard.tokens.capacity());
     }
 
     #[test]
