@@ -2,7 +2,8 @@
 //!
 //! It answers like the real API: 200 with a receipt, 403 for a wrong key, 404 or 405 for a
 //! wrong URL or method, 422 for a malformed body, an unknown product or an unknown token. It
-//! records every call it receives, and it can be scripted to fail the next calls.
+//! records the calls it receives (the latest 10,000 by default), and it can be scripted to
+//! fail the next calls.
 //!
 //! ```
 //! use tower_sovendus::{SovReqToken, SovendusClient, sandbox::{Fault, Sandbox}};
@@ -100,8 +101,40 @@ struct Shared {
     products: Vec<String>,
     tokens: Option<HashSet<String>>,
     faults: Mutex<Faults>,
-    conversions: Mutex<Vec<Conversion>>,
+    calls: Mutex<Recorded>,
     finished: Notify,
+}
+
+/// The calls received: the latest `kept` in full, and how many came before them.
+struct Recorded {
+    latest: VecDeque<Conversion>,
+    kept: usize,
+    /// Calls let go to keep the record within `kept`.
+    forgotten: usize,
+    /// Calls finished, whether still kept or not.
+    finished: usize,
+}
+
+impl Recorded {
+    fn new(kept: usize) -> Self {
+        Self { latest: VecDeque::new(), kept, forgotten: 0, finished: 0 }
+    }
+
+    /// Records a call and returns its number (counting every call received).
+    fn push(&mut self, conversion: Conversion) -> usize {
+        if self.latest.len() == self.kept {
+            self.latest.pop_front();
+            self.forgotten += 1;
+        }
+        self.latest.push_back(conversion);
+        self.forgotten + self.latest.len() - 1
+    }
+
+    /// Call `number`, unless it has been let go.
+    fn get_mut(&mut self, number: usize) -> Option<&mut Conversion> {
+        let index = number.checked_sub(self.forgotten)?;
+        self.latest.get_mut(index)
+    }
 }
 
 /// The scripted faults, then the periodic ones.
@@ -211,8 +244,19 @@ impl Sandbox {
             api_key: Self::API_KEY.to_owned(),
             products: vec![Self::PRODUCT_ID.to_owned()],
             tokens: None,
+            keep_calls: Self::CALLS_KEPT,
         }
     }
+
+    /// How many of the latest calls a sandbox keeps by default (see
+    /// [`SandboxBuilder::keep_calls`]): a long-running demo shop does not grow without bound.
+    ///
+    /// ```
+    /// use tower_sovendus::sandbox::Sandbox;
+    ///
+    /// assert_eq!(Sandbox::CALLS_KEPT, 10_000);
+    /// ```
+    pub const CALLS_KEPT: usize = 10_000;
 
     /// The address it listens on.
     ///
@@ -366,7 +410,9 @@ impl Sandbox {
         Ok(())
     }
 
-    /// Every call received so far, in order, whatever it was answered.
+    /// The calls received so far, in order, whatever they were answered: every call, or the
+    /// latest [`keep_calls`](SandboxBuilder::keep_calls) of them
+    /// ([`calls_received`](Self::calls_received) counts them all).
     ///
     /// ```
     /// use tower_sovendus::{SovendusClient, sandbox::Sandbox};
@@ -382,7 +428,27 @@ impl Sandbox {
     /// # Ok(()) }
     /// ```
     pub fn conversions(&self) -> Vec<Conversion> {
-        lock(&self.shared.conversions).clone()
+        lock(&self.shared.calls).latest.iter().cloned().collect()
+    }
+
+    /// How many calls the sandbox has received, including those no longer kept.
+    ///
+    /// ```
+    /// use tower_sovendus::{SovendusClient, sandbox::Sandbox};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let sandbox = Sandbox::builder().keep_calls(2).start().await?;
+    /// let client = SovendusClient::new(&sandbox.config().build()?);
+    /// for _ in 0..3 {
+    ///     client.send(&Sandbox::TEST_TOKEN.parse()?).await?;
+    /// }
+    /// assert_eq!((sandbox.calls_received(), sandbox.conversions().len()), (3, 2));
+    /// # Ok(()) }
+    /// ```
+    pub fn calls_received(&self) -> usize {
+        let calls = lock(&self.shared.calls);
+        calls.forgotten + calls.latest.len()
     }
 
     /// The calls answered with 200.
@@ -406,7 +472,7 @@ impl Sandbox {
     }
 
     /// Waits until at least `count` calls were answered (or refused, or abandoned by their
-    /// client), or `timeout` passed; returns every call received.
+    /// client), or `timeout` passed; returns the calls kept, as [`conversions`](Self::conversions).
     ///
     /// ```
     /// use std::time::Duration;
@@ -426,9 +492,8 @@ impl Sandbox {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let finished = self.shared.finished.notified();
-            let conversions = self.conversions();
-            if conversions.iter().filter(|call| call.finished).count() >= count {
-                return conversions;
+            if lock(&self.shared.calls).finished >= count {
+                return self.conversions();
             }
             if tokio::time::timeout_at(deadline, finished).await.is_err() {
                 return self.conversions();
@@ -470,6 +535,7 @@ pub struct SandboxBuilder {
     api_key: String,
     products: Vec<String>,
     tokens: Option<HashSet<String>>,
+    keep_calls: usize,
 }
 
 impl SandboxBuilder {
@@ -531,6 +597,28 @@ impl SandboxBuilder {
         self
     }
 
+    /// Keeps the latest `calls` calls for [`Sandbox::conversions`] (default
+    /// [`Sandbox::CALLS_KEPT`], at least 1); older ones are let go, and only counted.
+    ///
+    /// ```
+    /// use tower_sovendus::{SovReqToken, SovendusClient, sandbox::Sandbox};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let sandbox = Sandbox::builder().keep_calls(1).start().await?;
+    /// let client = SovendusClient::new(&sandbox.config().build()?);
+    /// client.send(&Sandbox::TEST_TOKEN.parse()?).await?;
+    /// client.send(&"1095752fb409-457a".parse()?).await?;
+    /// let calls = sandbox.conversions();
+    /// assert_eq!(calls.len(), 1);
+    /// assert_eq!(calls[0].token(), Some("1095752fb409-457a"));
+    /// # Ok(()) }
+    /// ```
+    pub fn keep_calls(mut self, calls: usize) -> Self {
+        self.keep_calls = calls.max(1);
+        self
+    }
+
     /// Binds 127.0.0.1 on a free port and starts serving.
     ///
     /// ```
@@ -551,7 +639,7 @@ impl SandboxBuilder {
             products: self.products,
             tokens: self.tokens,
             faults: Mutex::default(),
-            conversions: Mutex::default(),
+            calls: Mutex::new(Recorded::new(self.keep_calls)),
             finished: Notify::new(),
         });
         let server = tokio::spawn(serve(listener, shared.clone()));
@@ -845,24 +933,29 @@ fn with_no_headers(
 /// up) it is marked finished and waiters are woken.
 struct Call<'a> {
     shared: &'a Shared,
-    index: usize,
+    number: usize,
 }
 
 impl<'a> Call<'a> {
     fn arrived(shared: &'a Shared, conversion: Conversion) -> Self {
-        let mut conversions = lock(&shared.conversions);
-        conversions.push(conversion);
-        Self { shared, index: conversions.len() - 1 }
+        Self { shared, number: lock(&shared.calls).push(conversion) }
     }
 
     fn answered(&self, status: StatusCode) {
-        lock(&self.shared.conversions)[self.index].status = Some(status);
+        if let Some(call) = lock(&self.shared.calls).get_mut(self.number) {
+            call.status = Some(status);
+        }
     }
 }
 
 impl Drop for Call<'_> {
     fn drop(&mut self) {
-        lock(&self.shared.conversions)[self.index].finished = true;
+        let mut calls = lock(&self.shared.calls);
+        calls.finished += 1;
+        if let Some(call) = calls.get_mut(self.number) {
+            call.finished = true;
+        }
+        drop(calls);
         self.shared.finished.notify_waiters();
     }
 }

@@ -337,8 +337,8 @@ async fn sandbox_log(State(shop): State<Shop>) -> Html<String> {
             "<p>Conversions go to the real Sovendus endpoint; there is no sandbox log.</p>",
         );
     };
-    let rows: String = sandbox
-        .conversions()
+    let calls = sandbox.conversions();
+    let rows: String = calls
         .iter()
         .map(|call| {
             let status = call.status().map_or("refused".to_owned(), |status| status.to_string());
@@ -354,10 +354,16 @@ async fn sandbox_log(State(shop): State<Shop>) -> Html<String> {
     } else {
         format!("<table id=conversions><tr><th>Method</th><th>Path</th><th>Answer</th></tr>{rows}</table>")
     };
+    let received = sandbox.calls_received();
+    let which = if received > calls.len() {
+        format!("The latest {} of the {received} calls", calls.len())
+    } else {
+        "Every call".to_owned()
+    };
     page(
         "Sandbox log",
         &format!(
-            "<p>Every call the embedded Sovendus sandbox at <code>{}</code> received:</p>{table}",
+            "<p>{which} the embedded Sovendus sandbox at <code>{}</code> received:</p>{table}",
             sandbox.endpoint()
         ),
     )
