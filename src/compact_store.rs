@@ -43,9 +43,9 @@ const MIN_PEAK_TO_SHRINK: usize = 256;
 /// token, a deadline in nanoseconds and the product, plus one entry in a queue of captures.
 /// Every capture reclaims a few expired tokens from the front of that queue, and a shard left
 /// with less than half the tokens of its peak sizes its tables down, so memory follows the
-/// live tokens after a spike too; beyond `max_tokens` the oldest captures go first. A token is expired the
-/// instant its deadline passes, whether or not it has been reclaimed yet. Leases, held only
-/// while a conversion is being sent, live in a small map of their own.
+/// live tokens, after a spike too; beyond `max_tokens` the oldest captures go first. A token
+/// is expired the instant its deadline passes, whether or not it has been reclaimed yet.
+/// Leases, held only while a conversion is being sent, live in a small map of their own.
 ///
 /// [`MokaTokenStore`](crate::MokaTokenStore) is the alternative built on moka.
 ///
@@ -378,8 +378,8 @@ mod tests {
         }
         let (held, room, queue) = table();
         assert_eq!(held, 1_000);
-        // Without giving memory back, the map keeps the spike's 4,096 buckets (about 2,800
-        // places once its tombstones are counted out) and the queue its 3,000 places.
+        // Without giving memory back, the map keeps the spike's 4,096 buckets (room for about
+        // 2,700 tokens once its tombstones are counted out) and the queue its 3,000 places.
         assert!(room < 2_000, "the map still has room for {room} tokens, holding {held}");
         assert!(queue < 2_000, "the queue still has room for {queue} captures");
         assert!((10_000..11_000).all(|key| store.get(key).is_some()), "no live token is lost");
