@@ -34,6 +34,11 @@
 # SHOP=layer against the shop without writes results.json; other pairs write
 # results-$SHOP.json, or results-$SHOP-vs-$AGAINST.json against another shop.
 #
+# PROFILE chooses the Cargo profile both shops are built with (one binary serves both):
+#   release (the default)     Cargo's release profile, as it comes
+#   release-lto               release with fat LTO and one codegen unit (Cargo.toml), the build a
+#                             shop tuned for throughput deploys; its results files end in -release-lto
+#
 # Needs wrk (Debian: apt-get install wrk). Run by hand, not in CI. Stops every shop it starts.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -51,6 +56,10 @@ ROUNDS=${ROUNDS:-10}
 SECONDS_PER_RUN=${SECONDS_PER_RUN:-8}
 CONNECTIONS=${CONNECTIONS:-64}
 THREADS=${THREADS:-1}
+PROFILE=${PROFILE:-release}
+[[ $PROFILE =~ ^[a-z][a-z0-9-]*$ ]] || { echo "PROFILE must be a Cargo profile's name, not $PROFILE" >&2; exit 1; }
+# The directory Cargo builds a profile into: its name, except for the built-in profiles.
+case $PROFILE in dev | test) PROFILE_DIR=debug ;; bench) PROFILE_DIR=release ;; *) PROFILE_DIR=$PROFILE ;; esac
 if [[ $(nproc) -ge 2 ]] && command -v taskset >/dev/null; then
     SHOPS_ON=(taskset -c 1)
     WRK_ON=(taskset -c 0)
@@ -64,7 +73,7 @@ TARGET_DIR=${CARGO_TARGET_DIR:-target}
 OUT="$TARGET_DIR/criterion/load"
 
 command -v wrk >/dev/null || { echo "wrk is not installed (Debian: apt-get install wrk)" >&2; exit 1; }
-cargo build --release --example shop
+cargo build --profile "$PROFILE" --example shop
 mkdir -p "$OUT"
 
 shop_pids=()
@@ -81,7 +90,7 @@ trap stop_shops EXIT
 start_shop() {
     local port=$1
     shift
-    "${SHOPS_ON[@]}" env "$@" SHOP_ADDR="127.0.0.1:$port" RUST_LOG=warn "$TARGET_DIR/release/examples/shop" \
+    "${SHOPS_ON[@]}" env "$@" SHOP_ADDR="127.0.0.1:$port" RUST_LOG=warn "$TARGET_DIR/$PROFILE_DIR/examples/shop" \
         >"$OUT/shop-$port.log" 2>&1 &
     shop_pids+=($!)
     for _ in $(seq 100); do
@@ -130,7 +139,7 @@ median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] 
 : >"$OUT/ratios.txt"
 : >"$OUT/cpu.txt"
 CLOCK_TICKS=$(getconf CLK_TCK)
-echo "load, SHOP=$SHOP against $AGAINST: $ROUNDS rounds x ${SECONDS_PER_RUN}s, both shops at once, $CONNECTIONS connections and $THREADS wrk" \
+echo "load, SHOP=$SHOP against $AGAINST, built with profile $PROFILE: $ROUNDS rounds x ${SECONDS_PER_RUN}s, both shops at once, $CONNECTIONS connections and $THREADS wrk" \
     "thread(s) each; shops ${SHOPS_ON[*]:-unpinned}, wrk ${WRK_ON[*]:-unpinned};" \
     "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 # The environment that starts shop $1 (a SHOP or AGAINST value).
@@ -211,9 +220,10 @@ REPORT
 RESULTS=$OUT/results.json
 [[ $SHOP == layer ]] || RESULTS=$OUT/results-$SHOP.json
 [[ $AGAINST == without ]] || RESULTS=$OUT/results-$SHOP-vs-$AGAINST.json
+[[ $PROFILE == release ]] || RESULTS=${RESULTS%.json}-$PROFILE.json
 cat >"$RESULTS" <<JSON
 {"rounds": $ROUNDS, "seconds_per_run": $SECONDS_PER_RUN, "connections": $CONNECTIONS, "threads": $THREADS,
- "shop": "$SHOP", "against": "$AGAINST", "side_by_side": true, "alternating": true, "pinned": $([[ ${#SHOPS_ON[@]} -gt 0 ]] && echo true || echo false),
+ "shop": "$SHOP", "against": "$AGAINST", "profile": "$PROFILE", "side_by_side": true, "alternating": true, "pinned": $([[ ${#SHOPS_ON[@]} -gt 0 ]] && echo true || echo false),
  "round_ratios": [$(awk '{ printf "%s[%s, %s]", (NR > 1 ? ", " : ""), $1, $2 }' "$OUT/ratios.txt")],
  "with": {"requests_per_second": $rate_with, "p50_us": $p50_with, "p99_us": $p99_with,
           "user_us_per_request": $user_with, "system_us_per_request": $sys_with},

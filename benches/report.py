@@ -133,13 +133,16 @@ def figures():
                               f"{floors['moka_floor_expiry']:.0f} bytes (expiry per entry), "
                               f"{floors['moka_floor_ttl']:.0f} (one TTL), {floors['moka_floor_bounded']:.0f} (no expiry)",
                               unit="bytes"))
-    load = read_json("load", "results.json")
-    if load:
+    # The target's pair, in Cargo's release profile and in the release-lto profile (Cargo.toml).
+    for file, build in [("results.json", ""), ("results-release-lto.json", ", fat LTO build (`release-lto`)")]:
+        load = read_json("load", file)
+        if not load:
+            continue
         w, wo = load["with"], load["without"]
-        out.append(Figure("Load test throughput, with / without layer", load["throughput_ratio"], 0.98, False,
+        out.append(Figure(f"Load test throughput, with / without layer{build}", load["throughput_ratio"], 0.98, False,
                           f"{w['requests_per_second']:,.0f} vs {wo['requests_per_second']:,.0f} req/s; "
                           f"{rounds_summary(load)}"))
-        out.append(Figure("Load test p99, with / without layer", load["p99_ratio"], 1.05, True,
+        out.append(Figure(f"Load test p99, with / without layer{build}", load["p99_ratio"], 1.05, True,
                           f"p99 {w['p99_us'] / 1000:.2f} vs {wo['p99_us'] / 1000:.2f} ms; "
                           f"p50 {w['p50_us'] / 1000:.2f} vs {wo['p50_us'] / 1000:.2f} ms"))
     # The same test with other shops in the layer's place, or as the baseline: the method
