@@ -127,7 +127,12 @@ impl Recorded {
             self.forgotten += 1;
         }
         self.latest.push_back(conversion);
-        self.forgotten + self.latest.len() - 1
+        self.received() - 1
+    }
+
+    /// How many calls were received, including those let go.
+    fn received(&self) -> usize {
+        self.forgotten + self.latest.len()
     }
 
     /// Call `number`, unless it has been let go.
@@ -447,8 +452,7 @@ impl Sandbox {
     /// # Ok(()) }
     /// ```
     pub fn calls_received(&self) -> usize {
-        let calls = lock(&self.shared.calls);
-        calls.forgotten + calls.latest.len()
+        lock(&self.shared.calls).received()
     }
 
     /// The calls answered with 200.
