@@ -40,7 +40,7 @@ use stacks::{PLAIN, config, identity, none, routes, sessions, sovendus};
 use tokio::runtime::Runtime;
 use tower::ServiceExt;
 use tower_sessions::Session;
-use tower_sovendus::{MokaTokenStore, SovendusLayer};
+use tower_sovendus::{SovendusLayer, store::MokaTokenStore};
 
 /// Requests per block, and blocks per stack, of the interleaved timing.
 const BLOCK: u64 = 100;

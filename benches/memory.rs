@@ -1,7 +1,7 @@
-//! Resident memory per stored token: fills each embedded token store (`CompactTokenStore`, the
-//! default, and `MokaTokenStore`) with 1,000,000 tokens of the real shape, each captured through
-//! the layer by a landing request, and reads the process's resident set size (`VmRSS` in
-//! `/proc/self/status`, Linux) before and after.
+//! Resident memory per stored token: fills the embedded token store (`MokaTokenStore`) with
+//! 1,000,000 tokens of the real shape, each captured through the layer by a landing request,
+//! and reads the process's resident set size (`VmRSS` in `/proc/self/status`, Linux) before
+//! and after.
 //!
 //! The sessions go to a store that keeps nothing, so what grows is the token store alone: the
 //! token, its key, its deadline, its lease slot and the store's own bookkeeping. For scale, it
@@ -27,10 +27,10 @@ use tower_sessions::{
     session::{Id, Record},
     session_store,
 };
-use tower_sovendus::{CompactTokenStore, MokaTokenStore, SovendusConfig, SovendusLayer};
+use tower_sovendus::{SovendusConfig, SovendusLayer};
 
 const TOKENS: u32 = 1_000_000;
-const TARGET_BYTES_PER_TOKEN: f64 = 300.0;
+const TARGET_BYTES_PER_TOKEN: f64 = 400.0;
 
 /// A session store that keeps nothing: sessions cost no memory, tokens do.
 #[derive(Debug, Clone)]
@@ -75,20 +75,15 @@ async fn fill(app: &mut Router) {
     }
 }
 
-/// Fills the token store `part` names (`compact` or `moka`) through the layer; returns the
-/// resident bytes before and after.
-fn tokens(part: &str) -> (u64, u64) {
+/// Fills the layer's token store through the layer; returns the resident bytes before and after.
+fn tokens() -> (u64, u64) {
     let runtime =
         tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a tokio runtime");
     let config = SovendusConfig::builder("9bc72425-902c-3abf-9db8-8b186d7cb160", "XXXX-XXXXX")
         .max_tokens(u64::from(TOKENS))
         .build()
         .expect("valid config");
-    let max_tokens = config.max_tokens();
-    let layer = match part {
-        "moka" => SovendusLayer::with_store(config, MokaTokenStore::new(max_tokens)),
-        _ => SovendusLayer::with_store(config, CompactTokenStore::new(max_tokens)),
-    };
+    let layer = SovendusLayer::new(config);
     let mut app = Router::new()
         .route("/products/{id}", get(|| async { "product" }))
         .layer(layer)
@@ -148,30 +143,23 @@ const PART: &str = "TOWER_SOVENDUS_MEMORY_PART";
 
 fn main() {
     match std::env::var(PART).as_deref() {
-        Ok(part @ ("compact" | "moka")) => return print_pair(tokens(part)),
+        Ok("store") => return print_pair(tokens()),
         Ok(part) if part.starts_with("moka_floor") => return print_pair(moka_floor(part)),
         _ => {}
     }
     if std::env::args().skip(1).any(|arg| arg == "--list") {
         return; // `cargo bench -- --list`: nothing to list.
     }
-    let mut stores = serde_json::Map::new();
-    for (part, store) in [("compact", "CompactTokenStore (the default)"), ("moka", "MokaTokenStore")] {
-        let start = Instant::now();
-        let (before, after) = in_own_process(part);
-        let elapsed = start.elapsed();
-        let per_token = (after - before) as f64 / f64::from(TOKENS);
-        println!(
-            "{store}: {TOKENS} tokens captured in {elapsed:.1?}: resident {:.1} MiB -> {:.1} MiB, \
-             {per_token:.0} bytes per token (target <= {TARGET_BYTES_PER_TOKEN})",
-            mib(before),
-            mib(after),
-        );
-        stores.insert(
-            part.to_owned(),
-            serde_json::json!({"resident_before": before, "resident_after": after, "bytes_per_token": per_token}),
-        );
-    }
+    let start = Instant::now();
+    let (before, after) = in_own_process("store");
+    let elapsed = start.elapsed();
+    let per_token = (after - before) as f64 / f64::from(TOKENS);
+    println!(
+        "MokaTokenStore: {TOKENS} tokens captured in {elapsed:.1?}: resident {:.1} MiB -> {:.1} MiB, \
+         {per_token:.0} bytes per token (target <= {TARGET_BYTES_PER_TOKEN})",
+        mib(before),
+        mib(after),
+    );
     let mut floors = serde_json::Map::new();
     for (part, configuration) in MOKA_FLOORS {
         let (floor_before, floor_after) = in_own_process(part);
@@ -179,10 +167,8 @@ fn main() {
         println!("moka's own floor, empty entries, {configuration}: {floor:.0} bytes per entry");
         floors.insert(part.to_owned(), floor.into());
     }
-    let default = &stores["compact"];
     let json = serde_json::json!({
-        "tokens": TOKENS, "resident_before": default["resident_before"], "resident_after": default["resident_after"],
-        "bytes_per_token": default["bytes_per_token"], "stores": stores,
+        "tokens": TOKENS, "resident_before": before, "resident_after": after, "bytes_per_token": per_token,
         "moka_floor_bytes_per_entry": floors["moka_floor_expiry"], "moka_floors": floors,
     });
     common::write_result("memory", "tokens.json", &json);

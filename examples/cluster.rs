@@ -25,9 +25,12 @@ use tower::ServiceBuilder;
 use tower_sessions::{SessionManagerLayer, cookie::SameSite};
 use tower_sessions_redis_store::RedisStore;
 use tower_sovendus::{
-    Outcome, RedisTokenStore, SovendusConversion, SovendusLayer,
-    fred::prelude::{Builder, ClientLike, Config, Pool, ReconnectPolicy},
+    Outcome, SovendusConversion, SovendusLayer,
     sandbox::Sandbox,
+    store::{
+        RedisTokenStore,
+        fred::prelude::{Builder, ClientLike, Config, Pool, ReconnectPolicy},
+    },
 };
 
 /// How long one Redis command may wait, queued or sent, before it fails: a landing page waits

@@ -1,17 +1,26 @@
-//! [`SovendusClient`]: the one HTTP client that talks to Sovendus.
+//! [`SovendusClient`]: the HTTP client that talks to Sovendus, one attempt and the retry loop
+//! around it, and [`Receipt`], Sovendus' answer to an accepted conversion.
 
-use std::sync::Arc;
+use std::{fmt, sync::Arc, time::Duration};
 
 use reqwest::{
     StatusCode, Url,
     header::{CONTENT_TYPE, HeaderValue},
 };
 use secrecy::{ExposeSecret, SecretSlice};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::{ApiKey, ProductId, Receipt, RetryPolicy, SovReqToken, SovendusConfig, SovendusError, retry};
+use crate::{
+    config::{ApiKey, ProductId, Products, SovendusConfig},
+    error::SovendusError,
+    mask::Masked,
+    metrics,
+    retry::RetryPolicy,
+    token::SovReqToken,
+};
 
 /// The most bytes of an answer read; Sovendus' answers are a few dozen.
 const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -23,14 +32,27 @@ const MAX_BODY_BYTES: usize = 64 * 1024;
 /// [`SovendusLayer::client`](crate::SovendusLayer::client)); build one yourself to send a
 /// token stored with an order later, e.g. from a job queue.
 ///
-/// ```no_run
-/// use tower_sovendus::{SovReqToken, SovendusClient, SovendusConfig};
+/// ```
+/// use std::time::Duration;
+/// use http::StatusCode;
+/// use tower_sovendus::{RetryPolicy, SovendusClient, sandbox::{Fault, Sandbox}};
 ///
-/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-/// let client = SovendusClient::new(&SovendusConfig::from_env()?);
-/// let token: SovReqToken = "12345-test-123-12345".parse()?;
-/// let receipt = client.send(&token).await?;
-/// tracing::info!(product = ?receipt.external_product_id(), "conversion booked");
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let sandbox = Sandbox::start().await?;
+/// let retry = RetryPolicy::default().initial_backoff(Duration::from_millis(10));
+/// let config = sandbox.config().retry(retry).build()?;
+/// let client = SovendusClient::new(&config);
+/// let token = Sandbox::TEST_TOKEN.parse()?;
+///
+/// // One attempt:
+/// sandbox.fault_next(1, Fault::Status(StatusCode::BAD_GATEWAY));
+/// assert!(client.send(&token).await.unwrap_err().is_retryable());
+/// // With the configured retries:
+/// sandbox.fault_next(2, Fault::Status(StatusCode::BAD_GATEWAY));
+/// let receipt = client.send_with_retries(&config.product_ids()[0], &token).await?;
+/// assert_eq!(receipt.external_product_id(), Some(Sandbox::PRODUCT_ID));
+/// assert_eq!((sandbox.conversions().len(), sandbox.accepted().len()), (4, 1));
 /// # Ok(()) }
 /// ```
 #[derive(Clone)]
@@ -44,10 +66,10 @@ struct Inner {
     api_key: ApiKey,
     /// The JSON body, the same for every call: serialised once.
     body: SecretSlice<u8>,
-    products: Arc<[ProductId]>,
+    products: Products,
     /// `{endpoint}/ext/{product}` for each configured product, in the same order.
     product_urls: Box<[Url]>,
-    timeout: std::time::Duration,
+    timeout: Duration,
     retry: RetryPolicy,
 }
 
@@ -59,16 +81,6 @@ struct Body<'a> {
 
 impl SovendusClient {
     /// Builds the client and its connection pool.
-    ///
-    /// ```
-    /// use tower_sovendus::{SovendusClient, SovendusConfig};
-    ///
-    /// let client = SovendusClient::new(&SovendusConfig::new("product-a", "XXXX-XXXXX-XXXXXX-1234")?);
-    /// let debug = format!("{client:?}");
-    /// assert!(debug.contains("https://press-order-api.sovendus.com/"));
-    /// assert!(debug.contains("****1234") && !debug.contains("XXXX-XXXXX"));
-    /// # Ok::<(), tower_sovendus::ConfigError>(())
-    /// ```
     ///
     /// # Panics
     ///
@@ -82,34 +94,22 @@ impl SovendusClient {
         Self::with_http_client(config, http)
     }
 
-    /// Uses an existing `reqwest::Client` (and its pool, proxies, TLS settings).
-    /// The configured request timeout still applies to each call.
-    ///
-    /// ```
-    /// use tower_sovendus::{SovendusClient, sandbox::Sandbox};
-    ///
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// let sandbox = Sandbox::start().await?;
-    /// let http = reqwest::Client::builder().user_agent("my-shop/1.0").build()?;
-    /// let client = SovendusClient::with_http_client(&sandbox.config().build()?, http);
-    /// client.send(&Sandbox::TEST_TOKEN.parse()?).await?;
-    /// assert_eq!(sandbox.accepted().len(), 1);
-    /// # Ok(()) }
-    /// ```
+    /// Uses an existing `reqwest::Client` (and its pool, proxies, TLS settings). The
+    /// configured request timeout still applies to each call.
     pub fn with_http_client(config: &SovendusConfig, http: reqwest::Client) -> Self {
         let endpoint = config.endpoint().clone();
         let api_key = config.api_key().clone();
         let body =
             serde_json::to_vec(&Body { api_key: api_key.expose() }).expect("a string always serialises");
-        let product_urls = config.products.iter().map(|product| product_url(&endpoint, product)).collect();
+        let products = config.products.clone();
+        let product_urls = products.all().iter().map(|product| product_url(&endpoint, product)).collect();
         Self {
             inner: Arc::new(Inner {
                 http,
                 endpoint,
                 api_key,
                 body: body.into(),
-                products: config.products.clone(),
+                products,
                 product_urls,
                 timeout: config.request_timeout(),
                 retry: *config.retry_policy(),
@@ -117,37 +117,13 @@ impl SovendusClient {
         }
     }
 
-    /// Sends a conversion for the default (first configured) product, in one attempt.
-    ///
-    /// ```
-    /// use tower_sovendus::{SovendusClient, sandbox::Sandbox};
-    ///
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// let sandbox = Sandbox::start().await?;
-    /// let client = SovendusClient::new(&sandbox.config().build()?);
-    /// let receipt = client.send(&Sandbox::TEST_TOKEN.parse()?).await?;
-    /// assert_eq!(receipt.external_product_id(), Some(Sandbox::PRODUCT_ID));
-    /// # Ok(()) }
-    /// ```
+    /// Sends a conversion for the first configured product, in one attempt.
     pub async fn send(&self, token: &SovReqToken) -> Result<Receipt, SovendusError> {
-        self.send_for_product(&self.inner.products[0], token).await
+        self.send_for_product(self.inner.products.primary(), token).await
     }
 
-    /// Sends a conversion for a given product, in one attempt.
-    ///
-    /// ```
-    /// use tower_sovendus::{SovendusClient, sandbox::Sandbox};
-    ///
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// let sandbox = Sandbox::builder().product("product-b").start().await?;
-    /// let config = sandbox.config().extra_product_id("product-b").build()?;
-    /// let client = SovendusClient::new(&config);
-    /// let receipt = client.send_for_product(&config.product_ids()[1], &Sandbox::TEST_TOKEN.parse()?).await?;
-    /// assert_eq!(receipt.external_product_id(), Some("product-b"));
-    /// # Ok(()) }
-    /// ```
+    /// Sends a conversion for `product`, in one attempt. Any valid product ID is sent as it
+    /// is, configured or not.
     pub async fn send_for_product(
         &self,
         product: &ProductId,
@@ -156,30 +132,13 @@ impl SovendusClient {
         self.send_under(&RetryPolicy::never(), product, token, None).await
     }
 
-    /// Sends a conversion for a given product, retrying under the configured
-    /// [`RetryPolicy`]: for a token stored with an order, or left by a
-    /// [shutdown](crate::Delivery::shutdown), sent later.
+    /// Sends a conversion for `product`, retrying under the configured [`RetryPolicy`]: for a
+    /// token stored with an order, or left by a [shutdown](crate::Delivery::shutdown), sent
+    /// later.
     ///
     /// The client cannot know whether another process sends the same token meanwhile: the
     /// exactly-once guarantee of [`SovendusConversion`](crate::SovendusConversion) holds for
     /// tokens in the layer's store, not for tokens sent here.
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// use http::StatusCode;
-    /// use tower_sovendus::{RetryPolicy, SovendusClient, sandbox::{Fault, Sandbox}};
-    ///
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// let sandbox = Sandbox::start().await?;
-    /// let retry = RetryPolicy::default().initial_backoff(Duration::from_millis(10));
-    /// let config = sandbox.config().retry(retry).build()?;
-    /// let client = SovendusClient::new(&config);
-    /// sandbox.fault_next(2, Fault::Status(StatusCode::BAD_GATEWAY));
-    /// client.send_with_retries(&config.product_ids()[0], &Sandbox::TEST_TOKEN.parse()?).await?;
-    /// assert_eq!((sandbox.conversions().len(), sandbox.accepted().len()), (3, 1));
-    /// # Ok(()) }
-    /// ```
     pub async fn send_with_retries(
         &self,
         product: &ProductId,
@@ -188,7 +147,13 @@ impl SovendusClient {
         self.send_under(&self.inner.retry, product, token, None).await
     }
 
-    /// Sends under `policy` until it ends or `cancel` fires, in the `sovendus.send` span.
+    /// The configured retry policy.
+    pub(crate) fn retry_policy(&self) -> &RetryPolicy {
+        &self.inner.retry
+    }
+
+    /// Sends under `policy`, in the `sovendus.send` span, until a 200, a terminal answer, the
+    /// end of the policy, or `cancel`.
     pub(crate) async fn send_under(
         &self,
         policy: &RetryPolicy,
@@ -197,26 +162,58 @@ impl SovendusClient {
         cancel: Option<&CancellationToken>,
     ) -> Result<Receipt, SovendusError> {
         let span = tracing::info_span!("sovendus.send", product = %product, token = %token);
-        retry::send(self, policy, product, token, cancel).instrument(span).await
+        self.retry_loop(policy, product, token, cancel).instrument(span).await
     }
 
-    pub(crate) fn product(&self, index: u8) -> &ProductId {
-        // Indexes come from the same configuration; fall back to the default product.
-        self.inner.products.get(usize::from(index)).unwrap_or(&self.inner.products[0])
-    }
-
-    /// The product index a landing's `sovReqProductId` value chooses, if it is configured.
-    pub(crate) fn product_index(&self, value: &str) -> Option<u8> {
-        let index = self.inner.products.iter().position(|product| product.as_str() == value)?;
-        u8::try_from(index).ok()
+    async fn retry_loop(
+        &self,
+        policy: &RetryPolicy,
+        product: &ProductId,
+        token: &SovReqToken,
+        cancel: Option<&CancellationToken>,
+    ) -> Result<Receipt, SovendusError> {
+        let started = Instant::now();
+        let mut waits = policy.waits();
+        let mut attempt = 1_u32;
+        loop {
+            let Some(answer) = until_cancelled(cancel, self.attempt(product, token)).await else {
+                return Err(SovendusError::Cancelled);
+            };
+            let error = match answer {
+                Ok(receipt) => {
+                    tracing::info!(attempt, "Sovendus accepted the conversion");
+                    return Ok(receipt);
+                }
+                Err(error) => error,
+            };
+            if !error.is_retryable() {
+                tracing::error!(%error, attempt, "Sovendus refused the conversion; not retrying");
+                return Err(error);
+            }
+            let Some(backoff) = waits.next() else {
+                tracing::error!(%error, attempt, "Sovendus conversion failed; no attempts left");
+                return Err(error);
+            };
+            let wait = error.retry_after().map_or(backoff, |asked| asked.max(backoff));
+            if started.elapsed().saturating_add(wait) > policy.max_elapsed {
+                tracing::error!(%error, attempt, ?wait, "Sovendus conversion failed; out of retry time");
+                return Err(error);
+            }
+            tracing::warn!(%error, attempt, ?wait, "Sovendus conversion failed; retrying");
+            ::metrics::counter!(metrics::RETRIED).increment(1);
+            if until_cancelled(cancel, tokio::time::sleep(wait)).await.is_none() {
+                return Err(SovendusError::Cancelled);
+            }
+            attempt += 1;
+        }
     }
 
     /// `{endpoint}/ext/{product}/{token}/api`, from validated parts only. A configured
     /// product's prefix was built once; only the token and `api` are added per call.
     fn url(&self, product: &ProductId, token: &SovReqToken) -> Url {
-        let configured = self.product_index(product.as_str());
-        let mut url = match configured.and_then(|index| self.inner.product_urls.get(usize::from(index))) {
-            Some(prefix) => prefix.clone(),
+        let configured = self.inner.products.all().iter().position(|known| known == product);
+        let mut url = match configured {
+            Some(index) => self.inner.product_urls[index].clone(),
             None => product_url(&self.inner.endpoint, product),
         };
         if let Ok(mut segments) = url.path_segments_mut() {
@@ -226,11 +223,7 @@ impl SovendusClient {
     }
 
     /// One call, unlogged: the callers log it in their own terms.
-    pub(crate) async fn attempt(
-        &self,
-        product: &ProductId,
-        token: &SovReqToken,
-    ) -> Result<Receipt, SovendusError> {
+    async fn attempt(&self, product: &ProductId, token: &SovReqToken) -> Result<Receipt, SovendusError> {
         let mut response = self
             .inner
             .http
@@ -266,6 +259,16 @@ impl SovendusClient {
     }
 }
 
+/// Runs `work` to its end, or until `cancel` fires (`None`). Once started, `work` finishing
+/// as the token fires wins: an answer Sovendus already gave is never thrown away. Without a
+/// token, `work` runs with nothing around it.
+async fn until_cancelled<T>(cancel: Option<&CancellationToken>, work: impl Future<Output = T>) -> Option<T> {
+    match cancel {
+        Some(cancel) => cancel.run_until_cancelled(work).await,
+        None => Some(work.await),
+    }
+}
+
 /// `{endpoint}/ext/{product}`.
 fn product_url(endpoint: &Url, product: &ProductId) -> Url {
     let mut url = endpoint.clone();
@@ -275,12 +278,60 @@ fn product_url(endpoint: &Url, product: &ProductId) -> Url {
     url
 }
 
-impl std::fmt::Debug for SovendusClient {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl fmt::Debug for SovendusClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SovendusClient")
             .field("endpoint", &self.inner.endpoint.as_str())
             .field("api_key", &self.inner.api_key)
-            .field("products", &self.inner.products)
+            .field("products", &self.inner.products.all())
+            .finish()
+    }
+}
+
+/// Sovendus' answer to an accepted conversion, parsed leniently: a field the body lacks is
+/// `None`, and a body that is not JSON at all still counts as a success.
+///
+/// ```
+/// use tower_sovendus::client::Receipt;
+///
+/// let receipt = Receipt::from_body(br#"{"externalProductId":"p","sovReqToken":"12345-test-123-12345"}"#);
+/// assert_eq!(receipt.external_product_id(), Some("p"));
+/// assert_eq!(receipt.sov_req_token(), Some("12345-test-123-12345"));
+/// // The token is masked in Debug.
+/// assert_eq!(format!("{receipt:?}"), r#"Receipt { external_product_id: Some("p"), sov_req_token: Some("12345-te…") }"#);
+/// assert_eq!(Receipt::from_body(b"<html>OK</html>"), Receipt::default());
+/// ```
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Receipt {
+    #[serde(default)]
+    external_product_id: Option<String>,
+    #[serde(default)]
+    sov_req_token: Option<String>,
+}
+
+impl Receipt {
+    /// Parses a 200 body; never fails.
+    pub fn from_body(body: &[u8]) -> Self {
+        serde_json::from_slice(body).unwrap_or_default()
+    }
+
+    /// The product Sovendus booked the conversion for, if the body said.
+    pub fn external_product_id(&self) -> Option<&str> {
+        self.external_product_id.as_deref()
+    }
+
+    /// The token Sovendus confirmed, if the body said.
+    pub fn sov_req_token(&self) -> Option<&str> {
+        self.sov_req_token.as_deref()
+    }
+}
+
+impl fmt::Debug for Receipt {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Receipt")
+            .field("external_product_id", &self.external_product_id)
+            .field("sov_req_token", &self.sov_req_token.as_deref().map(Masked))
             .finish()
     }
 }
@@ -302,8 +353,20 @@ mod tests {
         ] {
             let config = SovendusConfig::builder("p-1", "key").endpoint(endpoint).build().unwrap();
             let client = SovendusClient::new(&config);
-            assert_eq!(client.url(client.product(0), &token).as_str(), expected);
+            assert_eq!(client.url(&config.product_ids()[0], &token).as_str(), expected);
         }
+    }
+
+    #[test]
+    fn a_product_no_longer_configured_is_sent_as_it_is() {
+        let token: SovReqToken = "12345-test-123-12345".parse().unwrap();
+        let config = SovendusConfig::builder("p-1", "key").endpoint("http://127.0.0.1:8080").build().unwrap();
+        let client = SovendusClient::new(&config);
+        let retired = ProductId::new("p-retired").unwrap();
+        assert_eq!(
+            client.url(&retired, &token).as_str(),
+            "http://127.0.0.1:8080/ext/p-retired/12345-test-123-12345/api"
+        );
     }
 
     #[test]
@@ -311,5 +374,6 @@ mod tests {
         let config = SovendusConfig::new("p", "XXXX-XXXXX-XXXXXX-SECRET").unwrap();
         let debug = format!("{:?}", SovendusClient::new(&config));
         assert!(!debug.contains("XXXX-XXXXX"), "{debug}");
+        assert!(debug.contains("****CRET"), "{debug}");
     }
 }

@@ -1,114 +1,16 @@
-//! [`SovendusError`] and [`Outcome`]: what sending a conversion can end in.
+//! The crate's errors: [`SovendusError`] (a conversion not accepted), [`ConfigError`] (an
+//! unusable option) and [`StoreError`] (a token store failing).
 
-use std::{
-    fmt,
-    time::{Duration, SystemTime},
-};
+use std::time::{Duration, SystemTime};
 
 use http::{HeaderMap, StatusCode, header::RETRY_AFTER};
 use serde::Deserialize;
 
-use crate::{StoreError, token::Masked};
-
-/// What a conversion call ended in when it did not fail.
-///
-/// ```
-/// use tower_sovendus::{Outcome, Receipt};
-///
-/// fn thank_you(outcome: &Outcome) -> &'static str {
-///     match outcome {
-///         Outcome::Sent(_) => "thank you (conversion sent)",
-///         Outcome::NoToken => "thank you",
-///     }
-/// }
-/// assert_eq!(thank_you(&Outcome::Sent(Receipt::default())), "thank you (conversion sent)");
-/// assert_eq!(thank_you(&Outcome::NoToken), "thank you");
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[must_use]
-pub enum Outcome {
-    /// Sovendus accepted the conversion (200); the token is gone from the store.
-    Sent(Receipt),
-    /// The visitor has no token: they did not come from Sovendus, or their conversion was
-    /// already sent (or is being sent by a concurrent request).
-    NoToken,
-}
-
-/// Sovendus' answer to an accepted conversion, parsed leniently: a field the body lacks is
-/// `None`, and a body that is not JSON at all still counts as a success.
-///
-/// ```
-/// use tower_sovendus::Receipt;
-///
-/// let receipt = Receipt::from_body(br#"{"externalProductId":"p","sovReqToken":"12345-test-123-12345"}"#);
-/// assert_eq!(receipt.external_product_id(), Some("p"));
-/// assert_eq!(format!("{receipt:?}"), r#"Receipt { external_product_id: Some("p"), sov_req_token: Some("12345-te…") }"#);
-/// assert_eq!(Receipt::from_body(b"OK"), Receipt::default());
-/// ```
-#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Receipt {
-    #[serde(default)]
-    external_product_id: Option<String>,
-    #[serde(default)]
-    sov_req_token: Option<String>,
-}
-
-impl Receipt {
-    /// Parses a 200 body; never fails.
-    ///
-    /// ```
-    /// use tower_sovendus::Receipt;
-    ///
-    /// let receipt = Receipt::from_body(br#"{"externalProductId":"product-a"}"#);
-    /// assert_eq!(receipt.external_product_id(), Some("product-a"));
-    /// assert_eq!(receipt.sov_req_token(), None);
-    /// assert_eq!(Receipt::from_body(b"<html>OK</html>"), Receipt::default());
-    /// ```
-    pub fn from_body(body: &[u8]) -> Self {
-        serde_json::from_slice(body).unwrap_or_default()
-    }
-
-    /// The product Sovendus booked the conversion for, if the body said.
-    ///
-    /// ```
-    /// use tower_sovendus::Receipt;
-    ///
-    /// let receipt = Receipt::from_body(br#"{"externalProductId":"product-a"}"#);
-    /// assert_eq!(receipt.external_product_id(), Some("product-a"));
-    /// ```
-    pub fn external_product_id(&self) -> Option<&str> {
-        self.external_product_id.as_deref()
-    }
-
-    /// The token Sovendus confirmed, if the body said.
-    ///
-    /// ```
-    /// use tower_sovendus::Receipt;
-    ///
-    /// let receipt = Receipt::from_body(br#"{"sovReqToken":"12345-test-123-12345"}"#);
-    /// // Whole here, masked in `Debug`.
-    /// assert_eq!(receipt.sov_req_token(), Some("12345-test-123-12345"));
-    /// ```
-    pub fn sov_req_token(&self) -> Option<&str> {
-        self.sov_req_token.as_deref()
-    }
-}
-
-impl fmt::Debug for Receipt {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Receipt")
-            .field("external_product_id", &self.external_product_id)
-            .field("sov_req_token", &self.sov_req_token.as_deref().map(Masked))
-            .finish()
-    }
-}
-
 /// Why a conversion was not accepted.
 ///
-/// [Retryable](Self::is_retryable) errors keep the token stored for a later attempt; terminal
-/// answers (403, 404, 405, 422) end its life: retrying them cannot succeed. No variant carries
-/// the API key or a whole token.
+/// [Retryable](Self::is_retryable) errors keep the token for a later attempt; terminal
+/// answers (403, 404, 405, 422) cannot succeed by retrying. No variant carries the API key or
+/// a whole token.
 ///
 /// ```
 /// use http::StatusCode;
@@ -179,8 +81,8 @@ pub enum SovendusError {
     /// conversions; the token is kept.
     #[error("the Sovendus background delivery is shutting down")]
     ShuttingDown,
-    /// The [token store](crate::TokenStore) failed (Redis down, say) before anything was
-    /// sent; the token, if any, stays stored for a later attempt.
+    /// The [token store](crate::store::TokenStore) failed before anything was sent (Redis
+    /// down, say); the token, if any, stays stored for a later attempt.
     #[error("the Sovendus conversion was not sent: {0}")]
     Store(#[source] StoreError),
 }
@@ -232,8 +134,9 @@ impl SovendusError {
     }
 
     /// Whether the same call may succeed later: 429, 5xx, timeouts, connection failures,
-    /// cancellations, a full or closed queue and a failed token store. 403, 404, 405 and 422 will not change by
-    /// retrying, nor will an unexpected status.
+    /// cancellations, a full or closed queue and a token store that failed (but not one that
+    /// holds an unreadable record). 403, 404, 405 and 422 do not change by retrying, nor does
+    /// an unexpected status.
     ///
     /// ```
     /// use http::StatusCode;
@@ -251,8 +154,8 @@ impl SovendusError {
             | Self::Connection(_)
             | Self::Cancelled
             | Self::QueueFull
-            | Self::ShuttingDown
-            | Self::Store(_) => true,
+            | Self::ShuttingDown => true,
+            Self::Store(error) => error.is_retryable(),
             Self::InvalidApiKey
             | Self::InvalidProductOrToken { .. }
             | Self::WrongUrl { .. }
@@ -261,13 +164,6 @@ impl SovendusError {
     }
 
     /// How long Sovendus asked to wait before the next call (`Retry-After` on a 429 or 5xx).
-    ///
-    /// ```
-    /// use http::StatusCode;
-    /// use tower_sovendus::SovendusError;
-    ///
-    /// assert_eq!(SovendusError::from_response(StatusCode::SERVICE_UNAVAILABLE, b"").retry_after(), None);
-    /// ```
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
             Self::Unavailable { retry_after, .. } | Self::RateLimited { retry_after } => *retry_after,
@@ -305,6 +201,82 @@ fn message_of(body: &[u8]) -> String {
         _ => String::from_utf8_lossy(body).into_owned(),
     };
     text.trim().chars().filter(|c| !c.is_control()).take(MAX_MESSAGE_CHARS).collect()
+}
+
+/// A configuration value that is not usable: names the option and the reason. Never contains
+/// the API key.
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_sovendus::SovendusConfig;
+///
+/// let error = SovendusConfig::builder("product-a", "key").token_ttl(Duration::ZERO).build().unwrap_err();
+/// assert_eq!((error.field(), error.reason()), ("token_ttl", "must be longer than zero"));
+/// assert_eq!(error.to_string(), "invalid Sovendus option `token_ttl`: must be longer than zero");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid Sovendus option `{field}`: {reason}")]
+pub struct ConfigError {
+    field: &'static str,
+    reason: String,
+}
+
+impl ConfigError {
+    pub(crate) fn new(field: &'static str, reason: impl Into<String>) -> Self {
+        Self { field, reason: reason.into() }
+    }
+
+    /// The option at fault, named as its builder method.
+    pub fn field(&self) -> &'static str {
+        self.field
+    }
+
+    /// Why the value was refused.
+    pub fn reason(&self) -> &str {
+        &self.reason
+    }
+}
+
+/// A token store failed: unreachable, too slow, or it holds a record it cannot read.
+///
+/// It carries the store's own error as its source; never a token or a secret.
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_sovendus::store::StoreError;
+///
+/// let error = StoreError::TimedOut(Duration::from_millis(500));
+/// assert_eq!(error.to_string(), "the token store did not answer within 500ms");
+/// let error = StoreError::backend(std::io::Error::other("connection refused"));
+/// assert_eq!(error.to_string(), "the token store failed: connection refused");
+/// assert!(error.is_retryable());
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The store did not answer within its timeout.
+    #[error("the token store did not answer within {0:?}")]
+    TimedOut(Duration),
+    /// The store answered with an error, or could not be reached.
+    #[error("the token store failed: {0}")]
+    Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// A stored record cannot be read: corrupt, or written in a format this version refuses.
+    /// It is never sent; what it holds stays out of the message.
+    #[error("the token store holds an unreadable record: {0}")]
+    Unreadable(String),
+}
+
+impl StoreError {
+    /// Wraps a store's own error.
+    pub fn backend(error: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self::Backend(Box::new(error))
+    }
+
+    /// Whether asking again may succeed: a timeout or a failing backend may pass, an
+    /// unreadable record stays unreadable.
+    pub fn is_retryable(&self) -> bool {
+        !matches!(self, Self::Unreadable(_))
+    }
 }
 
 #[cfg(test)]
@@ -355,5 +327,12 @@ mod tests {
             panic!("422 maps to InvalidProductOrToken");
         };
         assert_eq!(message.len(), MAX_MESSAGE_CHARS);
+    }
+
+    #[test]
+    fn an_unreadable_record_is_not_retryable() {
+        let error = SovendusError::Store(StoreError::Unreadable("an old format".to_owned()));
+        assert!(!error.is_retryable());
+        assert!(SovendusError::Store(StoreError::TimedOut(Duration::from_secs(1))).is_retryable());
     }
 }

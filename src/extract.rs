@@ -4,25 +4,21 @@ use http::Extensions;
 use tower_sessions::Session;
 
 use crate::{
-    Outcome, ProductId, QueueOutcome, SovReqToken, SovendusError, SovendusLayer,
-    state::{self, SovendusState},
-    token_store::{PendingToken, TokenKey},
+    config::ProductId,
+    delivery::{Delivery, Outcome, QueueOutcome},
+    error::SovendusError,
+    handoff,
+    store::{PendingToken, TokenKey},
+    token::SovReqToken,
+    visitor,
 };
 
 /// The visitor's pending Sovendus conversion, taken from the request.
 ///
 /// In axum it is an extractor; elsewhere, build it with
 /// [`from_extensions`](Self::from_extensions). It needs [`SovendusLayer`](crate::SovendusLayer)
-/// and tower-sessions' `SessionManagerLayer` around the handler.
-///
-/// The layer hands its handle to the handler while it polls the request's future: the handler
-/// inside that future finds the handle, with no allocation per request. So
-/// the handler must run inside that future, as axum handlers and hyper services under the
-/// layer do. A layer that moves requests to another task (tower's `Buffer`, or a middleware
-/// that spawns the rest of the request) belongs outside `SovendusLayer`; if it must be
-/// inside, also put the layer itself in the request's extensions
-/// (`.layer(axum::Extension(sovendus.clone()))`, inside the task-moving layer), where the
-/// extractor looks next.
+/// and tower-sessions' `SessionManagerLayer` around the handler, and finds both in the
+/// request's extensions, whatever middleware runs the handler.
 ///
 /// The order handler from the design document, as shops write it:
 ///
@@ -46,7 +42,7 @@ use crate::{
 /// ```
 #[derive(Clone)]
 pub struct SovendusConversion {
-    state: SovendusState,
+    delivery: Delivery,
     key: Option<TokenKey>,
     pending: Option<PendingToken>,
     /// The token store could not be asked: the visitor may have a token all the same.
@@ -56,13 +52,12 @@ pub struct SovendusConversion {
 impl SovendusConversion {
     /// Builds the conversion from a request's extensions, for services without axum.
     ///
-    /// This loads the visitor's session from its store. The layer's handle comes from the
-    /// layer's response future being polled, where `SovendusLayer` sets it (or, failing that,
-    /// from a `SovendusLayer` in `extensions`): call it inside the service the layer wraps.
+    /// This loads the visitor's session from its store. Call it inside the service the layer
+    /// wraps: both layers left their handles in `extensions`.
     ///
     /// ```
     /// use http::Request;
-    /// use tower_sovendus::{SovendusConversion, SovendusConversionRejection};
+    /// use tower_sovendus::{SovendusConversion, extract::SovendusConversionRejection};
     ///
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() {
@@ -72,13 +67,12 @@ impl SovendusConversion {
     /// # }
     /// ```
     pub async fn from_extensions(extensions: &Extensions) -> Result<Self, SovendusConversionRejection> {
-        let state = state::current()
-            .or_else(|| extensions.get::<SovendusLayer>().map(SovendusLayer::state))
-            .ok_or(SovendusConversionRejection::MissingSovendusLayer)?;
+        let delivery =
+            handoff::delivery(extensions).ok_or(SovendusConversionRejection::MissingSovendusLayer)?;
         let session = extensions.get::<Session>().ok_or(SovendusConversionRejection::MissingSessionLayer)?;
-        let key = state::token_key(session).await.map_err(SovendusConversionRejection::Session)?;
+        let key = visitor::token_key(session).await.map_err(SovendusConversionRejection::Session)?;
         let (pending, store_failed) = match key {
-            Some(key) => match state.store().get(key).await {
+            Some(key) => match delivery.store().get(key).await {
                 Ok(pending) => (pending, false),
                 Err(error) => {
                     // The order page goes on; sending tries the store again.
@@ -88,13 +82,13 @@ impl SovendusConversion {
             },
             None => (None, false),
         };
-        Ok(Self { state, key, pending, store_failed })
+        Ok(Self { delivery, key, pending, store_failed })
     }
 
     /// The visitor's token, if they came from Sovendus and it has not been sent yet. Store it
     /// with the order to find it again for a cancellation.
     ///
-    /// `None` too if the [token store](crate::TokenStore) could not be asked (logged);
+    /// `None` too if the [token store](crate::store::TokenStore) could not be asked (logged);
     /// [`send`](Self::send) and [`send_in_background`](Self::send_in_background) try it again.
     ///
     /// ```
@@ -129,7 +123,7 @@ impl SovendusConversion {
     /// let app: Router = Router::new().route("/order", post(order));
     /// ```
     pub fn product_id(&self) -> Option<&ProductId> {
-        self.pending.as_ref().map(|pending| self.state.client().product(pending.product))
+        self.pending.as_ref().map(|pending| &pending.product)
     }
 
     /// Sends the conversion to Sovendus and waits for the answer, retrying under the
@@ -161,13 +155,9 @@ impl SovendusConversion {
     /// let app: Router = Router::new().route("/order", post(order));
     /// ```
     pub async fn send(&self) -> Result<Outcome, SovendusError> {
-        let Some(key) = self.key else { return Ok(Outcome::NoToken) };
-        let state = self.state.clone();
-        let task = tokio::spawn(async move { state.conversions.send(key, None).await });
-        match task.await {
-            Ok(result) => result,
-            Err(join_error) if join_error.is_panic() => std::panic::resume_unwind(join_error.into_panic()),
-            Err(_) => Err(SovendusError::Cancelled),
+        match self.key {
+            Some(key) => self.delivery.send(key).await,
+            None => Ok(Outcome::NoToken),
         }
     }
 
@@ -177,14 +167,14 @@ impl SovendusConversion {
     ///
     /// A full queue answers [`SovendusError::QueueFull`], a shut-down one
     /// [`SovendusError::ShuttingDown`]; the token stays stored either way. Await
-    /// [`Delivery::shutdown`](crate::Delivery::shutdown) when the app stops.
+    /// [`Delivery::shutdown`] when the app stops.
     ///
     /// Must be called inside a Tokio runtime (as every axum handler is): the first call
     /// starts the workers.
     ///
     /// ```
     /// use axum::{Router, routing::post};
-    /// use tower_sovendus::{QueueOutcome, SovendusConversion};
+    /// use tower_sovendus::{SovendusConversion, delivery::QueueOutcome};
     ///
     /// async fn order(conversion: SovendusConversion) -> &'static str {
     ///     match conversion.send_in_background() {
@@ -202,7 +192,7 @@ impl SovendusConversion {
     pub fn send_in_background(&self) -> Result<QueueOutcome, SovendusError> {
         match self.key {
             Some(key) if self.pending.is_some() || self.store_failed => {
-                self.state.queue.push(key)?;
+                self.delivery.push(key)?;
                 Ok(QueueOutcome::Queued)
             }
             _ => Ok(QueueOutcome::NoToken),
@@ -225,7 +215,7 @@ impl std::fmt::Debug for SovendusConversion {
 /// ```
 /// use axum::response::IntoResponse;
 /// use http::StatusCode;
-/// use tower_sovendus::SovendusConversionRejection;
+/// use tower_sovendus::extract::SovendusConversionRejection;
 ///
 /// let rejection = SovendusConversionRejection::MissingSessionLayer;
 /// assert!(rejection.to_string().contains("SessionManagerLayer::new(store)"));
@@ -234,12 +224,10 @@ impl std::fmt::Debug for SovendusConversion {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum SovendusConversionRejection {
-    /// No [`SovendusLayer`](crate::SovendusLayer) wraps the handler, or a layer between them
-    /// moved the request to another task.
+    /// No [`SovendusLayer`](crate::SovendusLayer) wraps the handler.
     #[error(
         "SovendusConversion needs SovendusLayer: add `.layer(SovendusLayer::new(config))` to the router, \
-         inside (before) `.layer(SessionManagerLayer::new(store))`; a layer that moves requests to another \
-         task (tower's Buffer) must be outside SovendusLayer"
+         inside (before) `.layer(SessionManagerLayer::new(store))`"
     )]
     MissingSovendusLayer,
     /// No tower-sessions `SessionManagerLayer` wraps the handler.

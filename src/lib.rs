@@ -1,9 +1,16 @@
 //! Sovendus server-to-server conversion tracking for tower and axum.
 //!
-//! A visitor arrives from Sovendus on any URL carrying `?sovReqToken=...`.
-//! [`SovendusLayer`] keeps that token against the visitor's tower-sessions session (30 days by
-//! default); when the visitor orders, [`SovendusConversion`] sends it back to Sovendus,
+//! A visitor arrives from Sovendus on any URL carrying `?sovReqToken=...`. [`SovendusLayer`]
+//! keeps that token against the visitor's tower-sessions session (30 days by default); when
+//! the visitor orders, [`SovendusConversion`] sends it back to Sovendus,
 //! `POST {endpoint}/ext/{PRODUCT_ID}/{TOKEN}/api` with `{"apiKey": "..."}`, exactly once.
+//!
+//! ```text
+//! landing   GET /any/path?sovReqToken=T      SessionManagerLayer ─► SovendusLayer ─► handler
+//!                                            the token is stored against the session
+//! order     POST /order                      handler(conversion: SovendusConversion)
+//!                                            conversion.send().await: leased, sent, settled
+//! ```
 //!
 //! ```
 //! use axum::{Router, routing::{get, post}};
@@ -20,7 +27,7 @@
 //! }
 //!
 //! # fn main() -> Result<(), tower_sovendus::ConfigError> {
-//! let config = SovendusConfig::new("9bc72425-902c-3abf-9db8-8b186d7cb160", "XXXX-XXXXX-XXXXXX-XXX")?;
+//! let config = SovendusConfig::new("9bc72425-902c-3abf-9db8-8b186d7cb160", "XXXX-XXXXX")?;
 //! let app: Router = Router::new()
 //!     .route("/", get(|| async { "welcome" }))
 //!     .route("/order", post(order))
@@ -33,73 +40,60 @@
 //! # Ok(()) }
 //! ```
 //!
+//! # Modules
+//!
+//! [`config`] holds the options, [`layer`] the tower plumbing, [`extract`] the extractor,
+//! [`delivery`] the background delivery, [`store`] the token stores, [`client`] the HTTP
+//! client and [`metrics`] the counters' names.
+//!
 //! # Features
 //!
 //! - `axum` (default): [`SovendusConversion`] as an axum extractor. Without it the layer works
 //!   in any tower/hyper app, and [`SovendusConversion::from_extensions`] builds the conversion.
 //! - `sandbox`: [`sandbox::Sandbox`], a fake Sovendus API on 127.0.0.1 for demos and tests.
-//! - `redis`: [`RedisTokenStore`], tokens shared by several instances of the shop in Redis,
-//!   on the same [`fred`] pool as tower-sessions-redis-store. Re-exports [`fred`].
+//! - `redis`: `store::RedisTokenStore`, tokens shared by several instances of the shop in
+//!   Redis, on the same fred pool as tower-sessions-redis-store.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
-mod client;
-mod compact_store;
-mod config;
-mod delivery;
+pub mod client;
+pub mod config;
+pub mod delivery;
 mod error;
-mod extract;
-mod layer;
+pub mod extract;
+mod handoff;
+pub mod layer;
+mod mask;
 pub mod metrics;
 mod query;
-#[cfg(feature = "redis")]
-mod redis_store;
 mod retry;
-mod sender;
-mod state;
-mod store;
-mod sync;
-mod token;
-mod token_store;
-
 #[cfg(feature = "sandbox")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sandbox")))]
 pub mod sandbox;
-
-/// The Redis client the [`RedisTokenStore`] is built on, at the version
-/// tower-sessions-redis-store 0.16 uses.
-#[cfg(feature = "redis")]
-#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
-pub use fred;
+pub mod store;
+mod sync;
+pub mod token;
+mod visitor;
 
 pub use client::SovendusClient;
-pub use compact_store::CompactTokenStore;
-pub use config::{
-    ApiKey, Attribution, CaptureFilter, ConfigError, DEFAULT_ENDPOINT, DEFAULT_MAX_TOKENS,
-    DEFAULT_PRODUCT_PARAMETER, DEFAULT_QUEUE_CAPACITY, DEFAULT_REQUEST_TIMEOUT, DEFAULT_TOKEN_PARAMETER,
-    DEFAULT_TOKEN_TTL, DEFAULT_WORKERS, MAX_PRODUCTS, ProductId, SovendusConfig, SovendusConfigBuilder,
-};
-pub use delivery::{Delivery, DeliveryReport, PendingConversion, QueueOutcome};
-pub use error::{Outcome, Receipt, SovendusError};
-pub use extract::{SovendusConversion, SovendusConversionRejection};
-pub use layer::{ResponseFuture, SovendusLayer, SovendusService};
-#[cfg(feature = "redis")]
-#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
-pub use redis_store::{DEFAULT_REDIS_PREFIX, DEFAULT_REDIS_TIMEOUT, RedisTokenStore};
+pub use config::{SovendusConfig, SovendusConfigBuilder};
+pub use delivery::{Delivery, Outcome};
+pub use error::{ConfigError, SovendusError};
+pub use extract::SovendusConversion;
+pub use layer::SovendusLayer;
 pub use retry::RetryPolicy;
-pub use store::MokaTokenStore;
-pub use token::{InvalidToken, MAX_TOKEN_LEN, Masked, SovReqToken};
-pub use token_store::{
-    LeaseId, Leased, PendingToken, Settlement, StoreError, StoreFuture, TokenKey, TokenStore,
-};
+pub use token::SovReqToken;
 
-/// The query parser, for the fuzz targets in `fuzz/` only (cargo fuzz builds with
-/// `--cfg fuzzing`); not part of the public API.
+/// The query parser and the masking, for the fuzz targets in `fuzz/` only (cargo fuzz builds
+/// with `--cfg fuzzing`); not part of the public API.
 #[cfg(fuzzing)]
 #[doc(hidden)]
 pub mod __fuzz {
-    pub use crate::query::{Param, find, may_contain};
+    pub use crate::{
+        mask::Masked,
+        query::{Param, find, may_contain},
+    };
 }
 
 // The README's examples are compiled as doc tests.

@@ -1,12 +1,9 @@
-//! [`RetryPolicy`]: how a conversion is repeated when Sovendus fails or does not answer.
+//! [`RetryPolicy`]: when a failed call to Sovendus is repeated. Plain data: the waits between
+//! attempts and the bounds on them; [`SovendusClient`](crate::SovendusClient) runs the loop.
 
 use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
-use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
-
-use crate::{ProductId, Receipt, SovReqToken, SovendusClient, SovendusError, metrics};
 
 /// How a conversion is repeated after a retryable failure: 5xx, 429, a timeout or a broken
 /// connection. Terminal answers (403, 404, 405, 422) are never repeated.
@@ -60,107 +57,62 @@ impl Default for RetryPolicy {
 
 impl RetryPolicy {
     /// One attempt, no retry.
-    ///
-    /// ```
-    /// use tower_sovendus::RetryPolicy;
-    ///
-    /// assert_eq!(RetryPolicy::never().max_attempts, 1);
-    /// ```
     pub fn never() -> Self {
         Self::default().max_attempts(1)
     }
 
-    /// The most attempts, the first included (default 5).
-    ///
-    /// ```
-    /// use tower_sovendus::RetryPolicy;
-    ///
-    /// assert_eq!(RetryPolicy::default().max_attempts(3).max_attempts, 3);
-    /// ```
+    /// The most attempts, the first included.
     pub fn max_attempts(mut self, attempts: u32) -> Self {
         self.max_attempts = attempts;
         self
     }
 
-    /// The first wait (default 500 ms); each next one doubles.
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// use tower_sovendus::RetryPolicy;
-    ///
-    /// let policy = RetryPolicy::default().initial_backoff(Duration::from_secs(1));
-    /// assert_eq!(policy.initial_backoff, Duration::from_secs(1));
-    /// ```
+    /// The first wait; each next one doubles.
     pub fn initial_backoff(mut self, wait: Duration) -> Self {
         self.initial_backoff = wait;
         self
     }
 
-    /// The longest wait before jitter (default 30 s).
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// use tower_sovendus::RetryPolicy;
-    ///
-    /// let policy = RetryPolicy::default().max_backoff(Duration::from_secs(10));
-    /// assert_eq!(policy.max_backoff, Duration::from_secs(10));
-    /// ```
+    /// The longest wait before jitter.
     pub fn max_backoff(mut self, wait: Duration) -> Self {
         self.max_backoff = wait;
         self
     }
 
-    /// No attempt starts later than this after the first (default 2 minutes). A `Retry-After`
-    /// reaching beyond it ends the attempts.
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// use tower_sovendus::RetryPolicy;
-    ///
-    /// let policy = RetryPolicy::default().max_elapsed(Duration::from_secs(30));
-    /// assert_eq!(policy.max_elapsed, Duration::from_secs(30));
-    /// ```
+    /// No attempt starts later than this after the first. A `Retry-After` reaching beyond it
+    /// ends the attempts.
     pub fn max_elapsed(mut self, budget: Duration) -> Self {
         self.max_elapsed = budget;
         self
     }
 
-    /// Whether waits get a random jitter (default `true`).
-    ///
-    /// ```
-    /// use tower_sovendus::RetryPolicy;
-    ///
-    /// assert!(!RetryPolicy::default().jitter(false).jitter);
-    /// ```
+    /// Whether waits get a random jitter.
     pub fn jitter(mut self, jitter: bool) -> Self {
         self.jitter = jitter;
         self
     }
 
-    /// Checks the values; the reason names the faulty one.
-    pub(crate) fn validate(&self) -> Result<(), String> {
-        if self.max_attempts == 0 {
-            return Err("max_attempts must be at least 1".to_owned());
-        }
-        if self.initial_backoff.is_zero() {
-            return Err("initial_backoff must be longer than zero".to_owned());
-        }
-        if self.max_backoff < self.initial_backoff {
-            return Err("max_backoff must be at least initial_backoff".to_owned());
-        }
-        if self.max_elapsed.is_zero() {
-            return Err("max_elapsed must be longer than zero".to_owned());
-        }
-        // A delivery leases its token for this long: keep it a sane span.
+    /// The policy if its values are usable; else the reason, naming the faulty value.
+    pub(crate) fn validate(self) -> Result<Self, String> {
+        // A delivery leases its token for the whole budget: keep it a sane span.
         const DAY: Duration = Duration::from_secs(24 * 60 * 60);
-        if self.max_elapsed > DAY || self.max_backoff > DAY {
-            return Err("max_elapsed and max_backoff must be at most a day".to_owned());
+        if self.max_attempts == 0 {
+            Err("max_attempts must be at least 1".to_owned())
+        } else if self.initial_backoff.is_zero() {
+            Err("initial_backoff must be longer than zero".to_owned())
+        } else if self.max_backoff < self.initial_backoff {
+            Err("max_backoff must be at least initial_backoff".to_owned())
+        } else if self.max_elapsed.is_zero() {
+            Err("max_elapsed must be longer than zero".to_owned())
+        } else if self.max_elapsed > DAY || self.max_backoff > DAY {
+            Err("max_elapsed and max_backoff must be at most a day".to_owned())
+        } else {
+            Ok(self)
         }
-        Ok(())
     }
 
     /// The waits between attempts, one fewer than the attempts.
-    fn waits(&self) -> impl Iterator<Item = Duration> + use<> {
+    pub(crate) fn waits(&self) -> impl Iterator<Item = Duration> + use<> {
         let retries = usize::try_from(self.max_attempts.saturating_sub(1)).unwrap_or(usize::MAX);
         let builder = ExponentialBuilder::new()
             .with_min_delay(self.initial_backoff)
@@ -173,61 +125,6 @@ impl RetryPolicy {
     /// The longest one delivery can hold a token: the time budget, plus the last attempt.
     pub(crate) fn lease(&self, request_timeout: Duration) -> Duration {
         self.max_elapsed.saturating_add(request_timeout.saturating_mul(2))
-    }
-}
-
-/// Sends `token` with retries under `policy`, until a 200, a terminal answer, the end of the
-/// policy, or `cancel`.
-pub(crate) async fn send(
-    client: &SovendusClient,
-    policy: &RetryPolicy,
-    product: &ProductId,
-    token: &SovReqToken,
-    cancel: Option<&CancellationToken>,
-) -> Result<Receipt, SovendusError> {
-    let started = Instant::now();
-    let mut waits = policy.waits();
-    let mut attempt = 1_u32;
-    loop {
-        let Some(answer) = until_cancelled(cancel, client.attempt(product, token)).await else {
-            return Err(SovendusError::Cancelled);
-        };
-        let error = match answer {
-            Ok(receipt) => {
-                tracing::info!(attempt, "Sovendus accepted the conversion");
-                return Ok(receipt);
-            }
-            Err(error) => error,
-        };
-        if !error.is_retryable() {
-            tracing::error!(%error, attempt, "Sovendus refused the conversion; not retrying");
-            return Err(error);
-        }
-        let Some(backoff) = waits.next() else {
-            tracing::error!(%error, attempt, "Sovendus conversion failed; no attempts left");
-            return Err(error);
-        };
-        let wait = error.retry_after().map_or(backoff, |asked| asked.max(backoff));
-        if started.elapsed().saturating_add(wait) > policy.max_elapsed {
-            tracing::error!(%error, attempt, ?wait, "Sovendus conversion failed; out of retry time");
-            return Err(error);
-        }
-        tracing::warn!(%error, attempt, ?wait, "Sovendus conversion failed; retrying");
-        ::metrics::counter!(metrics::RETRIED).increment(1);
-        if until_cancelled(cancel, tokio::time::sleep(wait)).await.is_none() {
-            return Err(SovendusError::Cancelled);
-        }
-        attempt += 1;
-    }
-}
-
-/// Runs `work` to its end, or until `cancel` fires (`None`). Once started, `work` finishing
-/// as the token fires wins: an answer Sovendus already gave is never thrown away. Without a
-/// token, `work` runs with nothing around it.
-async fn until_cancelled<T>(cancel: Option<&CancellationToken>, work: impl Future<Output = T>) -> Option<T> {
-    match cancel {
-        Some(cancel) => cancel.run_until_cancelled(work).await,
-        None => Some(work.await),
     }
 }
 

@@ -4,19 +4,10 @@ use std::{fmt, str::FromStr};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-/// The longest token accepted, in bytes.
-///
-/// ```
-/// use tower_sovendus::{InvalidToken, MAX_TOKEN_LEN, SovReqToken};
-///
-/// assert!(SovReqToken::new("x".repeat(MAX_TOKEN_LEN)).is_ok());
-/// let too_long = SovReqToken::new("x".repeat(MAX_TOKEN_LEN + 1));
-/// assert_eq!(too_long, Err(InvalidToken::TooLong { len: MAX_TOKEN_LEN + 1 }));
-/// ```
-pub const MAX_TOKEN_LEN: usize = 256;
+use crate::mask::Masked;
 
-/// How many leading characters of a token may appear in logs, `Debug` and `Display`.
-const VISIBLE_PREFIX: usize = 8;
+/// The longest token accepted, in bytes.
+pub const MAX_TOKEN_LEN: usize = 256;
 
 /// A Sovendus request token (`sovReqToken`), validated so it is safe to put in a URL path.
 ///
@@ -34,22 +25,13 @@ const VISIBLE_PREFIX: usize = 8;
 /// assert_eq!(token.as_str(), "12345-test-123-12345");
 /// assert_eq!(token.to_string(), "12345-te…");
 /// assert!("../admin".parse::<SovReqToken>().is_err());
-/// # Ok::<(), tower_sovendus::InvalidToken>(())
+/// # Ok::<(), tower_sovendus::token::InvalidToken>(())
 /// ```
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct SovReqToken(Box<str>);
 
 impl SovReqToken {
     /// Validates `value` as a token.
-    ///
-    /// ```
-    /// use tower_sovendus::{InvalidToken, SovReqToken};
-    ///
-    /// let token = SovReqToken::new("1095752fb409-457a-af14-17a09e6be522")?;
-    /// assert_eq!(token.as_str(), "1095752fb409-457a-af14-17a09e6be522");
-    /// assert_eq!(SovReqToken::new("a b"), Err(InvalidToken::ForbiddenCharacter { position: 1 }));
-    /// # Ok::<(), InvalidToken>(())
-    /// ```
     pub fn new(value: impl AsRef<str>) -> Result<Self, InvalidToken> {
         let value = value.as_ref();
         validate(value)?;
@@ -57,30 +39,12 @@ impl SovReqToken {
     }
 
     /// The whole token, unmasked.
-    ///
-    /// ```
-    /// use tower_sovendus::SovReqToken;
-    ///
-    /// let token: SovReqToken = "1095752fb409-457a-af14-17a09e6be522".parse()?;
-    /// assert_eq!(token.as_str(), "1095752fb409-457a-af14-17a09e6be522");
-    /// assert_ne!(token.as_str(), token.to_string());
-    /// # Ok::<(), tower_sovendus::InvalidToken>(())
-    /// ```
     pub fn as_str(&self) -> &str {
         &self.0
     }
 
     /// The token with everything after its first 8 characters hidden, for logs.
-    ///
-    /// ```
-    /// use tower_sovendus::SovReqToken;
-    ///
-    /// let token: SovReqToken = "1095752fb409-457a-af14-17a09e6be522".parse()?;
-    /// assert_eq!(token.masked().to_string(), "1095752f…");
-    /// assert_eq!(format!("{:?}", token.masked()), "\"1095752f…\"");
-    /// # Ok::<(), tower_sovendus::InvalidToken>(())
-    /// ```
-    pub fn masked(&self) -> Masked<'_> {
+    pub(crate) fn masked(&self) -> Masked<'_> {
         Masked(&self.0)
     }
 }
@@ -146,44 +110,10 @@ impl<'de> Deserialize<'de> for SovReqToken {
     }
 }
 
-/// Any string shown masked: at most its first 8 characters (escaped), then `…` if anything was
-/// hidden.
-///
-/// Used for tokens, valid or not, wherever they are logged.
-///
-/// ```
-/// use tower_sovendus::Masked;
-///
-/// assert_eq!(Masked("1095752fb409-457a").to_string(), "1095752f…");
-/// assert_eq!(Masked("short").to_string(), "short");
-/// assert_eq!(Masked("a\nb").to_string(), "a\\nb");
-/// ```
-#[derive(Clone, Copy)]
-pub struct Masked<'a>(pub &'a str);
-
-impl fmt::Display for Masked<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut chars = self.0.chars();
-        for c in chars.by_ref().take(VISIBLE_PREFIX) {
-            write!(f, "{}", c.escape_debug())?;
-        }
-        if chars.next().is_some() {
-            f.write_str("…")?;
-        }
-        Ok(())
-    }
-}
-
-impl fmt::Debug for Masked<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "\"{self}\"")
-    }
-}
-
 /// Why a value is not a valid [`SovReqToken`]. Never contains the value itself.
 ///
 /// ```
-/// use tower_sovendus::{InvalidToken, SovReqToken};
+/// use tower_sovendus::{SovReqToken, token::InvalidToken};
 ///
 /// assert_eq!("".parse::<SovReqToken>(), Err(InvalidToken::Empty));
 /// assert_eq!("..".parse::<SovReqToken>(), Err(InvalidToken::OnlyDots));
@@ -271,6 +201,7 @@ mod tests {
         use proptest::prelude::*;
 
         use super::super::*;
+        use crate::mask::VISIBLE_PREFIX;
 
         /// Strings near the token rules: valid shapes, lengths around the limit, dots only,
         /// valid shapes with one forbidden character spliced in, and anything at all.

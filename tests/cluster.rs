@@ -10,9 +10,9 @@ use common::{
     redis::{Instance, RedisServer, keys},
 };
 use tower_sovendus::{
-    SovendusConfigBuilder,
-    fred::prelude::KeysInterface,
+    SovendusConfig, SovendusConfigBuilder,
     sandbox::{Fault, Sandbox},
+    store::fred::prelude::KeysInterface,
 };
 
 const TOKEN: &str = "12345-test-123-12345";
@@ -186,4 +186,58 @@ async fn redis_dying_mid_send_does_not_post_twice_when_it_returns() {
     tokio::time::sleep_until(leased_before).await;
     assert_eq!(on_b.order().await, "no_token");
     assert_eq!(sandbox.accepted().len(), 1, "posted once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stored_product_is_booked_by_its_id_whatever_the_next_deploy_configures() {
+    let Some(redis) =
+        RedisServer::start("a_stored_product_is_booked_by_its_id_whatever_the_next_deploy_configures")
+    else {
+        return;
+    };
+    const B: &str = "product-b";
+    let sandbox = Sandbox::builder().product(B).start().await.unwrap();
+    let endpoint = sandbox.endpoint();
+    let products = |ids: &[&str]| {
+        let builder = SovendusConfig::builder(ids[0], Sandbox::API_KEY).endpoint(endpoint.clone());
+        ids[1..].iter().fold(builder, |builder, id| builder.extra_product_id(*id))
+    };
+
+    // Two visitors land on a deploy configured [A, B], choosing B.
+    let before = Instance::start(&redis, &sandbox, |_| products(&[Sandbox::PRODUCT_ID, B])).await;
+    let visitors = [before.visitor(), before.visitor()];
+    for (index, visitor) in visitors.iter().enumerate() {
+        visitor.get(&format!("/landing?sovReqToken=visitor-{index}&sovReqProductId={B}")).await;
+    }
+    drop(before);
+
+    // The next deploys configure [B, A], and [B] alone: each books B.
+    let reordered = Instance::start(&redis, &sandbox, |_| products(&[B, Sandbox::PRODUCT_ID])).await;
+    assert_eq!(visitors[0].at(reordered.addr).order().await, "sent");
+    let only_b = Instance::start(&redis, &sandbox, |_| products(&[B])).await;
+    assert_eq!(visitors[1].at(only_b.addr).order().await, "sent");
+
+    let booked: Vec<String> = sandbox.accepted().iter().map(|call| call.path().to_owned()).collect();
+    assert_eq!(booked, ["/ext/product-b/visitor-0/api", "/ext/product-b/visitor-1/api"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_stored_with_the_product_as_an_index_is_refused_and_never_sent() {
+    let Some(redis) =
+        RedisServer::start("a_token_stored_with_the_product_as_an_index_is_refused_and_never_sent")
+    else {
+        return;
+    };
+    let sandbox = Sandbox::start().await.unwrap();
+    let shop = Instance::start(&redis, &sandbox, |config| config).await;
+    let visitor = shop.visitor();
+    visitor.get(&format!("/landing?sovReqToken={TOKEN}")).await;
+    // An entry as an earlier version wrote it: `<index into the products>:<token>`.
+    let pool = redis.pool().await;
+    let [key] = <[String; 1]>::try_from(keys(&pool, "sovendus:*").await).expect("one token key");
+    let _: () = pool.set(&key, format!("1:{TOKEN}"), None, None, false).await.unwrap();
+
+    assert_eq!(visitor.pending_token().await, "", "an unreadable entry is no token");
+    assert_eq!(visitor.order().await, "token_store");
+    assert!(sandbox.conversions().is_empty(), "never sent, for no product");
 }

@@ -5,7 +5,7 @@ mod common;
 use std::time::Duration;
 
 use common::{SESSION_COOKIE, TestShop};
-use tower_sovendus::{Attribution, sandbox::Sandbox};
+use tower_sovendus::{config::Attribution, sandbox::Sandbox};
 
 const TOKEN: &str = "1095752fb409-457a-af14-17a09e6be522";
 

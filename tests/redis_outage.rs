@@ -13,7 +13,7 @@ use common::{
 };
 use metrics_util::debugging::DebuggingRecorder;
 use tower_sessions::MemoryStore;
-use tower_sovendus::{RedisTokenStore, SovendusLayer, metrics, sandbox::Sandbox};
+use tower_sovendus::{SovendusLayer, metrics, sandbox::Sandbox, store::RedisTokenStore};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_killed_then_restarted() {

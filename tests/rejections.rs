@@ -2,15 +2,7 @@
 
 mod common;
 
-use axum::{
-    Extension, Router,
-    extract::Request,
-    middleware::{Next, from_fn},
-    response::Response,
-    routing::post,
-};
-use tower::ServiceBuilder;
-use tower_sessions::MemoryStore;
+use axum::{Router, routing::post};
 use tower_sovendus::{SovendusConversion, SovendusLayer, sandbox::Sandbox};
 
 async fn order(conversion: SovendusConversion) -> String {
@@ -61,33 +53,6 @@ async fn layers_in_the_wrong_order_never_fail_the_page() {
     // The extractor still finds both (the session is added inside); nothing was captured.
     assert_eq!((status, body.as_str()), (200, "no_token"));
     assert!(sandbox.conversions().is_empty());
-}
-
-/// A middleware that finishes the request in a task of its own, as tower's `Buffer` does.
-async fn in_another_task(request: Request, next: Next) -> Response {
-    tokio::spawn(next.run(request)).await.expect("the request's task ran")
-}
-
-#[tokio::test]
-async fn a_layer_moving_requests_to_another_task_needs_the_layer_in_the_extensions() {
-    let sandbox = Sandbox::start().await.unwrap();
-    let sovendus = SovendusLayer::new(sandbox.config().build().unwrap());
-    let sessions = common::session_layer(MemoryStore::default());
-    let moved = Router::new()
-        .route("/order", post(order))
-        .layer(from_fn(in_another_task))
-        .layer(ServiceBuilder::new().layer(sessions.clone()).layer(sovendus.clone()));
-    let (status, body) = post_order(moved).await;
-    assert_eq!(status, 500);
-    assert!(body.contains("another task (tower's Buffer) must be outside SovendusLayer"), "{body}");
-
-    // The way out the rejection's documentation gives: the layer itself as an extension.
-    let with_extension = Router::new()
-        .route("/order", post(order))
-        .layer(from_fn(in_another_task))
-        .layer(ServiceBuilder::new().layer(sessions).layer(sovendus.clone()).layer(Extension(sovendus)));
-    let (status, body) = post_order(with_extension).await;
-    assert_eq!((status, body.as_str()), (200, "no_token"));
 }
 
 async fn post_order_at(addr: std::net::SocketAddr) -> (u16, String) {

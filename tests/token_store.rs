@@ -1,4 +1,4 @@
-//! The rules every `TokenStore` keeps, checked on both embedded stores and on a real Redis.
+//! The rules every `TokenStore` keeps, checked on the embedded store and on a real Redis.
 
 mod common;
 
@@ -6,8 +6,8 @@ use std::{sync::Arc, time::Duration};
 
 use common::redis::RedisServer;
 use tower_sovendus::{
-    Attribution::{self, FirstClick, LastClick},
-    CompactTokenStore, MokaTokenStore, PendingToken, RedisTokenStore, Settlement, TokenStore,
+    config::Attribution::{self, FirstClick, LastClick},
+    store::{MokaTokenStore, PendingToken, RedisTokenStore, Settlement, TokenStore},
 };
 
 const MINUTE: Duration = Duration::from_secs(60);
@@ -15,7 +15,7 @@ const MINUTE: Duration = Duration::from_secs(60);
 type Store = Arc<dyn TokenStore>;
 
 fn pending(token: &str) -> PendingToken {
-    PendingToken { token: token.parse().unwrap(), product: 0 }
+    PendingToken { token: token.parse().unwrap(), product: "product-a".parse().unwrap() }
 }
 
 async fn insert(store: &Store, token: &str, ttl: Duration, attribution: Attribution) -> bool {
@@ -112,15 +112,13 @@ async fn expired_tokens_vanish_and_cannot_be_leased(store: Store) {
 }
 
 async fn products_travel_with_the_token(store: Store) {
-    let chosen = PendingToken { token: "12345-test-123-12345".parse().unwrap(), product: 200 };
+    let chosen = PendingToken {
+        token: "12345-test-123-12345".parse().unwrap(),
+        product: "9bc72425-902c-3abf-9db8-8b186d7cb160".parse().unwrap(),
+    };
     store.insert(-1, chosen.clone(), MINUTE, LastClick).await.unwrap();
     assert_eq!(store.get(-1).await.unwrap(), Some(chosen.clone()));
     assert_eq!(store.lease(-1, MINUTE).await.unwrap().unwrap().pending, chosen);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_compact_store_keeps_every_rule() {
-    keeps_every_rule(|| Arc::new(CompactTokenStore::new(10))).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -139,4 +137,22 @@ async fn the_redis_store_keeps_every_rule() {
         Arc::new(RedisTokenStore::new(pool.clone()).with_prefix(format!("rule-{index}:")))
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_redis_store_refuses_an_entry_with_the_product_as_an_index() {
+    use tower_sovendus::store::fred::prelude::KeysInterface;
+    let Some(redis) = RedisServer::start("the_redis_store_refuses_an_entry_with_the_product_as_an_index")
+    else {
+        return;
+    };
+    let pool = redis.pool().await;
+    let _: () = pool.set("sovendus:{7}", "0:12345-test-123-12345", None, None, false).await.unwrap();
+    let store = RedisTokenStore::new(pool);
+    for error in [store.get(7).await.unwrap_err(), store.lease(7, MINUTE).await.unwrap_err()] {
+        assert!(!error.is_retryable(), "{error}");
+        let message = error.to_string();
+        assert!(message.contains("product as its position in the configuration"), "{message}");
+        assert!(!message.contains("12345-test"), "{message}");
+    }
 }

@@ -1,5 +1,5 @@
 //! The layer and `SovendusConversion::from_extensions` in a plain tower stack, without axum:
-//! the service finds the layer's handle while the layer polls its future.
+//! the service finds the layer's handle in the request's extensions, wherever it runs.
 
 use std::convert::Infallible;
 
@@ -7,7 +7,7 @@ use http::{Request, Response, header};
 use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
 use tower_sessions::{MemoryStore, SessionManagerLayer};
 use tower_sovendus::{
-    Outcome, SovendusConversion, SovendusConversionRejection, SovendusLayer, sandbox::Sandbox,
+    Outcome, SovendusConversion, SovendusLayer, extract::SovendusConversionRejection, sandbox::Sandbox,
 };
 
 /// Sends the visitor's conversion and says what happened.
@@ -66,17 +66,21 @@ async fn a_plain_tower_service_sends_the_conversion_once() {
 }
 
 #[tokio::test]
-async fn a_service_outside_the_layers_task_is_told_the_layer_is_missing() {
+async fn a_service_without_the_layer_is_told_it_is_missing() {
+    let sessions = SessionManagerLayer::new(MemoryStore::default()).with_secure(false);
+    let mut bare = ServiceBuilder::new().layer(sessions).service(service_fn(order));
+    assert_eq!(said(&mut bare, request("/order", None)).await.0, "missing_layer");
+}
+
+#[tokio::test]
+async fn a_service_finishing_in_another_task_still_finds_the_layer() {
     let sandbox = Sandbox::start().await.unwrap();
     let layer = SovendusLayer::new(sandbox.config().build().unwrap());
     let sessions = SessionManagerLayer::new(MemoryStore::default()).with_secure(false);
-
-    let mut bare = ServiceBuilder::new().layer(sessions.clone()).service(service_fn(order));
-    assert_eq!(said(&mut bare, request("/order", None)).await.0, "missing_layer");
-
     let mut spawning =
         ServiceBuilder::new().layer(sessions).layer(layer).service(service_fn(order_in_another_task));
-    let (landing, _) = said(&mut spawning, request("/?sovReqToken=12345-test-123-12345", None)).await;
-    assert_eq!(landing, "missing_layer");
-    assert!(sandbox.conversions().is_empty());
+    let (landing, cookie) = said(&mut spawning, request("/?sovReqToken=12345-test-123-12345", None)).await;
+    assert_eq!(landing, "sent");
+    assert_eq!(said(&mut spawning, request("/order", cookie.as_deref())).await.0, "no_token");
+    assert_eq!(sandbox.accepted().len(), 1);
 }

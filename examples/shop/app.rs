@@ -1,24 +1,20 @@
 //! The demo shop's routes and pages, kept apart from `main` so tests can serve the same shop.
 
-use std::{
-    convert::Infallible,
-    sync::{Arc, Mutex},
-};
+use std::sync::{Arc, Mutex};
 
 use axum::{
     Form, Router,
-    extract::{Path, Request, State},
+    extract::{Path, State},
     http::StatusCode,
     response::{Html, IntoResponse, Redirect, Response},
-    routing::{MethodRouter, Route, get, post},
+    routing::{get, post},
 };
 use serde::Deserialize;
-use tower::{Layer, Service, ServiceBuilder, layer::util::Identity, util::MapResponseLayer};
-use tower_sessions::{
-    Expiry, MemoryStore, Session, SessionManagerLayer,
-    cookie::{SameSite, time::Duration},
+use tower::ServiceBuilder;
+use tower_sessions::{Session, SessionManagerLayer, SessionStore, cookie::SameSite};
+use tower_sovendus::{
+    SovReqToken, SovendusConversion, SovendusLayer, delivery::QueueOutcome, sandbox::Sandbox,
 };
-use tower_sovendus::{Masked, QueueOutcome, SovendusConversion, SovendusLayer, sandbox::Sandbox};
 
 /// What the shop sells.
 const CATALOG: &[(u32, &str, &str)] =
@@ -32,7 +28,7 @@ const LAST_ORDER: &str = "last_order";
 pub struct Order {
     pub id: usize,
     pub items: Vec<u32>,
-    pub token: Option<String>,
+    pub token: Option<SovReqToken>,
     pub conversion: String,
 }
 
@@ -42,85 +38,35 @@ struct Shop {
     orders: Arc<Mutex<Vec<Order>>>,
 }
 
-/// The whole shop: pages, the given `SovendusLayer` and a session layer.
-///
-/// `secure_cookie` should be `true` in production (HTTPS); the demo serves plain HTTP.
-/// Without a `SovendusLayer` (`None`, for the load test's baseline) the pages are served the
-/// same, except that Sovendus tokens are ignored and the home page and orders answer 500.
-pub fn router(
-    sovendus: impl Into<Option<SovendusLayer>>,
+/// The whole shop: its pages behind `sovendus` inside `sessions`, in one `layer` call (axum
+/// then wraps each route once, not once per layer).
+pub fn router<S>(
+    sovendus: SovendusLayer,
+    sessions: SessionManagerLayer<S>,
     sandbox: Option<Arc<Sandbox>>,
+) -> Router
+where
+    S: SessionStore + Clone,
+{
+    pages(sandbox).layer(ServiceBuilder::new().layer(sessions).layer(sovendus))
+}
+
+/// The session layer of the demo: `SameSite=Lax`, so that the click-through from Sovendus
+/// keeps the visitor's session. `secure_cookie` should be `true` in production (HTTPS); the
+/// demo serves plain HTTP.
+pub fn sessions<S: SessionStore>(
+    store: S,
     same_site: SameSite,
     secure_cookie: bool,
-) -> Router {
-    let (pages, sessions) = (pages(get(product), sandbox), sessions(same_site, secure_cookie));
-    match sovendus.into() {
-        Some(sovendus) => with_layers(pages, sessions, sovendus),
-        None => with_layers(pages, sessions, Identity::new()),
-    }
+) -> SessionManagerLayer<S> {
+    SessionManagerLayer::new(store).with_same_site(same_site).with_secure(secure_cookie)
 }
 
-/// `pages` behind the session layer and `inner` (`SovendusLayer`, or `Identity` for none).
-fn with_layers<L>(pages: Router, sessions: SessionManagerLayer<MemoryStore>, inner: L) -> Router
-where
-    L: Layer<Route> + Clone + Send + Sync + 'static,
-    L::Service: Service<Request, Response = Response, Error = Infallible> + Clone + Send + Sync + 'static,
-    <L::Service as Service<Request>>::Future: Send + 'static,
-{
-    // One `layer` call with both layers: axum then wraps each route once, not once per layer.
-    // `inner` goes inside the session layer: Sovendus needs the visitor's session.
-    pages.layer(ServiceBuilder::new().layer(sessions).layer(inner))
-}
-
-/// The load test's floor (`SHOP_SESSION_FLOOR=1`, see `benches/load.sh`): the shop without
-/// `SovendusLayer`, whose product page itself puts a `sovReqToken` into the session. That is
-/// the least keeping a token in the session costs: nothing on other pages, one save, a cookie
-/// that ends with the browser, no token store and no check of the token.
-///
-/// With `with_guarantees` (`SHOP_SESSION_FLOOR=guarantees`) the page also does the two things
-/// the layer guarantees for the session: it makes the session last 30 days (the token's
-/// life), and it saves the session before the page is rendered, so that a failing store is
-/// found out before the page is served.
-///
-/// Behind a [`FloorLayer`], the shop also pays what a layer costs every request.
-pub fn session_floor_router(
-    sandbox: Option<Arc<Sandbox>>,
-    with_guarantees: bool,
-    layer: FloorLayer,
-) -> Router {
-    let product_page = if with_guarantees {
-        get(product_keeping_token::<true>)
-    } else {
-        get(product_keeping_token::<false>)
-    };
-    let pages = pages(product_page, sandbox);
-    let sessions = sessions(SameSite::Lax, false);
-    match layer {
-        FloorLayer::None => with_layers(pages, sessions, Identity::new()),
-        FloorLayer::Gate(gate) => with_layers(pages, sessions, gate),
-        FloorLayer::Passthrough => {
-            with_layers(pages, sessions, MapResponseLayer::new(std::convert::identity))
-        }
-    }
-}
-
-/// The layer inside the session layer of [`session_floor_router`].
-pub enum FloorLayer {
-    /// None: the session layer alone.
-    None,
-    /// A `SovendusLayer` that watches for a parameter no request carries
-    /// (`SHOP_SESSION_FLOOR=guarantees-gate`): the least a capture by a layer costs.
-    Gate(SovendusLayer),
-    /// A layer that hands every response back unchanged
-    /// (`SHOP_SESSION_FLOOR=guarantees-passthrough`): the least any layer costs.
-    Passthrough,
-}
-
-/// The shop's pages, with `product_page` serving `/products/{id}`.
-fn pages(product_page: MethodRouter<Shop>, sandbox: Option<Arc<Sandbox>>) -> Router {
+/// The shop's pages, without any layer.
+pub fn pages(sandbox: Option<Arc<Sandbox>>) -> Router {
     Router::new()
         .route("/", get(home))
-        .route("/products/{id}", product_page)
+        .route("/products/{id}", get(product))
         .route("/cart", get(cart).post(add_to_cart))
         .route("/login", get(login_form).post(login))
         .route("/checkout", get(checkout))
@@ -128,10 +74,6 @@ fn pages(product_page: MethodRouter<Shop>, sandbox: Option<Arc<Sandbox>>) -> Rou
         .route("/thank-you/{id}", get(thank_you))
         .route("/sandbox", get(sandbox_log))
         .with_state(Shop { sandbox, orders: Arc::default() })
-}
-
-fn sessions(same_site: SameSite, secure_cookie: bool) -> SessionManagerLayer<MemoryStore> {
-    SessionManagerLayer::new(MemoryStore::default()).with_same_site(same_site).with_secure(secure_cookie)
 }
 
 fn page(title: &str, body: &str) -> Html<String> {
@@ -172,26 +114,6 @@ async fn home(session: Session, conversion: SovendusConversion) -> Html<String> 
         .map(|user| format!("<p id=user>Logged in as {user}.</p>"))
         .unwrap_or_default();
     page("Trail Shop", &format!("{visitor}{user}<ul>{products}</ul>"))
-}
-
-/// The product page of [`session_floor_router`], with or without its `GUARANTEES`. It borrows
-/// the query and reaches for the session only on a landing: its other product pages cost what
-/// the other shops' do, so the floor does not overstate the least a capture costs.
-async fn product_keeping_token<const GUARANTEES: bool>(id: Path<u32>, request: Request) -> Response {
-    let token = request.uri().query().and_then(|query| query.strip_prefix("sovReqToken="));
-    if let Some((token, session)) = token.zip(request.extensions().get::<Session>()) {
-        if GUARANTEES {
-            session.set_expiry(Some(Expiry::OnInactivity(Duration::days(30))));
-        }
-        let kept = match session.insert("sovReqToken", token).await {
-            Ok(()) if GUARANTEES => session.save().await,
-            kept => kept,
-        };
-        if let Err(error) = kept {
-            tracing::error!(%error, "could not keep the Sovendus token");
-        }
-    }
-    product(id).await
 }
 
 async fn product(Path(id): Path<u32>) -> Response {
@@ -283,7 +205,7 @@ async fn order(State(shop): State<Shop>, session: Session, conversion: SovendusC
         return Redirect::to(&page).into_response();
     }
     // Keep the token with the order: Sovendus asks for it on cancellations.
-    let token = conversion.token().map(|token| token.as_str().to_owned());
+    let token = conversion.token().cloned();
     // The page never waits on Sovendus: a background worker sends it, with retries.
     let conversion = match conversion.send_in_background() {
         Ok(QueueOutcome::Queued) => "Sovendus conversion on its way.".to_owned(),
@@ -314,10 +236,10 @@ async fn thank_you(State(shop): State<Shop>, Path(id): Path<usize>) -> Response 
         return (StatusCode::NOT_FOUND, page("Not found", "<p>No such order.</p>")).into_response();
     };
     let kept = match &order.token {
-        Some(token) => format!(
-            "<p>Sovendus token kept with the order, for cancellations: <code>{}</code></p>",
-            Masked(token)
-        ),
+        // Display masks the token: only its first 8 characters are shown.
+        Some(token) => {
+            format!("<p>Sovendus token kept with the order, for cancellations: <code>{token}</code></p>")
+        }
         None => String::new(),
     };
     let body = format!(

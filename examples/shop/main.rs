@@ -7,16 +7,13 @@
 //! Without `SOVENDUS_API_KEY` it starts an embedded Sovendus sandbox on 127.0.0.1 and sends
 //! conversions there: no credentials and no internet needed. With `SOVENDUS_PRODUCT_ID`,
 //! `SOVENDUS_API_KEY` (and optionally `SOVENDUS_ENDPOINT`) set, it talks to Sovendus.
-//! `SHOP_ADDR` changes where it listens (default 127.0.0.1:3000). `SHOP_WITHOUT_SOVENDUS=1`
-//! serves the shop without `SovendusLayer`, as the load test's baseline (`benches/load.sh`);
-//! `SHOP_SESSION_FLOOR=1` (or `=guarantees`, `=guarantees-gate`, `=guarantees-passthrough`)
-//! serves the load test's floor (see `app::session_floor_router`).
+//! `SHOP_ADDR` changes where it listens (default 127.0.0.1:3000).
 
 mod app;
 
 use std::{sync::Arc, time::Duration};
 
-use tower_sessions::cookie::SameSite;
+use tower_sessions::{MemoryStore, cookie::SameSite};
 use tower_sovendus::{SovendusConfig, SovendusLayer, sandbox::Sandbox};
 use tracing_subscriber::EnvFilter;
 
@@ -51,29 +48,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let sovendus = SovendusLayer::new(config);
     let delivery = sovendus.delivery();
-    let with_layer = std::env::var_os("SHOP_WITHOUT_SOVENDUS").is_none();
-    let app = match std::env::var("SHOP_SESSION_FLOOR").ok().as_deref() {
-        // Plain HTTP on loopback for the demo, so the session cookie cannot be `Secure`.
-        None => app::router(with_layer.then(|| sovendus.clone()), sandbox, SameSite::Lax, false),
-        Some(floor) => {
-            let (with_guarantees, layer) = match floor {
-                "guarantees" => (true, app::FloorLayer::None),
-                // A layer watching for a parameter that no request of the load test carries.
-                "guarantees-gate" => (
-                    true,
-                    app::FloorLayer::Gate(SovendusLayer::new(
-                        SovendusConfig::builder("load-test-gate", "XXXX-XXXXX")
-                            .token_parameter("gateOnly")
-                            .build()?,
-                    )),
-                ),
-                "guarantees-passthrough" => (true, app::FloorLayer::Passthrough),
-                _ => (false, app::FloorLayer::None),
-            };
-            app::session_floor_router(sandbox, with_guarantees, layer)
-        }
-    };
-    axum::serve(listener, app)
+    // Plain HTTP on loopback for the demo, so the session cookie cannot be `Secure`.
+    let sessions = app::sessions(MemoryStore::default(), SameSite::Lax, false);
+    axum::serve(listener, app::router(sovendus, sessions, sandbox))
         .with_graceful_shutdown(async { tokio::signal::ctrl_c().await.unwrap_or(()) })
         .await?;
 

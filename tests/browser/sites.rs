@@ -18,7 +18,7 @@ use axum::{
     response::{Html, Response},
     routing::get,
 };
-use tower_sessions::cookie::SameSite;
+use tower_sessions::{MemoryStore, cookie::SameSite};
 use tower_sovendus::{
     Delivery, SovendusLayer,
     sandbox::{Conversion, Sandbox},
@@ -56,7 +56,8 @@ impl Sites {
         let orders_posted = Arc::new(AtomicUsize::new(0));
         let counter = orders_posted.clone();
         // Plain HTTP on loopback, so the cookie cannot be `Secure`.
-        let shop = app::router(sovendus, Some(sandbox.clone()), same_site, false).layer(middleware::from_fn(
+        let sessions = app::sessions(MemoryStore::default(), same_site, false);
+        let shop = app::router(sovendus, sessions, Some(sandbox.clone())).layer(middleware::from_fn(
             move |request: Request, next: Next| {
                 let counter = counter.clone();
                 async move { count_orders(&counter, order_page_delay, request, next).await }

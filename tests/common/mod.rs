@@ -16,8 +16,8 @@ use serde::Deserialize;
 use tokio::{net::TcpListener, task::JoinHandle};
 use tower_sessions::{MemoryStore, Session, SessionManagerLayer, SessionStore, cookie::SameSite};
 use tower_sovendus::{
-    Delivery, Outcome, QueueOutcome, RetryPolicy, SovendusConfig, SovendusConfigBuilder, SovendusConversion,
-    SovendusError, SovendusLayer, sandbox::Sandbox,
+    Delivery, Outcome, RetryPolicy, SovendusConfig, SovendusConfigBuilder, SovendusConversion, SovendusError,
+    SovendusLayer, delivery::QueueOutcome, sandbox::Sandbox,
 };
 
 /// The session cookie's name (tower-sessions' default).

@@ -16,12 +16,15 @@ use std::{
 use tokio::task::JoinHandle;
 use tower_sessions_redis_store::RedisStore;
 use tower_sovendus::{
-    Delivery, RedisTokenStore, SovendusConfigBuilder, SovendusLayer,
-    fred::{
-        cmd,
-        prelude::{Builder, ClientLike, Config, Pool, ReconnectPolicy},
-    },
+    Delivery, SovendusConfigBuilder, SovendusLayer,
     sandbox::Sandbox,
+    store::{
+        RedisTokenStore,
+        fred::{
+            cmd,
+            prelude::{Builder, ClientLike, Config, Pool, ReconnectPolicy},
+        },
+    },
 };
 
 use super::{Visitor, session_layer, shop_routes, spawn_server};

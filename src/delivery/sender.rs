@@ -2,19 +2,27 @@
 
 use std::{sync::Arc, time::Duration};
 
-use backon::{BackoffBuilder, ExponentialBuilder};
 use tokio_util::sync::CancellationToken;
 
+use super::Outcome;
 use crate::{
-    Outcome, RetryPolicy, SovendusClient, SovendusConfig, SovendusError, metrics,
-    token_store::{Leased, Settlement, StoreError, TokenKey, TokenStore},
+    client::SovendusClient,
+    config::SovendusConfig,
+    error::{SovendusError, StoreError},
+    metrics,
+    retry::RetryPolicy,
+    store::{Leased, Settlement, TokenKey, TokenStore},
 };
 
-/// The first wait before settling again after the token store failed; it doubles up to
-/// [`MAX_SETTLE_WAIT`].
-const FIRST_SETTLE_WAIT: Duration = Duration::from_millis(100);
-/// The longest wait between two attempts to settle.
-const MAX_SETTLE_WAIT: Duration = Duration::from_secs(5);
+/// How settling is repeated after the token store failed: waits from 100 ms doubling to 5 s,
+/// until the lease runs out.
+const SETTLE_RETRY: RetryPolicy = RetryPolicy {
+    max_attempts: u32::MAX,
+    initial_backoff: Duration::from_millis(100),
+    max_backoff: Duration::from_secs(5),
+    max_elapsed: Duration::MAX,
+    jitter: true,
+};
 
 /// Sends stored tokens, for the extractor and the background workers alike.
 ///
@@ -26,14 +34,14 @@ const MAX_SETTLE_WAIT: Duration = Duration::from_secs(5);
 pub(crate) struct ConversionSender {
     store: Arc<dyn TokenStore>,
     client: SovendusClient,
-    retry: RetryPolicy,
     lease: Duration,
 }
 
 impl ConversionSender {
-    pub(crate) fn new(config: &SovendusConfig, store: Arc<dyn TokenStore>, client: SovendusClient) -> Self {
-        let retry = *config.retry_policy();
-        Self { store, client, retry, lease: retry.lease(config.request_timeout()) }
+    pub(crate) fn new(config: &SovendusConfig, store: Arc<dyn TokenStore>) -> Self {
+        let client = SovendusClient::new(config);
+        let lease = config.retry_policy().lease(config.request_timeout());
+        Self { store, client, lease }
     }
 
     pub(crate) fn store(&self) -> &dyn TokenStore {
@@ -61,8 +69,11 @@ impl ConversionSender {
                 return Err(SovendusError::Store(error));
             }
         };
-        let product = self.client.product(leased.pending.product);
-        let result = self.client.send_under(&self.retry, product, &leased.pending.token, cancel).await;
+        let pending = &leased.pending;
+        let result = self
+            .client
+            .send_under(self.client.retry_policy(), &pending.product, &pending.token, cancel)
+            .await;
         let settlement = match &result {
             Ok(_) => {
                 ::metrics::counter!(metrics::SENT).increment(1);
@@ -97,13 +108,7 @@ impl ConversionSender {
         let token = leased.pending.token.clone();
         tracing::warn!(%error, %token, ?settlement, "could not settle the Sovendus token yet; trying again");
         let store = Arc::clone(&self.store);
-        // The same backoff sequences as the retries of a send (`backon`), without an end: the
-        // lease bounds the attempts.
-        let waits = ExponentialBuilder::new()
-            .with_min_delay(FIRST_SETTLE_WAIT)
-            .with_max_delay(MAX_SETTLE_WAIT)
-            .without_max_times()
-            .build();
+        let waits = SETTLE_RETRY.waits();
         tokio::spawn(async move {
             for wait in waits {
                 tokio::time::sleep(wait).await;

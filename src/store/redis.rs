@@ -1,6 +1,6 @@
 //! [`RedisTokenStore`]: tokens in Redis, shared by every instance of the shop.
 //!
-//! Each token is one string key, `{prefix}{<key>}`, holding `<product>:<token>` with the
+//! Each token is one string key, `{prefix}{<key>}`, holding `<product ID>/<token>` with the
 //! token's TTL as Redis' own expiry (`PX`), so Redis drops it on time whatever happens to the
 //! instances. A lease is a second key, `{prefix}{<key>}:lease`, holding the lease ID with the
 //! lease's duration as its expiry. Capture, lease and settle are small Lua scripts (sent with
@@ -15,26 +15,16 @@ use fred::{
     types::{FromValue, Value, scripts::Script},
 };
 
+use super::{LeaseId, Leased, PendingToken, Settlement, StoreError, TokenKey, TokenStore, async_trait};
 use crate::{
-    SovReqToken,
-    config::Attribution,
-    token_store::{LeaseId, Leased, PendingToken, Settlement, StoreError, StoreFuture, TokenKey, TokenStore},
+    config::{Attribution, ProductId},
+    token::SovReqToken,
 };
 
 /// The prefix of every key [`RedisTokenStore`] writes: `sovendus:`.
-///
-/// ```
-/// assert_eq!(tower_sovendus::DEFAULT_REDIS_PREFIX, "sovendus:");
-/// ```
 pub const DEFAULT_REDIS_PREFIX: &str = "sovendus:";
 
 /// How long [`RedisTokenStore`] waits for Redis before it gives up on one operation: 1 second.
-///
-/// ```
-/// use std::time::Duration;
-///
-/// assert_eq!(tower_sovendus::DEFAULT_REDIS_TIMEOUT, Duration::from_secs(1));
-/// ```
 pub const DEFAULT_REDIS_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Stores the token; under first-click (`ARGV[3]` = `0`) only if none is stored. A new click
@@ -93,8 +83,8 @@ static SETTLE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::from_lua(SETTL
 ///
 /// ```no_run
 /// use std::time::Duration;
-/// use tower_sovendus::{RedisTokenStore, SovendusConfig, SovendusLayer};
-/// use tower_sovendus::fred::prelude::{Builder, ClientLike, Config, ReconnectPolicy};
+/// use tower_sovendus::{SovendusConfig, SovendusLayer, store::RedisTokenStore};
+/// use tower_sovendus::store::fred::prelude::{Builder, ClientLike, Config, ReconnectPolicy};
 ///
 /// # #[tokio::main]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -131,13 +121,6 @@ where
     }
 
     /// Puts every key under `prefix` instead, e.g. for two shops on one Redis.
-    ///
-    /// ```
-    /// use tower_sovendus::{RedisTokenStore, fred::prelude::Client};
-    ///
-    /// let store = RedisTokenStore::new(Client::default()).with_prefix("shop-de:sovendus:");
-    /// assert!(format!("{store:?}").contains("shop-de:sovendus:"));
-    /// ```
     pub fn with_prefix(mut self, prefix: impl Into<String>) -> Self {
         self.prefix = prefix.into().into();
         self
@@ -146,14 +129,6 @@ where
     /// How long to wait for Redis on one operation before giving up with
     /// [`StoreError::TimedOut`] (default [`DEFAULT_REDIS_TIMEOUT`]). A landing page waits this
     /// long at most for the capture while Redis is down.
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// use tower_sovendus::{RedisTokenStore, fred::prelude::Client};
-    ///
-    /// let store = RedisTokenStore::new(Client::default()).with_timeout(Duration::from_millis(300));
-    /// assert!(format!("{store:?}").contains("300ms"));
-    /// ```
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
@@ -202,52 +177,45 @@ where
     }
 }
 
+#[async_trait]
 impl<C> TokenStore for RedisTokenStore<C>
 where
     C: KeysInterface + LuaInterface + Send + Sync + 'static,
 {
-    fn insert(
+    async fn insert(
         &self,
         key: TokenKey,
         pending: PendingToken,
         ttl: Duration,
         attribution: Attribution,
-    ) -> StoreFuture<'_, bool> {
-        Box::pin(async move {
-            let overwrite = if attribution == Attribution::LastClick { "1" } else { "0" };
-            let args = vec![encode(&pending).into(), millis(ttl), overwrite.into()];
-            let kept: i64 = self.run(&INSERT_SCRIPT, self.keys(key), args).await?;
-            Ok(kept == 1)
-        })
+    ) -> Result<bool, StoreError> {
+        let overwrite = if attribution == Attribution::LastClick { "1" } else { "0" };
+        let args = vec![encode(&pending).into(), millis(ttl), overwrite.into()];
+        let kept: i64 = self.run(&INSERT_SCRIPT, self.keys(key), args).await?;
+        Ok(kept == 1)
     }
 
-    fn get(&self, key: TokenKey) -> StoreFuture<'_, Option<PendingToken>> {
-        Box::pin(async move {
-            let entry: Option<String> = self.within_timeout(self.client.get(self.token_key(key))).await?;
-            entry.as_deref().map(decode).transpose()
-        })
+    async fn get(&self, key: TokenKey) -> Result<Option<PendingToken>, StoreError> {
+        let entry: Option<String> = self.within_timeout(self.client.get(self.token_key(key))).await?;
+        entry.as_deref().map(decode).transpose()
     }
 
-    fn lease(&self, key: TokenKey, duration: Duration) -> StoreFuture<'_, Option<Leased>> {
-        Box::pin(async move {
-            let lease = LeaseId::random();
-            let args = vec![lease.get().to_string().into(), millis(duration)];
-            let entry: Option<String> = self.run(&LEASE_SCRIPT, self.keys(key), args).await?;
-            let Some(pending) = entry.as_deref().map(decode).transpose()? else { return Ok(None) };
-            Ok(Some(Leased { key, pending, lease }))
-        })
+    async fn lease(&self, key: TokenKey, duration: Duration) -> Result<Option<Leased>, StoreError> {
+        let lease = LeaseId::random();
+        let args = vec![lease.get().to_string().into(), millis(duration)];
+        let entry: Option<String> = self.run(&LEASE_SCRIPT, self.keys(key), args).await?;
+        let Some(pending) = entry.as_deref().map(decode).transpose()? else { return Ok(None) };
+        Ok(Some(Leased { key, pending, lease }))
     }
 
-    fn settle<'a>(&'a self, leased: &'a Leased, settlement: Settlement) -> StoreFuture<'a, ()> {
-        Box::pin(async move {
-            let outcome = match settlement {
-                Settlement::Done => "done",
-                Settlement::Keep => "keep",
-            };
-            let args = vec![leased.lease.get().to_string().into(), outcome.into()];
-            let _settled: i64 = self.run(&SETTLE_SCRIPT, self.keys(leased.key), args).await?;
-            Ok(())
-        })
+    async fn settle(&self, leased: &Leased, settlement: Settlement) -> Result<(), StoreError> {
+        let outcome = match settlement {
+            Settlement::Done => "done",
+            Settlement::Keep => "keep",
+        };
+        let args = vec![leased.lease.get().to_string().into(), outcome.into()];
+        let _settled: i64 = self.run(&SETTLE_SCRIPT, self.keys(leased.key), args).await?;
+        Ok(())
     }
 }
 
@@ -266,22 +234,27 @@ fn millis(duration: Duration) -> Value {
     Value::Integer(millis)
 }
 
-/// `<product>:<token>`: tokens never contain `:`.
+/// `<product ID>/<token>`: neither ever contains a `/`.
 fn encode(pending: &PendingToken) -> String {
-    format!("{}:{}", pending.product, pending.token.as_str())
+    format!("{}/{}", pending.product, pending.token.as_str())
 }
 
 fn decode(entry: &str) -> Result<PendingToken, StoreError> {
-    let (product, token) = entry.split_once(':').ok_or_else(|| StoreError::backend(Unreadable))?;
-    let product = product.parse().map_err(|_| StoreError::backend(Unreadable))?;
-    let token = SovReqToken::new(token).map_err(|_| StoreError::backend(Unreadable))?;
+    let Some((product, token)) = entry.split_once('/') else {
+        let old = entry.split_once(':').is_some_and(|(index, _)| index.bytes().all(|b| b.is_ascii_digit()));
+        return Err(StoreError::Unreadable(if old { OLD_FORMAT } else { MALFORMED }.to_owned()));
+    };
+    let malformed = || StoreError::Unreadable(MALFORMED.to_owned());
+    let product = ProductId::new(product).map_err(|_| malformed())?;
+    let token = SovReqToken::new(token).map_err(|_| malformed())?;
     Ok(PendingToken { token, product })
 }
 
-/// A stored entry that is not `<product>:<token>`; what it holds stays out of the message.
-#[derive(Debug, thiserror::Error)]
-#[error("a token entry in Redis is unreadable")]
-struct Unreadable;
+/// Why an entry that is not `<product ID>/<token>` is refused; what it holds stays out.
+const MALFORMED: &str = "a token entry in Redis is malformed";
+/// Why an entry of the earlier `<index>:<token>` format is refused.
+const OLD_FORMAT: &str = "a token entry in Redis has the product as its position in the configuration, \
+     an earlier format that could book it for the wrong product after a deploy; it is never sent";
 
 #[cfg(test)]
 mod tests {
@@ -289,12 +262,21 @@ mod tests {
 
     #[test]
     fn entries_round_trip_and_bad_ones_are_refused() {
-        let pending = PendingToken { token: "12345-test-123-12345".parse().unwrap(), product: 3 };
-        assert_eq!(encode(&pending), "3:12345-test-123-12345");
+        let pending = PendingToken {
+            token: "12345-test-123-12345".parse().unwrap(),
+            product: ProductId::new("p-b").unwrap(),
+        };
+        assert_eq!(encode(&pending), "p-b/12345-test-123-12345");
         assert_eq!(decode(&encode(&pending)).unwrap(), pending);
-        for bad in ["", "12345-test", "x:12345-test", "300:abc", "0:a b"] {
+        for bad in ["", "12345-test", "x:12345-test", "p/a b", "a/b/c", "/abc", "p/"] {
             let error = decode(bad).unwrap_err();
-            assert_eq!(error.to_string(), "the token store failed: a token entry in Redis is unreadable");
+            assert!(!error.is_retryable());
+            assert_eq!(error.to_string(), format!("the token store holds an unreadable record: {MALFORMED}"));
+        }
+        for old in ["0:12345-test-123-12345", "17:abc"] {
+            let error = decode(old).unwrap_err().to_string();
+            assert!(error.contains("position in the configuration"), "{error}");
+            assert!(!error.contains("12345-test"), "{error}");
         }
     }
 

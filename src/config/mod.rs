@@ -1,0 +1,531 @@
+//! [`SovendusConfig`] and its builder: the product and key, how tokens are captured, how
+//! Sovendus is called, and how conversions are delivered.
+//!
+//! Every option has a default but the product ID and the API key. A bad value fails
+//! [`build`](SovendusConfigBuilder::build) with a [`ConfigError`] naming the option:
+//!
+//! ```
+//! use std::time::Duration;
+//! use tower_sovendus::{RetryPolicy, SovendusConfig, config::Attribution};
+//!
+//! let config = SovendusConfig::builder("9bc72425-902c-3abf-9db8-8b186d7cb160", "my-api-key-1234")
+//!     // Capture: which parameter, how long a token waits for its order, which click wins.
+//!     .token_parameter("sovReqToken")
+//!     .token_ttl(Duration::from_secs(7 * 24 * 60 * 60))
+//!     .attribution(Attribution::FirstClick)
+//!     // Client: where conversions go, how long one call may take, how failures are retried.
+//!     .endpoint("http://127.0.0.1:8080")
+//!     .request_timeout(Duration::from_secs(10))
+//!     .retry(RetryPolicy::default().max_attempts(8))
+//!     // Delivery: how many background workers send at once.
+//!     .workers(8)
+//!     .build()?;
+//! assert_eq!(config.endpoint().as_str(), "http://127.0.0.1:8080/");
+//! // The key never shows in Debug output.
+//! assert!(!format!("{config:?}").contains("my-api-key"));
+//!
+//! let error = SovendusConfig::builder("product-a", "key").workers(0).build().unwrap_err();
+//! assert_eq!(error.to_string(), "invalid Sovendus option `workers`: must be 1 to 1024");
+//! # Ok::<(), tower_sovendus::ConfigError>(())
+//! ```
+
+mod api_key;
+mod product;
+
+use std::{fmt, sync::Arc, time::Duration};
+
+use http::request::Parts;
+use reqwest::Url;
+
+pub use self::{api_key::ApiKey, product::ProductId};
+pub(crate) use self::{api_key::MaskedKey, product::Products};
+use crate::{error::ConfigError, retry::RetryPolicy, token::is_unreserved};
+
+/// Sovendus' production endpoint.
+pub const DEFAULT_ENDPOINT: &str = "https://press-order-api.sovendus.com";
+/// How long a captured token waits for its order: 30 days.
+pub const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(30 * 24 * 60 * 60);
+/// How long one call to Sovendus may take, connecting included: 30 seconds.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// The query parameter carrying the token.
+pub const DEFAULT_TOKEN_PARAMETER: &str = "sovReqToken";
+/// The query parameter that picks one of the configured products.
+pub const DEFAULT_PRODUCT_PARAMETER: &str = "sovReqProductId";
+/// How many tokens the embedded store holds at most.
+pub const DEFAULT_MAX_TOKENS: u64 = 1_000_000;
+/// The most product IDs one configuration may hold, the primary one included.
+pub const MAX_PRODUCTS: usize = 256;
+/// How many conversions the background queue holds at most.
+pub const DEFAULT_QUEUE_CAPACITY: usize = 1024;
+/// How many background workers send conversions at once.
+pub const DEFAULT_WORKERS: usize = 4;
+
+/// Which click wins when a visitor arrives from Sovendus more than once before ordering.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Attribution {
+    /// The newest token replaces the stored one (the default).
+    #[default]
+    LastClick,
+    /// The first token is kept until it converts or expires; later ones are ignored.
+    FirstClick,
+}
+
+/// A predicate deciding whether a request's token may be captured, e.g. on a consent cookie.
+pub type CaptureFilter = Arc<dyn Fn(&Parts) -> bool + Send + Sync>;
+
+/// Everything the layer, the extractor and the client need to know. Built by
+/// [`SovendusConfig::builder`]; see the [module](self) for an example.
+#[derive(Clone)]
+pub struct SovendusConfig {
+    pub(crate) products: Products,
+    pub(crate) capture: CaptureOptions,
+    pub(crate) client: ClientOptions,
+    pub(crate) delivery: DeliveryOptions,
+}
+
+/// How tokens are found on a landing and kept.
+#[derive(Clone)]
+pub(crate) struct CaptureOptions {
+    pub(crate) token_parameter: Box<str>,
+    pub(crate) product_parameter: Box<str>,
+    pub(crate) token_ttl: Duration,
+    pub(crate) attribution: Attribution,
+    pub(crate) extend_session_expiry: bool,
+    pub(crate) filter: Option<CaptureFilter>,
+    pub(crate) max_tokens: u64,
+}
+
+/// How Sovendus is called.
+#[derive(Clone)]
+pub(crate) struct ClientOptions {
+    pub(crate) api_key: ApiKey,
+    pub(crate) endpoint: Url,
+    pub(crate) request_timeout: Duration,
+    pub(crate) retry: RetryPolicy,
+}
+
+/// How conversions are delivered in the background.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct DeliveryOptions {
+    pub(crate) queue_capacity: usize,
+    pub(crate) workers: usize,
+}
+
+impl SovendusConfig {
+    /// A configuration with every option at its default.
+    pub fn new(product_id: impl Into<String>, api_key: impl Into<String>) -> Result<Self, ConfigError> {
+        Self::builder(product_id, api_key).build()
+    }
+
+    /// Starts a configuration for a product ID and API key; the other options default.
+    pub fn builder(product_id: impl Into<String>, api_key: impl Into<String>) -> SovendusConfigBuilder {
+        SovendusConfigBuilder {
+            product_ids: vec![product_id.into()],
+            api_key: api_key.into(),
+            token_parameter: DEFAULT_TOKEN_PARAMETER.to_owned(),
+            product_parameter: DEFAULT_PRODUCT_PARAMETER.to_owned(),
+            token_ttl: DEFAULT_TOKEN_TTL,
+            attribution: Attribution::default(),
+            extend_session_expiry: true,
+            capture_filter: None,
+            max_tokens: DEFAULT_MAX_TOKENS,
+            endpoint: DEFAULT_ENDPOINT.to_owned(),
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            retry: RetryPolicy::default(),
+            queue_capacity: DEFAULT_QUEUE_CAPACITY,
+            workers: DEFAULT_WORKERS,
+        }
+    }
+
+    /// Reads `SOVENDUS_PRODUCT_ID`, `SOVENDUS_API_KEY` and, if set, `SOVENDUS_ENDPOINT`.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::builder_from_env()?.build()
+    }
+
+    /// Like [`from_env`](Self::from_env), but returns the builder so more options can be set.
+    pub fn builder_from_env() -> Result<SovendusConfigBuilder, ConfigError> {
+        let required = |name, field| {
+            env_var(name, field)?.ok_or_else(|| ConfigError::new(field, format!("{name} is not set")))
+        };
+        let product_id = required("SOVENDUS_PRODUCT_ID", "product_id")?;
+        let api_key = required("SOVENDUS_API_KEY", "api_key")?;
+        let mut builder = Self::builder(product_id, api_key);
+        if let Some(endpoint) = env_var("SOVENDUS_ENDPOINT", "endpoint")? {
+            builder = builder.endpoint(endpoint);
+        }
+        Ok(builder)
+    }
+
+    /// The configured product IDs; the first is the one used when a landing chooses none.
+    pub fn product_ids(&self) -> &[ProductId] {
+        self.products.all()
+    }
+
+    /// The query parameter carrying the token.
+    pub fn token_parameter(&self) -> &str {
+        &self.capture.token_parameter
+    }
+
+    /// The query parameter choosing among the configured products.
+    pub fn product_parameter(&self) -> &str {
+        &self.capture.product_parameter
+    }
+
+    /// How long a captured token waits for its order.
+    pub fn token_ttl(&self) -> Duration {
+        self.capture.token_ttl
+    }
+
+    /// First-click or last-click attribution.
+    pub fn attribution(&self) -> Attribution {
+        self.capture.attribution
+    }
+
+    /// Whether capturing a token makes the session live at least as long as the token.
+    pub fn extends_session_expiry(&self) -> bool {
+        self.capture.extend_session_expiry
+    }
+
+    /// The most tokens the embedded store holds.
+    pub fn max_tokens(&self) -> u64 {
+        self.capture.max_tokens
+    }
+
+    /// The API key, masked in `Debug` and `Display`.
+    pub fn api_key(&self) -> &ApiKey {
+        &self.client.api_key
+    }
+
+    /// The API endpoint, without the `/ext/...` path.
+    pub fn endpoint(&self) -> &Url {
+        &self.client.endpoint
+    }
+
+    /// How long one call to Sovendus may take.
+    pub fn request_timeout(&self) -> Duration {
+        self.client.request_timeout
+    }
+
+    /// How failed calls are repeated.
+    pub fn retry_policy(&self) -> &RetryPolicy {
+        &self.client.retry
+    }
+
+    /// How many conversions the background queue holds at most.
+    pub fn queue_capacity(&self) -> usize {
+        self.delivery.queue_capacity
+    }
+
+    /// How many background workers send conversions at once.
+    pub fn workers(&self) -> usize {
+        self.delivery.workers
+    }
+}
+
+impl fmt::Debug for SovendusConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let capture = &self.capture;
+        f.debug_struct("SovendusConfig")
+            .field("products", &self.products.all())
+            .field("token_parameter", &capture.token_parameter)
+            .field("product_parameter", &capture.product_parameter)
+            .field("token_ttl", &capture.token_ttl)
+            .field("attribution", &capture.attribution)
+            .field("extend_session_expiry", &capture.extend_session_expiry)
+            .field("capture_filter", &capture.filter.as_ref().map(|_| "Fn(&Parts) -> bool"))
+            .field("max_tokens", &capture.max_tokens)
+            .field("api_key", &self.client.api_key)
+            .field("endpoint", &self.client.endpoint.as_str())
+            .field("request_timeout", &self.client.request_timeout)
+            .field("retry", &self.client.retry)
+            .field("delivery", &self.delivery)
+            .finish()
+    }
+}
+
+/// Reads `name` for the option `field`; unset and blank are both `None`.
+fn env_var(name: &str, field: &'static str) -> Result<Option<String>, ConfigError> {
+    match std::env::var(name) {
+        Ok(value) if value.trim().is_empty() => Ok(None),
+        Ok(value) => Ok(Some(value.trim().to_owned())),
+        Err(std::env::VarError::NotPresent) => Ok(None),
+        Err(std::env::VarError::NotUnicode(_)) => {
+            Err(ConfigError::new(field, format!("{name} is not valid UTF-8")))
+        }
+    }
+}
+
+/// Builds a [`SovendusConfig`]; every value is checked in [`build`](Self::build). The methods
+/// come in three groups: capture, client, delivery.
+#[must_use]
+pub struct SovendusConfigBuilder {
+    product_ids: Vec<String>,
+    api_key: String,
+    token_parameter: String,
+    product_parameter: String,
+    token_ttl: Duration,
+    attribution: Attribution,
+    extend_session_expiry: bool,
+    capture_filter: Option<CaptureFilter>,
+    max_tokens: u64,
+    endpoint: String,
+    request_timeout: Duration,
+    retry: RetryPolicy,
+    queue_capacity: usize,
+    workers: usize,
+}
+
+/// Capture: how a landing's token is found and kept.
+impl SovendusConfigBuilder {
+    /// The query parameter carrying the token (default [`DEFAULT_TOKEN_PARAMETER`]); Sovendus
+    /// renames it for some partners.
+    pub fn token_parameter(mut self, name: impl Into<String>) -> Self {
+        self.token_parameter = name.into();
+        self
+    }
+
+    /// Adds a product that a landing URL may choose with the product parameter. A landing
+    /// without it, or with a value that is not configured, uses the first product ID.
+    pub fn extra_product_id(mut self, product_id: impl Into<String>) -> Self {
+        self.product_ids.push(product_id.into());
+        self
+    }
+
+    /// The query parameter choosing the product (default [`DEFAULT_PRODUCT_PARAMETER`]).
+    pub fn product_parameter(mut self, name: impl Into<String>) -> Self {
+        self.product_parameter = name.into();
+        self
+    }
+
+    /// How long a captured token waits for its order (default [`DEFAULT_TOKEN_TTL`]).
+    pub fn token_ttl(mut self, ttl: Duration) -> Self {
+        self.token_ttl = ttl;
+        self
+    }
+
+    /// Whether a later click replaces the stored token (default [`Attribution::LastClick`]).
+    pub fn attribution(mut self, attribution: Attribution) -> Self {
+        self.attribution = attribution;
+        self
+    }
+
+    /// Whether capturing a token makes the visitor's session live at least as long as the
+    /// token (default `true`).
+    pub fn extend_session_expiry(mut self, extend: bool) -> Self {
+        self.extend_session_expiry = extend;
+        self
+    }
+
+    /// Captures a token only from requests for which `filter` returns `true`, e.g. those
+    /// carrying a consent cookie. Refused requests are passed on untouched.
+    ///
+    /// ```
+    /// use http::request::Parts;
+    /// use tower_sovendus::SovendusConfig;
+    ///
+    /// fn consented(request: &Parts) -> bool {
+    ///     let cookies = request.headers.get("cookie").and_then(|value| value.to_str().ok());
+    ///     cookies.is_some_and(|cookies| cookies.split(';').any(|c| c.trim() == "consent=yes"))
+    /// }
+    /// let config = SovendusConfig::builder("product-a", "XXXX-XXXXX").capture_if(consented).build()?;
+    /// # Ok::<(), tower_sovendus::ConfigError>(())
+    /// ```
+    pub fn capture_if(mut self, filter: impl Fn(&Parts) -> bool + Send + Sync + 'static) -> Self {
+        self.capture_filter = Some(Arc::new(filter));
+        self
+    }
+
+    /// The most tokens the embedded store holds (default [`DEFAULT_MAX_TOKENS`]); beyond it,
+    /// the least recently used go first. Shared stores ignore it.
+    pub fn max_tokens(mut self, max: u64) -> Self {
+        self.max_tokens = max;
+        self
+    }
+}
+
+/// Client: how Sovendus is called.
+impl SovendusConfigBuilder {
+    /// The API endpoint, http or https, with no query (default [`DEFAULT_ENDPOINT`]).
+    pub fn endpoint(mut self, endpoint: impl Into<String>) -> Self {
+        self.endpoint = endpoint.into();
+        self
+    }
+
+    /// How long one call to Sovendus may take, connecting included (default
+    /// [`DEFAULT_REQUEST_TIMEOUT`]).
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+
+    /// How failed calls are repeated (default [`RetryPolicy::default`]);
+    /// [`RetryPolicy::never`] sends once.
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.retry = policy;
+        self
+    }
+}
+
+/// Delivery: how conversions are sent in the background.
+impl SovendusConfigBuilder {
+    /// How many conversions the background queue holds at most (default
+    /// [`DEFAULT_QUEUE_CAPACITY`]).
+    pub fn queue_capacity(mut self, capacity: usize) -> Self {
+        self.queue_capacity = capacity;
+        self
+    }
+
+    /// How many background workers send conversions at once, 1 to 1,024 (default
+    /// [`DEFAULT_WORKERS`]).
+    pub fn workers(mut self, workers: usize) -> Self {
+        self.workers = workers;
+        self
+    }
+
+    /// Checks every value and builds the configuration.
+    pub fn build(self) -> Result<SovendusConfig, ConfigError> {
+        let products = self.product_ids.iter().map(ProductId::new).collect::<Result<Vec<_>, _>>()?;
+        let capture = CaptureOptions {
+            token_parameter: parameter_name("token_parameter", self.token_parameter)?,
+            product_parameter: parameter_name("product_parameter", self.product_parameter)?,
+            token_ttl: positive("token_ttl", self.token_ttl)?,
+            attribution: self.attribution,
+            extend_session_expiry: self.extend_session_expiry,
+            filter: self.capture_filter,
+            max_tokens: at_least_one("max_tokens", self.max_tokens)?,
+        };
+        let client = ClientOptions {
+            api_key: ApiKey::new(&self.api_key)?,
+            endpoint: parse_endpoint(&self.endpoint)?,
+            request_timeout: positive("request_timeout", self.request_timeout)?,
+            retry: self.retry.validate().map_err(|reason| ConfigError::new("retry", reason))?,
+        };
+        let delivery = DeliveryOptions {
+            queue_capacity: at_least_one("queue_capacity", self.queue_capacity)?,
+            workers: match self.workers {
+                1..=1024 => self.workers,
+                _ => return Err(ConfigError::new("workers", "must be 1 to 1024")),
+            },
+        };
+        Ok(SovendusConfig { products: Products::new(products)?, capture, client, delivery })
+    }
+}
+
+impl fmt::Debug for SovendusConfigBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SovendusConfigBuilder")
+            .field("product_ids", &self.product_ids)
+            .field("api_key", &MaskedKey(&self.api_key))
+            .field("endpoint", &self.endpoint)
+            .finish_non_exhaustive()
+    }
+}
+
+fn positive(field: &'static str, value: Duration) -> Result<Duration, ConfigError> {
+    // moka cannot expire entries further out than this, and no real option needs more.
+    const MAX: Duration = Duration::from_secs(100 * 365 * 24 * 60 * 60);
+    if value.is_zero() {
+        Err(ConfigError::new(field, "must be longer than zero"))
+    } else if value > MAX {
+        Err(ConfigError::new(field, "must be at most 100 years"))
+    } else {
+        Ok(value)
+    }
+}
+
+fn at_least_one<N: PartialEq + From<u8>>(field: &'static str, value: N) -> Result<N, ConfigError> {
+    if value == N::from(0) { Err(ConfigError::new(field, "must be at least 1")) } else { Ok(value) }
+}
+
+fn parameter_name(field: &'static str, name: String) -> Result<Box<str>, ConfigError> {
+    if name.is_empty() || name.len() > 64 || !name.bytes().all(is_unreserved) {
+        return Err(ConfigError::new(field, "must be 1 to 64 characters of A-Z a-z 0-9 - . _ ~"));
+    }
+    Ok(name.into())
+}
+
+fn parse_endpoint(endpoint: &str) -> Result<Url, ConfigError> {
+    let invalid = |reason: String| ConfigError::new("endpoint", reason);
+    let url = Url::parse(endpoint.trim()).map_err(|error| invalid(format!("not a URL: {error}")))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(invalid(format!("scheme must be http or https, not {}", url.scheme())));
+    }
+    if url.host().is_none() {
+        return Err(invalid("has no host".to_owned()));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(invalid("must not carry credentials".to_owned()));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(invalid("must not have a query or fragment".to_owned()));
+    }
+    Ok(url)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults() {
+        let config = SovendusConfig::new("p", "key").unwrap();
+        assert_eq!(config.endpoint().as_str(), "https://press-order-api.sovendus.com/");
+        assert_eq!(config.token_ttl(), DEFAULT_TOKEN_TTL);
+        assert_eq!(config.request_timeout(), DEFAULT_REQUEST_TIMEOUT);
+        assert_eq!(config.token_parameter(), "sovReqToken");
+        assert_eq!(config.product_parameter(), "sovReqProductId");
+        assert_eq!(config.max_tokens(), 1_000_000);
+        assert_eq!(config.attribution(), Attribution::LastClick);
+        assert_eq!(*config.retry_policy(), RetryPolicy::default());
+        assert_eq!((config.queue_capacity(), config.workers()), (1024, 4));
+        assert!(config.extends_session_expiry());
+    }
+
+    #[test]
+    fn bad_values_name_their_field() {
+        let cases: Vec<(SovendusConfigBuilder, &str)> = vec![
+            (SovendusConfig::builder("", "k"), "product_id"),
+            (SovendusConfig::builder("a/b", "k"), "product_id"),
+            (SovendusConfig::builder("..", "k"), "product_id"),
+            (SovendusConfig::builder("p", " "), "api_key"),
+            (SovendusConfig::builder("p", "k").endpoint("ftp://x"), "endpoint"),
+            (SovendusConfig::builder("p", "k").endpoint("not a url"), "endpoint"),
+            (SovendusConfig::builder("p", "k").endpoint("http://x/?q=1"), "endpoint"),
+            (SovendusConfig::builder("p", "k").endpoint("http://u:pw@x/"), "endpoint"),
+            (SovendusConfig::builder("p", "k").request_timeout(Duration::ZERO), "request_timeout"),
+            (SovendusConfig::builder("p", "k").token_ttl(Duration::MAX), "token_ttl"),
+            (SovendusConfig::builder("p", "k").token_parameter("a&b"), "token_parameter"),
+            (SovendusConfig::builder("p", "k").product_parameter(""), "product_parameter"),
+            (SovendusConfig::builder("p", "k").max_tokens(0), "max_tokens"),
+            (SovendusConfig::builder("p", "k").extra_product_id("p"), "extra_product_id"),
+            (SovendusConfig::builder("p", "k").retry(RetryPolicy::default().max_attempts(0)), "retry"),
+            (SovendusConfig::builder("p", "k").queue_capacity(0), "queue_capacity"),
+            (SovendusConfig::builder("p", "k").workers(1025), "workers"),
+        ];
+        for (builder, field) in cases {
+            assert_eq!(builder.build().unwrap_err().field(), field);
+        }
+    }
+
+    #[test]
+    fn at_most_max_products() {
+        let with = |count: usize| {
+            let builder = SovendusConfig::builder("p-0", "XXXX-XXXXX");
+            (1..count).fold(builder, |builder, i| builder.extra_product_id(format!("p-{i}")))
+        };
+        assert_eq!(with(MAX_PRODUCTS).build().unwrap().product_ids().len(), MAX_PRODUCTS);
+        assert_eq!(with(MAX_PRODUCTS + 1).build().unwrap_err().field(), "extra_product_id");
+    }
+
+    #[test]
+    fn key_is_masked_everywhere() {
+        let key = "XXXX-XXXXX-XXXXXX-SECRET";
+        let config = SovendusConfig::new("p", key).unwrap();
+        assert!(!format!("{config:?}").contains("SECRET"));
+        assert!(format!("{config:?}").contains("****CRET"));
+        let builder = SovendusConfig::builder("p", key);
+        assert!(!format!("{builder:?}").contains("XXXX-XXXXX"));
+        let error = SovendusConfig::builder("a/b", key).build().unwrap_err();
+        assert!(!error.to_string().contains("SECRET"));
+    }
+}

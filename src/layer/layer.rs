@@ -1,0 +1,79 @@
+//! [`SovendusLayer`].
+
+use std::{fmt, sync::Arc};
+
+use tower_layer::Layer;
+
+use super::{capture::Capturer, service::SovendusService};
+use crate::{
+    client::SovendusClient,
+    config::SovendusConfig,
+    delivery::Delivery,
+    handoff::Handoff,
+    store::{MokaTokenStore, TokenStore},
+};
+
+/// Watches every request for the `sovReqToken` parameter and stores a valid token against the
+/// visitor's session; see the [module](super) for where it goes.
+#[derive(Clone)]
+pub struct SovendusLayer {
+    pub(super) capturer: Arc<Capturer>,
+    pub(super) handoff: Handoff,
+}
+
+impl SovendusLayer {
+    /// A layer keeping its tokens in a [`MokaTokenStore`] of the configured `max_tokens`, with
+    /// its own HTTP client.
+    ///
+    /// # Panics
+    ///
+    /// Like `reqwest::Client::new`, if the TLS backend cannot be initialised.
+    pub fn new(config: SovendusConfig) -> Self {
+        let store = MokaTokenStore::new(config.max_tokens());
+        Self::with_store(config, store)
+    }
+
+    /// A layer keeping its tokens in `store`: a shared one, such as
+    /// [`RedisTokenStore`](crate::store::RedisTokenStore), lets several instances of the shop
+    /// serve one visitor. Requests without a token never touch it.
+    ///
+    /// # Panics
+    ///
+    /// Like [`new`](Self::new), if the TLS backend cannot be initialised.
+    pub fn with_store(config: SovendusConfig, store: impl TokenStore) -> Self {
+        let delivery = Delivery::new(config, Arc::new(store));
+        let handoff = Handoff::new(&delivery);
+        Self { capturer: Arc::new(Capturer::new(delivery)), handoff }
+    }
+
+    /// The client this layer's conversions are sent with, e.g. to send a token stored with an
+    /// order later.
+    pub fn client(&self) -> &SovendusClient {
+        self.capturer.delivery.client()
+    }
+
+    /// The handle to this layer's delivery, to await [`shutdown`](Delivery::shutdown) when
+    /// the app stops.
+    pub fn delivery(&self) -> Delivery {
+        self.capturer.delivery.clone()
+    }
+
+    /// The configuration this layer runs with.
+    pub fn config(&self) -> &SovendusConfig {
+        self.capturer.config()
+    }
+}
+
+impl fmt::Debug for SovendusLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SovendusLayer").field("config", self.config()).finish()
+    }
+}
+
+impl<S> Layer<S> for SovendusLayer {
+    type Service = SovendusService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        SovendusService::new(inner, self.clone())
+    }
+}

@@ -1,0 +1,74 @@
+//! [`SovendusService`].
+
+use std::{
+    fmt,
+    task::{Context, Poll},
+};
+
+use http::Request;
+use tower_service::Service;
+use tower_sessions::Session;
+
+use super::{ResponseFuture, SovendusLayer};
+use crate::query;
+
+/// The service made by [`SovendusLayer`].
+#[derive(Clone)]
+pub struct SovendusService<S> {
+    inner: S,
+    layer: SovendusLayer,
+}
+
+impl<S> SovendusService<S> {
+    pub(super) fn new(inner: S, layer: SovendusLayer) -> Self {
+        Self { inner, layer }
+    }
+
+    /// A request whose query may hold a token: the capture of a valid one runs before the
+    /// inner future is first polled. Out of line, to keep `call` small for every other request.
+    #[inline(never)]
+    fn call_with_query<B>(&mut self, req: Request<B>) -> ResponseFuture<S::Future>
+    where
+        S: Service<Request<B>>,
+    {
+        let capturer = &self.layer.capturer;
+        let (req, landing) = capturer.landing(req);
+        let capture = landing.and_then(|landing| {
+            let Some(session) = req.extensions().get::<Session>().cloned() else {
+                capturer.log_missing_session();
+                return None;
+            };
+            let capturer = capturer.clone();
+            Some(Box::pin(async move { capturer.capture(&session, landing).await }) as _)
+        });
+        ResponseFuture::new(self.inner.call(req), capture)
+    }
+}
+
+impl<S> fmt::Debug for SovendusService<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SovendusService").finish_non_exhaustive()
+    }
+}
+
+impl<S, B> Service<Request<B>> for SovendusService<S>
+where
+    S: Service<Request<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<B>) -> Self::Future {
+        let SovendusLayer { capturer, handoff } = &self.layer;
+        handoff.attach(&capturer.delivery, req.extensions_mut());
+        if query::may_contain(req.uri().query(), capturer.config().token_parameter()) {
+            return self.call_with_query(req);
+        }
+        ResponseFuture::new(self.inner.call(req), None)
+    }
+}
