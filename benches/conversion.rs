@@ -29,8 +29,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-mod common;
-mod tool;
+mod support;
 
 use criterion::{Criterion, SamplingMode, Throughput};
 use tokio::{runtime::Runtime, task::JoinSet};
@@ -178,13 +177,13 @@ fn clients(c: &mut Criterion, sandbox: &Sandbox) {
 /// Requests per second `wrk` gets from the sandbox with `concurrency` keep-alive connections,
 /// or `None` (with a notice) when `wrk` cannot run.
 fn wrk(sandbox: &Sandbox, concurrency: usize) -> Option<f64> {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/wrk/conversion.lua");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/support/conversion.lua");
     let threads = wrk_threads(concurrency);
     let mut wrk = Command::new("wrk");
     wrk.args([&format!("-t{threads}"), &format!("-c{concurrency}"), &format!("-d{ROUND_SECONDS}s")]);
     wrk.args(["-s", script, &conversion_url(sandbox)]);
-    let output = tool::output(&mut wrk, "the sandbox's ceiling is not measured")?;
-    tool::number_after(&output, "Requests/sec:")
+    let output = support::output(&mut wrk, "the sandbox's ceiling is not measured")?;
+    support::number_after(&output, "Requests/sec:")
 }
 
 /// The sandbox's ceiling against the clients, paired: [`ROUNDS`] rounds, in each of which
@@ -235,7 +234,7 @@ fn ceilings(server: &Runtime) {
             "concurrency {concurrency}, per second: wrk {wrk:.0?}, pooled {pooled:.0?}, reqwest {reqwest:.0?}"
         );
         let json = serde_json::json!({ "concurrency": concurrency, "wrk": wrk, "pooled": pooled, "reqwest": reqwest });
-        common::write_result("sandbox_ceiling", &format!("c{concurrency}.json"), &json);
+        support::write_result("sandbox_ceiling", &format!("c{concurrency}.json"), &json);
     }
 }
 

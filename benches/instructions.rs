@@ -11,9 +11,7 @@
 //! cargo bench --bench instructions
 //! ```
 
-mod common;
-mod stacks;
-mod tool;
+mod support;
 
 use std::process::Command;
 
@@ -27,14 +25,15 @@ const MANY: u64 = 11_000;
 
 /// Serves `requests` plain pages on `stack`, in this process.
 fn serve(stack: &str, requests: u64) {
-    let apps = [stacks::sovendus(), stacks::identity(), stacks::none()];
+    let apps = [support::sovendus(), support::identity(), support::none()];
     let index = STACKS.iter().position(|name| *name == stack).expect("a known stack");
     let app = &apps[index];
     let runtime =
         tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a tokio runtime");
     runtime.block_on(async {
         for _ in 0..requests {
-            let request = Request::builder().uri(stacks::PLAIN).body(Body::empty()).expect("a valid request");
+            let request =
+                Request::builder().uri(support::PLAIN).body(Body::empty()).expect("a valid request");
             let response = app.clone().oneshot(request).await.expect("routers never fail");
             assert!(response.status().is_success(), "{}", response.status());
         }
@@ -48,9 +47,9 @@ fn instructions(stack: &str, requests: u64) -> Option<u64> {
     let mut valgrind = Command::new("valgrind");
     valgrind.args(["--tool=callgrind", "--callgrind-out-file=/dev/null"]).arg(exe);
     valgrind.args(["--serve", stack, &requests.to_string()]);
-    let output = tool::output(&mut valgrind, "instructions are not counted")?;
+    let output = support::output(&mut valgrind, "instructions are not counted")?;
     // callgrind ends with "==PID== Collected : N".
-    tool::number_after(&output, "Collected :")
+    support::number_after(&output, "Collected :")
 }
 
 fn main() {
@@ -72,5 +71,5 @@ fn main() {
         println!("hot path, {stack}: {cost:.0} instructions per request");
         per_request.insert(stack.to_owned(), cost.into());
     }
-    common::write_result("instructions", "hot_path.json", &per_request.into());
+    support::write_result("instructions", "hot_path.json", &per_request.into());
 }

@@ -2,7 +2,7 @@
 //! (a landing with a token), each against baselines measured in the same group.
 //!
 //! Every stack is an axum router with one trivial handler inside tower-sessions'
-//! `SessionManagerLayer` (MemoryStore); only the layer in between changes:
+//! `SessionManagerLayer` (MemoryStore); only the layer in between changes (see `support`):
 //!
 //! - `sovendus`: [`SovendusLayer`];
 //! - `identity`: tower's `Identity`, since axum wraps every route for any layer;
@@ -18,8 +18,7 @@
 //! python3 benches/report.py   # ratios into BENCHMARKS.md, and the chart
 //! ```
 
-mod common;
-mod stacks;
+mod support;
 
 use std::{
     borrow::Cow,
@@ -36,11 +35,10 @@ use axum::{
 };
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use http::header::{COOKIE, SET_COOKIE};
-use stacks::{PLAIN, config, identity, none, routes, sessions, sovendus};
+use support::{PLAIN, identity, none, routes, sessions, sovendus};
 use tokio::runtime::Runtime;
 use tower::ServiceExt;
 use tower_sessions::Session;
-use tower_sovendus::{SovendusLayer, store::MokaTokenStore};
 
 /// Requests per block, and blocks per stack, of the interleaved timing.
 const BLOCK: u64 = 100;
@@ -62,13 +60,6 @@ async fn guide_capture(session: Session, request: Request, next: Next) -> Respon
         }
     }
     next.run(request).await
-}
-
-/// The layer with the moka-based store instead of the default one.
-fn sovendus_moka() -> Router {
-    let config = config();
-    let store = MokaTokenStore::new(config.max_tokens());
-    sessions(routes().layer(SovendusLayer::with_store(config, store)))
 }
 
 fn guide() -> Router {
@@ -162,7 +153,7 @@ fn interleaved(runtime: &Runtime, group: &str, stacks: &[Stack], uri: impl Fn(u6
     }
     let json: serde_json::Map<_, _> =
         stacks.iter().zip(times).map(|(stack, times)| (stack.name.to_owned(), times.into())).collect();
-    common::write_result("interleaved", &format!("{group}.json"), &json.into());
+    support::write_result("interleaved", &format!("{group}.json"), &json.into());
 }
 
 fn hot_path(c: &mut Criterion) {
@@ -176,17 +167,10 @@ fn hot_path(c: &mut Criterion) {
 }
 
 fn capture_path(c: &mut Criterion) {
-    let stacks = [
-        Stack::new("sovendus", sovendus()),
-        Stack::new("sovendus_moka", sovendus_moka()),
-        Stack::new("from_fn", guide()),
-    ];
+    let stacks = [Stack::new("sovendus", sovendus()), Stack::new("from_fn", guide())];
     measure(c, "capture_new_visitor", &stacks, landing);
-    let stacks = [
-        Stack::new("sovendus", sovendus()).with_session(),
-        Stack::new("sovendus_moka", sovendus_moka()).with_session(),
-        Stack::new("from_fn", guide()).with_session(),
-    ];
+    let stacks =
+        [Stack::new("sovendus", sovendus()).with_session(), Stack::new("from_fn", guide()).with_session()];
     measure(c, "capture_existing_session", &stacks, landing);
 }
 

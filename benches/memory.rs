@@ -17,7 +17,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-mod common;
+mod support;
 
 use async_trait::async_trait;
 use axum::{Router, body::Body, extract::Request, routing::get};
@@ -171,7 +171,7 @@ fn main() {
         "tokens": TOKENS, "resident_before": before, "resident_after": after, "bytes_per_token": per_token,
         "moka_floor_bytes_per_entry": floors["moka_floor_expiry"], "moka_floors": floors,
     });
-    common::write_result("memory", "tokens.json", &json);
+    support::write_result("memory", "tokens.json", &json);
 }
 
 fn print_pair((before, after): (u64, u64)) {

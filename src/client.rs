@@ -162,50 +162,44 @@ impl SovendusClient {
         cancel: Option<&CancellationToken>,
     ) -> Result<Receipt, SovendusError> {
         let span = tracing::info_span!("sovendus.send", product = %product, token = %token);
-        self.retry_loop(policy, product, token, cancel).instrument(span).await
-    }
-
-    async fn retry_loop(
-        &self,
-        policy: &RetryPolicy,
-        product: &ProductId,
-        token: &SovReqToken,
-        cancel: Option<&CancellationToken>,
-    ) -> Result<Receipt, SovendusError> {
-        let started = Instant::now();
-        let mut waits = policy.waits();
-        let mut attempt = 1_u32;
-        loop {
-            let Some(answer) = until_cancelled(cancel, self.attempt(product, token)).await else {
-                return Err(SovendusError::Cancelled);
-            };
-            let error = match answer {
-                Ok(receipt) => {
-                    tracing::info!(attempt, "Sovendus accepted the conversion");
-                    return Ok(receipt);
+        async move {
+            let started = Instant::now();
+            let mut waits = policy.waits();
+            let mut attempt = 1_u32;
+            loop {
+                let Some(answer) = until_cancelled(cancel, self.attempt(product, token)).await else {
+                    return Err(SovendusError::Cancelled);
+                };
+                let error = match answer {
+                    Ok(receipt) => {
+                        tracing::info!(attempt, "Sovendus accepted the conversion");
+                        return Ok(receipt);
+                    }
+                    Err(error) => error,
+                };
+                if !error.is_retryable() {
+                    tracing::error!(%error, attempt, "Sovendus refused the conversion; not retrying");
+                    return Err(error);
                 }
-                Err(error) => error,
-            };
-            if !error.is_retryable() {
-                tracing::error!(%error, attempt, "Sovendus refused the conversion; not retrying");
-                return Err(error);
+                let Some(backoff) = waits.next() else {
+                    tracing::error!(%error, attempt, "Sovendus conversion failed; no attempts left");
+                    return Err(error);
+                };
+                let wait = error.retry_after().map_or(backoff, |asked| asked.max(backoff));
+                if started.elapsed().saturating_add(wait) > policy.max_elapsed {
+                    tracing::error!(%error, attempt, ?wait, "Sovendus conversion failed; out of retry time");
+                    return Err(error);
+                }
+                tracing::warn!(%error, attempt, ?wait, "Sovendus conversion failed; retrying");
+                ::metrics::counter!(metrics::RETRIED).increment(1);
+                if until_cancelled(cancel, tokio::time::sleep(wait)).await.is_none() {
+                    return Err(SovendusError::Cancelled);
+                }
+                attempt += 1;
             }
-            let Some(backoff) = waits.next() else {
-                tracing::error!(%error, attempt, "Sovendus conversion failed; no attempts left");
-                return Err(error);
-            };
-            let wait = error.retry_after().map_or(backoff, |asked| asked.max(backoff));
-            if started.elapsed().saturating_add(wait) > policy.max_elapsed {
-                tracing::error!(%error, attempt, ?wait, "Sovendus conversion failed; out of retry time");
-                return Err(error);
-            }
-            tracing::warn!(%error, attempt, ?wait, "Sovendus conversion failed; retrying");
-            ::metrics::counter!(metrics::RETRIED).increment(1);
-            if until_cancelled(cancel, tokio::time::sleep(wait)).await.is_none() {
-                return Err(SovendusError::Cancelled);
-            }
-            attempt += 1;
         }
+        .instrument(span)
+        .await
     }
 
     /// `{endpoint}/ext/{product}/{token}/api`, from validated parts only. A configured

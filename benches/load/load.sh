@@ -1,57 +1,28 @@
 #!/usr/bin/env bash
-# Load test: the demo shop (examples/shop) in release mode, with SovendusLayer and without it
-# (SHOP_WITHOUT_SOVENDUS=1), driven by wrk on loopback with 99 % plain pages and 1 % landings
-# of new visitors, each with its own token (benches/wrk/shop.lua). Prints the throughput ratio and p50/p99
-# latencies, and writes them to target/criterion/load/results.json for benches/report.py.
+# Load test: the demo shop's pages in release mode, with SovendusLayer and without it
+# (benches/load/shop.rs), driven by wrk on loopback with 99 % plain pages and 1 % landings of
+# new visitors, each with its own token (benches/load/shop.lua). Prints the throughput ratio
+# and p50/p99 latencies, and writes them to target/criterion/load/results.json for
+# benches/report.py.
 #
 # The two shops run side by side, each loaded by its own wrk at the same time, for ROUNDS
-# rounds (both restarted every round). Both share one CPU and the machine's hiccups hit both
-# at once, so the ratio of their throughputs is the ratio of what a request costs each; the
-# figures are the medians over rounds of each round's ratio. On a machine with 2 CPUs or more
-# (and taskset), the shops run on CPU 1 and the two wrk on CPU 0, so that the load generators
-# take no cycles from the shops they measure. The two shops take turns at being started (and
-# loaded) first, which cancels the small edge of going first.
+# rounds (both restarted every round), so that the machine's hiccups hit both at once; the
+# figures are the medians over rounds of each round's ratio. With 2 CPUs or more (and
+# taskset), the shops run on CPU 1 and the two wrk on CPU 0. The shops take turns at being
+# started and loaded first, which cancels the small edge of going first. Each round also reads
+# the CPU time each shop used (user and system, from /proc) per request served.
 #
-# Each round also reads the CPU time each shop used (user and system, from /proc) and divides it
-# by the requests it served: the ratio of the two shops' CPU time per request tells whether a
-# gap is in the shop's own code (user) or in the kernel (system).
-#
-#   bash benches/load.sh                  # 10 rounds of 8 s, 64 connections per shop
-#   ROUNDS=9 SECONDS_PER_RUN=20 CONNECTIONS=128 bash benches/load.sh
-#
-# SHOP chooses the shop measured, AGAINST the one it is measured against (default: without):
-#   layer (SHOP's default)    the shop with SovendusLayer
-#   without (AGAINST's)       the shop without it (SHOP_WITHOUT_SOVENDUS=1)
-#   none                      the shop without it, as SHOP: an A/A run, the method's own noise and bias
-#   floor                     the least keeping a token in the session costs: the product page puts
-#                             it there itself (SHOP_SESSION_FLOOR=1, examples/shop/app.rs)
-#   floor-guarantees          the same page, also making the session last 30 days and saving it
-#                             before the page is rendered, as the layer does (SHOP_SESSION_FLOOR=guarantees)
-#   floor-guarantees-gate     that shop behind a SovendusLayer watching for a parameter no request
-#                             carries: the least a capture by this layer costs (=guarantees-gate)
-#   floor-guarantees-passthrough  that shop behind a layer handing every response back unchanged:
-#                             the least a capture behind any layer costs (=guarantees-passthrough)
-# SHOP=layer against the shop without writes results.json; other pairs write
-# results-$SHOP.json, or results-$SHOP-vs-$AGAINST.json against another shop.
-#
-# PROFILE chooses the Cargo profile both shops are built with (one binary serves both):
-#   release (the default)     Cargo's release profile, as it comes
-#   release-lto               release with fat LTO and one codegen unit (Cargo.toml), the build a
-#                             shop tuned for throughput deploys; its results files end in -release-lto
+#   bash benches/load/load.sh                  # 10 rounds of 8 s, 64 connections per shop
+#   ROUNDS=30 SECONDS_PER_RUN=8 CONNECTIONS=64 bash benches/load/load.sh
+#   SHOP=without bash benches/load/load.sh     # A/A: the shop without against itself, the method's noise
+#   PROFILE=release-lto bash benches/load/load.sh   # both shops built with fat LTO, one codegen unit
 #
 # Needs wrk (Debian: apt-get install wrk). Run by hand, not in CI. Stops every shop it starts.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 
-SHOP=${SHOP:-layer}
-AGAINST=${AGAINST:-without}
-SHOPS='layer|without|none|floor|floor-guarantees|floor-guarantees-gate|floor-guarantees-passthrough'
-for shop in "$SHOP" "$AGAINST"; do
-    [[ $shop =~ ^($SHOPS)$ ]] || {
-        echo "SHOP and AGAINST must each be one of ${SHOPS//|/, }, not $shop" >&2
-        exit 1
-    }
-done
+SHOP=${SHOP:-with}
+[[ $SHOP =~ ^(with|without)$ ]] || { echo "SHOP must be with or without, not $SHOP" >&2; exit 1; }
 ROUNDS=${ROUNDS:-10}
 SECONDS_PER_RUN=${SECONDS_PER_RUN:-8}
 CONNECTIONS=${CONNECTIONS:-64}
@@ -73,7 +44,7 @@ TARGET_DIR=${CARGO_TARGET_DIR:-target}
 OUT="$TARGET_DIR/criterion/load"
 
 command -v wrk >/dev/null || { echo "wrk is not installed (Debian: apt-get install wrk)" >&2; exit 1; }
-cargo build --profile "$PROFILE" --example shop
+cargo build --profile "$PROFILE" --example load-shop
 mkdir -p "$OUT"
 
 shop_pids=()
@@ -86,11 +57,10 @@ stop_shops() {
 }
 trap stop_shops EXIT
 
-# Starts a shop on port $1 (extra environment in the rest), waits until it accepts connections.
+# Starts the shop $2 (with or without) on port $1, waits until it accepts connections.
 start_shop() {
     local port=$1
-    shift
-    "${SHOPS_ON[@]}" env "$@" SHOP_ADDR="127.0.0.1:$port" RUST_LOG=warn "$TARGET_DIR/$PROFILE_DIR/examples/shop" \
+    "${SHOPS_ON[@]}" env SHOP_ADDR="127.0.0.1:$port" RUST_LOG=warn "$TARGET_DIR/$PROFILE_DIR/examples/load-shop" "$2" \
         >"$OUT/shop-$port.log" 2>&1 &
     shop_pids+=($!)
     for _ in $(seq 100); do
@@ -112,7 +82,7 @@ percentile_us() {
 
 # Loads the shop on port $1 with wrk into file $2.
 load() {
-    "${WRK_ON[@]}" wrk -t"$THREADS" -c"$CONNECTIONS" -d"${SECONDS_PER_RUN}s" --latency -s benches/wrk/shop.lua \
+    "${WRK_ON[@]}" wrk -t"$THREADS" -c"$CONNECTIONS" -d"${SECONDS_PER_RUN}s" --latency -s benches/load/shop.lua \
         "http://127.0.0.1:$1" >"$2"
 }
 
@@ -139,26 +109,15 @@ median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] 
 : >"$OUT/ratios.txt"
 : >"$OUT/cpu.txt"
 CLOCK_TICKS=$(getconf CLK_TCK)
-echo "load, SHOP=$SHOP against $AGAINST, built with profile $PROFILE: $ROUNDS rounds x ${SECONDS_PER_RUN}s, both shops at once, $CONNECTIONS connections and $THREADS wrk" \
+echo "load, the shop $SHOP the layer against the one without, built with profile $PROFILE: $ROUNDS rounds x ${SECONDS_PER_RUN}s, both shops at once, $CONNECTIONS connections and $THREADS wrk" \
     "thread(s) each; shops ${SHOPS_ON[*]:-unpinned}, wrk ${WRK_ON[*]:-unpinned};" \
     "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
-# The environment that starts shop $1 (a SHOP or AGAINST value).
-shop_env() {
-    case $1 in
-        layer) ;;
-        without | none) echo SHOP_WITHOUT_SOVENDUS=1 ;;
-        floor) echo SHOP_SESSION_FLOOR=1 ;;
-        floor-*) echo "SHOP_SESSION_FLOOR=${1#floor-}" ;;
-    esac
-}
-read -r -a WITH_ENV <<<"$(shop_env "$SHOP")"
-read -r -a WITHOUT_ENV <<<"$(shop_env "$AGAINST")"
-# Starts shop $1 (with or without).
+# Starts shop $1: "with" is the measured one, "without" the baseline.
 start() {
     if [[ $1 == with ]]; then
-        start_shop "$PORT_WITH" "${WITH_ENV[@]}"
+        start_shop "$PORT_WITH" "$SHOP"
     else
-        start_shop "$PORT_WITHOUT" "${WITHOUT_ENV[@]}"
+        start_shop "$PORT_WITHOUT" without
     fi
 }
 # Loads shop $1 (with or without) into $OUT/wrk-$1.txt.
@@ -182,7 +141,7 @@ for round in $(seq "$ROUNDS"); do
     stop_shops
     with=$(summary "$OUT/wrk-with.txt")
     without=$(summary "$OUT/wrk-without.txt")
-    echo "round $round: $SHOP [req/s p50us p99us] $with | $AGAINST $without"
+    echo "round $round: $SHOP [req/s p50us p99us] $with | without $without"
     echo "$with" >>"$OUT/with.txt"
     echo "$without" >>"$OUT/without.txt"
     # This round's throughput and p99 ratios.
@@ -211,19 +170,18 @@ read -r throughput_mean throughput_error <<<"$(awk '{ s += $1; q += $1 * $1 } EN
 cat <<REPORT
 medians over $ROUNDS rounds (the ratios: medians of each round's ratio):
   $SHOP: $rate_with req/s, p50 ${p50_with} us, p99 ${p99_with} us
-  $AGAINST: $rate_without req/s, p50 ${p50_without} us, p99 ${p99_without} us
-  throughput ratio:      $throughput_ratio (target >= 0.98); mean $throughput_mean, standard error $throughput_error
+  without: $rate_without req/s, p50 ${p50_without} us, p99 ${p99_without} us
+  throughput ratio:      $throughput_ratio (target >= 0.95); mean $throughput_mean, standard error $throughput_error
   p99 ratio:             $p99_ratio (target <= 1.05)
-  CPU time per request:  $SHOP user ${user_with} us, system ${sys_with} us; $AGAINST user ${user_without} us, system ${sys_without} us
-  CPU time ratio:        $cpu_ratio (user $user_ratio, system $sys_ratio; $AGAINST's per request / $SHOP's)
+  CPU time per request:  $SHOP user ${user_with} us, system ${sys_with} us; without user ${user_without} us, system ${sys_without} us
+  CPU time ratio:        $cpu_ratio (user $user_ratio, system $sys_ratio; without's per request / $SHOP's)
 REPORT
 RESULTS=$OUT/results.json
-[[ $SHOP == layer ]] || RESULTS=$OUT/results-$SHOP.json
-[[ $AGAINST == without ]] || RESULTS=$OUT/results-$SHOP-vs-$AGAINST.json
+[[ $SHOP == with ]] || RESULTS=$OUT/results-aa.json
 [[ $PROFILE == release ]] || RESULTS=${RESULTS%.json}-$PROFILE.json
 cat >"$RESULTS" <<JSON
 {"rounds": $ROUNDS, "seconds_per_run": $SECONDS_PER_RUN, "connections": $CONNECTIONS, "threads": $THREADS,
- "shop": "$SHOP", "against": "$AGAINST", "profile": "$PROFILE", "side_by_side": true, "alternating": true, "pinned": $([[ ${#SHOPS_ON[@]} -gt 0 ]] && echo true || echo false),
+ "shop": "$SHOP", "profile": "$PROFILE", "side_by_side": true, "alternating": true, "pinned": $([[ ${#SHOPS_ON[@]} -gt 0 ]] && echo true || echo false),
  "round_ratios": [$(awk '{ printf "%s[%s, %s]", (NR > 1 ? ", " : ""), $1, $2 }' "$OUT/ratios.txt")],
  "with": {"requests_per_second": $rate_with, "p50_us": $p50_with, "p99_us": $p99_with,
           "user_us_per_request": $user_with, "system_us_per_request": $sys_with},
