@@ -137,15 +137,6 @@ impl SovendusError {
     /// cancellations, a full or closed queue and a token store that failed (but not one that
     /// holds an unreadable record). 403, 404, 405 and 422 do not change by retrying, nor does
     /// an unexpected status.
-    ///
-    /// ```
-    /// use http::StatusCode;
-    /// use tower_sovendus::SovendusError;
-    ///
-    /// assert!(SovendusError::Timeout.is_retryable());
-    /// assert!(SovendusError::from_response(StatusCode::TOO_MANY_REQUESTS, b"").is_retryable());
-    /// assert!(!SovendusError::from_response(StatusCode::FORBIDDEN, b"").is_retryable());
-    /// ```
     pub fn is_retryable(&self) -> bool {
         match self {
             Self::Unavailable { .. }

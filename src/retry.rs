@@ -13,8 +13,6 @@ use backon::{BackoffBuilder, ExponentialBuilder};
 /// `Retry-After` from Sovendus is honoured: the wait is never shorter. The attempts stop at
 /// `max_attempts`, or when the next one could not start within `max_elapsed` of the first.
 ///
-/// The defaults: 5 attempts, waits from 500 ms up to 30 s, everything within 2 minutes.
-///
 /// ```
 /// use std::time::Duration;
 /// use tower_sovendus::{RetryPolicy, SovendusConfig};

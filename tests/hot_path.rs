@@ -1,6 +1,6 @@
 //! The hot path, counted: a request without a token costs the layer no allocation at all (the
-//! handler finds the layer's handle while the layer polls its future, not in a boxed request
-//! extension).
+//! first layer a process builds hands the extractor a zero-sized marker in the request's
+//! extensions, which is boxed without an allocation).
 //!
 //! A counting global allocator (its own test binary) counts this thread's allocations.
 

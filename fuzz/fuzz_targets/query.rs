@@ -16,8 +16,9 @@ use libfuzzer_sys::fuzz_target;
 mod oracle;
 use oracle::oracle;
 use tower_sovendus::{
+    SovReqToken,
     __fuzz::{Param, find, may_contain},
-    MAX_TOKEN_LEN, SovReqToken,
+    token::MAX_TOKEN_LEN,
 };
 
 const UNRESERVED: &[u8; 66] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~";

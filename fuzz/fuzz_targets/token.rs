@@ -6,7 +6,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tower_sovendus::{MAX_TOKEN_LEN, Masked, SovReqToken};
+use tower_sovendus::{SovReqToken, __fuzz::Masked, token::MAX_TOKEN_LEN};
 
 fuzz_target!(|data: &[u8]| {
     let value = String::from_utf8_lossy(data);
