@@ -4,8 +4,9 @@
 //!
 //! The first `SovendusLayer` a process builds (most processes build one) puts a zero-sized
 //! [`FirstLayer`] marker there, which costs no allocation, and the extractor finds that
-//! layer's delivery through [`FIRST`]. Any later layer puts its [`Handle`]. Of nested layers
-//! the innermost wins, as with any extension.
+//! layer's delivery through [`FIRST`]. Any later layer puts its [`Handle`] and takes an outer
+//! marker out, and the extractor looks for the marker first, so that of nested layers the
+//! innermost wins, either way round, as with any extension.
 
 use std::sync::{
     OnceLock,
@@ -52,19 +53,21 @@ impl Handoff {
         if self.first {
             // A zero-sized value is boxed without an allocation.
             extensions.insert(FirstLayer);
-            // An outer layer's handle gives way to this, the inner one.
-            extensions.remove::<Handle>();
         } else {
             extensions.insert(Handle(delivery.clone()));
+            // An outer first layer's marker gives way to this, the inner layer.
+            extensions.remove::<FirstLayer>();
         }
     }
 }
 
 /// The delivery of the innermost layer the request went through, if any.
+///
+/// The marker wins over a handle: only a layer inside the one that left the handle can have
+/// put it there, since every later layer takes an outer marker out.
 pub(crate) fn delivery(extensions: &Extensions) -> Option<Delivery> {
-    if let Some(Handle(delivery)) = extensions.get::<Handle>() {
-        return Some(delivery.clone());
+    if extensions.get::<FirstLayer>().is_some() {
+        return FIRST.get()?.upgrade();
     }
-    extensions.get::<FirstLayer>()?;
-    FIRST.get()?.upgrade()
+    extensions.get::<Handle>().map(|Handle(delivery)| delivery.clone())
 }
