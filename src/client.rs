@@ -129,7 +129,7 @@ impl SovendusClient {
         product: &ProductId,
         token: &SovReqToken,
     ) -> Result<Receipt, SovendusError> {
-        self.send_under(&RetryPolicy::never(), product, token, None).await
+        self.send_under(&RetryPolicy::never(), product, token, None).await.result
     }
 
     /// Sends a conversion for `product`, retrying under the configured [`RetryPolicy`]: for a
@@ -144,7 +144,7 @@ impl SovendusClient {
         product: &ProductId,
         token: &SovReqToken,
     ) -> Result<Receipt, SovendusError> {
-        self.send_under(&self.inner.retry, product, token, None).await
+        self.send_under(&self.inner.retry, product, token, None).await.result
     }
 
     /// The configured retry policy.
@@ -153,50 +153,51 @@ impl SovendusClient {
     }
 
     /// Sends under `policy`, in the `sovendus.send` span, until a 200, a terminal answer, the
-    /// end of the policy, or `cancel`.
+    /// end of the policy, or `cancel`; says how many calls it made.
     pub(crate) async fn send_under(
         &self,
         policy: &RetryPolicy,
         product: &ProductId,
         token: &SovReqToken,
         cancel: Option<&CancellationToken>,
-    ) -> Result<Receipt, SovendusError> {
+    ) -> Attempted {
         let span = tracing::info_span!("sovendus.send", product = %product, token = %token);
         async move {
             let started = Instant::now();
             let mut waits = policy.waits();
-            let mut attempt = 1_u32;
-            loop {
+            let mut calls = 0_u32;
+            let result = loop {
                 let Some(answer) = until_cancelled(cancel, self.attempt(product, token)).await else {
-                    return Err(SovendusError::Cancelled);
+                    break Err(SovendusError::Cancelled);
                 };
+                calls += 1;
                 let error = match answer {
                     Ok(receipt) => {
-                        tracing::info!(attempt, "Sovendus accepted the conversion");
-                        return Ok(receipt);
+                        tracing::info!(attempt = calls, "Sovendus accepted the conversion");
+                        break Ok(receipt);
                     }
                     Err(error) => error,
                 };
                 if !error.is_retryable() {
-                    tracing::error!(%error, attempt, "Sovendus refused the conversion; not retrying");
-                    return Err(error);
+                    tracing::warn!(%error, attempt = calls, "Sovendus refused the conversion; not retrying");
+                    break Err(error);
                 }
                 let Some(backoff) = waits.next() else {
-                    tracing::error!(%error, attempt, "Sovendus conversion failed; no attempts left");
-                    return Err(error);
+                    tracing::warn!(%error, attempt = calls, "Sovendus conversion failed; no quick attempts left");
+                    break Err(error);
                 };
                 let wait = error.retry_after().map_or(backoff, |asked| asked.max(backoff));
                 if started.elapsed().saturating_add(wait) > policy.max_elapsed {
-                    tracing::error!(%error, attempt, ?wait, "Sovendus conversion failed; out of retry time");
-                    return Err(error);
+                    tracing::warn!(%error, attempt = calls, ?wait, "Sovendus conversion failed; out of quick retry time");
+                    break Err(error);
                 }
-                tracing::warn!(%error, attempt, ?wait, "Sovendus conversion failed; retrying");
+                tracing::warn!(%error, attempt = calls, ?wait, "Sovendus conversion failed; retrying");
                 ::metrics::counter!(metrics::RETRIED).increment(1);
                 if until_cancelled(cancel, tokio::time::sleep(wait)).await.is_none() {
-                    return Err(SovendusError::Cancelled);
+                    break Err(SovendusError::Cancelled);
                 }
-                attempt += 1;
-            }
+            };
+            Attempted { result, calls }
         }
         .instrument(span)
         .await
@@ -251,6 +252,12 @@ impl SovendusClient {
             Err(SovendusError::from_answer(status, response.headers(), &body))
         }
     }
+}
+
+/// What sending under a policy ended in, and how many calls it took.
+pub(crate) struct Attempted {
+    pub(crate) result: Result<Receipt, SovendusError>,
+    pub(crate) calls: u32,
 }
 
 /// Runs `work` to its end, or until `cancel` fires (`None`). Once started, `work` finishing

@@ -255,6 +255,9 @@ pub enum StoreError {
     /// It is never sent; what it holds stays out of the message.
     #[error("the token store holds an unreadable record: {0}")]
     Unreadable(String),
+    /// The store holds as many records of a kind as it may, and takes no more until some go.
+    #[error("the token store is full: it holds the most {0} it may")]
+    Full(String),
 }
 
 impl StoreError {

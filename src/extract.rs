@@ -1,5 +1,7 @@
 //! [`SovendusConversion`]: send the visitor's conversion from an order handler.
 
+use std::time::SystemTime;
+
 use http::Extensions;
 use tower_sessions::Session;
 
@@ -8,19 +10,22 @@ use crate::{
     delivery::{Delivery, Outcome, QueueOutcome},
     error::SovendusError,
     handoff,
-    store::{PendingToken, TokenKey},
+    store::{Capture, OrderRef, TokenKey},
     token::SovReqToken,
     visitor,
 };
 
-/// The visitor's pending Sovendus conversion, taken from the request.
+/// The visitor's Sovendus conversion, taken from the request: send it from the order handler.
 ///
 /// In axum it is an extractor; elsewhere, build it with
 /// [`from_extensions`](Self::from_extensions). It needs [`SovendusLayer`](crate::SovendusLayer)
 /// and tower-sessions' `SessionManagerLayer` around the handler, and finds both in the
 /// request's extensions, whatever middleware runs the handler.
 ///
-/// The order handler from the design document, as shops write it:
+/// Sending makes the visitor's token an owed conversion, in the store, in one atomic step:
+/// the visitor's next order sends nothing more, and the conversion is delivered until
+/// Sovendus answers, by this instance or another, after a restart too (see
+/// [`delivery`](crate::delivery)).
 ///
 /// ```
 /// use axum::{Router, http::StatusCode, response::IntoResponse, routing::post};
@@ -28,11 +33,11 @@ use crate::{
 ///
 /// async fn order(conversion: SovendusConversion) -> impl IntoResponse {
 ///     let token = conversion.token().cloned(); // Option<SovReqToken>: keep it with the order
-///     match conversion.send().await {
-///         Ok(Outcome::Sent(_)) | Ok(Outcome::NoToken) => { /* ... */ }
-///         // Typed: InvalidApiKey, InvalidProductOrToken, WrongUrl, Unavailable, ...
-///         // The token is kept for a later attempt; the order itself succeeded.
-///         Err(e) => tracing::warn!(error = %e, "Sovendus conversion not sent yet"),
+///     match conversion.for_order("A-10427".parse().expect("a short reference")).send().await {
+///         Ok(Outcome::Sent(_)) | Ok(Outcome::NoToken) => {}
+///         // Typed: InvalidApiKey, InvalidProductOrToken, WrongUrl, Unavailable, ... The
+///         // conversion stays owed (or parked) and is delivered later; the order succeeded.
+///         Err(e) => tracing::warn!(error = %e, "Sovendus conversion not delivered yet"),
 ///     }
 ///     let _ = token;
 ///     StatusCode::OK
@@ -44,9 +49,8 @@ use crate::{
 pub struct SovendusConversion {
     delivery: Delivery,
     key: Option<TokenKey>,
-    pending: Option<PendingToken>,
-    /// The token store could not be asked: the visitor may have a token all the same.
-    store_failed: bool,
+    capture: Option<Capture>,
+    order: Option<OrderRef>,
 }
 
 impl SovendusConversion {
@@ -69,115 +73,73 @@ impl SovendusConversion {
     pub async fn from_extensions(extensions: &Extensions) -> Result<Self, SovendusConversionRejection> {
         let delivery =
             handoff::delivery(extensions).ok_or(SovendusConversionRejection::MissingSovendusLayer)?;
+        delivery.start();
         let session = extensions.get::<Session>().ok_or(SovendusConversionRejection::MissingSessionLayer)?;
         let key = visitor::token_key(session).await.map_err(SovendusConversionRejection::Session)?;
-        let (pending, store_failed) = match key {
-            Some(key) => match delivery.store().get(key).await {
-                Ok(pending) => (pending, false),
-                Err(error) => {
-                    // The order page goes on; sending tries the store again.
-                    tracing::warn!(%error, "could not look up the Sovendus token: the token store failed");
-                    (None, true)
-                }
-            },
-            None => (None, false),
+        let capture = match key {
+            Some(key) => delivery.store().captured(key, SystemTime::now()).await.unwrap_or_else(|error| {
+                // The page goes on; sending asks the store again.
+                tracing::warn!(%error, "could not look up the Sovendus token: the token store failed");
+                None
+            }),
+            None => None,
         };
-        Ok(Self { delivery, key, pending, store_failed })
+        Ok(Self { delivery, key, capture, order: None })
     }
 
-    /// The visitor's token, if they came from Sovendus and it has not been sent yet. Store it
-    /// with the order to find it again for a cancellation.
+    /// The visitor's token, if they came from Sovendus and no order has taken it yet. Store
+    /// it with the order to find it again for a cancellation.
     ///
     /// `None` too if the [token store](crate::store::TokenStore) could not be asked (logged);
-    /// [`send`](Self::send) and [`send_in_background`](Self::send_in_background) try it again.
-    ///
-    /// ```
-    /// use axum::{Router, routing::post};
-    /// use tower_sovendus::SovendusConversion;
-    ///
-    /// async fn order(conversion: SovendusConversion) -> String {
-    ///     // Saved with the order, to cancel the conversion if the order is returned.
-    ///     let token = conversion.token().map(|token| token.as_str().to_owned());
-    ///     format!("order placed, Sovendus token: {}", token.as_deref().unwrap_or("none"))
-    /// }
-    ///
-    /// let app: Router = Router::new().route("/order", post(order));
-    /// ```
+    /// [`send`](Self::send) and [`send_in_background`](Self::send_in_background) ask it again.
     pub fn token(&self) -> Option<&SovReqToken> {
-        self.pending.as_ref().map(|pending| &pending.token)
+        self.capture.as_ref().map(|capture| &capture.token)
     }
 
     /// The product the token will be booked for.
-    ///
-    /// ```
-    /// use axum::{Router, routing::post};
-    /// use tower_sovendus::SovendusConversion;
-    ///
-    /// async fn order(conversion: SovendusConversion) -> String {
-    ///     match conversion.product_id() {
-    ///         Some(product) => format!("conversion pending for product {product}"),
-    ///         None => "no Sovendus visitor".to_owned(),
-    ///     }
-    /// }
-    ///
-    /// let app: Router = Router::new().route("/order", post(order));
-    /// ```
     pub fn product_id(&self) -> Option<&ProductId> {
-        self.pending.as_ref().map(|pending| &pending.product)
+        self.capture.as_ref().map(|capture| &capture.product)
     }
 
-    /// Sends the conversion to Sovendus and waits for the answer, retrying under the
-    /// configured [`RetryPolicy`](crate::RetryPolicy).
+    /// Keeps the shop's reference of the order with the conversion, so that
+    /// [`Delivery::find`](crate::Delivery::find) finds the token again, e.g. for a cancellation.
+    pub fn for_order(mut self, order: OrderRef) -> Self {
+        self.order = Some(order);
+        self
+    }
+
+    /// Makes the visitor's token an owed conversion and delivers it now, with the quick
+    /// [retries](crate::RetryPolicy); returns what Sovendus answered.
     ///
-    /// Exactly once: the token is leased while it is sent, so of concurrent orders, double
-    /// submits, reloads and background workers for one visitor exactly one sends it; the
-    /// others get [`Outcome::NoToken`]. It is deleted after Sovendus answered 200 or a
-    /// terminal error (403, 404, 405, 422); after a retryable failure it stays stored for a
-    /// later attempt. The call runs on its own task, so a handler cancelled mid-send (the
-    /// visitor left) still settles the token.
+    /// Of concurrent orders, double submits and reloads of one visitor, one makes the token
+    /// owed; the others get [`Outcome::NoToken`]. An error means the first delivery failed:
+    /// the conversion stays owed (5xx, 429, no answer) or is parked (403, 404, 405, an unknown
+    /// product) and is delivered later; only a 422 "Token not found." or "Invalid API
+    /// parameters." makes it dead. A [`SovendusError::Store`] means nothing changed: the token
+    /// stays with the visitor. The delivery runs on its own task, so a visitor who closes the
+    /// page mid-send loses nothing.
     ///
-    /// Retries make the order page wait (up to the policy's `max_elapsed`); shops that do not
-    /// show the result use [`send_in_background`](Self::send_in_background).
-    ///
-    /// ```
-    /// use axum::{Router, routing::post};
-    /// use tower_sovendus::{Outcome, SovendusConversion};
-    ///
-    /// async fn order(conversion: SovendusConversion) -> &'static str {
-    ///     match conversion.send().await {
-    ///         Ok(Outcome::Sent(_)) => "thank you (conversion sent)",
-    ///         Ok(Outcome::NoToken) => "thank you",
-    ///         Err(error) if error.is_retryable() => "thank you (conversion kept for a retry)",
-    ///         Err(_) => "thank you (conversion refused: check the configuration)",
-    ///     }
-    /// }
-    ///
-    /// let app: Router = Router::new().route("/order", post(order));
-    /// ```
+    /// The quick retries make the order page wait (up to the policy's `max_elapsed`); shops
+    /// that do not show the result use [`send_in_background`](Self::send_in_background).
     pub async fn send(&self) -> Result<Outcome, SovendusError> {
         match self.key {
-            Some(key) => self.delivery.send(key).await,
+            Some(key) => self.delivery.send(key, self.order.clone()).await,
             None => Ok(Outcome::NoToken),
         }
     }
 
-    /// Queues the conversion for a background worker and returns at once, so the order page
-    /// never waits on Sovendus. Workers send promptly, with the same retries and the same
-    /// exactly-once guarantee as [`send`](Self::send).
+    /// Makes the visitor's token an owed conversion and returns: a delivery worker sends it
+    /// promptly, with the same retries, and the order page never waits on Sovendus.
     ///
-    /// A full queue answers [`SovendusError::QueueFull`], a shut-down one
-    /// [`SovendusError::ShuttingDown`]; the token stays stored either way. Await
-    /// [`Delivery::shutdown`] when the app stops.
-    ///
-    /// Must be called inside a Tokio runtime (as every axum handler is): the first call
-    /// starts the workers.
+    /// A [`SovendusError::Store`] means nothing changed (the token stays with the visitor); a
+    /// [`SovendusError::ShuttingDown`] that the workers were stopped, the token kept too.
     ///
     /// ```
     /// use axum::{Router, routing::post};
     /// use tower_sovendus::{SovendusConversion, delivery::QueueOutcome};
     ///
     /// async fn order(conversion: SovendusConversion) -> &'static str {
-    ///     match conversion.send_in_background() {
+    ///     match conversion.send_in_background().await {
     ///         Ok(QueueOutcome::Queued) => "thank you (conversion on its way)",
     ///         Ok(QueueOutcome::NoToken) => "thank you",
     ///         Err(error) => {
@@ -189,13 +151,10 @@ impl SovendusConversion {
     ///
     /// let app: Router = Router::new().route("/order", post(order));
     /// ```
-    pub fn send_in_background(&self) -> Result<QueueOutcome, SovendusError> {
+    pub async fn send_in_background(&self) -> Result<QueueOutcome, SovendusError> {
         match self.key {
-            Some(key) if self.pending.is_some() || self.store_failed => {
-                self.delivery.push(key)?;
-                Ok(QueueOutcome::Queued)
-            }
-            _ => Ok(QueueOutcome::NoToken),
+            Some(key) => self.delivery.send_in_background(key, self.order.clone()).await,
+            None => Ok(QueueOutcome::NoToken),
         }
     }
 }

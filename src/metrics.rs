@@ -3,15 +3,18 @@
 //! Install any recorder (`metrics-exporter-prometheus`, for one) and they appear under these
 //! names. Without a recorder, recording costs nothing.
 //!
-//! | Counter | Counts | Labels |
+//! | Metric | Counts | Labels |
 //! |---|---|---|
 //! | [`CAPTURED`] | tokens stored against a session | |
 //! | [`REFUSED`] | landings whose token was not stored | `reason`: `invalid`, `repeated`, `not_utf8`, `capture_filter`, `session_store`, `token_store` |
+//! | [`OWED`] | orders whose token became an owed conversion | |
+//! | [`QUEUED`] | of those, the ones left to the delivery workers | |
 //! | [`SENT`] | conversions Sovendus accepted (200) | |
-//! | [`RETRIED`] | attempts repeated after a retryable failure | |
-//! | [`FAILED`] | conversions that ended without a 200 | `reason`: `terminal` (token dropped), `gave_up` or `token_store` (token kept) |
-//! | [`QUEUED`] | conversions handed to the background queue | |
-//! | [`DROPPED`] | background conversions the queue did not take (token kept) | `reason`: `queue_full`, `shutting_down` |
+//! | [`RETRIED`] | calls repeated within a delivery's quick retries | |
+//! | [`FAILED`] | deliveries that ended without a 200, by what they left | `reason`: `owed`, a parking cause (`invalid_api_key`, `wrong_url`, `unknown_product`, `unexpected_422`, `unexpected_status`), a death (`unknown_token`, `invalid_parameters`, `gave_up`), or `token_store` (nothing changed) |
+//! | [`DROPPED`] | background conversions not made owed (token kept) | `reason`: `shutting_down`, `token_store` |
+//! | [`UNREADABLE`] | records a store refused to read, never sent | |
+//! | [`CONVERSIONS`] (gauge) | conversions the store holds, read every 30 s | `state`: `owed`, `parked`, `dead`, `delivered` |
 //!
 //! ```
 //! use metrics_util::debugging::DebuggingRecorder;
@@ -33,16 +36,22 @@
 pub const CAPTURED: &str = "sovendus_tokens_captured_total";
 /// Landings whose token was not stored, by `reason`.
 pub const REFUSED: &str = "sovendus_tokens_refused_total";
+/// Orders whose token became an owed conversion.
+pub const OWED: &str = "sovendus_conversions_owed_total";
+/// Owed conversions left to the delivery workers.
+pub const QUEUED: &str = "sovendus_conversions_queued_total";
 /// Conversions Sovendus accepted with a 200.
 pub const SENT: &str = "sovendus_conversions_sent_total";
-/// Attempts repeated after a retryable failure.
+/// Calls repeated within a delivery's quick retries.
 pub const RETRIED: &str = "sovendus_conversions_retried_total";
-/// Conversions that ended without a 200, by `reason`.
+/// Deliveries that ended without a 200, by `reason`.
 pub const FAILED: &str = "sovendus_conversions_failed_total";
-/// Conversions handed to the background queue.
-pub const QUEUED: &str = "sovendus_conversions_queued_total";
-/// Background conversions the queue did not take, by `reason`; their tokens stay stored.
+/// Background conversions not made owed, by `reason`; their tokens stay with the visitors.
 pub const DROPPED: &str = "sovendus_conversions_dropped_total";
+/// Records a store refused to read; they are never sent.
+pub const UNREADABLE: &str = "sovendus_records_unreadable_total";
+/// Conversions the store holds, by `state` (a gauge).
+pub const CONVERSIONS: &str = "sovendus_conversions";
 
 /// Registers a description for every counter with the installed recorder. Optional: the
 /// counters are recorded either way.
@@ -50,11 +59,14 @@ pub fn describe() {
     use ::metrics::describe_counter;
     describe_counter!(CAPTURED, "Sovendus tokens stored against a visitor's session");
     describe_counter!(REFUSED, "Sovendus landings whose token was not stored");
+    describe_counter!(OWED, "Sovendus orders whose token became an owed conversion");
+    describe_counter!(QUEUED, "Sovendus owed conversions left to the delivery workers");
     describe_counter!(SENT, "Sovendus conversions accepted with a 200");
-    describe_counter!(RETRIED, "Sovendus conversion attempts repeated after a retryable failure");
-    describe_counter!(FAILED, "Sovendus conversions that ended without a 200");
-    describe_counter!(QUEUED, "Sovendus conversions handed to the background queue");
-    describe_counter!(DROPPED, "Sovendus background conversions not taken by the queue (token kept)");
+    describe_counter!(RETRIED, "Sovendus calls repeated within a delivery's quick retries");
+    describe_counter!(FAILED, "Sovendus deliveries that ended without a 200");
+    describe_counter!(DROPPED, "Sovendus background conversions not made owed (token kept)");
+    describe_counter!(UNREADABLE, "records a Sovendus token store refused to read");
+    ::metrics::describe_gauge!(CONVERSIONS, "Sovendus conversions in the store, by state");
 }
 
 /// Counts a landing whose token was not stored.

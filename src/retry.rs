@@ -119,11 +119,6 @@ impl RetryPolicy {
         let builder = if self.jitter { builder.with_jitter() } else { builder };
         builder.build()
     }
-
-    /// The longest one delivery can hold a token: the time budget, plus the last attempt.
-    pub(crate) fn lease(&self, request_timeout: Duration) -> Duration {
-        self.max_elapsed.saturating_add(request_timeout.saturating_mul(2))
-    }
 }
 
 #[cfg(test)]

@@ -39,7 +39,7 @@ use reqwest::Url;
 
 pub use self::{api_key::ApiKey, product::ProductId};
 pub(crate) use self::{api_key::MaskedKey, product::Products};
-use crate::{error::ConfigError, retry::RetryPolicy, token::is_unreserved};
+use crate::{delivery::DeliverySchedule, error::ConfigError, retry::RetryPolicy, token::is_unreserved};
 
 /// Sovendus' production endpoint.
 pub const DEFAULT_ENDPOINT: &str = "https://press-order-api.sovendus.com";
@@ -55,10 +55,10 @@ pub const DEFAULT_PRODUCT_PARAMETER: &str = "sovReqProductId";
 pub const DEFAULT_MAX_TOKENS: u64 = 1_000_000;
 /// The most product IDs one configuration may hold, the primary one included.
 pub const MAX_PRODUCTS: usize = 256;
-/// How many conversions the background queue holds at most.
-pub const DEFAULT_QUEUE_CAPACITY: usize = 1024;
-/// How many background workers send conversions at once.
-pub const DEFAULT_WORKERS: usize = 4;
+/// How many conversions the embedded store holds owed or parked at once, at most.
+pub const DEFAULT_QUEUE_CAPACITY: usize = 100_000;
+/// How many delivery workers of an instance send conversions at once.
+pub const DEFAULT_WORKERS: usize = 16;
 
 /// Which click wins when a visitor arrives from Sovendus more than once before ordering.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -104,11 +104,12 @@ pub(crate) struct ClientOptions {
     pub(crate) retry: RetryPolicy,
 }
 
-/// How conversions are delivered in the background.
+/// How conversions are delivered until Sovendus answers.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct DeliveryOptions {
     pub(crate) queue_capacity: usize,
     pub(crate) workers: usize,
+    pub(crate) schedule: DeliverySchedule,
 }
 
 impl SovendusConfig {
@@ -134,6 +135,7 @@ impl SovendusConfig {
             retry: RetryPolicy::default(),
             queue_capacity: DEFAULT_QUEUE_CAPACITY,
             workers: DEFAULT_WORKERS,
+            schedule: DeliverySchedule::default(),
         }
     }
 
@@ -211,14 +213,19 @@ impl SovendusConfig {
         &self.client.retry
     }
 
-    /// How many conversions the background queue holds at most.
+    /// How many conversions the embedded store holds owed or parked at once, at most.
     pub fn queue_capacity(&self) -> usize {
         self.delivery.queue_capacity
     }
 
-    /// How many background workers send conversions at once.
+    /// How many delivery workers of an instance send conversions at once.
     pub fn workers(&self) -> usize {
         self.delivery.workers
+    }
+
+    /// When owed conversions are attempted again, and how the workers hold them.
+    pub fn schedule(&self) -> &DeliverySchedule {
+        &self.delivery.schedule
     }
 }
 
@@ -273,6 +280,7 @@ pub struct SovendusConfigBuilder {
     retry: RetryPolicy,
     queue_capacity: usize,
     workers: usize,
+    schedule: DeliverySchedule,
 }
 
 /// Capture: how a landing's token is found and kept.
@@ -366,19 +374,28 @@ impl SovendusConfigBuilder {
     }
 }
 
-/// Delivery: how conversions are sent in the background.
+/// Delivery: how conversions are delivered until Sovendus answers.
 impl SovendusConfigBuilder {
-    /// How many conversions the background queue holds at most (default
-    /// [`DEFAULT_QUEUE_CAPACITY`]).
+    /// How many conversions the embedded store holds owed or parked at once (default
+    /// [`DEFAULT_QUEUE_CAPACITY`]); beyond it, an order's token stays with the visitor and
+    /// the order is answered [`SovendusError::Store`](crate::SovendusError::Store). Durable
+    /// stores ignore it.
     pub fn queue_capacity(mut self, capacity: usize) -> Self {
         self.queue_capacity = capacity;
         self
     }
 
-    /// How many background workers send conversions at once, 1 to 1,024 (default
-    /// [`DEFAULT_WORKERS`]).
+    /// How many delivery workers of an instance send conversions at once, 1 to 1,024
+    /// (default [`DEFAULT_WORKERS`]).
     pub fn workers(mut self, workers: usize) -> Self {
         self.workers = workers;
+        self
+    }
+
+    /// When owed conversions are attempted again, how long settled ones are kept, and how the
+    /// workers hold what they send (default [`DeliverySchedule::default`]).
+    pub fn schedule(mut self, schedule: DeliverySchedule) -> Self {
+        self.schedule = schedule;
         self
     }
 
@@ -406,6 +423,7 @@ impl SovendusConfigBuilder {
                 1..=1024 => self.workers,
                 _ => return Err(ConfigError::new("workers", "must be 1 to 1024")),
             },
+            schedule: self.schedule.validate().map_err(|reason| ConfigError::new("schedule", reason))?,
         };
         Ok(SovendusConfig { products: Products::new(products)?, capture, client, delivery })
     }
@@ -477,7 +495,8 @@ mod tests {
         assert_eq!(config.max_tokens(), 1_000_000);
         assert_eq!(config.attribution(), Attribution::LastClick);
         assert_eq!(*config.retry_policy(), RetryPolicy::default());
-        assert_eq!((config.queue_capacity(), config.workers()), (1024, 4));
+        assert_eq!((config.queue_capacity(), config.workers()), (100_000, 16));
+        assert_eq!(*config.schedule(), DeliverySchedule::default());
         assert!(config.extends_session_expiry());
     }
 
@@ -501,6 +520,7 @@ mod tests {
             (SovendusConfig::builder("p", "k").retry(RetryPolicy::default().max_attempts(0)), "retry"),
             (SovendusConfig::builder("p", "k").queue_capacity(0), "queue_capacity"),
             (SovendusConfig::builder("p", "k").workers(1025), "workers"),
+            (SovendusConfig::builder("p", "k").schedule(DeliverySchedule::default().lease(Duration::ZERO)), "schedule"),
         ];
         for (builder, field) in cases {
             assert_eq!(builder.build().unwrap_err().field(), field);

@@ -1,22 +1,34 @@
-//! Delivering conversions: [`Delivery`], the handle shared by a layer, its extractor and its
-//! background workers, and what sending ends in.
+//! Delivering conversions until Sovendus answers: [`Delivery`], the handle shared by a layer,
+//! its extractor and its delivery workers; the [`DeliverySchedule`]; and what sending ends in.
 //!
-//! A conversion is sent by the order handler ([`send`](crate::SovendusConversion::send)) or by
-//! one of a bounded set of background workers
-//! ([`send_in_background`](crate::SovendusConversion::send_in_background)), in both cases
-//! under a lease on the stored token, so that one delivery at a time sends it and Sovendus
-//! sees each token until one 200, and never after. Await [`Delivery::shutdown`] when the app
-//! stops:
+//! An order makes its visitor's capture an *owed conversion*, in the store, in one atomic step
+//! (see [`store`](crate::store)). [`send`](crate::SovendusConversion::send) then delivers it at
+//! once, with the quick [retries](crate::RetryPolicy), and returns what Sovendus answered;
+//! [`send_in_background`](crate::SovendusConversion::send_in_background) leaves that to the
+//! workers. Whatever the first delivery ends in, the answer decides what comes next:
+//!
+//! | answer | state | next |
+//! |---|---|---|
+//! | 200 | delivered | nothing: one 200 per token, ever |
+//! | 5xx, 429, a timeout, a broken connection | owed | retried on the schedule |
+//! | 403, 404, 405, 422 "External product id not found." | parked | ERROR logged once per cause; retried on the schedule, and at every start |
+//! | 422 "Token not found." or "Invalid API parameters." | dead | never retried; kept for inspection |
+//!
+//! The workers of every instance sharing the store claim what is due, under a lease renewed
+//! while they send, so each conversion is delivered by one at a time, and a crashed instance's
+//! conversions are due again once their lease runs out. On start, each instance makes the
+//! parked conversions due and claims what is due at once. The handle lists and counts the
+//! conversions, and retries the parked ones on demand:
 //!
 //! ```
 //! use std::time::Duration;
 //! use axum::{Router, routing::post};
 //! use tower_sessions::{MemoryStore, SessionManagerLayer, cookie::SameSite};
-//! use tower_sovendus::{SovendusConfig, SovendusConversion, SovendusLayer};
+//! use tower_sovendus::{SovendusConfig, SovendusConversion, SovendusLayer, store::ConversionState};
 //!
 //! async fn order(conversion: SovendusConversion) -> &'static str {
-//!     if let Err(error) = conversion.send_in_background() {
-//!         tracing::warn!(%error, "Sovendus conversion kept for later");
+//!     if let Err(error) = conversion.send_in_background().await {
+//!         tracing::warn!(%error, "the token stays with the visitor");
 //!     }
 //!     "thank you"
 //! }
@@ -30,31 +42,39 @@
 //!     .layer(layer)
 //!     .layer(SessionManagerLayer::new(MemoryStore::default()).with_same_site(SameSite::Lax));
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-//! axum::serve(listener, app).with_graceful_shutdown(async { /* ctrl-c */ }).await?;
+//! axum::serve(listener, app).with_graceful_shutdown(async { /* SIGTERM, Ctrl-C */ }).await?;
 //!
-//! let report = delivery.shutdown(Duration::from_secs(10)).await;
-//! assert!(report.is_complete());
-//! for pending in report.left() {
-//!     tracing::warn!(token = %pending.token(), "persist me and send me later");
+//! let counts = delivery.counts().await?;
+//! for parked in delivery.list(ConversionState::Parked, 100).await? {
+//!     tracing::warn!(%parked, "waiting for the configuration to be fixed");
 //! }
+//! let report = delivery.shutdown(Duration::from_secs(10)).await;
+//! assert!(report.is_complete() && counts.owed == 0);
 //! # Ok(()) }
 //! ```
 
-mod queue;
+mod schedule;
 mod sender;
+mod verdict;
+mod workers;
 
 use std::{
     fmt,
     sync::{Arc, Weak},
-    time::Duration,
+    time::{Duration, SystemTime},
 };
 
-use self::{queue::BackgroundQueue, sender::ConversionSender};
+pub use self::schedule::DeliverySchedule;
+use self::{sender::Sender, workers::Workers};
 use crate::{
     client::{Receipt, SovendusClient},
     config::{ProductId, SovendusConfig},
-    error::SovendusError,
-    store::{TokenKey, TokenStore},
+    error::{SovendusError, StoreError},
+    metrics,
+    store::{
+        ConversionCounts, ConversionId, ConversionState, Lease, LeaseId, NewConversion, OrderRef, OwedConversion,
+        Taken, TokenKey, TokenStore,
+    },
     token::SovReqToken,
 };
 
@@ -62,10 +82,10 @@ use crate::{
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[must_use]
 pub enum Outcome {
-    /// Sovendus accepted the conversion (200); the token is gone from the store.
+    /// Sovendus accepted the conversion (200).
     Sent(Receipt),
     /// The visitor has no token: they did not come from Sovendus, or their conversion was
-    /// already sent (or is being sent by a concurrent request).
+    /// already made owed by an earlier order.
     NoToken,
 }
 
@@ -73,17 +93,15 @@ pub enum Outcome {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[must_use]
 pub enum QueueOutcome {
-    /// The conversion is queued; a worker sends it promptly.
+    /// The conversion is owed, in the store; a worker delivers it promptly.
     Queued,
     /// The visitor has no token: nothing to send.
     NoToken,
 }
 
-/// The handle to a layer's delivery: its configuration, token store, client and background
-/// workers. Clones share them. Take it with
-/// [`SovendusLayer::delivery`](crate::SovendusLayer::delivery) and await
-/// [`shutdown`](Self::shutdown) when the app stops, after the server has stopped taking
-/// requests; see the [module](self) for an example.
+/// The handle to a layer's delivery: its configuration, store, client and workers. Clones
+/// share them. Take it with [`SovendusLayer::delivery`](crate::SovendusLayer::delivery); see
+/// the [module](self) for an example.
 #[derive(Clone)]
 pub struct Delivery {
     inner: Arc<Inner>,
@@ -91,53 +109,78 @@ pub struct Delivery {
 
 struct Inner {
     config: SovendusConfig,
-    sender: ConversionSender,
-    queue: BackgroundQueue,
+    sender: Arc<Sender>,
+    workers: Arc<Workers>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // The last handle is gone: the workers' loop ends.
+        self.workers.stop.cancel();
+    }
 }
 
 impl Delivery {
     pub(crate) fn new(config: SovendusConfig, store: Arc<dyn TokenStore>) -> Self {
-        let sender = ConversionSender::new(&config, store);
-        let queue = BackgroundQueue::new(&config, sender.clone());
-        Self { inner: Arc::new(Inner { config, sender, queue }) }
+        let client = SovendusClient::new(&config);
+        let sender = Arc::new(Sender::new(store, client, *config.schedule()));
+        let workers = Arc::new(Workers::new(config.workers()));
+        let delivery = Self { inner: Arc::new(Inner { config, sender, workers }) };
+        delivery.start();
+        delivery
     }
 
-    /// Conversions waiting in the background queue now.
-    pub fn queued(&self) -> usize {
-        self.inner.queue.len()
+    /// Starts the workers if they have not started and a Tokio runtime is at hand: when the
+    /// layer is built, else when it first serves a request's extractor.
+    pub(crate) fn start(&self) {
+        self.inner.workers.start(&self.inner.sender);
     }
 
-    /// Stops taking background conversions, lets the workers deliver what is queued until
-    /// `deadline`, then cuts off whatever is still under way and reports.
-    ///
-    /// Nothing is dropped silently: every conversion left is logged (token masked), listed in
-    /// the report with its whole token, and its token stays stored, so the visitor's next order
-    /// or a foreground [`send`](crate::SovendusConversion::send) still sends it. Conversions
-    /// asked for after this call get [`SovendusError::ShuttingDown`]. Calling it again
-    /// reports again.
+    /// How many conversions the store holds in each state.
+    pub async fn counts(&self) -> Result<ConversionCounts, StoreError> {
+        self.store().counts().await
+    }
+
+    /// The conversions in `state`, the earliest ordered first, at most `limit`.
+    pub async fn list(&self, state: ConversionState, limit: usize) -> Result<Vec<OwedConversion>, StoreError> {
+        self.store().list(state, limit).await
+    }
+
+    /// The conversion of the shop's order `order`, if its handler gave the reference (see
+    /// [`SovendusConversion::for_order`](crate::SovendusConversion::for_order)).
+    pub async fn find(&self, order: &OrderRef) -> Result<Option<OwedConversion>, StoreError> {
+        self.store().find(order).await
+    }
+
+    /// Makes every parked conversion due now, once the configuration is fixed, and wakes this
+    /// instance's workers; returns how many there were.
+    pub async fn retry_parked(&self) -> Result<u64, StoreError> {
+        let woken = self.store().wake_parked(SystemTime::now()).await?;
+        self.inner.workers.wake.notify_one();
+        Ok(woken)
+    }
+
+    /// Stops the workers: no more claims, the deliveries under way may end until `deadline`,
+    /// then they are cut off, and what they were sending stays owed in the store, due at once
+    /// for the next instance to start. Call it after the server has stopped taking requests:
+    /// [`send_in_background`](crate::SovendusConversion::send_in_background) answers
+    /// [`SovendusError::ShuttingDown`] from now on. Calling it again reports again.
     pub async fn shutdown(&self, deadline: Duration) -> DeliveryReport {
-        let drained = self.inner.queue.drain(deadline).await;
-        let mut left = Vec::new();
-        for key in drained.undelivered {
-            match self.store().get(key).await {
-                Ok(Some(stored)) => {
-                    tracing::warn!(token = %stored.token, product = %stored.product,
-                        "Sovendus conversion left undelivered at shutdown; the token stays stored");
-                    left.push(PendingConversion { token: stored.token, product_id: stored.product });
-                }
-                Ok(None) => {}
-                Err(error) => tracing::error!(%error,
-                    "could not list a Sovendus conversion left at shutdown: the token store failed"),
-            }
-        }
-        let report =
-            DeliveryReport { sent: drained.sent, failed: drained.failed, dropped: drained.dropped, left };
+        let left = self.inner.workers.stop(deadline).await;
+        let workers = &self.inner.workers;
+        let load = |count: &std::sync::atomic::AtomicU64| count.load(std::sync::atomic::Ordering::Relaxed);
+        let report = DeliveryReport {
+            sent: load(&workers.sent),
+            failed: load(&workers.failed),
+            dropped: load(&workers.dropped),
+            left,
+        };
         tracing::info!(
             sent = report.sent,
             failed = report.failed,
             dropped = report.dropped,
             left = report.left.len(),
-            "Sovendus background delivery stopped"
+            "Sovendus delivery stopped"
         );
         report
     }
@@ -147,34 +190,92 @@ impl Delivery {
     }
 
     pub(crate) fn store(&self) -> &dyn TokenStore {
-        self.inner.sender.store()
+        &*self.inner.sender.store
     }
 
     pub(crate) fn client(&self) -> &SovendusClient {
-        self.inner.sender.client()
+        &self.inner.sender.client
     }
 
-    /// Sends the token stored for `key` now, on a task of its own: a handler cancelled
-    /// mid-send (the visitor left) still settles the token.
-    pub(crate) async fn send(&self, key: TokenKey) -> Result<Outcome, SovendusError> {
-        let sender = self.inner.sender.clone();
-        let task = tokio::spawn(async move { sender.send(key, None).await });
+    /// Makes the capture for `key` owed, in one step, and delivers it now, on a task of its
+    /// own: a handler cancelled mid-send (the visitor left) still settles it.
+    pub(crate) async fn send(&self, key: TokenKey, order: Option<OrderRef>) -> Result<Outcome, SovendusError> {
+        let now = SystemTime::now();
+        let lease = Lease { id: LeaseId::random(), until: now + self.inner.sender.schedule.lease };
+        let Some(conversion) = self.take(key, order, now, Some(lease)).await? else { return Ok(Outcome::NoToken) };
+        let sender = Arc::clone(&self.inner.sender);
+        let task = tokio::spawn(async move { sender.deliver(&conversion, lease, &never_cancelled()).await });
         match task.await {
-            Ok(result) => result,
+            Ok(result) => result.map(Outcome::Sent),
             Err(join_error) if join_error.is_panic() => std::panic::resume_unwind(join_error.into_panic()),
             Err(_) => Err(SovendusError::Cancelled),
         }
     }
 
-    /// Queues the conversion for `key` for a background worker.
-    pub(crate) fn push(&self, key: TokenKey) -> Result<(), SovendusError> {
-        self.inner.queue.push(key)
+    /// Makes the capture for `key` owed, in one step, for a worker to deliver.
+    pub(crate) async fn send_in_background(
+        &self,
+        key: TokenKey,
+        order: Option<OrderRef>,
+    ) -> Result<QueueOutcome, SovendusError> {
+        let workers = &self.inner.workers;
+        if workers.stop.is_cancelled() {
+            workers.dropped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            ::metrics::counter!(metrics::DROPPED, "reason" => "shutting_down").increment(1);
+            tracing::warn!("Sovendus delivery is shutting down; the token stays with the visitor");
+            return Err(SovendusError::ShuttingDown);
+        }
+        let taken = self.take(key, order, SystemTime::now(), None).await.inspect_err(|_| {
+            workers.dropped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            ::metrics::counter!(metrics::DROPPED, "reason" => "token_store").increment(1);
+        })?;
+        if taken.is_none() {
+            return Ok(QueueOutcome::NoToken);
+        }
+        ::metrics::counter!(metrics::QUEUED).increment(1);
+        self.start();
+        workers.wake.notify_one();
+        Ok(QueueOutcome::Queued)
+    }
+
+    /// Takes the capture for `key` into an owed conversion, logged and counted.
+    async fn take(
+        &self,
+        key: TokenKey,
+        order: Option<OrderRef>,
+        now: SystemTime,
+        lease: Option<Lease>,
+    ) -> Result<Option<OwedConversion>, SovendusError> {
+        let conversion = NewConversion { id: ConversionId::random(), order, ordered_at: now, lease };
+        match self.store().take(key, conversion).await {
+            Ok(Taken::Owed(owed)) => {
+                tracing::info!(id = %owed.id, token = %owed.token, "Sovendus conversion owed");
+                ::metrics::counter!(metrics::OWED).increment(1);
+                Ok(Some(owed))
+            }
+            Ok(Taken::NoCapture) => Ok(None),
+            Ok(Taken::AlreadyConverted(id)) => {
+                tracing::info!(%id, "the visitor's token was converted before; not sent again");
+                Ok(None)
+            }
+            Err(error) => {
+                // Nothing changed: the token, if any, stays with the visitor.
+                tracing::error!(%error, "Sovendus conversion not made owed: the token store failed");
+                ::metrics::counter!(metrics::FAILED, "reason" => "token_store").increment(1);
+                Err(SovendusError::Store(error))
+            }
+        }
     }
 
     /// A handle that does not keep the delivery alive.
     pub(crate) fn downgrade(&self) -> WeakDelivery {
         WeakDelivery(Arc::downgrade(&self.inner))
     }
+}
+
+/// A token no one cancels: a delivery started by an order handler runs to its end.
+fn never_cancelled() -> tokio_util::sync::CancellationToken {
+    tokio_util::sync::CancellationToken::new()
 }
 
 /// A [`Delivery`] that may have been dropped.
@@ -188,11 +289,11 @@ impl WeakDelivery {
 
 impl fmt::Debug for Delivery {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Delivery").field("queued", &self.queued()).finish_non_exhaustive()
+        f.debug_struct("Delivery").field("store", &self.inner.sender.store).finish_non_exhaustive()
     }
 }
 
-/// What the background delivery did in its life, and what it left undelivered.
+/// What this instance's delivery workers did in their life, and what the shutdown cut off.
 #[derive(Debug, Clone)]
 pub struct DeliveryReport {
     sent: u64,
@@ -202,30 +303,30 @@ pub struct DeliveryReport {
 }
 
 impl DeliveryReport {
-    /// Background conversions Sovendus accepted.
+    /// Conversions the workers delivered.
     pub fn sent(&self) -> u64 {
         self.sent
     }
 
-    /// Background conversions that ended without a 200: refused for good, or given up after
-    /// the retry policy (those are also in [`left`](Self::left) while their token lives).
+    /// Deliveries by the workers that ended without a 200: their conversions are owed,
+    /// parked or dead in the store.
     pub fn failed(&self) -> u64 {
         self.failed
     }
 
-    /// Conversions the queue did not take (full, or shutting down); their tokens stayed stored.
+    /// Background conversions not made owed (the store failed, or the workers were shutting
+    /// down); their tokens stayed with their visitors.
     pub fn dropped(&self) -> u64 {
         self.dropped
     }
 
-    /// The conversions queued but not delivered, whose tokens are still stored: persist them
-    /// and send them later with
-    /// [`SovendusClient::send_with_retries`](crate::SovendusClient::send_with_retries).
+    /// The conversions the shutdown cut off mid-delivery: they stay owed in the store, due at
+    /// once.
     pub fn left(&self) -> &[PendingConversion] {
         &self.left
     }
 
-    /// Whether nothing was left undelivered.
+    /// Whether the shutdown cut nothing off.
     pub fn is_complete(&self) -> bool {
         self.left.is_empty()
     }
@@ -240,6 +341,10 @@ pub struct PendingConversion {
 }
 
 impl PendingConversion {
+    pub(crate) fn of(conversion: &OwedConversion) -> Self {
+        Self { token: conversion.token.clone(), product_id: conversion.product.clone() }
+    }
+
     /// The token.
     pub fn token(&self) -> &SovReqToken {
         &self.token

@@ -1,131 +1,167 @@
-//! Sending one stored conversion: lease the token, send it with retries, settle the lease.
+//! Delivering one owed conversion: send it under its lease, renewing the lease meanwhile, and
+//! settle it with what Sovendus answered.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    collections::HashSet,
+    pin::pin,
+    sync::{Arc, Mutex},
+    time::{Duration, SystemTime},
+};
 
 use tokio_util::sync::CancellationToken;
 
-use super::Outcome;
+use super::{schedule::DeliverySchedule, verdict::Verdict};
 use crate::{
-    client::SovendusClient,
-    config::SovendusConfig,
+    client::{Attempted, Receipt, SovendusClient},
     error::{SovendusError, StoreError},
     metrics,
     retry::RetryPolicy,
-    store::{Leased, Settlement, TokenKey, TokenStore},
+    store::{ConversionState, Lease, OwedConversion, Settlement, TokenStore},
+    sync::lock,
 };
 
-/// How settling is repeated after the token store failed: waits from 100 ms doubling to 5 s,
-/// until the lease runs out.
+/// How settling is repeated while the store fails: waits from 100 ms doubling to 5 s, for up
+/// to an hour.
 const SETTLE_RETRY: RetryPolicy = RetryPolicy {
     max_attempts: u32::MAX,
     initial_backoff: Duration::from_millis(100),
     max_backoff: Duration::from_secs(5),
-    max_elapsed: Duration::MAX,
+    max_elapsed: Duration::from_secs(60 * 60),
     jitter: true,
 };
 
-/// Sends stored tokens, for the extractor and the background workers alike.
-///
-/// The token is leased, not removed, while it is sent: it stays stored until Sovendus answers
-/// 200 or a terminal error, and no second delivery (a double submit, a background worker, the
-/// shop's own retry) can send it meanwhile. So Sovendus sees each token until one 200, and
-/// never after it.
-#[derive(Clone)]
-pub(crate) struct ConversionSender {
-    store: Arc<dyn TokenStore>,
-    client: SovendusClient,
-    lease: Duration,
+/// Sends owed conversions, for the order handlers and the delivery workers alike.
+pub(crate) struct Sender {
+    pub(crate) store: Arc<dyn TokenStore>,
+    pub(crate) client: SovendusClient,
+    pub(crate) schedule: DeliverySchedule,
+    /// The causes of parking logged at ERROR so far: each once.
+    parked_causes: Mutex<HashSet<&'static str>>,
 }
 
-impl ConversionSender {
-    pub(crate) fn new(config: &SovendusConfig, store: Arc<dyn TokenStore>) -> Self {
-        let client = SovendusClient::new(config);
-        let lease = config.retry_policy().lease(config.request_timeout());
-        Self { store, client, lease }
+impl Sender {
+    pub(crate) fn new(store: Arc<dyn TokenStore>, client: SovendusClient, schedule: DeliverySchedule) -> Self {
+        Self { store, client, schedule, parked_causes: Mutex::default() }
     }
 
-    pub(crate) fn store(&self) -> &dyn TokenStore {
-        &*self.store
-    }
-
-    pub(crate) fn client(&self) -> &SovendusClient {
-        &self.client
-    }
-
-    /// Sends the token stored for `key`, if there is one and no other delivery holds it.
-    pub(crate) async fn send(
+    /// Delivers `conversion` under `lease` and settles it. Its first delivery gets the quick
+    /// retries, later ones one call each. `cancel` cuts the attempts off (a shutdown at its
+    /// deadline): the conversion is then due again at once.
+    pub(crate) async fn deliver(
         &self,
-        key: TokenKey,
-        cancel: Option<&CancellationToken>,
-    ) -> Result<Outcome, SovendusError> {
-        let lease_ends = tokio::time::Instant::now() + self.lease;
-        let leased = match self.store.lease(key, self.lease).await {
-            Ok(Some(leased)) => leased,
-            Ok(None) => return Ok(Outcome::NoToken),
-            Err(error) => {
-                // Nothing was sent: the token, if any, stays stored for a later order.
-                tracing::error!(%error, "Sovendus conversion not sent: the token store failed");
-                ::metrics::counter!(metrics::FAILED, "reason" => "token_store").increment(1);
-                return Err(SovendusError::Store(error));
-            }
-        };
-        let pending = &leased.pending;
-        let result = self
-            .client
-            .send_under(self.client.retry_policy(), &pending.product, &pending.token, cancel)
-            .await;
-        let settlement = match &result {
-            Ok(_) => {
-                ::metrics::counter!(metrics::SENT).increment(1);
-                Settlement::Done
-            }
-            Err(SovendusError::Cancelled) => Settlement::Keep,
-            Err(error) if error.is_retryable() => {
-                ::metrics::counter!(metrics::FAILED, "reason" => "gave_up").increment(1);
-                Settlement::Keep
-            }
-            Err(_) => {
-                ::metrics::counter!(metrics::FAILED, "reason" => "terminal").increment(1);
-                Settlement::Done
-            }
-        };
-        if let Err(error) = self.store.settle(&leased, settlement).await {
-            self.settle_later(leased, settlement, error, lease_ends);
+        conversion: &OwedConversion,
+        lease: Lease,
+        cancel: &CancellationToken,
+    ) -> Result<Receipt, SovendusError> {
+        let policy = if conversion.attempts == 0 { *self.client.retry_policy() } else { RetryPolicy::never() };
+        let send = self.client.send_under(&policy, &conversion.product, &conversion.token, Some(cancel));
+        let Attempted { result, calls } = self.renewing(conversion, lease, send).await;
+        let settlement = self.settlement(conversion, &result, calls, SystemTime::now());
+        match self.store.settle(conversion.id, lease.id, settlement.clone()).await {
+            Ok(true) => {}
+            Ok(false) => lease_lost(conversion),
+            Err(error) => self.settle_later(conversion, lease, settlement, error),
         }
-        result.map(Outcome::Sent)
+        result
     }
 
-    /// Settles on a task of its own once the token store answers again, trying for as long
-    /// as the lease lasts: within it no other delivery can take the token, so a conversion
-    /// Sovendus accepted is not sent twice when the store comes back.
-    fn settle_later(
-        &self,
-        leased: Leased,
-        settlement: Settlement,
-        error: StoreError,
-        lease_ends: tokio::time::Instant,
-    ) {
-        let token = leased.pending.token.clone();
-        tracing::warn!(%error, %token, ?settlement, "could not settle the Sovendus token yet; trying again");
-        let store = Arc::clone(&self.store);
-        let waits = SETTLE_RETRY.waits();
-        tokio::spawn(async move {
-            for wait in waits {
-                tokio::time::sleep(wait).await;
-                match store.settle(&leased, settlement).await {
-                    Ok(()) => {
-                        tracing::info!(%token, ?settlement, "settled the Sovendus token");
-                        return;
+    /// Runs `work`, renewing the lease on `conversion` every third of its length meanwhile.
+    async fn renewing<T>(&self, conversion: &OwedConversion, lease: Lease, work: impl Future<Output = T>) -> T {
+        let every = self.schedule.renew_every();
+        let mut work = pin!(work);
+        let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        let mut lost = false;
+        loop {
+            tokio::select! {
+                biased;
+                done = &mut work => return done,
+                _ = ticks.tick() => {
+                    let renewed = Lease { until: SystemTime::now() + self.schedule.lease, ..lease };
+                    match self.store.renew(conversion.id, renewed).await {
+                        Ok(true) => {}
+                        Ok(false) if !lost => {
+                            lost = true;
+                            lease_lost(conversion);
+                        }
+                        Ok(false) => {}
+                        Err(error) => tracing::warn!(%error, id = %conversion.id, "could not renew the lease on a Sovendus conversion"),
                     }
-                    Err(error) if tokio::time::Instant::now() + wait >= lease_ends => {
-                        tracing::error!(%error, %token, ?settlement,
-                            "gave up settling the Sovendus token: its lease runs out, and another \
-                             delivery may send it again");
-                        return;
+                }
+            }
+        }
+    }
+
+    /// What a delivery that ended in `result` after `calls` calls writes, logged and counted.
+    fn settlement(
+        &self,
+        conversion: &OwedConversion,
+        result: &Result<Receipt, SovendusError>,
+        calls: u32,
+        now: SystemTime,
+    ) -> Settlement {
+        let attempts = conversion.attempts.saturating_add(calls);
+        let settled = |state, next_attempt_at, last_error| Settlement { state, attempts, next_attempt_at, last_error, at: now };
+        let error = match result {
+            Ok(_) => {
+                tracing::info!(id = %conversion.id, token = %conversion.token, attempts, "Sovendus conversion delivered");
+                ::metrics::counter!(metrics::SENT).increment(1);
+                return settled(ConversionState::Delivered, None, None);
+            }
+            Err(error) => error,
+        };
+        let message = Some(error.to_string());
+        if matches!(error, SovendusError::Cancelled) {
+            // Cut off by a shutdown: the next delivery, here or elsewhere, tries it at once.
+            return settled(ConversionState::Owed, Some(now), message);
+        }
+        let next = self.schedule.next_attempt(conversion.ordered_at, now, error.retry_after());
+        let (state, reason) = match (Verdict::of(error), next) {
+            (Verdict::Dead(reason), _) => (ConversionState::Dead, reason),
+            (_, None) => (ConversionState::Dead, "gave_up"),
+            (Verdict::Parked(cause), Some(_)) => (ConversionState::Parked, cause),
+            (Verdict::Owed, Some(_)) => (ConversionState::Owed, "owed"),
+        };
+        ::metrics::counter!(metrics::FAILED, "reason" => reason).increment(1);
+        let (id, token) = (conversion.id, &conversion.token);
+        match state {
+            ConversionState::Parked if lock(&self.parked_causes).insert(reason) => tracing::error!(%error, %id, %token, cause = reason,
+                "Sovendus refused the shop's configuration: the conversion is parked and retried on the schedule; \
+                 fix the configuration (logged once per cause)"),
+            ConversionState::Parked => tracing::warn!(%error, %id, %token, cause = reason, "Sovendus conversion parked"),
+            ConversionState::Dead => tracing::error!(%error, %id, %token, reason, "Sovendus conversion dead: never sent again"),
+            _ => tracing::warn!(%error, %id, %token, next = ?next, "Sovendus conversion still owed; retried on the schedule"),
+        }
+        settled(state, if state.is_settled() { None } else { next }, message)
+    }
+
+    /// Settles on a task of its own once the store answers again. Until then no delivery can
+    /// claim the conversion, and a settlement that comes before another delivery's claim
+    /// keeps a conversion Sovendus accepted from being sent twice. It succeeds even after the
+    /// lease ran out, as long as no other delivery took the conversion meanwhile.
+    fn settle_later(&self, conversion: &OwedConversion, lease: Lease, settlement: Settlement, error: StoreError) {
+        let (id, token) = (conversion.id, conversion.token.clone());
+        tracing::warn!(%error, %id, %token, "could not settle the Sovendus conversion yet; trying again");
+        let store = Arc::clone(&self.store);
+        tokio::spawn(async move {
+            let started = tokio::time::Instant::now();
+            for wait in SETTLE_RETRY.waits() {
+                tokio::time::sleep(wait).await;
+                match store.settle(id, lease.id, settlement.clone()).await {
+                    Ok(true) => return tracing::info!(%id, %token, "settled the Sovendus conversion"),
+                    Ok(false) => return tracing::warn!(%id, %token,
+                        "another delivery took the Sovendus conversion while the store was away: it may be sent twice"),
+                    Err(error) if started.elapsed() + wait >= SETTLE_RETRY.max_elapsed => {
+                        return tracing::error!(%error, %id, %token,
+                            "gave up settling the Sovendus conversion: another delivery may send it again");
                     }
                     Err(_) => {}
                 }
             }
         });
     }
+}
+
+fn lease_lost(conversion: &OwedConversion) {
+    tracing::warn!(id = %conversion.id, token = %conversion.token,
+        "a Sovendus delivery lost its lease to another: the conversion may be sent twice");
 }

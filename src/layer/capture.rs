@@ -6,7 +6,7 @@ use std::{
         OnceLock,
         atomic::{AtomicBool, Ordering},
     },
-    time::Duration,
+    time::{Duration, SystemTime},
 };
 
 use http::Request;
@@ -20,7 +20,7 @@ use crate::{
     mask::Masked,
     metrics,
     query::{self, Param},
-    store::PendingToken,
+    store::{Capture, NewCapture},
     token::SovReqToken,
     visitor,
 };
@@ -158,8 +158,9 @@ impl Capturer {
                 return Err(error.into());
             }
         }
-        let pending = PendingToken { token: landing.token, product: landing.product };
-        Ok(self.delivery.store().insert(key, pending, ttl, config.attribution()).await?)
+        let capture = Capture { token: landing.token, product: landing.product };
+        let new = NewCapture { capture, attribution: config.attribution(), at: SystemTime::now(), ttl };
+        Ok(self.delivery.store().capture(key, new).await?)
     }
 }
 

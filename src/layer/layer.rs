@@ -22,20 +22,21 @@ pub struct SovendusLayer {
 }
 
 impl SovendusLayer {
-    /// A layer keeping its tokens in a [`MokaTokenStore`] of the configured `max_tokens`, with
-    /// its own HTTP client.
+    /// A layer keeping its captures and owed conversions in a [`MokaTokenStore`] of the
+    /// configured `max_tokens` and `queue_capacity`, with its own HTTP client. Built inside a
+    /// Tokio runtime, it starts its delivery workers at once; else with its first request.
     ///
     /// # Panics
     ///
     /// Like `reqwest::Client::new`, if the TLS backend cannot be initialised.
     pub fn new(config: SovendusConfig) -> Self {
-        let store = MokaTokenStore::new(config.max_tokens());
+        let store = MokaTokenStore::new(config.max_tokens()).with_max_owed(config.queue_capacity());
         Self::with_store(config, store)
     }
 
-    /// A layer keeping its tokens in `store`: a shared one, such as
-    /// [`RedisTokenStore`](crate::store::RedisTokenStore), lets several instances of the shop
-    /// serve one visitor. Requests without a token never touch it.
+    /// A layer keeping its captures and owed conversions in `store`: a durable one survives
+    /// restarts, and a shared one lets several instances of the shop serve one visitor and
+    /// share the deliveries. Requests without a token never touch it.
     ///
     /// # Panics
     ///
@@ -74,6 +75,7 @@ impl<S> Layer<S> for SovendusLayer {
     type Service = SovendusService<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
+        self.capturer.delivery.start();
         SovendusService::new(inner, self.clone())
     }
 }

@@ -1,12 +1,13 @@
-//! [`MokaTokenStore`]: the embedded token store, a moka cache inside the process.
+//! [`MokaTokenStore`]: the embedded store, in the process: a moka cache for the captures, and a
+//! map that never evicts for the owed conversions.
 
 use std::{
-    collections::HashMap,
+    collections::{BTreeSet, HashMap},
     sync::{
         Mutex, RwLock,
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicI64, Ordering},
     },
-    time::{Duration, Instant},
+    time::{Duration, SystemTime},
 };
 
 use moka::{
@@ -15,103 +16,174 @@ use moka::{
     policy::EvictionPolicy,
 };
 
-use super::{LeaseId, Leased, PendingToken, Settlement, StoreError, TokenKey, TokenStore, async_trait};
+use super::{
+    Capture, ConversionCounts, ConversionId, ConversionState, Lease, LeaseId, NewCapture, NewConversion, OrderRef,
+    OwedConversion, Settlement, StoreError, Taken, TokenKey, TokenStore, async_trait,
+    records::to_millis,
+};
 use crate::{
-    config::{Attribution, ProductId},
+    config::{Attribution, DEFAULT_QUEUE_CAPACITY, ProductId},
     sync::lock,
     token::SovReqToken,
 };
 
-/// How often expired tokens are swept out of the cache, at the most.
+/// How often expired captures are swept out of the cache, at the most.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(10 * 60);
-/// Leases held at once beyond which the run-out ones are dropped: deliveries settle their own,
-/// so only those that died leave one behind.
-const LEASES_BEFORE_CLEANUP: usize = 1024;
 
-/// The embedded token store: a moka cache in this process, bounded by `max_tokens` (beyond it
-/// the least recently used tokens go first), each token expiring at its own deadline. The
-/// default of [`SovendusLayer::new`](crate::SovendusLayer::new). It does not survive a restart
-/// and is not shared between instances: use a shared store for those.
+/// The embedded store: everything in this process, lost on a restart. For tests, and for
+/// single-instance shops that accept losing their captures and owed conversions on a restart;
+/// others use a durable store (SQL or Redis). The default of
+/// [`SovendusLayer::new`](crate::SovendusLayer::new).
 ///
-/// A stored token is immutable: its token, its product and its deadline, fixed at capture (a
-/// failed send does not extend its life). An expired token is gone the instant its deadline
-/// passes; its memory is reclaimed by a sweep every few minutes, or by eviction. Leases, held
-/// only while a conversion is being sent, live in a small map of their own.
+/// **Captures** live in a moka cache bounded by `max_tokens`, beyond which the least recently
+/// used go first, each expiring at its own deadline (gone the instant it passes, its memory
+/// swept out every few minutes). A capture takes less than 400 bytes, the token included
+/// (`benches/memory.rs`): the cache's bookkeeping, the key, the token, its deadline, and its
+/// product as a position in the store's own list of the product IDs it has seen (a list that
+/// never reorders).
 ///
-/// It holds a token in less than 400 bytes, the token included (`benches/memory.rs`): the
-/// cache's own bookkeeping, the key, the token, its deadline as nanoseconds, and its product as
-/// a position in the store's own list of the product IDs it has seen (which never reorders).
+/// **Owed conversions** live in a map that never evicts: at most
+/// [`with_max_owed`](Self::with_max_owed) owed or parked at once, beyond which an order is
+/// refused with [`StoreError::Full`] and its token stays with the visitor. Delivered and dead
+/// ones are kept for the retention, up to as many again, the oldest going first beyond that.
 ///
 /// ```
 /// use tower_sovendus::{SovendusConfig, SovendusLayer, store::MokaTokenStore};
 ///
 /// let config = SovendusConfig::new("product-a", "XXXX-XXXXX")?;
-/// let layer = SovendusLayer::with_store(config, MokaTokenStore::new(10_000));
+/// let layer = SovendusLayer::with_store(config, MokaTokenStore::new(10_000).with_max_owed(1_000));
 /// # Ok::<(), tower_sovendus::ConfigError>(())
 /// ```
 #[derive(Debug)]
 pub struct MokaTokenStore {
     captures: Cache<TokenKey, Captured>,
-    /// Every product ID stored so far, in the order first seen: [`Captured::product`] points
+    /// Every product ID captured so far, in the order first seen: [`Captured::product`] points
     /// into it.
     products: RwLock<Vec<ProductId>>,
-    /// Deadlines count nanoseconds from here.
-    epoch: Instant,
-    /// When the last sweep started, in nanoseconds from `epoch`.
-    last_sweep: AtomicU64,
-    leases: Mutex<HashMap<TokenKey, Lease>>,
-    next_lease: AtomicU64,
+    /// When the last sweep started, in milliseconds since the Unix epoch.
+    last_sweep: AtomicI64,
+    conversions: Mutex<Conversions>,
+    max_owed: usize,
 }
 
 /// A captured token, waiting for its order.
 #[derive(Debug, Clone)]
 struct Captured {
     token: SovReqToken,
-    /// When the token stops counting, in nanoseconds from the store's epoch.
-    expires_at: u64,
+    /// When it stops counting, in milliseconds since the Unix epoch.
+    expires_at: i64,
     /// Where its product ID stands in the store's list.
     product: u16,
 }
 
-/// A delivery's hold on a stored token: while it lasts, no other delivery takes the token. It
-/// runs out on its own, so a delivery that died cannot hold a token forever.
-#[derive(Debug, Clone)]
-struct Lease {
-    id: LeaseId,
-    until: Instant,
-    /// The token leased: a newer click on the same key is not the one being sent.
-    token: SovReqToken,
+/// The owed conversions and their indexes.
+#[derive(Debug, Default)]
+struct Conversions {
+    by_id: HashMap<ConversionId, Entry>,
+    /// Owed and parked conversions by when they are due: their next attempt, or the end of
+    /// their lease if that is later.
+    due: BTreeSet<(i64, ConversionId)>,
+    /// Delivered and dead conversions by when they were settled.
+    settled: BTreeSet<(i64, ConversionId)>,
+    by_token: HashMap<SovReqToken, ConversionId>,
+    by_order: HashMap<OrderRef, ConversionId>,
 }
 
-impl MokaTokenStore {
-    /// A store holding at most `max_tokens` tokens.
-    pub fn new(max_tokens: u64) -> Self {
-        let captures =
-            Cache::builder().max_capacity(max_tokens).eviction_policy(EvictionPolicy::lru()).build();
-        Self {
-            captures,
-            products: RwLock::default(),
-            epoch: Instant::now(),
-            last_sweep: AtomicU64::new(0),
-            leases: Mutex::default(),
-            next_lease: AtomicU64::new(1),
+#[derive(Debug)]
+struct Entry {
+    conversion: OwedConversion,
+    lease: Option<Lease>,
+}
+
+impl Entry {
+    /// When the conversion is due, if it is owed or parked.
+    fn due(&self) -> Option<i64> {
+        let next = to_millis(self.conversion.next_attempt_at?);
+        Some(self.lease.map_or(next, |lease| next.max(to_millis(lease.until))))
+    }
+}
+
+impl Conversions {
+    /// Puts `entry` in, indexed.
+    fn insert(&mut self, entry: Entry) {
+        let id = entry.conversion.id;
+        if let Some(due) = entry.due() {
+            self.due.insert((due, id));
+        }
+        if let Some(settled_at) = entry.conversion.settled_at {
+            self.settled.insert((to_millis(settled_at), id));
+        }
+        self.by_token.insert(entry.conversion.token.clone(), id);
+        if let Some(order) = &entry.conversion.order {
+            self.by_order.insert(order.clone(), id);
+        }
+        self.by_id.insert(id, entry);
+    }
+
+    /// Takes the entry for `id` out of the time indexes (not the token and order ones), to
+    /// change it and put it back with [`insert`](Self::insert).
+    fn take(&mut self, id: ConversionId) -> Option<Entry> {
+        let entry = self.by_id.remove(&id)?;
+        if let Some(due) = entry.due() {
+            self.due.remove(&(due, id));
+        }
+        if let Some(settled_at) = entry.conversion.settled_at {
+            self.settled.remove(&(to_millis(settled_at), id));
+        }
+        Some(entry)
+    }
+
+    /// Removes the entry for `id` altogether.
+    fn remove(&mut self, id: ConversionId) {
+        if let Some(entry) = self.take(id) {
+            let conversion = entry.conversion;
+            self.by_token.remove(&conversion.token);
+            if let Some(order) = &conversion.order {
+                if self.by_order.get(order) == Some(&id) {
+                    self.by_order.remove(order);
+                }
+            }
         }
     }
 
-    /// Nanoseconds from the epoch to `instant`, saturating.
-    fn nanos(&self, instant: Instant) -> u64 {
-        u64::try_from(instant.saturating_duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX)
+    fn unsettled(&self) -> usize {
+        self.by_id.len() - self.settled.len()
+    }
+}
+
+impl MokaTokenStore {
+    /// A store holding at most `max_tokens` captures, and the default number of owed
+    /// conversions ([`DEFAULT_QUEUE_CAPACITY`]).
+    pub fn new(max_tokens: u64) -> Self {
+        let captures = Cache::builder().max_capacity(max_tokens).eviction_policy(EvictionPolicy::lru()).build();
+        Self {
+            captures,
+            products: RwLock::default(),
+            last_sweep: AtomicI64::new(0),
+            conversions: Mutex::default(),
+            max_owed: DEFAULT_QUEUE_CAPACITY,
+        }
     }
 
-    /// The live token stored for `key`, with its product.
-    async fn live(&self, key: TokenKey) -> Option<PendingToken> {
+    /// The most conversions owed or parked at once (at least 1).
+    pub fn with_max_owed(mut self, max: usize) -> Self {
+        self.max_owed = max.max(1);
+        self
+    }
+
+    /// The capture for `key` with its product, if it is live at `now` (milliseconds).
+    async fn live(&self, key: TokenKey, now: i64) -> Option<Capture> {
         let captured = self.captures.get(&key).await?;
-        if captured.expires_at <= self.nanos(Instant::now()) {
+        self.capture_of(captured, now)
+    }
+
+    fn capture_of(&self, captured: Captured, now: i64) -> Option<Capture> {
+        if captured.expires_at <= now {
             return None;
         }
         let products = self.products.read().unwrap_or_else(|poisoned| poisoned.into_inner());
         let product = products.get(usize::from(captured.product))?.clone();
-        Some(PendingToken { token: captured.token, product })
+        Some(Capture { token: captured.token, product })
     }
 
     /// Where `product` stands in the store's list, adding it if it is new.
@@ -128,16 +200,16 @@ impl MokaTokenStore {
                 })
             }
         };
-        u16::try_from(index).map_err(|_| StoreError::backend(TooManyProducts))
+        u16::try_from(index).map_err(|_| StoreError::Full("distinct product IDs".to_owned()))
     }
 
-    /// Sweeps the expired tokens out, on a task of its own, if the last sweep is long enough
-    /// ago.
-    fn sweep_now_and_then(&self) {
-        let now = self.nanos(Instant::now());
+    /// Sweeps the captures expired at `now` out, on a task of its own, if the last sweep is
+    /// long enough ago.
+    fn sweep_now_and_then(&self, now: i64) {
         let last = self.last_sweep.load(Ordering::Relaxed);
-        let due = now.saturating_sub(last) >= u64::try_from(SWEEP_INTERVAL.as_nanos()).unwrap_or(u64::MAX);
-        if !due || self.last_sweep.compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_err()
+        let interval = i64::try_from(SWEEP_INTERVAL.as_millis()).unwrap_or(i64::MAX);
+        if now.saturating_sub(last) < interval
+            || self.last_sweep.compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_err()
         {
             return;
         }
@@ -145,8 +217,8 @@ impl MokaTokenStore {
     }
 }
 
-/// Removes the tokens expired at `now` (nanoseconds from the store's epoch).
-async fn sweep(captures: Cache<TokenKey, Captured>, now: u64) {
+/// Removes the captures expired at `now` (milliseconds since the Unix epoch).
+async fn sweep(captures: Cache<TokenKey, Captured>, now: i64) {
     let expired: Vec<TokenKey> =
         captures.iter().filter(|(_, captured)| captured.expires_at <= now).map(|(key, _)| *key).collect();
     for key in &expired {
@@ -155,29 +227,16 @@ async fn sweep(captures: Cache<TokenKey, Captured>, now: u64) {
     tracing::debug!(swept = expired.len(), "swept expired Sovendus tokens");
 }
 
-/// More distinct product IDs than a store can tell apart.
-#[derive(Debug, thiserror::Error)]
-#[error("the token store holds the most distinct product IDs it can")]
-struct TooManyProducts;
-
 #[async_trait]
 impl TokenStore for MokaTokenStore {
-    async fn insert(
-        &self,
-        key: TokenKey,
-        pending: PendingToken,
-        ttl: Duration,
-        attribution: Attribution,
-    ) -> Result<bool, StoreError> {
-        self.sweep_now_and_then();
-        let now = self.nanos(Instant::now());
-        let expires_at = now.saturating_add(u64::try_from(ttl.as_nanos()).unwrap_or(u64::MAX));
+    async fn capture(&self, key: TokenKey, new: NewCapture) -> Result<bool, StoreError> {
+        let now = to_millis(new.at);
+        self.sweep_now_and_then(now);
+        let expires_at = to_millis(new.expires_at());
         let captured =
-            Captured { token: pending.token, expires_at, product: self.product_index(&pending.product)? };
-        if attribution == Attribution::LastClick {
+            Captured { product: self.product_index(&new.capture.product)?, token: new.capture.token, expires_at };
+        if new.attribution == Attribution::LastClick {
             self.captures.insert(key, captured).await;
-            // The new click is free, whoever was sending the old one.
-            lock(&self.leases).remove(&key);
             return Ok(true);
         }
         let result = self
@@ -193,45 +252,126 @@ impl TokenStore for MokaTokenStore {
         Ok(matches!(result, CompResult::Inserted(_) | CompResult::ReplacedWith(_)))
     }
 
-    async fn get(&self, key: TokenKey) -> Result<Option<PendingToken>, StoreError> {
-        Ok(self.live(key).await)
+    async fn captured(&self, key: TokenKey, now: SystemTime) -> Result<Option<Capture>, StoreError> {
+        Ok(self.live(key, to_millis(now)).await)
     }
 
-    async fn lease(&self, key: TokenKey, duration: Duration) -> Result<Option<Leased>, StoreError> {
-        let Some(pending) = self.live(key).await else { return Ok(None) };
-        let now = Instant::now();
-        let mut leases = lock(&self.leases);
-        if leases.get(&key).is_some_and(|lease| lease.until > now && lease.token == pending.token) {
-            return Ok(None);
-        }
-        if leases.len() >= LEASES_BEFORE_CLEANUP {
-            leases.retain(|_, lease| lease.until > now);
-        }
-        let id = LeaseId::from(u128::from(self.next_lease.fetch_add(1, Ordering::Relaxed)));
-        leases.insert(key, Lease { id, until: now + duration, token: pending.token.clone() });
-        Ok(Some(Leased { key, pending, lease: id }))
-    }
-
-    async fn settle(&self, leased: &Leased, settlement: Settlement) -> Result<(), StoreError> {
-        let lease = {
-            let mut leases = lock(&self.leases);
-            let held = leases.get(&leased.key).is_some_and(|lease| lease.id == leased.lease);
-            if held { leases.remove(&leased.key) } else { None }
+    async fn take(&self, key: TokenKey, conversion: NewConversion) -> Result<Taken, StoreError> {
+        // Of concurrent takes, one gets the capture out of the cache.
+        let Some(captured) = self.captures.remove(&key).await else { return Ok(Taken::NoCapture) };
+        let Some(capture) = self.capture_of(captured.clone(), to_millis(conversion.ordered_at)) else {
+            return Ok(Taken::NoCapture);
         };
-        let Some(lease) = lease else { return Ok(()) };
-        if settlement == Settlement::Done {
-            // Only the token that was leased: a newer click stays.
-            self.captures
-                .entry(leased.key)
-                .and_compute_with(|entry| async move {
-                    match entry {
-                        Some(entry) if entry.value().token == lease.token => Op::Remove,
-                        _ => Op::Nop,
-                    }
-                })
-                .await;
+        {
+            let mut conversions = lock(&self.conversions);
+            if let Some(id) = conversions.by_token.get(&capture.token) {
+                return Ok(Taken::AlreadyConverted(*id));
+            }
+            if conversions.unsettled() < self.max_owed {
+                let lease = conversion.lease;
+                let owed = OwedConversion::new(capture, conversion);
+                conversions.insert(Entry { conversion: owed.clone(), lease });
+                return Ok(Taken::Owed(owed));
+            }
         }
-        Ok(())
+        // Full: back with the visitor, unless a newer click came meanwhile.
+        self.captures.entry(key).or_insert(captured).await;
+        Err(StoreError::Full(format!("{} owed conversions", self.max_owed)))
+    }
+
+    async fn claim(&self, now: SystemTime, limit: usize, lease: Lease) -> Result<Vec<OwedConversion>, StoreError> {
+        let now = to_millis(now);
+        let mut conversions = lock(&self.conversions);
+        let due: Vec<ConversionId> =
+            conversions.due.iter().take_while(|(due, _)| *due <= now).take(limit).map(|(_, id)| *id).collect();
+        let mut claimed = Vec::with_capacity(due.len());
+        for id in due {
+            if let Some(mut entry) = conversions.take(id) {
+                entry.lease = Some(lease);
+                claimed.push(entry.conversion.clone());
+                conversions.insert(entry);
+            }
+        }
+        Ok(claimed)
+    }
+
+    async fn renew(&self, id: ConversionId, lease: Lease) -> Result<bool, StoreError> {
+        let mut conversions = lock(&self.conversions);
+        let held = conversions.by_id.get(&id).is_some_and(|entry| entry.lease.is_some_and(|held| held.id == lease.id));
+        if let Some(mut entry) = held.then(|| conversions.take(id)).flatten() {
+            entry.lease = Some(lease);
+            conversions.insert(entry);
+        }
+        Ok(held)
+    }
+
+    async fn settle(&self, id: ConversionId, lease: LeaseId, settlement: Settlement) -> Result<bool, StoreError> {
+        let mut conversions = lock(&self.conversions);
+        let held = conversions.by_id.get(&id).is_some_and(|entry| entry.lease.is_some_and(|held| held.id == lease));
+        let Some(entry) = held.then(|| conversions.take(id)).flatten() else { return Ok(false) };
+        conversions.insert(Entry { conversion: entry.conversion.settled(settlement), lease: None });
+        // Settled ones beyond the bound go, the oldest first.
+        while conversions.settled.len() > self.max_owed {
+            let Some(&(_, oldest)) = conversions.settled.first() else { break };
+            conversions.remove(oldest);
+        }
+        Ok(true)
+    }
+
+    async fn list(&self, state: ConversionState, limit: usize) -> Result<Vec<OwedConversion>, StoreError> {
+        let conversions = lock(&self.conversions);
+        let mut listed: Vec<OwedConversion> = conversions
+            .by_id
+            .values()
+            .filter(|entry| entry.conversion.state == state)
+            .map(|entry| entry.conversion.clone())
+            .collect();
+        listed.sort_by_key(|conversion| (conversion.ordered_at, conversion.id));
+        listed.truncate(limit);
+        Ok(listed)
+    }
+
+    async fn counts(&self) -> Result<ConversionCounts, StoreError> {
+        let mut counts = ConversionCounts::default();
+        for entry in lock(&self.conversions).by_id.values() {
+            *counts.of_mut(entry.conversion.state) += 1;
+        }
+        Ok(counts)
+    }
+
+    async fn find(&self, order: &OrderRef) -> Result<Option<OwedConversion>, StoreError> {
+        let conversions = lock(&self.conversions);
+        let entry = conversions.by_order.get(order).and_then(|id| conversions.by_id.get(id));
+        Ok(entry.map(|entry| entry.conversion.clone()))
+    }
+
+    async fn wake_parked(&self, now: SystemTime) -> Result<u64, StoreError> {
+        let mut conversions = lock(&self.conversions);
+        let parked: Vec<ConversionId> = conversions
+            .by_id
+            .values()
+            .filter(|entry| entry.conversion.state == ConversionState::Parked)
+            .map(|entry| entry.conversion.id)
+            .collect();
+        for id in &parked {
+            if let Some(mut entry) = conversions.take(*id) {
+                entry.conversion.next_attempt_at = Some(now);
+                conversions.insert(entry);
+            }
+        }
+        Ok(u64::try_from(parked.len()).unwrap_or(u64::MAX))
+    }
+
+    async fn purge(&self, settled_before: SystemTime, now: SystemTime) -> Result<u64, StoreError> {
+        sweep(self.captures.clone(), to_millis(now)).await;
+        let before = to_millis(settled_before);
+        let mut conversions = lock(&self.conversions);
+        let old: Vec<ConversionId> =
+            conversions.settled.iter().take_while(|(at, _)| *at < before).map(|(_, id)| *id).collect();
+        for id in &old {
+            conversions.remove(*id);
+        }
+        Ok(u64::try_from(old.len()).unwrap_or(u64::MAX))
     }
 }
 
@@ -240,22 +380,19 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn a_sweep_removes_expired_tokens_only() {
+    async fn a_sweep_removes_expired_captures_only() {
         let store = MokaTokenStore::new(10);
         let product = ProductId::new("product-a").unwrap();
-        for (key, ttl) in
-            [(1, Duration::from_millis(10)), (2, Duration::from_millis(10)), (3, Duration::from_secs(60))]
-        {
-            let pending =
-                PendingToken { token: format!("token-{key}").parse().unwrap(), product: product.clone() };
-            store.insert(key, pending, ttl, Attribution::LastClick).await.unwrap();
+        let at = SystemTime::now();
+        for (key, ttl) in [(1, Duration::from_millis(10)), (2, Duration::from_millis(10)), (3, Duration::from_secs(60))] {
+            let capture = Capture { token: format!("token-{key}").parse().unwrap(), product: product.clone() };
+            let new = NewCapture { capture, attribution: Attribution::LastClick, at, ttl };
+            store.capture(key, new).await.unwrap();
         }
-        tokio::time::sleep(Duration::from_millis(30)).await;
-        assert_eq!(store.get(1).await.unwrap(), None, "expired, swept or not");
-        sweep(store.captures.clone(), store.nanos(Instant::now())).await;
+        sweep(store.captures.clone(), to_millis(at + Duration::from_secs(1))).await;
         store.captures.run_pending_tasks().await;
         assert_eq!(store.captures.entry_count(), 1);
-        assert!(store.get(3).await.unwrap().is_some());
+        assert!(store.captured(3, at).await.unwrap().is_some());
     }
 
     #[tokio::test]
@@ -266,4 +403,5 @@ mod tests {
         assert_eq!(store.product_index(&a).unwrap(), 1);
         assert_eq!(store.product_index(&b).unwrap(), 0);
     }
+
 }

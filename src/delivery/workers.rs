@@ -1,0 +1,216 @@
+//! The delivery workers of one instance: a loop that claims due conversions from the store,
+//! up to as many at once as there are workers, delivers each on a task of its own, and keeps
+//! the store tidy; and its shutdown.
+
+use std::{
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, SystemTime},
+};
+
+use tokio::{
+    sync::{Notify, OwnedSemaphorePermit, Semaphore},
+    task::{JoinHandle, JoinSet},
+    time::Instant,
+};
+use tokio_util::sync::CancellationToken;
+
+use super::{PendingConversion, sender::Sender};
+use crate::{
+    error::SovendusError,
+    metrics,
+    store::{ConversionState, Lease, LeaseId, OwedConversion},
+    sync::lock,
+};
+
+/// How often the gauges of the conversions' states are read from the store.
+const GAUGE_INTERVAL: Duration = Duration::from_secs(30);
+/// How often settled conversions past their retention and expired captures are purged.
+const PURGE_INTERVAL: Duration = Duration::from_secs(10 * 60);
+/// The most conversions cut off at a shutdown that its report lists.
+const MAX_LISTED: usize = 10_000;
+
+/// The workers' shared state: their loop, the signals it takes, and what it did.
+pub(crate) struct Workers {
+    count: usize,
+    run: Mutex<Run>,
+    /// Says an order of this instance made a conversion owed: claim at once.
+    pub(crate) wake: Notify,
+    /// No more claims: the loop ends once its deliveries have.
+    pub(crate) stop: CancellationToken,
+    /// Cuts the deliveries under way off (a shutdown's deadline).
+    cut: CancellationToken,
+    pub(crate) sent: AtomicU64,
+    pub(crate) failed: AtomicU64,
+    pub(crate) dropped: AtomicU64,
+    /// The conversions cut off, still owed in the store.
+    left: Mutex<Vec<PendingConversion>>,
+}
+
+enum Run {
+    /// Not yet: the loop starts inside the app's runtime.
+    NotStarted,
+    Running(JoinHandle<()>),
+    Stopped,
+}
+
+impl Workers {
+    pub(crate) fn new(count: usize) -> Self {
+        Self {
+            count,
+            run: Mutex::new(Run::NotStarted),
+            wake: Notify::new(),
+            stop: CancellationToken::new(),
+            cut: CancellationToken::new(),
+            sent: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+            left: Mutex::default(),
+        }
+    }
+
+    /// Starts the loop, if it has not started and a Tokio runtime is at hand.
+    pub(crate) fn start(self: &Arc<Self>, sender: &Arc<Sender>) {
+        let mut run = lock(&self.run);
+        if !matches!(*run, Run::NotStarted) {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+        *run = Run::Running(runtime.spawn(claim_and_deliver(Arc::clone(sender), Arc::clone(self))));
+    }
+
+    /// Stops claiming, lets the deliveries under way end until `deadline`, then cuts them off;
+    /// returns the conversions cut off.
+    pub(crate) async fn stop(&self, deadline: Duration) -> Vec<PendingConversion> {
+        self.stop.cancel();
+        let run = std::mem::replace(&mut *lock(&self.run), Run::Stopped);
+        if let Run::Running(mut running) = run {
+            if tokio::time::timeout(deadline, &mut running).await.is_err() {
+                self.cut.cancel();
+                if let Err(error) = running.await {
+                    tracing::error!(%error, "the Sovendus delivery loop failed");
+                }
+            }
+        }
+        lock(&self.left).clone()
+    }
+
+    fn count_outcome(&self, conversion: &OwedConversion, outcome: &Result<crate::client::Receipt, SovendusError>) {
+        match outcome {
+            Ok(_) => self.sent.fetch_add(1, Ordering::Relaxed),
+            Err(SovendusError::Cancelled) => {
+                tracing::warn!(id = %conversion.id, token = %conversion.token,
+                    "Sovendus delivery cut off by the shutdown; the conversion stays owed, due at once");
+                let mut left = lock(&self.left);
+                if left.len() < MAX_LISTED {
+                    left.push(PendingConversion::of(conversion));
+                }
+                0
+            }
+            Err(_) => self.failed.fetch_add(1, Ordering::Relaxed),
+        };
+    }
+}
+
+/// The loop: at start, makes the parked conversions due (the configuration may have been
+/// fixed); then claims what is due whenever a worker is free, waking on an order of its own or
+/// after the poll interval.
+async fn claim_and_deliver(sender: Arc<Sender>, workers: Arc<Workers>) {
+    match sender.store.wake_parked(SystemTime::now()).await {
+        Ok(0) => {}
+        Ok(woken) => tracing::info!(woken, "parked Sovendus conversions are due again"),
+        Err(error) => tracing::error!(%error, "could not make the parked Sovendus conversions due"),
+    }
+    let schedule = sender.schedule;
+    let permits = Arc::new(Semaphore::new(workers.count));
+    let mut deliveries = JoinSet::new();
+    let mut chores = Chores::default();
+    while !workers.stop.is_cancelled() {
+        while let Some(ended) = deliveries.try_join_next() {
+            report_panic(ended);
+        }
+        chores.run_if_due(&sender).await;
+        let free = permits.available_permits();
+        let mut batch_full = false;
+        if free > 0 {
+            let now = SystemTime::now();
+            let lease = Lease { id: LeaseId::random(), until: now + schedule.lease };
+            match sender.store.claim(now, free, lease).await {
+                Ok(claimed) => {
+                    batch_full = claimed.len() == free;
+                    for conversion in claimed {
+                        let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else { break };
+                        deliveries.spawn(deliver(Arc::clone(&sender), Arc::clone(&workers), conversion, lease, permit));
+                    }
+                }
+                Err(error) => tracing::warn!(%error, "could not claim due Sovendus conversions"),
+            }
+        }
+        if batch_full && permits.available_permits() > 0 {
+            continue;
+        }
+        tokio::select! {
+            () = workers.stop.cancelled() => {}
+            () = workers.wake.notified() => {}
+            () = tokio::time::sleep(schedule.poll_interval) => {}
+            // All busy after a full batch: more may be due as soon as one is free.
+            Ok(_permit) = permits.acquire(), if batch_full => {}
+        }
+    }
+    while let Some(ended) = deliveries.join_next().await {
+        report_panic(ended);
+    }
+}
+
+async fn deliver(
+    sender: Arc<Sender>,
+    workers: Arc<Workers>,
+    conversion: OwedConversion,
+    lease: Lease,
+    _permit: OwnedSemaphorePermit,
+) {
+    let outcome = sender.deliver(&conversion, lease, &workers.cut).await;
+    workers.count_outcome(&conversion, &outcome);
+}
+
+fn report_panic(ended: Result<(), tokio::task::JoinError>) {
+    if let Err(error) = ended {
+        tracing::error!(%error, "a Sovendus delivery failed");
+    }
+}
+
+/// The loop's chores, each when it is due: the gauges, and the purge.
+#[derive(Default)]
+struct Chores {
+    gauges_at: Option<Instant>,
+    purge_at: Option<Instant>,
+}
+
+impl Chores {
+    async fn run_if_due(&mut self, sender: &Sender) {
+        let now = Instant::now();
+        if self.gauges_at.is_none_or(|at| at <= now) {
+            self.gauges_at = Some(now + GAUGE_INTERVAL);
+            match sender.store.counts().await {
+                Ok(counts) => {
+                    for state in ConversionState::ALL {
+                        ::metrics::gauge!(metrics::CONVERSIONS, "state" => state.as_str()).set(counts.of(state) as f64);
+                    }
+                }
+                Err(error) => tracing::warn!(%error, "could not count the Sovendus conversions"),
+            }
+        }
+        if self.purge_at.is_none_or(|at| at <= now) {
+            self.purge_at = Some(now + PURGE_INTERVAL);
+            let wall = SystemTime::now();
+            let before = wall.checked_sub(sender.schedule.keep_settled_for).unwrap_or(SystemTime::UNIX_EPOCH);
+            match sender.store.purge(before, wall).await {
+                Ok(0) => {}
+                Ok(purged) => tracing::info!(purged, "purged Sovendus conversions past their retention"),
+                Err(error) => tracing::warn!(%error, "could not purge settled Sovendus conversions"),
+            }
+        }
+    }
+}

@@ -1,0 +1,335 @@
+//! The rules every [`TokenStore`] keeps, as a suite a store's tests run: the crate runs it on
+//! each of its stores, and a store of yours can run it too (feature `conformance`).
+//!
+//! [`check`] takes a function making a fresh, empty store, and runs every rule on a store of
+//! its own, panicking with the rule's name when one is broken. Times are given to the store,
+//! never waited for, so the suite takes well under a second on a store in memory.
+//!
+//! ```
+//! use tower_sovendus::store::{MokaTokenStore, conformance};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! conformance::check(|| async { MokaTokenStore::new(1_000) }).await;
+//! # }
+//! ```
+
+use std::{
+    collections::HashSet,
+    sync::Arc,
+    time::{Duration, SystemTime},
+};
+
+use super::{
+    Capture, ConversionCounts, ConversionId, ConversionState, Lease, LeaseId, NewCapture, NewConversion, OrderRef,
+    OwedConversion, Settlement, Taken, TokenKey, TokenStore,
+    records::to_the_millisecond,
+};
+use crate::config::Attribution;
+
+const MINUTE: Duration = Duration::from_secs(60);
+const DAY: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// Runs every rule, each on a fresh store from `new_store`.
+pub async fn check<S, F, Fut>(mut new_store: F)
+where
+    S: TokenStore,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = S>,
+{
+    let t = to_the_millisecond(SystemTime::now());
+    attribution_decides_which_click_is_kept(&new_store().await, t).await;
+    captures_expire_by_the_callers_clock(&new_store().await, t).await;
+    a_take_makes_the_capture_an_owed_conversion(&new_store().await, t).await;
+    an_expired_capture_is_not_taken(&new_store().await, t).await;
+    a_token_is_converted_once(&new_store().await, t).await;
+    concurrent_takes_make_one_conversion(Arc::new(new_store().await), t).await;
+    a_conversion_taken_with_a_lease_is_claimed_once_it_runs_out(&new_store().await, t).await;
+    claims_take_what_is_due_the_earliest_first(&new_store().await, t).await;
+    concurrent_claims_share_out_each_conversion_once(Arc::new(new_store().await), t).await;
+    only_the_holder_renews_and_settles(&new_store().await, t).await;
+    settlements_decide_what_comes_next(&new_store().await, t).await;
+    parked_conversions_wake_at_once(&new_store().await, t).await;
+    purging_removes_old_settled_conversions_only(&new_store().await, t).await;
+    records_keep_every_field(&new_store().await, t).await;
+}
+
+/// The capture of token `token` for the primary product.
+fn capture(token: &str) -> Capture {
+    Capture { token: token.parse().expect("a valid token"), product: "product-a".parse().expect("a valid product") }
+}
+
+fn landing(token: &str, attribution: Attribution, at: SystemTime, ttl: Duration) -> NewCapture {
+    NewCapture { capture: capture(token), attribution, at, ttl }
+}
+
+fn lease(until: SystemTime) -> Lease {
+    Lease { id: LeaseId::random(), until }
+}
+
+fn order(ordered_at: SystemTime, order: Option<&str>, lease: Option<Lease>) -> NewConversion {
+    NewConversion {
+        id: ConversionId::random(),
+        order: order.map(|order| order.parse().expect("a valid order reference")),
+        ordered_at,
+        lease,
+    }
+}
+
+async fn captured_token(store: &impl TokenStore, key: TokenKey, now: SystemTime) -> Option<String> {
+    let captured = store.captured(key, now).await.expect("captured");
+    captured.map(|capture| capture.token.as_str().to_owned())
+}
+
+/// Captures `token` under `key` and takes it at `at`: the owed conversion.
+async fn owed(store: &impl TokenStore, key: TokenKey, token: &str, at: SystemTime) -> OwedConversion {
+    assert!(store.capture(key, landing(token, Attribution::LastClick, at, DAY)).await.expect("capture"));
+    match store.take(key, order(at, None, None)).await.expect("take") {
+        Taken::Owed(owed) => owed,
+        other => panic!("a fresh capture is taken into an owed conversion, not {other:?}"),
+    }
+}
+
+async fn claim_ids(store: &impl TokenStore, now: SystemTime, limit: usize, lease: Lease) -> Vec<ConversionId> {
+    let claimed = store.claim(now, limit, lease).await.expect("claim");
+    claimed.into_iter().map(|conversion| conversion.id).collect()
+}
+
+fn settlement(state: ConversionState, next: Option<SystemTime>, at: SystemTime) -> Settlement {
+    Settlement { state, attempts: 1, next_attempt_at: next, last_error: Some("503".to_owned()), at }
+}
+
+async fn attribution_decides_which_click_is_kept(store: &impl TokenStore, t: SystemTime) {
+    let rule = "attribution decides which click is kept";
+    assert!(store.capture(1, landing("first", Attribution::LastClick, t, DAY)).await.unwrap(), "{rule}");
+    assert!(store.capture(1, landing("second", Attribution::LastClick, t, DAY)).await.unwrap(), "{rule}");
+    assert_eq!(captured_token(store, 1, t).await.as_deref(), Some("second"), "{rule}: last click");
+
+    assert!(store.capture(2, landing("first", Attribution::FirstClick, t, MINUTE)).await.unwrap(), "{rule}");
+    assert!(!store.capture(2, landing("second", Attribution::FirstClick, t, DAY)).await.unwrap(), "{rule}");
+    assert_eq!(captured_token(store, 2, t).await.as_deref(), Some("first"), "{rule}: first click");
+    let later = t + 2 * MINUTE;
+    assert!(store.capture(2, landing("third", Attribution::FirstClick, later, DAY)).await.unwrap(), "{rule}");
+    assert_eq!(captured_token(store, 2, later).await.as_deref(), Some("third"), "{rule}: expired first click");
+}
+
+async fn captures_expire_by_the_callers_clock(store: &impl TokenStore, t: SystemTime) {
+    let rule = "captures expire by the caller's clock";
+    store.capture(1, landing("token", Attribution::LastClick, t, MINUTE)).await.unwrap();
+    assert_eq!(captured_token(store, 1, t + MINUTE - Duration::from_millis(1)).await.as_deref(), Some("token"), "{rule}");
+    assert_eq!(captured_token(store, 1, t + MINUTE).await, None, "{rule}");
+    assert_eq!(captured_token(store, 2, t).await, None, "{rule}: nothing captured");
+}
+
+async fn a_take_makes_the_capture_an_owed_conversion(store: &impl TokenStore, t: SystemTime) {
+    let rule = "a take makes the capture an owed conversion";
+    store.capture(1, landing("token", Attribution::LastClick, t, DAY)).await.unwrap();
+    let new = order(t + MINUTE, Some("A-1"), None);
+    let id = new.id;
+    let Taken::Owed(owed) = store.take(1, new).await.unwrap() else { panic!("{rule}: taken") };
+    let expected = OwedConversion {
+        id,
+        token: "token".parse().unwrap(),
+        product: "product-a".parse().unwrap(),
+        order: Some("A-1".parse().unwrap()),
+        ordered_at: t + MINUTE,
+        state: ConversionState::Owed,
+        attempts: 0,
+        next_attempt_at: Some(t + MINUTE),
+        last_error: None,
+        settled_at: None,
+    };
+    assert_eq!(owed, expected, "{rule}");
+    assert_eq!(captured_token(store, 1, t + MINUTE).await, None, "{rule}: the capture went");
+    assert_eq!(store.take(1, order(t + MINUTE, None, None)).await.unwrap(), Taken::NoCapture, "{rule}: once");
+    assert_eq!(store.counts().await.unwrap(), ConversionCounts { owed: 1, ..ConversionCounts::default() }, "{rule}");
+    assert_eq!(store.list(ConversionState::Owed, 10).await.unwrap(), [expected.clone()], "{rule}: listed");
+    assert_eq!(store.find(&"A-1".parse().unwrap()).await.unwrap(), Some(expected), "{rule}: found by order");
+    assert_eq!(store.find(&"A-2".parse().unwrap()).await.unwrap(), None, "{rule}: another order");
+}
+
+async fn an_expired_capture_is_not_taken(store: &impl TokenStore, t: SystemTime) {
+    let rule = "an expired capture is not taken";
+    store.capture(1, landing("token", Attribution::LastClick, t, MINUTE)).await.unwrap();
+    assert_eq!(store.take(1, order(t + MINUTE, None, None)).await.unwrap(), Taken::NoCapture, "{rule}");
+    assert_eq!(store.counts().await.unwrap(), ConversionCounts::default(), "{rule}");
+}
+
+async fn a_token_is_converted_once(store: &impl TokenStore, t: SystemTime) {
+    let rule = "a token is converted once";
+    let first = owed(store, 1, "token", t).await;
+    // The same landing again (a bookmark, a reload), on the same visitor and on another.
+    for key in [1, 2] {
+        store.capture(key, landing("token", Attribution::LastClick, t, DAY)).await.unwrap();
+        let taken = store.take(key, order(t, None, None)).await.unwrap();
+        assert_eq!(taken, Taken::AlreadyConverted(first.id), "{rule}");
+        assert_eq!(captured_token(store, key, t).await, None, "{rule}: the capture went all the same");
+    }
+    assert_eq!(store.counts().await.unwrap().owed, 1, "{rule}");
+}
+
+async fn concurrent_takes_make_one_conversion<S: TokenStore>(store: Arc<S>, t: SystemTime) {
+    let rule = "concurrent takes make one conversion";
+    store.capture(1, landing("token", Attribution::LastClick, t, DAY)).await.unwrap();
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..16 {
+        let store = store.clone();
+        tasks.spawn(async move { store.take(1, order(t, None, None)).await.expect("take") });
+    }
+    let taken = tasks.join_all().await;
+    assert_eq!(taken.iter().filter(|taken| matches!(taken, Taken::Owed(_))).count(), 1, "{rule}: {taken:?}");
+    assert_eq!(store.counts().await.unwrap().owed, 1, "{rule}");
+}
+
+async fn a_conversion_taken_with_a_lease_is_claimed_once_it_runs_out(store: &impl TokenStore, t: SystemTime) {
+    let rule = "a conversion taken with a lease is claimed once it runs out";
+    store.capture(1, landing("token", Attribution::LastClick, t, DAY)).await.unwrap();
+    let held = lease(t + MINUTE);
+    let Taken::Owed(owed) = store.take(1, order(t, None, Some(held))).await.unwrap() else { panic!("{rule}") };
+    assert!(claim_ids(store, t, 10, lease(t + 2 * MINUTE)).await.is_empty(), "{rule}: held");
+    assert!(store.renew(owed.id, held).await.unwrap(), "{rule}: the taker holds it");
+    assert_eq!(claim_ids(store, t + MINUTE, 10, lease(t + 2 * MINUTE)).await, [owed.id], "{rule}: run out");
+}
+
+async fn claims_take_what_is_due_the_earliest_first(store: &impl TokenStore, t: SystemTime) {
+    let rule = "claims take what is due, the earliest first";
+    let ids: Vec<ConversionId> = [
+        owed(store, 1, "first", t).await.id,
+        owed(store, 2, "second", t + MINUTE).await.id,
+        owed(store, 3, "third", t + 2 * MINUTE).await.id,
+    ]
+    .into();
+    let held = lease(t + 10 * MINUTE);
+    assert_eq!(claim_ids(store, t + MINUTE, 10, held).await, ids[..2], "{rule}: due ones");
+    assert!(claim_ids(store, t + MINUTE, 10, lease(t + 10 * MINUTE)).await.is_empty(), "{rule}: leased");
+    assert_eq!(claim_ids(store, t + 5 * MINUTE, 1, lease(t + 15 * MINUTE)).await, ids[2..], "{rule}: limit");
+    let again: HashSet<ConversionId> = claim_ids(store, t + 10 * MINUTE, 10, lease(t + 20 * MINUTE)).await.into_iter().collect();
+    let expected: HashSet<ConversionId> = ids[..2].iter().copied().collect();
+    assert_eq!(again, expected, "{rule}: claimed again once their lease ran out (a crashed delivery)");
+}
+
+async fn concurrent_claims_share_out_each_conversion_once<S: TokenStore>(store: Arc<S>, t: SystemTime) {
+    let rule = "concurrent claims share out each conversion once";
+    for key in 0..20 {
+        owed(&*store, key, &format!("token-{key}"), t).await;
+    }
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let store = store.clone();
+        tasks.spawn(async move { claim_ids(&*store, t, 5, lease(t + MINUTE)).await });
+    }
+    let claimed: Vec<ConversionId> = tasks.join_all().await.into_iter().flatten().collect();
+    let distinct: HashSet<ConversionId> = claimed.iter().copied().collect();
+    assert_eq!((claimed.len(), distinct.len()), (20, 20), "{rule}");
+}
+
+async fn only_the_holder_renews_and_settles(store: &impl TokenStore, t: SystemTime) {
+    let rule = "only the holder renews and settles";
+    let id = owed(store, 1, "token", t).await.id;
+    let held = lease(t + MINUTE);
+    assert_eq!(claim_ids(store, t, 1, held).await, [id], "{rule}");
+    let other = lease(t + 5 * MINUTE);
+    assert!(!store.renew(id, other).await.unwrap(), "{rule}: another lease");
+    let delivered = settlement(ConversionState::Delivered, None, t);
+    assert!(!store.settle(id, other.id, delivered.clone()).await.unwrap(), "{rule}: another lease");
+    assert_eq!(store.counts().await.unwrap().owed, 1, "{rule}: unchanged");
+    assert!(store.renew(id, Lease { until: t + 3 * MINUTE, ..held }).await.unwrap(), "{rule}: the holder");
+    assert!(claim_ids(store, t + 2 * MINUTE, 1, other).await.is_empty(), "{rule}: renewed");
+    assert!(store.settle(id, held.id, delivered).await.unwrap(), "{rule}: the holder");
+    assert!(!store.settle(id, held.id, settlement(ConversionState::Owed, Some(t), t)).await.unwrap(), "{rule}: ended");
+}
+
+async fn settlements_decide_what_comes_next(store: &impl TokenStore, t: SystemTime) {
+    let rule = "settlements decide what comes next";
+    let states = [ConversionState::Owed, ConversionState::Parked, ConversionState::Dead, ConversionState::Delivered];
+    let mut ids = Vec::new();
+    for (key, state) in (0..).zip(states) {
+        let id = owed(store, key, &format!("token-{key}"), t).await.id;
+        let held = lease(t + MINUTE);
+        assert_eq!(claim_ids(store, t, 1, held).await, [id], "{rule}");
+        let next = (!state.is_settled()).then_some(t + 30 * MINUTE);
+        assert!(store.settle(id, held.id, settlement(state, next, t + MINUTE)).await.unwrap(), "{rule}");
+        ids.push(id);
+    }
+    let counts = ConversionCounts { owed: 1, parked: 1, dead: 1, delivered: 1 };
+    assert_eq!(store.counts().await.unwrap(), counts, "{rule}");
+    assert!(claim_ids(store, t + 29 * MINUTE, 10, lease(t + DAY)).await.is_empty(), "{rule}: not due yet");
+    let due: HashSet<ConversionId> = claim_ids(store, t + 30 * MINUTE, 10, lease(t + DAY)).await.into_iter().collect();
+    assert_eq!(due, ids[..2].iter().copied().collect(), "{rule}: owed and parked");
+    for (state, id) in states.into_iter().zip(&ids) {
+        let listed = store.list(state, 10).await.unwrap();
+        assert_eq!(listed.iter().map(|conversion| conversion.id).collect::<Vec<_>>(), [*id], "{rule}: {state}");
+        let settled_at = state.is_settled().then_some(t + MINUTE);
+        assert_eq!((listed[0].attempts, listed[0].settled_at), (1, settled_at), "{rule}: {state}");
+        assert_eq!(listed[0].last_error.as_deref(), Some("503"), "{rule}: {state}");
+    }
+}
+
+async fn parked_conversions_wake_at_once(store: &impl TokenStore, t: SystemTime) {
+    let rule = "parked conversions wake at once";
+    let id = owed(store, 1, "token", t).await.id;
+    owed(store, 2, "other", t).await;
+    let held = lease(t + MINUTE);
+    assert_eq!(claim_ids(store, t, 1, held).await, [id], "{rule}");
+    let parked = settlement(ConversionState::Parked, Some(t + DAY), t);
+    assert!(store.settle(id, held.id, parked).await.unwrap(), "{rule}");
+    assert_eq!(store.wake_parked(t + MINUTE).await.unwrap(), 1, "{rule}: one parked");
+    let claimed = claim_ids(store, t + MINUTE, 10, lease(t + 2 * MINUTE)).await;
+    assert!(claimed.contains(&id), "{rule}: due at once");
+}
+
+async fn purging_removes_old_settled_conversions_only(store: &impl TokenStore, t: SystemTime) {
+    let rule = "purging removes old settled conversions only";
+    let mut settled = Vec::new();
+    for (key, (state, at)) in (0..).zip([
+        (ConversionState::Delivered, t),
+        (ConversionState::Dead, t),
+        (ConversionState::Delivered, t + DAY),
+        (ConversionState::Owed, t),
+    ]) {
+        let conversion = owed(store, key, &format!("token-{key}"), t).await;
+        let held = lease(at + MINUTE);
+        assert_eq!(claim_ids(store, at, 1, held).await, [conversion.id], "{rule}");
+        let next = (!state.is_settled()).then_some(t + 2 * DAY);
+        store.settle(conversion.id, held.id, settlement(state, next, at)).await.unwrap();
+        settled.push(conversion);
+    }
+    assert_eq!(store.purge(t + MINUTE, t + MINUTE).await.unwrap(), 2, "{rule}");
+    let counts = ConversionCounts { owed: 1, delivered: 1, ..ConversionCounts::default() };
+    assert_eq!(store.counts().await.unwrap(), counts, "{rule}");
+    // A purged token can be taken again: it is no longer known.
+    store.capture(1, landing(settled[0].token.as_str(), Attribution::LastClick, t + DAY, DAY)).await.unwrap();
+    assert!(matches!(store.take(1, order(t + DAY, None, None)).await.unwrap(), Taken::Owed(_)), "{rule}");
+}
+
+async fn records_keep_every_field(store: &impl TokenStore, t: SystemTime) {
+    let rule = "records keep every field";
+    let token = "a".repeat(256);
+    let product = "p".repeat(128);
+    let capture = Capture { token: token.parse().unwrap(), product: product.parse().unwrap() };
+    let new = NewCapture { capture, attribution: Attribution::LastClick, at: t, ttl: DAY };
+    store.capture(-7, new).await.unwrap();
+    let order_ref = "Bestellung «Ä-1» / 2 \"x\" 'y'";
+    let Taken::Owed(owed) = store.take(-7, order(t, Some(order_ref), None)).await.unwrap() else { panic!("{rule}") };
+    assert_eq!((owed.token.as_str(), owed.product.as_str()), (token.as_str(), product.as_str()), "{rule}");
+    let held = lease(t + MINUTE);
+    claim_ids(store, t, 1, held).await;
+    let error = "Sovendus answered 503: «Service unavailable»\n\"retry\"";
+    let parked = Settlement {
+        state: ConversionState::Parked,
+        attempts: 7,
+        next_attempt_at: Some(t + DAY),
+        last_error: Some(error.to_owned()),
+        at: t,
+    };
+    assert!(store.settle(owed.id, held.id, parked).await.unwrap(), "{rule}");
+    let found = store.find(&OrderRef::new(order_ref).unwrap()).await.unwrap().expect("found by its order");
+    let expected = OwedConversion {
+        state: ConversionState::Parked,
+        attempts: 7,
+        next_attempt_at: Some(t + DAY),
+        last_error: Some(error.to_owned()),
+        ..owed
+    };
+    assert_eq!(found, expected, "{rule}");
+}

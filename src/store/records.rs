@@ -1,0 +1,449 @@
+//! The records a [`TokenStore`](super::TokenStore) keeps and the values it trades in.
+
+use std::{
+    fmt,
+    str::FromStr,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use crate::{
+    config::{Attribution, ProductId},
+    error::StoreError,
+    token::SovReqToken,
+};
+
+/// The key a capture is stored under: 128 random bits kept in the visitor's (server-side)
+/// session data.
+///
+/// It is made when the session first captures a token and travels with the session's data, so
+/// it survives `Session::cycle_id` (login), and it is only ever read from a session the store
+/// has loaded, never from a cookie.
+pub type TokenKey = i128;
+
+/// A captured token and the product its landing chose, kept by its ID: a deploy that reorders
+/// or removes configured products still books the token for that product.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Capture {
+    /// The token.
+    pub token: SovReqToken,
+    /// The product the landing chose.
+    pub product: ProductId,
+}
+
+/// A landing's capture, as [`TokenStore::capture`](super::TokenStore::capture) writes it.
+#[derive(Debug, Clone)]
+pub struct NewCapture {
+    /// The token and its product.
+    pub capture: Capture,
+    /// Whether a live capture already stored wins.
+    pub attribution: Attribution,
+    /// When the landing came.
+    pub at: SystemTime,
+    /// How long after `at` the capture lives.
+    pub ttl: Duration,
+}
+
+impl NewCapture {
+    /// When the capture stops counting.
+    pub fn expires_at(&self) -> SystemTime {
+        self.at.checked_add(self.ttl).unwrap_or(self.at)
+    }
+}
+
+/// Names one owed conversion: 128 random bits, shown as 32 hexadecimal digits.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConversionId(u128);
+
+impl ConversionId {
+    /// A random ID (128 bits from the same source as tower-sessions' session IDs).
+    pub fn random() -> Self {
+        // Reinterpreting the bits keeps all 128 of them random.
+        Self(tower_sessions::session::Id::default().0 as u128)
+    }
+
+    /// The ID as a number.
+    pub fn get(self) -> u128 {
+        self.0
+    }
+}
+
+impl From<u128> for ConversionId {
+    fn from(id: u128) -> Self {
+        Self(id)
+    }
+}
+
+impl fmt::Display for ConversionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:032x}", self.0)
+    }
+}
+
+impl fmt::Debug for ConversionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ConversionId({self})")
+    }
+}
+
+impl FromStr for ConversionId {
+    type Err = StoreError;
+
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        let valid = value.len() == 32 && value.bytes().all(|byte| byte.is_ascii_hexdigit());
+        let id = valid.then(|| u128::from_str_radix(value, 16).ok()).flatten();
+        id.map(Self).ok_or_else(|| StoreError::Unreadable("a conversion ID is not 32 hexadecimal digits".to_owned()))
+    }
+}
+
+/// Names one lease: a delivery's hold on the conversions it claimed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct LeaseId(u128);
+
+impl LeaseId {
+    /// A random lease ID.
+    pub fn random() -> Self {
+        Self(tower_sessions::session::Id::default().0 as u128)
+    }
+
+    /// The ID as a number.
+    pub fn get(self) -> u128 {
+        self.0
+    }
+}
+
+impl From<u128> for LeaseId {
+    fn from(id: u128) -> Self {
+        Self(id)
+    }
+}
+
+/// A delivery's hold on a conversion until `until`: meanwhile no other delivery claims it. It
+/// runs out on its own, so the conversions of a crashed instance are claimed again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lease {
+    /// Which lease.
+    pub id: LeaseId,
+    /// When it runs out.
+    pub until: SystemTime,
+}
+
+/// The shop's reference of an order, kept with its conversion so that the shop can find the
+/// token again (Sovendus asks for it on a cancellation): 1 to 128 characters, none a control
+/// character.
+///
+/// ```
+/// use tower_sovendus::store::OrderRef;
+///
+/// let order: OrderRef = "A-10427".parse()?;
+/// assert_eq!(order.as_str(), "A-10427");
+/// assert!("".parse::<OrderRef>().is_err());
+/// assert!("a\nb".parse::<OrderRef>().is_err());
+/// # Ok::<(), tower_sovendus::store::InvalidOrderRef>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct OrderRef(Box<str>);
+
+/// The most characters of an [`OrderRef`].
+const MAX_ORDER_CHARS: usize = 128;
+
+impl OrderRef {
+    /// Checks `value` as an order reference.
+    pub fn new(value: impl AsRef<str>) -> Result<Self, InvalidOrderRef> {
+        let value = value.as_ref();
+        let count = value.chars().count();
+        if count == 0 || count > MAX_ORDER_CHARS {
+            return Err(InvalidOrderRef::Length(count));
+        }
+        if value.chars().any(char::is_control) {
+            return Err(InvalidOrderRef::ControlCharacter);
+        }
+        Ok(Self(value.into()))
+    }
+
+    /// The reference.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for OrderRef {
+    type Err = InvalidOrderRef;
+
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        Self::new(value)
+    }
+}
+
+impl fmt::Display for OrderRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Why a value is not a valid [`OrderRef`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum InvalidOrderRef {
+    /// Empty, or longer than 128 characters.
+    #[error("an order reference must be 1 to 128 characters long, not {0}")]
+    Length(usize),
+    /// It holds a control character.
+    #[error("an order reference must not hold control characters")]
+    ControlCharacter,
+}
+
+/// Where an owed conversion stands; see the [module](super) for what each state means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ConversionState {
+    /// Not delivered yet; claimed when due.
+    Owed,
+    /// Sovendus refused the shop's configuration; claimed when due, and at every start.
+    Parked,
+    /// Never sent again: Sovendus does not know the token, or never answered.
+    Dead,
+    /// Sovendus accepted it.
+    Delivered,
+}
+
+impl ConversionState {
+    /// Every state, in the order of the table.
+    pub const ALL: [Self; 4] = [Self::Owed, Self::Parked, Self::Dead, Self::Delivered];
+
+    /// The state's name, as stores keep it: `owed`, `parked`, `dead`, `delivered`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Owed => "owed",
+            Self::Parked => "parked",
+            Self::Dead => "dead",
+            Self::Delivered => "delivered",
+        }
+    }
+
+    /// Whether the conversion is done with: dead or delivered.
+    pub fn is_settled(self) -> bool {
+        matches!(self, Self::Dead | Self::Delivered)
+    }
+}
+
+impl fmt::Display for ConversionState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for ConversionState {
+    type Err = StoreError;
+
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|state| state.as_str() == value)
+            .ok_or_else(|| StoreError::Unreadable("a conversion's state is not one of the four".to_owned()))
+    }
+}
+
+/// An order's conversion, as [`TokenStore::take`](super::TokenStore::take) writes it.
+#[derive(Debug, Clone)]
+pub struct NewConversion {
+    /// Its ID.
+    pub id: ConversionId,
+    /// The shop's reference of the order, if it gave one.
+    pub order: Option<OrderRef>,
+    /// When the order was placed.
+    pub ordered_at: SystemTime,
+    /// The lease of the delivery that sends it at once, if one does.
+    pub lease: Option<Lease>,
+}
+
+/// An order's conversion, as a store keeps it. `Debug` and `Display` show the token masked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwedConversion {
+    /// Its ID.
+    pub id: ConversionId,
+    /// The token.
+    pub token: SovReqToken,
+    /// The product it is booked for.
+    pub product: ProductId,
+    /// The shop's reference of the order, if it gave one.
+    pub order: Option<OrderRef>,
+    /// When the order was placed.
+    pub ordered_at: SystemTime,
+    /// Where it stands.
+    pub state: ConversionState,
+    /// Calls made to Sovendus for it so far.
+    pub attempts: u32,
+    /// When it is due next, while it is owed or parked.
+    pub next_attempt_at: Option<SystemTime>,
+    /// Why its last attempt failed, if it did.
+    pub last_error: Option<String>,
+    /// When it was delivered or became dead.
+    pub settled_at: Option<SystemTime>,
+}
+
+impl OwedConversion {
+    /// The record [`take`](super::TokenStore::take) makes of `capture` for `conversion`.
+    pub fn new(capture: Capture, conversion: NewConversion) -> Self {
+        Self {
+            id: conversion.id,
+            token: capture.token,
+            product: capture.product,
+            order: conversion.order,
+            ordered_at: conversion.ordered_at,
+            state: ConversionState::Owed,
+            attempts: 0,
+            next_attempt_at: Some(conversion.lease.map_or(conversion.ordered_at, |lease| lease.until)),
+            last_error: None,
+            settled_at: None,
+        }
+    }
+
+    /// The record with `settlement` applied.
+    pub fn settled(mut self, settlement: Settlement) -> Self {
+        self.state = settlement.state;
+        self.attempts = settlement.attempts;
+        self.next_attempt_at = settlement.next_attempt_at;
+        self.last_error = settlement.last_error;
+        self.settled_at = settlement.state.is_settled().then_some(settlement.at);
+        self
+    }
+}
+
+impl fmt::Display for OwedConversion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "conversion {} for product {}, token {}: {}", self.id, self.product, self.token, self.state)?;
+        if let Some(order) = &self.order {
+            write!(f, ", order {order}")?;
+        }
+        Ok(())
+    }
+}
+
+/// A delivery's outcome, as [`TokenStore::settle`](super::TokenStore::settle) writes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settlement {
+    /// The conversion's new state.
+    pub state: ConversionState,
+    /// Calls made to Sovendus for it so far, this delivery's included.
+    pub attempts: u32,
+    /// When it is due next; `None` once it is dead or delivered.
+    pub next_attempt_at: Option<SystemTime>,
+    /// Why the delivery failed, if it did.
+    pub last_error: Option<String>,
+    /// When the delivery ended.
+    pub at: SystemTime,
+}
+
+/// What [`TokenStore::take`](super::TokenStore::take) did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Taken {
+    /// The capture is now this owed conversion.
+    Owed(OwedConversion),
+    /// There was no live capture.
+    NoCapture,
+    /// The capture's token was taken before, into this conversion: the capture went, and no
+    /// second conversion was made.
+    AlreadyConverted(ConversionId),
+}
+
+/// How many conversions a store holds in each state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ConversionCounts {
+    /// Not delivered yet.
+    pub owed: u64,
+    /// Refused for the shop's configuration.
+    pub parked: u64,
+    /// Never to be sent again.
+    pub dead: u64,
+    /// Accepted by Sovendus.
+    pub delivered: u64,
+}
+
+impl ConversionCounts {
+    /// The count of `state`.
+    pub fn of(&self, state: ConversionState) -> u64 {
+        match state {
+            ConversionState::Owed => self.owed,
+            ConversionState::Parked => self.parked,
+            ConversionState::Dead => self.dead,
+            ConversionState::Delivered => self.delivered,
+        }
+    }
+
+    /// The count of `state`, to change.
+    pub fn of_mut(&mut self, state: ConversionState) -> &mut u64 {
+        match state {
+            ConversionState::Owed => &mut self.owed,
+            ConversionState::Parked => &mut self.parked,
+            ConversionState::Dead => &mut self.dead,
+            ConversionState::Delivered => &mut self.delivered,
+        }
+    }
+}
+
+/// `time` as whole milliseconds since the Unix epoch, as stores keep times.
+pub(crate) fn to_millis(time: SystemTime) -> i64 {
+    let since = time.duration_since(UNIX_EPOCH).unwrap_or_default();
+    i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// The time `millis` milliseconds after the Unix epoch.
+pub(crate) fn from_millis(millis: i64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(u64::try_from(millis).unwrap_or_default())
+}
+
+/// A time cut to the millisecond, as stores keep it.
+pub(crate) fn to_the_millisecond(time: SystemTime) -> SystemTime {
+    from_millis(to_millis(time))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_show_as_32_hex_digits_and_read_back() {
+        let id = ConversionId::from(0xabc);
+        assert_eq!(id.to_string(), "00000000000000000000000000000abc");
+        assert_eq!(id.to_string().parse::<ConversionId>().unwrap(), id);
+        assert!("abc".parse::<ConversionId>().is_err());
+        assert!("g".repeat(32).parse::<ConversionId>().is_err());
+        assert_ne!(ConversionId::random(), ConversionId::random());
+    }
+
+    #[test]
+    fn states_read_back_from_their_names() {
+        for state in ConversionState::ALL {
+            assert_eq!(state.as_str().parse::<ConversionState>().unwrap(), state);
+        }
+        assert!("lost".parse::<ConversionState>().is_err());
+    }
+
+    #[test]
+    fn order_references_are_checked() {
+        assert_eq!(OrderRef::new("x".repeat(129)), Err(InvalidOrderRef::Length(129)));
+        assert_eq!(OrderRef::new("é".repeat(128)).unwrap().as_str().chars().count(), 128);
+        assert_eq!(OrderRef::new("a\u{7}"), Err(InvalidOrderRef::ControlCharacter));
+    }
+
+    #[test]
+    fn times_keep_the_millisecond() {
+        let time = UNIX_EPOCH + Duration::from_nanos(1_700_000_000_123_456_789);
+        assert_eq!(to_millis(time), 1_700_000_000_123);
+        assert_eq!(to_the_millisecond(time), UNIX_EPOCH + Duration::from_millis(1_700_000_000_123));
+    }
+
+    #[test]
+    fn display_masks_the_token() {
+        let capture = Capture { token: "1095752fb409-457a-af14".parse().unwrap(), product: "p".parse().unwrap() };
+        let conversion = NewConversion {
+            id: ConversionId::from(1),
+            order: Some("A-1".parse().unwrap()),
+            ordered_at: UNIX_EPOCH,
+            lease: None,
+        };
+        let owed = OwedConversion::new(capture, conversion);
+        let shown = format!("{owed} {owed:?}");
+        assert!(!shown.contains("1095752fb409-457a"), "{shown}");
+        assert!(shown.contains("1095752f…"), "{shown}");
+    }
+}
