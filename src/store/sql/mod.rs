@@ -1,0 +1,1 @@
+//! `SqlTokenStore`: captures and owed conversions in SQLite or Postgres.
