@@ -73,9 +73,9 @@ pub enum SovendusError {
     /// [`Delivery`](crate::Delivery) at its deadline); the token is kept.
     #[error("the Sovendus call was cancelled by a shutdown")]
     Cancelled,
-    /// The background queue is full; the token is kept, and a later order or
-    /// [`send`](crate::SovendusConversion::send) can still send it.
-    #[error("the Sovendus background queue is full")]
+    /// The store holds as many owed conversions as it may (the embedded store's
+    /// `queue_capacity`); nothing changed, and the token stays with the visitor.
+    #[error("the Sovendus owed conversions are full")]
     QueueFull,
     /// The background [`Delivery`](crate::Delivery) is shutting down and takes no more
     /// conversions; the token is kept.

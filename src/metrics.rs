@@ -14,7 +14,7 @@
 //! | [`FAILED`] | deliveries that ended without a 200, by what they left | `reason`: `owed`, a parking cause (`invalid_api_key`, `wrong_url`, `unknown_product`, `unexpected_422`, `unexpected_status`), a death (`unknown_token`, `invalid_parameters`, `gave_up`), or `token_store` (nothing changed) |
 //! | [`DROPPED`] | background conversions not made owed (token kept) | `reason`: `shutting_down`, `token_store` |
 //! | [`UNREADABLE`] | records a store refused to read, never sent | |
-//! | [`CONVERSIONS`] (gauge) | conversions the store holds, read every 30 s | `state`: `owed`, `parked`, `dead`, `delivered` |
+//! | [`CONVERSIONS`] (gauge) | conversions the store holds, read every 6 poll intervals (30 s) | `state`: `owed`, `parked`, `dead`, `delivered` |
 //!
 //! ```
 //! use metrics_util::debugging::DebuggingRecorder;

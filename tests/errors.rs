@@ -1,5 +1,7 @@
-//! Every failure answer gives its typed error. Terminal answers (403, 404, 405, 422) are not
-//! retried and end the token; retryable ones keep it for a later attempt.
+//! Every failure answer gives its typed error, and leaves the conversion in the state it calls
+//! for: a wrong configuration (403, 404, 405, an unknown product) parks it, an unknown token
+//! (422) kills it, a failing or silent API leaves it owed. None gives the token back to the
+//! visitor: their next order sends nothing more.
 
 mod common;
 
@@ -10,6 +12,7 @@ use http::StatusCode;
 use tower_sovendus::{
     RetryPolicy, SovReqToken, SovendusClient, SovendusConfig, SovendusError,
     sandbox::{Fault, Sandbox},
+    store::ConversionState,
 };
 
 const TOKEN: &str = "12345-test-123-12345";
@@ -19,18 +22,21 @@ async fn landed(shop: &TestShop) {
     assert_eq!(shop.pending_token().await, TOKEN);
 }
 
-/// A terminal answer is sent once, never retried, and ends the token: a second order sends
-/// nothing.
-async fn assert_terminal(shop: &TestShop, token: &str) {
-    assert_eq!(shop.pending_token().await, "", "a terminal answer ends the token");
+/// After an answer no quick retry repeats: sent once, the conversion is in `state`, and the
+/// visitor's second order sends nothing more.
+async fn assert_left_in(shop: &TestShop, token: &str, state: ConversionState) {
+    assert_eq!(shop.pending_token().await, "", "the order took the token");
     assert_eq!(shop.order().await, "no_token");
     let calls = shop.sandbox.conversions();
-    assert_eq!(calls.len(), 1, "never retried: {calls:?}");
+    assert_eq!(calls.len(), 1, "no quick retry: {calls:?}");
     assert!(calls[0].path().ends_with(&format!("/{token}/api")), "{calls:?}");
+    let listed = shop.delivery.list(state, 10).await.unwrap();
+    assert_eq!(listed.len(), 1, "{state}: {:?}", shop.delivery.counts().await);
+    assert_eq!(listed[0].token.as_str(), token);
 }
 
 #[tokio::test]
-async fn wrong_api_key_is_403_and_terminal() {
+async fn wrong_api_key_is_403_and_parks_it() {
     let sandbox = Sandbox::start().await.unwrap();
     let endpoint = sandbox.endpoint();
     let shop = TestShop::with(sandbox, |_| {
@@ -42,39 +48,39 @@ async fn wrong_api_key_is_403_and_terminal() {
     landed(&shop).await;
     assert_eq!(shop.order().await, "invalid_api_key");
     assert_eq!(shop.sandbox.conversions()[0].status(), Some(StatusCode::FORBIDDEN));
-    assert_terminal(&shop, TOKEN).await;
+    assert_left_in(&shop, TOKEN, ConversionState::Parked).await;
 }
 
 #[tokio::test]
-async fn wrong_url_is_404_and_terminal() {
+async fn wrong_url_is_404_and_parks_it() {
     let sandbox = Sandbox::start().await.unwrap();
     let endpoint = format!("{}/wrong-base", sandbox.endpoint());
     let shop = TestShop::with(sandbox, |config| config.endpoint(endpoint).retry(quick_retries())).await;
     landed(&shop).await;
     assert_eq!(shop.order().await, "wrong_url 404: Invalid API call.");
-    assert_terminal(&shop, TOKEN).await;
+    assert_left_in(&shop, TOKEN, ConversionState::Parked).await;
 }
 
 #[tokio::test]
-async fn method_not_allowed_is_405_and_terminal() {
+async fn method_not_allowed_is_405_and_parks_it() {
     let shop = TestShop::with(Sandbox::start().await.unwrap(), |config| config.retry(quick_retries())).await;
     landed(&shop).await;
     shop.sandbox.fault_next(1, Fault::Status(StatusCode::METHOD_NOT_ALLOWED));
     assert_eq!(shop.order().await, "wrong_url 405: Invalid API call.");
-    assert_terminal(&shop, TOKEN).await;
+    assert_left_in(&shop, TOKEN, ConversionState::Parked).await;
 }
 
 #[tokio::test]
-async fn unknown_token_is_422_with_sovendus_message_and_terminal() {
+async fn unknown_token_is_422_with_sovendus_message_and_dead() {
     let sandbox = Sandbox::builder().known_tokens(["another-token"]).start().await.unwrap();
     let shop = TestShop::with(sandbox, |config| config.retry(quick_retries())).await;
     shop.get("/landing?sovReqToken=unknown-token").await;
     assert_eq!(shop.order().await, "invalid_product_or_token: Token not found.");
-    assert_terminal(&shop, "unknown-token").await;
+    assert_left_in(&shop, "unknown-token", ConversionState::Dead).await;
 }
 
 #[tokio::test]
-async fn unknown_product_is_422_with_sovendus_message_and_terminal() {
+async fn unknown_product_is_422_with_sovendus_message_and_parks_it() {
     let sandbox = Sandbox::start().await.unwrap();
     // The shop knows a product the sandbox does not.
     let shop =
@@ -82,25 +88,21 @@ async fn unknown_product_is_422_with_sovendus_message_and_terminal() {
             .await;
     shop.get(&format!("/landing?sovReqToken={TOKEN}&sovReqProductId=retired-product")).await;
     assert_eq!(shop.order().await, "invalid_product_or_token: External product id not found.");
-    assert_terminal(&shop, TOKEN).await;
+    assert_left_in(&shop, TOKEN, ConversionState::Parked).await;
 }
 
 #[tokio::test]
-async fn server_error_keeps_the_token_and_a_later_order_converts() {
+async fn server_error_leaves_it_owed() {
     let shop =
         TestShop::with(Sandbox::start().await.unwrap(), |config| config.retry(RetryPolicy::never())).await;
     landed(&shop).await;
     shop.sandbox.fault_next(1, Fault::Status(StatusCode::INTERNAL_SERVER_ERROR));
     assert_eq!(shop.order().await, "unavailable 500");
-    assert_eq!(shop.pending_token().await, TOKEN);
-
-    assert_eq!(shop.order().await, "sent");
-    assert_eq!(shop.sandbox.conversions().len(), 2);
-    assert_eq!(shop.sandbox.accepted().len(), 1);
+    assert_left_in(&shop, TOKEN, ConversionState::Owed).await;
 }
 
 #[tokio::test]
-async fn timeout_keeps_the_token() {
+async fn timeout_leaves_it_owed() {
     let sandbox = Sandbox::start().await.unwrap();
     let shop = TestShop::with(sandbox, |config| {
         config.request_timeout(Duration::from_millis(200)).retry(RetryPolicy::never())
@@ -109,19 +111,17 @@ async fn timeout_keeps_the_token() {
     landed(&shop).await;
     shop.sandbox.fault_next(1, Fault::Delay(Duration::from_secs(2)));
     assert_eq!(shop.order().await, "timeout");
-    assert_eq!(shop.pending_token().await, TOKEN);
-    assert_eq!(shop.order().await, "sent");
+    assert_left_in(&shop, TOKEN, ConversionState::Owed).await;
 }
 
 #[tokio::test]
-async fn refused_connection_keeps_the_token() {
+async fn refused_connection_leaves_it_owed() {
     let shop =
         TestShop::with(Sandbox::start().await.unwrap(), |config| config.retry(RetryPolicy::never())).await;
     landed(&shop).await;
     shop.sandbox.fault_next(1, Fault::Refuse);
     assert_eq!(shop.order().await, "connection");
-    assert_eq!(shop.pending_token().await, TOKEN);
-    assert_eq!(shop.order().await, "sent");
+    assert_left_in(&shop, TOKEN, ConversionState::Owed).await;
 }
 
 #[tokio::test]

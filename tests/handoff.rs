@@ -21,7 +21,13 @@ use tower::{ServiceBuilder, buffer::BufferLayer};
 use tower_sessions::MemoryStore;
 use tower_sovendus::{SovendusConversion, SovendusLayer, sandbox::Sandbox};
 
-const TOKEN: &str = "12345-test-123-12345";
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// A fresh token for each landing: a token is converted once, ever.
+fn token() -> String {
+    static LANDINGS: AtomicUsize = AtomicUsize::new(0);
+    format!("1095752fb409-457a-{:04}", LANDINGS.fetch_add(1, Ordering::Relaxed))
+}
 
 async fn order(conversion: SovendusConversion) -> String {
     common::describe(conversion.send().await)
@@ -56,7 +62,7 @@ fn buffered(routes: Router) -> Router {
 /// A visitor lands on `app` and orders: what the order said.
 async fn land_and_order(app: Router) -> String {
     let visitor = Visitor::new(common::serve(app).await);
-    assert_eq!(visitor.get(&format!("/landing?sovReqToken={TOKEN}")).await, (200, "landing".to_owned()));
+    assert_eq!(visitor.get(&format!("/landing?sovReqToken={}", token())).await, (200, "landing".to_owned()));
     visitor.order().await
 }
 

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use common::{
     TestShop,
-    counters::{count, counters},
-    quick_retries,
+    counters::{count, counters, gauge},
+    quick_retries, quick_schedule,
 };
 use http::StatusCode;
 use metrics_util::debugging::DebuggingRecorder;
@@ -26,10 +26,13 @@ async fn every_counter_counts_what_happened() {
     metrics::describe();
 
     let shop = TestShop::with(Sandbox::start().await.unwrap(), |config| {
-        config.retry(quick_retries().max_attempts(2))
+        // Retried quickly once, then on the schedule not before the test ends.
+        config.retry(quick_retries().max_attempts(2)).schedule(
+            quick_schedule().first_wait(Duration::from_secs(3600)).max_wait(Duration::from_secs(3600)),
+        )
     })
     .await;
-    let [sent, refused, gave_up, late] = [(); 4].map(|()| shop.new_visitor());
+    let [sent, parked, owed, dead, late] = [(); 5].map(|()| shop.new_visitor());
 
     // Captured; then refused for three reasons.
     sent.get("/landing?sovReqToken=visitor-sent").await;
@@ -37,20 +40,33 @@ async fn every_counter_counts_what_happened() {
     shop.get("/landing?sovReqToken=a&sovReqToken=b").await;
     shop.get("/landing?sovReqToken=%FF").await;
 
-    // Queued, retried once, sent.
+    // Owed, left to the workers, retried once, sent.
     shop.sandbox.fault_next(1, Fault::Status(StatusCode::INTERNAL_SERVER_ERROR));
     assert_eq!(sent.order_in_background().await, "queued");
     shop.sandbox.wait_for_conversions(2, Duration::from_secs(10)).await;
 
-    // Refused for good: a terminal failure.
-    refused.get("/landing?sovReqToken=visitor-refused").await;
+    // A wrong configuration: parked.
+    parked.get("/landing?sovReqToken=visitor-parked").await;
     shop.sandbox.fault_next(1, Fault::Status(StatusCode::FORBIDDEN));
-    assert_eq!(refused.order().await, "invalid_api_key");
+    assert_eq!(parked.order().await, "invalid_api_key");
 
-    // Retried once, then given up: a failure that keeps the token.
-    gave_up.get("/landing?sovReqToken=visitor-gave-up").await;
+    // Retried once, then still owed.
+    owed.get("/landing?sovReqToken=visitor-owed").await;
     shop.sandbox.fault_next(2, Fault::Status(StatusCode::SERVICE_UNAVAILABLE));
-    assert_eq!(gave_up.order().await, "unavailable 503");
+    assert_eq!(owed.order().await, "unavailable 503");
+
+    // Refused for good: dead.
+    dead.get("/landing?sovReqToken=visitor-dead").await;
+    shop.sandbox.fault_next(1, Fault::Status(StatusCode::UNPROCESSABLE_ENTITY));
+    assert_eq!(dead.order().await, "invalid_product_or_token: Invalid API parameters.");
+
+    // The gauges catch up within six poll intervals.
+    let every_state_counted = async || {
+        [("owed", 1.0), ("parked", 1.0), ("dead", 1.0), ("delivered", 1.0)]
+            .iter()
+            .all(|(state, count)| gauge(&snapshotter, metrics::CONVERSIONS, state) == Some(*count))
+    };
+    assert!(common::eventually(Duration::from_secs(10), every_state_counted).await, "gauges");
 
     // Shut down, then one more background order: dropped, token kept.
     let report = shop.delivery.shutdown(Duration::from_secs(5)).await;
@@ -61,15 +77,17 @@ async fn every_counter_counts_what_happened() {
     let counters = counters(&snapshotter);
     let count = |name, reason| count(&counters, name, reason);
     assert!(counters.iter().all(|(.., description)| description.is_some()), "every counter is described");
-    assert_eq!(count(metrics::CAPTURED, None), 4);
+    assert_eq!(count(metrics::CAPTURED, None), 5);
     assert_eq!(count(metrics::REFUSED, Some("invalid")), 1);
     assert_eq!(count(metrics::REFUSED, Some("repeated")), 1);
     assert_eq!(count(metrics::REFUSED, Some("not_utf8")), 1);
+    assert_eq!(count(metrics::OWED, None), 4);
     assert_eq!(count(metrics::QUEUED, None), 1);
     assert_eq!(count(metrics::RETRIED, None), 2);
     assert_eq!(count(metrics::SENT, None), 1);
-    assert_eq!(count(metrics::FAILED, Some("terminal")), 1);
-    assert_eq!(count(metrics::FAILED, Some("gave_up")), 1);
+    assert_eq!(count(metrics::FAILED, Some("invalid_api_key")), 1);
+    assert_eq!(count(metrics::FAILED, Some("owed")), 1);
+    assert_eq!(count(metrics::FAILED, Some("invalid_parameters")), 1);
     assert_eq!(count(metrics::DROPPED, Some("shutting_down")), 1);
-    assert_eq!(count(metrics::DROPPED, Some("queue_full")), 0);
+    assert_eq!(count(metrics::DROPPED, Some("token_store")), 0);
 }

@@ -29,11 +29,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let sandbox = Arc::new(Sandbox::start().await?);
     let sessions = app::sessions(MemoryStore::default(), SameSite::Lax, false);
+    let sovendus = SovendusLayer::new(sandbox.config().build()?);
     let app = if with_layer {
-        app::router(SovendusLayer::new(sandbox.config().build()?), sessions, Some(sandbox))
+        app::router(sovendus, sessions, Some(sandbox))
     } else {
-        // One `layer` call, as `app::router` makes: axum wraps each route once either way.
-        app::pages(Some(sandbox)).layer(ServiceBuilder::new().layer(sessions))
+        // One `layer` call, as `app::router` makes: axum wraps each route once either way. The
+        // layer's delivery only serves the sandbox page.
+        app::pages(sovendus.delivery(), Some(sandbox)).layer(ServiceBuilder::new().layer(sessions))
     };
     let addr = std::env::var("SHOP_ADDR").unwrap_or_else(|_| "127.0.0.1:39117".to_owned());
     let listener = tokio::net::TcpListener::bind(&addr).await?;

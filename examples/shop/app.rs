@@ -13,7 +13,10 @@ use serde::Deserialize;
 use tower::ServiceBuilder;
 use tower_sessions::{Session, SessionManagerLayer, SessionStore, cookie::SameSite};
 use tower_sovendus::{
-    SovReqToken, SovendusConversion, SovendusLayer, delivery::QueueOutcome, sandbox::Sandbox,
+    Delivery, SovReqToken, SovendusConversion, SovendusLayer,
+    delivery::QueueOutcome,
+    sandbox::Sandbox,
+    store::{ConversionState, OrderRef},
 };
 
 /// What the shop sells.
@@ -35,6 +38,7 @@ pub struct Order {
 #[derive(Clone)]
 struct Shop {
     sandbox: Option<Arc<Sandbox>>,
+    delivery: Delivery,
     orders: Arc<Mutex<Vec<Order>>>,
 }
 
@@ -48,7 +52,7 @@ pub fn router<S>(
 where
     S: SessionStore + Clone,
 {
-    pages(sandbox).layer(ServiceBuilder::new().layer(sessions).layer(sovendus))
+    pages(sovendus.delivery(), sandbox).layer(ServiceBuilder::new().layer(sessions).layer(sovendus))
 }
 
 /// The session layer of the demo: `SameSite=Lax`, so that the click-through from Sovendus
@@ -62,8 +66,8 @@ pub fn sessions<S: SessionStore>(
     SessionManagerLayer::new(store).with_same_site(same_site).with_secure(secure_cookie)
 }
 
-/// The shop's pages, without any layer.
-pub fn pages(sandbox: Option<Arc<Sandbox>>) -> Router {
+/// The shop's pages, without any layer; `delivery` is the Sovendus layer's.
+pub fn pages(delivery: Delivery, sandbox: Option<Arc<Sandbox>>) -> Router {
     Router::new()
         .route("/", get(home))
         .route("/products/{id}", get(product))
@@ -73,7 +77,8 @@ pub fn pages(sandbox: Option<Arc<Sandbox>>) -> Router {
         .route("/order", post(order))
         .route("/thank-you/{id}", get(thank_you))
         .route("/sandbox", get(sandbox_log))
-        .with_state(Shop { sandbox, orders: Arc::default() })
+        .route("/sandbox/retry-parked", post(retry_parked))
+        .with_state(Shop { sandbox, delivery, orders: Arc::default() })
 }
 
 fn page(title: &str, body: &str) -> Html<String> {
@@ -206,23 +211,38 @@ async fn order(State(shop): State<Shop>, session: Session, conversion: SovendusC
     }
     // Keep the token with the order: Sovendus asks for it on cancellations.
     let token = conversion.token().cloned();
-    // The page never waits on Sovendus: a background worker sends it, with retries.
-    let conversion = match conversion.send_in_background() {
+    let id = {
+        let mut orders = shop.orders.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let id = orders.len() + 1;
+        orders.push(Order { id, items, token, conversion: String::new() });
+        id
+    };
+    // The order's reference goes with the conversion, to find it again for a cancellation.
+    let reference = OrderRef::new(format!("order-{id}-{}", std::process::id()));
+    let conversion = match reference {
+        Ok(reference) => conversion.for_order(reference),
+        Err(_) => conversion,
+    };
+    // The page never waits on Sovendus: the conversion is owed, and a worker delivers it.
+    let said = match conversion.send_in_background().await {
         Ok(QueueOutcome::Queued) => "Sovendus conversion on its way.".to_owned(),
         Ok(QueueOutcome::NoToken) => "No Sovendus conversion for this order.".to_owned(),
         Err(error) => {
             format!("Sovendus conversion not sent yet: {error}. The token is kept for a later order.")
         }
     };
+    if let Some(order) = shop
+        .orders
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .iter_mut()
+        .find(|order| order.id == id)
+    {
+        order.conversion = said;
+    }
     if session.insert("cart", Vec::<u32>::new()).await.is_err() {
         return StatusCode::INTERNAL_SERVER_ERROR.into_response();
     }
-    let id = {
-        let mut orders = shop.orders.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let id = orders.len() + 1;
-        orders.push(Order { id, items, token, conversion });
-        id
-    };
     if session.insert(LAST_ORDER, id).await.is_err() {
         return StatusCode::INTERNAL_SERVER_ERROR.into_response();
     }
@@ -253,10 +273,13 @@ async fn thank_you(State(shop): State<Shop>, Path(id): Path<usize>) -> Response 
 }
 
 async fn sandbox_log(State(shop): State<Shop>) -> Html<String> {
+    let conversions = conversions_report(&shop.delivery).await;
     let Some(sandbox) = &shop.sandbox else {
         return page(
             "Sandbox log",
-            "<p>Conversions go to the real Sovendus endpoint; there is no sandbox log.</p>",
+            &format!(
+                "{conversions}<p>Conversions go to the real Sovendus endpoint; there is no sandbox log.</p>"
+            ),
         );
     };
     let calls = sandbox.conversions();
@@ -285,8 +308,63 @@ async fn sandbox_log(State(shop): State<Shop>) -> Html<String> {
     page(
         "Sandbox log",
         &format!(
-            "<p>{which} the embedded Sovendus sandbox at <code>{}</code> received:</p>{table}",
+            "{conversions}<h2>Calls</h2><p>{which} the embedded Sovendus sandbox at <code>{}</code> received:</p>{table}",
             sandbox.endpoint()
         ),
     )
+}
+
+/// The conversions the store holds: counts, and those not delivered.
+async fn conversions_report(delivery: &Delivery) -> String {
+    let counts = match delivery.counts().await {
+        Ok(counts) => counts,
+        Err(error) => return format!("<p class=note>The conversions cannot be read: {error}</p>"),
+    };
+    let mut report = format!(
+        "<h2>Conversions</h2><p id=counts>owed {}, parked {}, dead {}, delivered {}</p>",
+        counts.owed, counts.parked, counts.dead, counts.delivered
+    );
+    for state in [ConversionState::Owed, ConversionState::Parked, ConversionState::Dead] {
+        let Ok(listed) = delivery.list(state, 50).await else { continue };
+        if listed.is_empty() {
+            continue;
+        }
+        let rows: String = listed
+            .iter()
+            .map(|conversion| {
+                // Display masks the token.
+                let next =
+                    conversion.next_attempt_at.map(|at| httpdate::fmt_http_date(at)).unwrap_or_default();
+                let error = conversion.last_error.as_deref().unwrap_or_default();
+                format!(
+                    "<tr><td>{}</td><td><code>{}</code></td><td>{}</td><td>{next}</td><td>{}</td></tr>",
+                    conversion.order.as_ref().map(|order| order.to_string()).unwrap_or_default(),
+                    conversion.token,
+                    conversion.attempts,
+                    html_text(error),
+                )
+            })
+            .collect();
+        report.push_str(&format!(
+            "<h3>{state}</h3><table id={state}><tr><th>Order</th><th>Token</th><th>Attempts</th>\
+             <th>Next attempt</th><th>Last error</th></tr>{rows}</table>"
+        ));
+    }
+    if counts.parked > 0 {
+        report.push_str("<form method=post action=/sandbox/retry-parked><button id=retry>Retry the parked ones now</button></form>");
+    }
+    report
+}
+
+async fn retry_parked(State(shop): State<Shop>) -> Response {
+    match shop.delivery.retry_parked().await {
+        Ok(_) => Redirect::to("/sandbox").into_response(),
+        Err(error) => (StatusCode::SERVICE_UNAVAILABLE, page("Sandbox log", &html_text(&error.to_string())))
+            .into_response(),
+    }
+}
+
+/// `text` safe inside an HTML element.
+fn html_text(text: &str) -> String {
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
 }

@@ -1,4 +1,4 @@
-//! A small shop that tracks Sovendus conversions.
+//! A small shop that tracks Sovendus conversions, durable by default.
 //!
 //! ```text
 //! cargo run --example shop
@@ -7,15 +7,34 @@
 //! Without `SOVENDUS_API_KEY` it starts an embedded Sovendus sandbox on 127.0.0.1 and sends
 //! conversions there: no credentials and no internet needed. With `SOVENDUS_PRODUCT_ID`,
 //! `SOVENDUS_API_KEY` (and optionally `SOVENDUS_ENDPOINT`) set, it talks to Sovendus.
-//! `SHOP_ADDR` changes where it listens (default 127.0.0.1:3000).
+//!
+//! Sessions, captured tokens and owed conversions live in `SHOP_DATABASE_URL`: a sqlx URL
+//! (`sqlite://PATH?mode=rwc`, `postgres://...`), or `memory` to keep everything in memory. The
+//! default is the SQLite file `target/demo-shop.db`, so a restart keeps carts, visitors' tokens
+//! and owed conversions. `SHOP_ADDR` changes where it listens (default 127.0.0.1:3000).
+//! SIGTERM and Ctrl-C stop it gracefully, within 10 seconds: what is still being delivered
+//! then stays owed in the database, for the next start.
 
 mod app;
 
 use std::{sync::Arc, time::Duration};
 
-use tower_sessions::{MemoryStore, cookie::SameSite};
-use tower_sovendus::{SovendusConfig, SovendusLayer, sandbox::Sandbox};
+use tower_sessions::{MemoryStore, SessionStore, cookie::SameSite};
+use tower_sessions_sqlx_store::{PostgresStore, SqliteStore};
+use tower_sovendus::{
+    SovendusConfig, SovendusLayer,
+    sandbox::Sandbox,
+    store::{
+        MokaTokenStore, SqlTokenStore, TokenStore,
+        sqlx::{PgPool, SqlitePool},
+    },
+};
 use tracing_subscriber::EnvFilter;
+
+/// Where the shop keeps its data unless `SHOP_DATABASE_URL` says otherwise.
+const DEFAULT_DATABASE: &str = "sqlite://target/demo-shop.db?mode=rwc";
+/// How long a shutdown may take: the server's connections, then the deliveries under way.
+const DRAIN: Duration = Duration::from_secs(10);
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -36,9 +55,49 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         (sandbox.config().build()?, Some(Arc::new(sandbox)))
     };
 
+    let database = std::env::var("SHOP_DATABASE_URL").unwrap_or_else(|_| DEFAULT_DATABASE.to_owned());
+    if database == "memory" {
+        println!("Keeping sessions, tokens and owed conversions in memory: a restart loses them.");
+        let tokens = MokaTokenStore::new(config.max_tokens()).with_max_owed(config.queue_capacity());
+        serve(config, tokens, MemoryStore::default(), sandbox).await
+    } else if database.starts_with("sqlite:") {
+        create_parent_folder(&database)?;
+        let pool = SqlitePool::connect(&database).await?;
+        let (tokens, sessions) = (SqlTokenStore::sqlite(pool.clone()), SqliteStore::new(pool));
+        tokens.migrate().await?;
+        sessions.migrate().await?;
+        println!("Keeping sessions, tokens and owed conversions in {database}.");
+        serve(config, tokens, sessions, sandbox).await
+    } else if database.starts_with("postgres:") || database.starts_with("postgresql:") {
+        let pool = PgPool::connect(&database).await?;
+        let (tokens, sessions) = (SqlTokenStore::postgres(pool.clone()), PostgresStore::new(pool));
+        tokens.migrate().await?;
+        sessions.migrate().await?;
+        println!("Keeping sessions, tokens and owed conversions in Postgres.");
+        serve(config, tokens, sessions, sandbox).await
+    } else {
+        Err(format!("SHOP_DATABASE_URL must be sqlite://..., postgres://... or memory, not {database}")
+            .into())
+    }
+}
+
+/// Serves the shop until SIGTERM or Ctrl-C, then stops within [`DRAIN`].
+async fn serve(
+    config: SovendusConfig,
+    tokens: impl TokenStore,
+    sessions: impl SessionStore + Clone,
+    sandbox: Option<Arc<Sandbox>>,
+) -> Result<(), Box<dyn std::error::Error>> {
     let addr = std::env::var("SHOP_ADDR").unwrap_or_else(|_| "127.0.0.1:3000".to_owned());
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     let addr = listener.local_addr()?;
+    let sovendus = SovendusLayer::with_store(config, tokens);
+    let delivery = sovendus.delivery();
+    let counts = delivery.counts().await?;
+    println!(
+        "Conversions in the store: {} owed, {} parked, {} dead, {} delivered.",
+        counts.owed, counts.parked, counts.dead, counts.delivered
+    );
     println!();
     println!("Trail Shop is open. Arrive as a visitor from Sovendus:");
     println!("    http://{addr}/?sovReqToken=12345-test-123-12345");
@@ -46,24 +105,55 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("    http://{addr}/sandbox");
     println!();
 
-    let sovendus = SovendusLayer::new(config);
-    let delivery = sovendus.delivery();
     // Plain HTTP on loopback for the demo, so the session cookie cannot be `Secure`.
-    let sessions = app::sessions(MemoryStore::default(), SameSite::Lax, false);
-    axum::serve(listener, app::router(sovendus, sessions, sandbox))
-        .with_graceful_shutdown(async { tokio::signal::ctrl_c().await.unwrap_or(()) })
-        .await?;
-
-    // The server takes no more orders: deliver what is queued, then say what is left.
-    let report = delivery.shutdown(Duration::from_secs(10)).await;
-    println!("Sovendus: {} conversions sent, {} failed.", report.sent(), report.failed());
-    for pending in report.left() {
-        // A real shop would persist these and send them later with SovendusClient.
-        println!(
-            "Not delivered, still stored: token {} for product {}",
-            pending.token(),
-            pending.product_id()
-        );
+    let app = app::router(sovendus, app::sessions(sessions, SameSite::Lax, false), sandbox);
+    let stopping = tokio_util::sync::CancellationToken::new();
+    let server = axum::serve(listener, app).with_graceful_shutdown(stopping.clone().cancelled_owned());
+    let server = tokio::spawn(async move { server.await });
+    stop_signal().await;
+    println!("Stopping: the server first, then the deliveries, within {} s.", DRAIN.as_secs());
+    let started = tokio::time::Instant::now();
+    stopping.cancel();
+    if tokio::time::timeout(DRAIN, server).await.is_err() {
+        tracing::warn!("connections still open at the deadline: closing them");
     }
+    let report = delivery.shutdown(DRAIN.saturating_sub(started.elapsed())).await;
+    println!(
+        "Sovendus: {} conversions delivered, {} still owed or refused, {} cut off and owed for the next start.",
+        report.sent(),
+        report.failed(),
+        report.left().len()
+    );
     Ok(())
+}
+
+/// Resolves on SIGTERM (systemd, Docker, Kubernetes) or Ctrl-C.
+async fn stop_signal() {
+    let ctrl_c = async { tokio::signal::ctrl_c().await.unwrap_or(()) };
+    #[cfg(unix)]
+    {
+        let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(terminate) => terminate,
+            Err(error) => {
+                tracing::warn!(%error, "SIGTERM cannot be caught; only Ctrl-C stops the shop gracefully");
+                return ctrl_c.await;
+            }
+        };
+        tokio::select! {
+            () = ctrl_c => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    ctrl_c.await;
+}
+
+/// Creates the folder of a `sqlite://PATH...` database if it is missing.
+fn create_parent_folder(url: &str) -> std::io::Result<()> {
+    let path = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
+    let path = path.split('?').next().unwrap_or_default();
+    match std::path::Path::new(path).parent() {
+        Some(folder) if !folder.as_os_str().is_empty() => std::fs::create_dir_all(folder),
+        _ => Ok(()),
+    }
 }

@@ -378,8 +378,8 @@ impl SovendusConfigBuilder {
 impl SovendusConfigBuilder {
     /// How many conversions the embedded store holds owed or parked at once (default
     /// [`DEFAULT_QUEUE_CAPACITY`]); beyond it, an order's token stays with the visitor and
-    /// the order is answered [`SovendusError::Store`](crate::SovendusError::Store). Durable
-    /// stores ignore it.
+    /// the order is answered [`SovendusError::QueueFull`](crate::SovendusError::QueueFull).
+    /// Durable stores ignore it.
     pub fn queue_capacity(mut self, capacity: usize) -> Self {
         self.queue_capacity = capacity;
         self
@@ -520,7 +520,10 @@ mod tests {
             (SovendusConfig::builder("p", "k").retry(RetryPolicy::default().max_attempts(0)), "retry"),
             (SovendusConfig::builder("p", "k").queue_capacity(0), "queue_capacity"),
             (SovendusConfig::builder("p", "k").workers(1025), "workers"),
-            (SovendusConfig::builder("p", "k").schedule(DeliverySchedule::default().lease(Duration::ZERO)), "schedule"),
+            (
+                SovendusConfig::builder("p", "k").schedule(DeliverySchedule::default().lease(Duration::ZERO)),
+                "schedule",
+            ),
         ];
         for (builder, field) in cases {
             assert_eq!(builder.build().unwrap_err().field(), field);

@@ -72,8 +72,8 @@ use crate::{
     error::{SovendusError, StoreError},
     metrics,
     store::{
-        ConversionCounts, ConversionId, ConversionState, Lease, LeaseId, NewConversion, OrderRef, OwedConversion,
-        Taken, TokenKey, TokenStore,
+        ConversionCounts, ConversionId, ConversionState, Lease, LeaseId, NewConversion, OrderRef,
+        OwedConversion, Taken, TokenKey, TokenStore,
     },
     token::SovReqToken,
 };
@@ -142,7 +142,11 @@ impl Delivery {
     }
 
     /// The conversions in `state`, the earliest ordered first, at most `limit`.
-    pub async fn list(&self, state: ConversionState, limit: usize) -> Result<Vec<OwedConversion>, StoreError> {
+    pub async fn list(
+        &self,
+        state: ConversionState,
+        limit: usize,
+    ) -> Result<Vec<OwedConversion>, StoreError> {
         self.store().list(state, limit).await
     }
 
@@ -199,10 +203,16 @@ impl Delivery {
 
     /// Makes the capture for `key` owed, in one step, and delivers it now, on a task of its
     /// own: a handler cancelled mid-send (the visitor left) still settles it.
-    pub(crate) async fn send(&self, key: TokenKey, order: Option<OrderRef>) -> Result<Outcome, SovendusError> {
+    pub(crate) async fn send(
+        &self,
+        key: TokenKey,
+        order: Option<OrderRef>,
+    ) -> Result<Outcome, SovendusError> {
         let now = SystemTime::now();
         let lease = Lease { id: LeaseId::random(), until: now + self.inner.sender.schedule.lease };
-        let Some(conversion) = self.take(key, order, now, Some(lease)).await? else { return Ok(Outcome::NoToken) };
+        let Some(conversion) = self.take(key, order, now, Some(lease)).await? else {
+            return Ok(Outcome::NoToken);
+        };
         let sender = Arc::clone(&self.inner.sender);
         let task = tokio::spawn(async move { sender.deliver(&conversion, lease, &never_cancelled()).await });
         match task.await {
@@ -257,6 +267,11 @@ impl Delivery {
             Ok(Taken::AlreadyConverted(id)) => {
                 tracing::info!(%id, "the visitor's token was converted before; not sent again");
                 Ok(None)
+            }
+            Err(StoreError::Full(what)) => {
+                tracing::error!(%what, "Sovendus conversion not made owed: the store is full; the token stays with the visitor");
+                ::metrics::counter!(metrics::FAILED, "reason" => "queue_full").increment(1);
+                Err(SovendusError::QueueFull)
             }
             Err(error) => {
                 // Nothing changed: the token, if any, stays with the visitor.

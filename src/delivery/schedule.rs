@@ -197,7 +197,8 @@ mod tests {
         let asked = schedule.next_attempt(ordered, ordered, Some(10 * MINUTE)).unwrap();
         assert_eq!(asked, ordered + 10 * MINUTE);
         for _ in 0..100 {
-            let wait = schedule.next_attempt(ordered, ordered, None).unwrap().duration_since(ordered).unwrap();
+            let wait =
+                schedule.next_attempt(ordered, ordered, None).unwrap().duration_since(ordered).unwrap();
             assert!(wait >= MINUTE && wait <= MINUTE + MINUTE / 10, "{wait:?}");
         }
     }

@@ -40,7 +40,11 @@ pub(crate) struct Sender {
 }
 
 impl Sender {
-    pub(crate) fn new(store: Arc<dyn TokenStore>, client: SovendusClient, schedule: DeliverySchedule) -> Self {
+    pub(crate) fn new(
+        store: Arc<dyn TokenStore>,
+        client: SovendusClient,
+        schedule: DeliverySchedule,
+    ) -> Self {
         Self { store, client, schedule, parked_causes: Mutex::default() }
     }
 
@@ -53,7 +57,8 @@ impl Sender {
         lease: Lease,
         cancel: &CancellationToken,
     ) -> Result<Receipt, SovendusError> {
-        let policy = if conversion.attempts == 0 { *self.client.retry_policy() } else { RetryPolicy::never() };
+        let policy =
+            if conversion.attempts == 0 { *self.client.retry_policy() } else { RetryPolicy::never() };
         let send = self.client.send_under(&policy, &conversion.product, &conversion.token, Some(cancel));
         let Attempted { result, calls } = self.renewing(conversion, lease, send).await;
         let settlement = self.settlement(conversion, &result, calls, SystemTime::now());
@@ -66,7 +71,12 @@ impl Sender {
     }
 
     /// Runs `work`, renewing the lease on `conversion` every third of its length meanwhile.
-    async fn renewing<T>(&self, conversion: &OwedConversion, lease: Lease, work: impl Future<Output = T>) -> T {
+    async fn renewing<T>(
+        &self,
+        conversion: &OwedConversion,
+        lease: Lease,
+        work: impl Future<Output = T>,
+    ) -> T {
         let every = self.schedule.renew_every();
         let mut work = pin!(work);
         let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
@@ -100,7 +110,13 @@ impl Sender {
         now: SystemTime,
     ) -> Settlement {
         let attempts = conversion.attempts.saturating_add(calls);
-        let settled = |state, next_attempt_at, last_error| Settlement { state, attempts, next_attempt_at, last_error, at: now };
+        let settled = |state, next_attempt_at, last_error| Settlement {
+            state,
+            attempts,
+            next_attempt_at,
+            last_error,
+            at: now,
+        };
         let error = match result {
             Ok(_) => {
                 tracing::info!(id = %conversion.id, token = %conversion.token, attempts, "Sovendus conversion delivered");
@@ -124,12 +140,20 @@ impl Sender {
         ::metrics::counter!(metrics::FAILED, "reason" => reason).increment(1);
         let (id, token) = (conversion.id, &conversion.token);
         match state {
-            ConversionState::Parked if lock(&self.parked_causes).insert(reason) => tracing::error!(%error, %id, %token, cause = reason,
+            ConversionState::Parked if lock(&self.parked_causes).insert(reason) => {
+                tracing::error!(%error, %id, %token, cause = reason,
                 "Sovendus refused the shop's configuration: the conversion is parked and retried on the schedule; \
-                 fix the configuration (logged once per cause)"),
-            ConversionState::Parked => tracing::warn!(%error, %id, %token, cause = reason, "Sovendus conversion parked"),
-            ConversionState::Dead => tracing::error!(%error, %id, %token, reason, "Sovendus conversion dead: never sent again"),
-            _ => tracing::warn!(%error, %id, %token, next = ?next, "Sovendus conversion still owed; retried on the schedule"),
+                 fix the configuration (logged once per cause)")
+            }
+            ConversionState::Parked => {
+                tracing::warn!(%error, %id, %token, cause = reason, "Sovendus conversion parked")
+            }
+            ConversionState::Dead => {
+                tracing::error!(%error, %id, %token, reason, "Sovendus conversion dead: never sent again")
+            }
+            _ => {
+                tracing::warn!(%error, %id, %token, next = ?next, "Sovendus conversion still owed; retried on the schedule")
+            }
         }
         settled(state, if state.is_settled() { None } else { next }, message)
     }
@@ -138,7 +162,13 @@ impl Sender {
     /// claim the conversion, and a settlement that comes before another delivery's claim
     /// keeps a conversion Sovendus accepted from being sent twice. It succeeds even after the
     /// lease ran out, as long as no other delivery took the conversion meanwhile.
-    fn settle_later(&self, conversion: &OwedConversion, lease: Lease, settlement: Settlement, error: StoreError) {
+    fn settle_later(
+        &self,
+        conversion: &OwedConversion,
+        lease: Lease,
+        settlement: Settlement,
+        error: StoreError,
+    ) {
         let (id, token) = (conversion.id, conversion.token.clone());
         tracing::warn!(%error, %id, %token, "could not settle the Sovendus conversion yet; trying again");
         let store = Arc::clone(&self.store);
@@ -148,8 +178,10 @@ impl Sender {
                 tokio::time::sleep(wait).await;
                 match store.settle(id, lease.id, settlement.clone()).await {
                     Ok(true) => return tracing::info!(%id, %token, "settled the Sovendus conversion"),
-                    Ok(false) => return tracing::warn!(%id, %token,
-                        "another delivery took the Sovendus conversion while the store was away: it may be sent twice"),
+                    Ok(false) => {
+                        return tracing::warn!(%id, %token,
+                        "another delivery took the Sovendus conversion while the store was away: it may be sent twice");
+                    }
                     Err(error) if started.elapsed() + wait >= SETTLE_RETRY.max_elapsed => {
                         return tracing::error!(%error, %id, %token,
                             "gave up settling the Sovendus conversion: another delivery may send it again");

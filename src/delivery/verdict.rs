@@ -58,7 +58,10 @@ mod tests {
         assert_eq!(verdict(403, "This API call is unauthorized."), Verdict::Parked("invalid_api_key"));
         assert_eq!(verdict(404, "Invalid API call."), Verdict::Parked("wrong_url"));
         assert_eq!(verdict(405, "Invalid API call."), Verdict::Parked("wrong_url"));
-        assert_eq!(verdict(422, r#"{"message":"External product id not found."}"#), Verdict::Parked("unknown_product"));
+        assert_eq!(
+            verdict(422, r#"{"message":"External product id not found."}"#),
+            Verdict::Parked("unknown_product")
+        );
         assert_eq!(verdict(422, r#"{"message":"Token not found."}"#), Verdict::Dead("unknown_token"));
         assert_eq!(verdict(422, "Invalid API parameters."), Verdict::Dead("invalid_parameters"));
         assert_eq!(verdict(422, "Something new."), Verdict::Parked("unexpected_422"));

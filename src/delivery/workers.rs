@@ -25,10 +25,12 @@ use crate::{
     sync::lock,
 };
 
-/// How often the gauges of the conversions' states are read from the store.
-const GAUGE_INTERVAL: Duration = Duration::from_secs(30);
-/// How often settled conversions past their retention and expired captures are purged.
-const PURGE_INTERVAL: Duration = Duration::from_secs(10 * 60);
+/// How many poll intervals apart the gauges of the conversions' states are read from the
+/// store: 30 s with the default schedule.
+const POLLS_PER_GAUGE: u32 = 6;
+/// How many poll intervals apart settled conversions past their retention and expired
+/// captures are purged: 10 minutes with the default schedule.
+const POLLS_PER_PURGE: u32 = 120;
 /// The most conversions cut off at a shutdown that its report lists.
 const MAX_LISTED: usize = 10_000;
 
@@ -97,7 +99,11 @@ impl Workers {
         lock(&self.left).clone()
     }
 
-    fn count_outcome(&self, conversion: &OwedConversion, outcome: &Result<crate::client::Receipt, SovendusError>) {
+    fn count_outcome(
+        &self,
+        conversion: &OwedConversion,
+        outcome: &Result<crate::client::Receipt, SovendusError>,
+    ) {
         match outcome {
             Ok(_) => self.sent.fetch_add(1, Ordering::Relaxed),
             Err(SovendusError::Cancelled) => {
@@ -142,7 +148,13 @@ async fn claim_and_deliver(sender: Arc<Sender>, workers: Arc<Workers>) {
                     batch_full = claimed.len() == free;
                     for conversion in claimed {
                         let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else { break };
-                        deliveries.spawn(deliver(Arc::clone(&sender), Arc::clone(&workers), conversion, lease, permit));
+                        deliveries.spawn(deliver(
+                            Arc::clone(&sender),
+                            Arc::clone(&workers),
+                            conversion,
+                            lease,
+                            permit,
+                        ));
                     }
                 }
                 Err(error) => tracing::warn!(%error, "could not claim due Sovendus conversions"),
@@ -191,19 +203,21 @@ struct Chores {
 impl Chores {
     async fn run_if_due(&mut self, sender: &Sender) {
         let now = Instant::now();
+        let poll = sender.schedule.poll_interval;
         if self.gauges_at.is_none_or(|at| at <= now) {
-            self.gauges_at = Some(now + GAUGE_INTERVAL);
+            self.gauges_at = Some(now + poll * POLLS_PER_GAUGE);
             match sender.store.counts().await {
                 Ok(counts) => {
                     for state in ConversionState::ALL {
-                        ::metrics::gauge!(metrics::CONVERSIONS, "state" => state.as_str()).set(counts.of(state) as f64);
+                        ::metrics::gauge!(metrics::CONVERSIONS, "state" => state.as_str())
+                            .set(counts.of(state) as f64);
                     }
                 }
                 Err(error) => tracing::warn!(%error, "could not count the Sovendus conversions"),
             }
         }
         if self.purge_at.is_none_or(|at| at <= now) {
-            self.purge_at = Some(now + PURGE_INTERVAL);
+            self.purge_at = Some(now + poll * POLLS_PER_PURGE);
             let wall = SystemTime::now();
             let before = wall.checked_sub(sender.schedule.keep_settled_for).unwrap_or(SystemTime::UNIX_EPOCH);
             match sender.store.purge(before, wall).await {

@@ -21,9 +21,8 @@ use std::{
 };
 
 use super::{
-    Capture, ConversionCounts, ConversionId, ConversionState, Lease, LeaseId, NewCapture, NewConversion, OrderRef,
-    OwedConversion, Settlement, Taken, TokenKey, TokenStore,
-    records::to_the_millisecond,
+    Capture, ConversionCounts, ConversionId, ConversionState, Lease, LeaseId, NewCapture, NewConversion,
+    OrderRef, OwedConversion, Settlement, Taken, TokenKey, TokenStore, records::to_the_millisecond,
 };
 use crate::config::Attribution;
 
@@ -56,7 +55,10 @@ where
 
 /// The capture of token `token` for the primary product.
 fn capture(token: &str) -> Capture {
-    Capture { token: token.parse().expect("a valid token"), product: "product-a".parse().expect("a valid product") }
+    Capture {
+        token: token.parse().expect("a valid token"),
+        product: "product-a".parse().expect("a valid product"),
+    }
 }
 
 fn landing(token: &str, attribution: Attribution, at: SystemTime, ttl: Duration) -> NewCapture {
@@ -90,7 +92,12 @@ async fn owed(store: &impl TokenStore, key: TokenKey, token: &str, at: SystemTim
     }
 }
 
-async fn claim_ids(store: &impl TokenStore, now: SystemTime, limit: usize, lease: Lease) -> Vec<ConversionId> {
+async fn claim_ids(
+    store: &impl TokenStore,
+    now: SystemTime,
+    limit: usize,
+    lease: Lease,
+) -> Vec<ConversionId> {
     let claimed = store.claim(now, limit, lease).await.expect("claim");
     claimed.into_iter().map(|conversion| conversion.id).collect()
 }
@@ -110,13 +117,21 @@ async fn attribution_decides_which_click_is_kept(store: &impl TokenStore, t: Sys
     assert_eq!(captured_token(store, 2, t).await.as_deref(), Some("first"), "{rule}: first click");
     let later = t + 2 * MINUTE;
     assert!(store.capture(2, landing("third", Attribution::FirstClick, later, DAY)).await.unwrap(), "{rule}");
-    assert_eq!(captured_token(store, 2, later).await.as_deref(), Some("third"), "{rule}: expired first click");
+    assert_eq!(
+        captured_token(store, 2, later).await.as_deref(),
+        Some("third"),
+        "{rule}: expired first click"
+    );
 }
 
 async fn captures_expire_by_the_callers_clock(store: &impl TokenStore, t: SystemTime) {
     let rule = "captures expire by the caller's clock";
     store.capture(1, landing("token", Attribution::LastClick, t, MINUTE)).await.unwrap();
-    assert_eq!(captured_token(store, 1, t + MINUTE - Duration::from_millis(1)).await.as_deref(), Some("token"), "{rule}");
+    assert_eq!(
+        captured_token(store, 1, t + MINUTE - Duration::from_millis(1)).await.as_deref(),
+        Some("token"),
+        "{rule}"
+    );
     assert_eq!(captured_token(store, 1, t + MINUTE).await, None, "{rule}");
     assert_eq!(captured_token(store, 2, t).await, None, "{rule}: nothing captured");
 }
@@ -142,7 +157,11 @@ async fn a_take_makes_the_capture_an_owed_conversion(store: &impl TokenStore, t:
     assert_eq!(owed, expected, "{rule}");
     assert_eq!(captured_token(store, 1, t + MINUTE).await, None, "{rule}: the capture went");
     assert_eq!(store.take(1, order(t + MINUTE, None, None)).await.unwrap(), Taken::NoCapture, "{rule}: once");
-    assert_eq!(store.counts().await.unwrap(), ConversionCounts { owed: 1, ..ConversionCounts::default() }, "{rule}");
+    assert_eq!(
+        store.counts().await.unwrap(),
+        ConversionCounts { owed: 1, ..ConversionCounts::default() },
+        "{rule}"
+    );
     assert_eq!(store.list(ConversionState::Owed, 10).await.unwrap(), [expected.clone()], "{rule}: listed");
     assert_eq!(store.find(&"A-1".parse().unwrap()).await.unwrap(), Some(expected), "{rule}: found by order");
     assert_eq!(store.find(&"A-2".parse().unwrap()).await.unwrap(), None, "{rule}: another order");
@@ -185,7 +204,9 @@ async fn a_conversion_taken_with_a_lease_is_claimed_once_it_runs_out(store: &imp
     let rule = "a conversion taken with a lease is claimed once it runs out";
     store.capture(1, landing("token", Attribution::LastClick, t, DAY)).await.unwrap();
     let held = lease(t + MINUTE);
-    let Taken::Owed(owed) = store.take(1, order(t, None, Some(held))).await.unwrap() else { panic!("{rule}") };
+    let Taken::Owed(owed) = store.take(1, order(t, None, Some(held))).await.unwrap() else {
+        panic!("{rule}")
+    };
     assert!(claim_ids(store, t, 10, lease(t + 2 * MINUTE)).await.is_empty(), "{rule}: held");
     assert!(store.renew(owed.id, held).await.unwrap(), "{rule}: the taker holds it");
     assert_eq!(claim_ids(store, t + MINUTE, 10, lease(t + 2 * MINUTE)).await, [owed.id], "{rule}: run out");
@@ -203,7 +224,8 @@ async fn claims_take_what_is_due_the_earliest_first(store: &impl TokenStore, t: 
     assert_eq!(claim_ids(store, t + MINUTE, 10, held).await, ids[..2], "{rule}: due ones");
     assert!(claim_ids(store, t + MINUTE, 10, lease(t + 10 * MINUTE)).await.is_empty(), "{rule}: leased");
     assert_eq!(claim_ids(store, t + 5 * MINUTE, 1, lease(t + 15 * MINUTE)).await, ids[2..], "{rule}: limit");
-    let again: HashSet<ConversionId> = claim_ids(store, t + 10 * MINUTE, 10, lease(t + 20 * MINUTE)).await.into_iter().collect();
+    let again: HashSet<ConversionId> =
+        claim_ids(store, t + 10 * MINUTE, 10, lease(t + 20 * MINUTE)).await.into_iter().collect();
     let expected: HashSet<ConversionId> = ids[..2].iter().copied().collect();
     assert_eq!(again, expected, "{rule}: claimed again once their lease ran out (a crashed delivery)");
 }
@@ -236,12 +258,16 @@ async fn only_the_holder_renews_and_settles(store: &impl TokenStore, t: SystemTi
     assert!(store.renew(id, Lease { until: t + 3 * MINUTE, ..held }).await.unwrap(), "{rule}: the holder");
     assert!(claim_ids(store, t + 2 * MINUTE, 1, other).await.is_empty(), "{rule}: renewed");
     assert!(store.settle(id, held.id, delivered).await.unwrap(), "{rule}: the holder");
-    assert!(!store.settle(id, held.id, settlement(ConversionState::Owed, Some(t), t)).await.unwrap(), "{rule}: ended");
+    assert!(
+        !store.settle(id, held.id, settlement(ConversionState::Owed, Some(t), t)).await.unwrap(),
+        "{rule}: ended"
+    );
 }
 
 async fn settlements_decide_what_comes_next(store: &impl TokenStore, t: SystemTime) {
     let rule = "settlements decide what comes next";
-    let states = [ConversionState::Owed, ConversionState::Parked, ConversionState::Dead, ConversionState::Delivered];
+    let states =
+        [ConversionState::Owed, ConversionState::Parked, ConversionState::Dead, ConversionState::Delivered];
     let mut ids = Vec::new();
     for (key, state) in (0..).zip(states) {
         let id = owed(store, key, &format!("token-{key}"), t).await.id;
@@ -254,11 +280,16 @@ async fn settlements_decide_what_comes_next(store: &impl TokenStore, t: SystemTi
     let counts = ConversionCounts { owed: 1, parked: 1, dead: 1, delivered: 1 };
     assert_eq!(store.counts().await.unwrap(), counts, "{rule}");
     assert!(claim_ids(store, t + 29 * MINUTE, 10, lease(t + DAY)).await.is_empty(), "{rule}: not due yet");
-    let due: HashSet<ConversionId> = claim_ids(store, t + 30 * MINUTE, 10, lease(t + DAY)).await.into_iter().collect();
+    let due: HashSet<ConversionId> =
+        claim_ids(store, t + 30 * MINUTE, 10, lease(t + DAY)).await.into_iter().collect();
     assert_eq!(due, ids[..2].iter().copied().collect(), "{rule}: owed and parked");
     for (state, id) in states.into_iter().zip(&ids) {
         let listed = store.list(state, 10).await.unwrap();
-        assert_eq!(listed.iter().map(|conversion| conversion.id).collect::<Vec<_>>(), [*id], "{rule}: {state}");
+        assert_eq!(
+            listed.iter().map(|conversion| conversion.id).collect::<Vec<_>>(),
+            [*id],
+            "{rule}: {state}"
+        );
         let settled_at = state.is_settled().then_some(t + MINUTE);
         assert_eq!((listed[0].attempts, listed[0].settled_at), (1, settled_at), "{rule}: {state}");
         assert_eq!(listed[0].last_error.as_deref(), Some("503"), "{rule}: {state}");
@@ -310,7 +341,9 @@ async fn records_keep_every_field(store: &impl TokenStore, t: SystemTime) {
     let new = NewCapture { capture, attribution: Attribution::LastClick, at: t, ttl: DAY };
     store.capture(-7, new).await.unwrap();
     let order_ref = "Bestellung «Ä-1» / 2 \"x\" 'y'";
-    let Taken::Owed(owed) = store.take(-7, order(t, Some(order_ref), None)).await.unwrap() else { panic!("{rule}") };
+    let Taken::Owed(owed) = store.take(-7, order(t, Some(order_ref), None)).await.unwrap() else {
+        panic!("{rule}")
+    };
     assert_eq!((owed.token.as_str(), owed.product.as_str()), (token.as_str(), product.as_str()), "{rule}");
     let held = lease(t + MINUTE);
     claim_ids(store, t, 1, held).await;

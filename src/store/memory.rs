@@ -17,8 +17,8 @@ use moka::{
 };
 
 use super::{
-    Capture, ConversionCounts, ConversionId, ConversionState, Lease, LeaseId, NewCapture, NewConversion, OrderRef,
-    OwedConversion, Settlement, StoreError, Taken, TokenKey, TokenStore, async_trait,
+    Capture, ConversionCounts, ConversionId, ConversionState, Lease, LeaseId, NewCapture, NewConversion,
+    OrderRef, OwedConversion, Settlement, StoreError, Taken, TokenKey, TokenStore, async_trait,
     records::to_millis,
 };
 use crate::{
@@ -155,7 +155,8 @@ impl MokaTokenStore {
     /// A store holding at most `max_tokens` captures, and the default number of owed
     /// conversions ([`DEFAULT_QUEUE_CAPACITY`]).
     pub fn new(max_tokens: u64) -> Self {
-        let captures = Cache::builder().max_capacity(max_tokens).eviction_policy(EvictionPolicy::lru()).build();
+        let captures =
+            Cache::builder().max_capacity(max_tokens).eviction_policy(EvictionPolicy::lru()).build();
         Self {
             captures,
             products: RwLock::default(),
@@ -233,8 +234,11 @@ impl TokenStore for MokaTokenStore {
         let now = to_millis(new.at);
         self.sweep_now_and_then(now);
         let expires_at = to_millis(new.expires_at());
-        let captured =
-            Captured { product: self.product_index(&new.capture.product)?, token: new.capture.token, expires_at };
+        let captured = Captured {
+            product: self.product_index(&new.capture.product)?,
+            token: new.capture.token,
+            expires_at,
+        };
         if new.attribution == Attribution::LastClick {
             self.captures.insert(key, captured).await;
             return Ok(true);
@@ -279,11 +283,21 @@ impl TokenStore for MokaTokenStore {
         Err(StoreError::Full(format!("{} owed conversions", self.max_owed)))
     }
 
-    async fn claim(&self, now: SystemTime, limit: usize, lease: Lease) -> Result<Vec<OwedConversion>, StoreError> {
+    async fn claim(
+        &self,
+        now: SystemTime,
+        limit: usize,
+        lease: Lease,
+    ) -> Result<Vec<OwedConversion>, StoreError> {
         let now = to_millis(now);
         let mut conversions = lock(&self.conversions);
-        let due: Vec<ConversionId> =
-            conversions.due.iter().take_while(|(due, _)| *due <= now).take(limit).map(|(_, id)| *id).collect();
+        let due: Vec<ConversionId> = conversions
+            .due
+            .iter()
+            .take_while(|(due, _)| *due <= now)
+            .take(limit)
+            .map(|(_, id)| *id)
+            .collect();
         let mut claimed = Vec::with_capacity(due.len());
         for id in due {
             if let Some(mut entry) = conversions.take(id) {
@@ -297,7 +311,10 @@ impl TokenStore for MokaTokenStore {
 
     async fn renew(&self, id: ConversionId, lease: Lease) -> Result<bool, StoreError> {
         let mut conversions = lock(&self.conversions);
-        let held = conversions.by_id.get(&id).is_some_and(|entry| entry.lease.is_some_and(|held| held.id == lease.id));
+        let held = conversions
+            .by_id
+            .get(&id)
+            .is_some_and(|entry| entry.lease.is_some_and(|held| held.id == lease.id));
         if let Some(mut entry) = held.then(|| conversions.take(id)).flatten() {
             entry.lease = Some(lease);
             conversions.insert(entry);
@@ -305,9 +322,15 @@ impl TokenStore for MokaTokenStore {
         Ok(held)
     }
 
-    async fn settle(&self, id: ConversionId, lease: LeaseId, settlement: Settlement) -> Result<bool, StoreError> {
+    async fn settle(
+        &self,
+        id: ConversionId,
+        lease: LeaseId,
+        settlement: Settlement,
+    ) -> Result<bool, StoreError> {
         let mut conversions = lock(&self.conversions);
-        let held = conversions.by_id.get(&id).is_some_and(|entry| entry.lease.is_some_and(|held| held.id == lease));
+        let held =
+            conversions.by_id.get(&id).is_some_and(|entry| entry.lease.is_some_and(|held| held.id == lease));
         let Some(entry) = held.then(|| conversions.take(id)).flatten() else { return Ok(false) };
         conversions.insert(Entry { conversion: entry.conversion.settled(settlement), lease: None });
         // Settled ones beyond the bound go, the oldest first.
@@ -384,8 +407,11 @@ mod tests {
         let store = MokaTokenStore::new(10);
         let product = ProductId::new("product-a").unwrap();
         let at = SystemTime::now();
-        for (key, ttl) in [(1, Duration::from_millis(10)), (2, Duration::from_millis(10)), (3, Duration::from_secs(60))] {
-            let capture = Capture { token: format!("token-{key}").parse().unwrap(), product: product.clone() };
+        for (key, ttl) in
+            [(1, Duration::from_millis(10)), (2, Duration::from_millis(10)), (3, Duration::from_secs(60))]
+        {
+            let capture =
+                Capture { token: format!("token-{key}").parse().unwrap(), product: product.clone() };
             let new = NewCapture { capture, attribution: Attribution::LastClick, at, ttl };
             store.capture(key, new).await.unwrap();
         }
@@ -403,5 +429,4 @@ mod tests {
         assert_eq!(store.product_index(&a).unwrap(), 1);
         assert_eq!(store.product_index(&b).unwrap(), 0);
     }
-
 }

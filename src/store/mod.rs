@@ -71,19 +71,19 @@ pub use fred;
 #[cfg_attr(docsrs, doc(cfg(any(feature = "sqlite", feature = "postgres"))))]
 pub use sqlx;
 
-pub use self::{
-    memory::MokaTokenStore,
-    records::{
-        Capture, ConversionCounts, ConversionId, ConversionState, InvalidOrderRef, Lease, LeaseId, NewCapture,
-        NewConversion, OrderRef, OwedConversion, Settlement, Taken, TokenKey,
-    },
-};
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use self::redis::{DEFAULT_REDIS_PREFIX, DEFAULT_REDIS_TIMEOUT, RedisTokenStore};
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 #[cfg_attr(docsrs, doc(cfg(any(feature = "sqlite", feature = "postgres"))))]
 pub use self::sql::SqlTokenStore;
+pub use self::{
+    memory::MokaTokenStore,
+    records::{
+        Capture, ConversionCounts, ConversionId, ConversionState, InvalidOrderRef, Lease, LeaseId,
+        NewCapture, NewConversion, OrderRef, OwedConversion, Settlement, Taken, TokenKey,
+    },
+};
 pub use crate::error::StoreError;
 
 /// Where captures wait for their order and owed conversions for Sovendus; see the
@@ -104,7 +104,12 @@ pub trait TokenStore: fmt::Debug + Send + Sync + 'static {
 
     /// Leases up to `limit` owed or parked conversions due at `now` (their next attempt
     /// reached, and no live lease on them), the earliest due first.
-    async fn claim(&self, now: SystemTime, limit: usize, lease: Lease) -> Result<Vec<OwedConversion>, StoreError>;
+    async fn claim(
+        &self,
+        now: SystemTime,
+        limit: usize,
+        lease: Lease,
+    ) -> Result<Vec<OwedConversion>, StoreError>;
 
     /// Extends the lease on `id` to `lease.until`, if `lease.id` still holds it; returns
     /// whether it did.
@@ -112,7 +117,12 @@ pub trait TokenStore: fmt::Debug + Send + Sync + 'static {
 
     /// Ends the lease `lease` on `id` with the delivery's outcome, if the lease still holds;
     /// returns whether it did.
-    async fn settle(&self, id: ConversionId, lease: LeaseId, settlement: Settlement) -> Result<bool, StoreError>;
+    async fn settle(
+        &self,
+        id: ConversionId,
+        lease: LeaseId,
+        settlement: Settlement,
+    ) -> Result<bool, StoreError>;
 
     /// The conversions in `state`, the earliest ordered first, at most `limit`.
     async fn list(&self, state: ConversionState, limit: usize) -> Result<Vec<OwedConversion>, StoreError>;
@@ -129,4 +139,62 @@ pub trait TokenStore: fmt::Debug + Send + Sync + 'static {
     /// Removes the conversions delivered or dead before `settled_before`, and the captures
     /// expired at `now`; returns how many conversions went.
     async fn purge(&self, settled_before: SystemTime, now: SystemTime) -> Result<u64, StoreError>;
+}
+
+/// A shared store is a store: several layers, or a layer and the shop's own code, may hold one.
+#[async_trait]
+impl<S: TokenStore + ?Sized> TokenStore for std::sync::Arc<S> {
+    async fn capture(&self, key: TokenKey, capture: NewCapture) -> Result<bool, StoreError> {
+        (**self).capture(key, capture).await
+    }
+
+    async fn captured(&self, key: TokenKey, now: SystemTime) -> Result<Option<Capture>, StoreError> {
+        (**self).captured(key, now).await
+    }
+
+    async fn take(&self, key: TokenKey, conversion: NewConversion) -> Result<Taken, StoreError> {
+        (**self).take(key, conversion).await
+    }
+
+    async fn claim(
+        &self,
+        now: SystemTime,
+        limit: usize,
+        lease: Lease,
+    ) -> Result<Vec<OwedConversion>, StoreError> {
+        (**self).claim(now, limit, lease).await
+    }
+
+    async fn renew(&self, id: ConversionId, lease: Lease) -> Result<bool, StoreError> {
+        (**self).renew(id, lease).await
+    }
+
+    async fn settle(
+        &self,
+        id: ConversionId,
+        lease: LeaseId,
+        settlement: Settlement,
+    ) -> Result<bool, StoreError> {
+        (**self).settle(id, lease, settlement).await
+    }
+
+    async fn list(&self, state: ConversionState, limit: usize) -> Result<Vec<OwedConversion>, StoreError> {
+        (**self).list(state, limit).await
+    }
+
+    async fn counts(&self) -> Result<ConversionCounts, StoreError> {
+        (**self).counts().await
+    }
+
+    async fn find(&self, order: &OrderRef) -> Result<Option<OwedConversion>, StoreError> {
+        (**self).find(order).await
+    }
+
+    async fn wake_parked(&self, now: SystemTime) -> Result<u64, StoreError> {
+        (**self).wake_parked(now).await
+    }
+
+    async fn purge(&self, settled_before: SystemTime, now: SystemTime) -> Result<u64, StoreError> {
+        (**self).purge(settled_before, now).await
+    }
 }

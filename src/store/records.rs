@@ -91,7 +91,8 @@ impl FromStr for ConversionId {
     fn from_str(value: &str) -> Result<Self, Self::Err> {
         let valid = value.len() == 32 && value.bytes().all(|byte| byte.is_ascii_hexdigit());
         let id = valid.then(|| u128::from_str_radix(value, 16).ok()).flatten();
-        id.map(Self).ok_or_else(|| StoreError::Unreadable("a conversion ID is not 32 hexadecimal digits".to_owned()))
+        id.map(Self)
+            .ok_or_else(|| StoreError::Unreadable("a conversion ID is not 32 hexadecimal digits".to_owned()))
     }
 }
 
@@ -310,7 +311,11 @@ impl OwedConversion {
 
 impl fmt::Display for OwedConversion {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "conversion {} for product {}, token {}: {}", self.id, self.product, self.token, self.state)?;
+        write!(
+            f,
+            "conversion {} for product {}, token {}: {}",
+            self.id, self.product, self.token, self.state
+        )?;
         if let Some(order) = &self.order {
             write!(f, ", order {order}")?;
         }
@@ -434,7 +439,8 @@ mod tests {
 
     #[test]
     fn display_masks_the_token() {
-        let capture = Capture { token: "1095752fb409-457a-af14".parse().unwrap(), product: "p".parse().unwrap() };
+        let capture =
+            Capture { token: "1095752fb409-457a-af14".parse().unwrap(), product: "p".parse().unwrap() };
         let conversion = NewConversion {
             id: ConversionId::from(1),
             order: Some("A-1".parse().unwrap()),

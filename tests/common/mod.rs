@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod counters;
+#[cfg(feature = "redis")]
 pub mod redis;
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
@@ -17,7 +18,10 @@ use tokio::{net::TcpListener, task::JoinHandle};
 use tower_sessions::{MemoryStore, Session, SessionManagerLayer, SessionStore, cookie::SameSite};
 use tower_sovendus::{
     Delivery, Outcome, RetryPolicy, SovendusConfig, SovendusConfigBuilder, SovendusConversion, SovendusError,
-    SovendusLayer, delivery::QueueOutcome, sandbox::Sandbox,
+    SovendusLayer,
+    delivery::{DeliverySchedule, QueueOutcome},
+    sandbox::Sandbox,
+    store::TokenStore,
 };
 
 /// The session cookie's name (tower-sessions' default).
@@ -66,9 +70,25 @@ impl TestShop {
         store: impl SessionStore + Clone,
     ) -> Self {
         let config = configure(sandbox.config()).build().unwrap();
-        let layer = SovendusLayer::new(config);
+        Self::serving(sandbox, SovendusLayer::new(config), store).await
+    }
+
+    /// A shop talking to `sandbox`, with options set by `configure`, keeping captures and
+    /// conversions in `tokens`: another shop on the same `tokens` is the same shop restarted
+    /// (with sessions in `sessions`, shared likewise).
+    pub async fn on_stores(
+        sandbox: Sandbox,
+        configure: impl FnOnce(SovendusConfigBuilder) -> SovendusConfigBuilder,
+        tokens: impl TokenStore,
+        sessions: MemoryStore,
+    ) -> Self {
+        let config = configure(sandbox.config()).build().unwrap();
+        Self::serving(sandbox, SovendusLayer::with_store(config, tokens), sessions).await
+    }
+
+    async fn serving(sandbox: Sandbox, layer: SovendusLayer, sessions: impl SessionStore + Clone) -> Self {
         let delivery = layer.delivery();
-        let app = shop_routes().layer(layer).layer(session_layer(store));
+        let app = shop_routes().layer(layer).layer(session_layer(sessions));
         let addr = serve(app).await;
         Self { sandbox, delivery, visitor: Visitor::new(addr) }
     }
@@ -285,7 +305,7 @@ async fn order(conversion: SovendusConversion) -> String {
 }
 
 async fn order_in_background(conversion: SovendusConversion) -> String {
-    match conversion.send_in_background() {
+    match conversion.send_in_background().await {
         Ok(QueueOutcome::Queued) => "queued".to_owned(),
         Ok(QueueOutcome::NoToken) => "no_token".to_owned(),
         Err(error) => describe(Err(error)),
@@ -320,6 +340,30 @@ pub fn quick_retries() -> RetryPolicy {
         .initial_backoff(Duration::from_millis(10))
         .max_backoff(Duration::from_millis(100))
         .max_elapsed(Duration::from_secs(10))
+}
+
+/// A delivery schedule quick enough for tests: the next attempt 200 ms after a failure, up to
+/// 1 s apart; leases of 1 s; the workers look for due conversions every 50 ms.
+pub fn quick_schedule() -> DeliverySchedule {
+    DeliverySchedule::default()
+        .first_wait(Duration::from_millis(200))
+        .max_wait(Duration::from_secs(1))
+        .lease(Duration::from_secs(1))
+        .poll_interval(Duration::from_millis(50))
+}
+
+/// Polls `condition` every 20 ms for up to `within`; false if it never held.
+pub async fn eventually(within: Duration, mut condition: impl AsyncFnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if condition().await {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// A config for `sandbox` with every default.
