@@ -9,7 +9,7 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use axum::{
     Router,
-    extract::Query,
+    extract::{Path, Query},
     routing::{get, post},
 };
 use reqwest::{Url, cookie::CookieStore, cookie::Jar};
@@ -264,6 +264,7 @@ pub fn shop_routes() -> Router {
         .route("/cart", get(cart))
         .route("/login", post(login))
         .route("/order", post(order))
+        .route("/order-for/{order}", post(order_for))
         .route("/order-in-background", post(order_in_background))
         .route("/token", get(token))
         .route(
@@ -302,6 +303,14 @@ async fn token(conversion: SovendusConversion) -> String {
 /// Says what became of the conversion, one word and details.
 async fn order(conversion: SovendusConversion) -> String {
     describe(conversion.send().await)
+}
+
+/// The same, with the shop's reference of the order.
+async fn order_for(Path(order): Path<String>, conversion: SovendusConversion) -> String {
+    match order.parse() {
+        Ok(order) => describe(conversion.for_order(order).send().await),
+        Err(error) => format!("invalid order reference: {error}"),
+    }
 }
 
 async fn order_in_background(conversion: SovendusConversion) -> String {
