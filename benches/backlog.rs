@@ -1,0 +1,162 @@
+//! A backlog after an outage: 10,000 owed conversions, all due, drained by one instance's
+//! delivery workers into the sandbox on loopback, against the rate of the pooled client
+//! sending as many conversions with no store at all, at the same concurrency (the workers'
+//! count), in rounds that alternate the two.
+//!
+//! On each store: the embedded one always; SQLite in a temporary file always; Postgres and
+//! Redis when `SOVENDUS_BENCH_POSTGRES_URL` and `SOVENDUS_BENCH_REDIS_URL` name servers to use
+//! (`benches/servers.sh` starts throwaway ones on loopback and prints them), else skipped with
+//! a notice.
+//!
+//! ```text
+//! cargo bench --bench backlog
+//! ```
+
+mod support;
+
+use std::{
+    sync::Arc,
+    time::{Duration, Instant, SystemTime},
+};
+
+use tokio::{runtime::Runtime, task::JoinSet};
+use tower_sovendus::{
+    SovReqToken, SovendusClient, SovendusLayer,
+    config::Attribution,
+    sandbox::Sandbox,
+    store::{
+        Capture, ConversionId, MokaTokenStore, NewCapture, NewConversion, SqlTokenStore, Taken, TokenStore,
+        RedisTokenStore, fred::prelude::{Builder, ClientLike, Config},
+        sqlx::{PgPool, SqlitePool},
+    },
+};
+
+/// Conversions in the backlog.
+const BACKLOG: usize = 10_000;
+/// Rounds of each: the store's drain, and the client's sending.
+const ROUNDS: usize = 3;
+/// Delivery workers, and the client's concurrency.
+const WORKERS: usize = 16;
+/// The target: the drain's rate against the client's.
+const TARGET: f64 = 0.5;
+
+fn token(round: usize, n: usize) -> SovReqToken {
+    format!("1095752fb409-{round:04x}-{n:012x}").parse().expect("a valid token")
+}
+
+/// Fills `store` with `BACKLOG` owed conversions, due at once.
+async fn fill(store: &dyn TokenStore, round: usize) {
+    let product = Sandbox::PRODUCT_ID.parse().expect("a valid product");
+    let now = SystemTime::now();
+    for n in 0..BACKLOG {
+        let key = i128::try_from(round * BACKLOG + n).expect("a small key");
+        let capture = Capture { token: token(round, n), product: Clone::clone(&product) };
+        let new = NewCapture { capture, attribution: Attribution::LastClick, at: now, ttl: Duration::from_secs(3600) };
+        store.capture(key, new).await.expect("captured");
+        let conversion = NewConversion { id: ConversionId::random(), order: None, ordered_at: now, lease: None };
+        assert!(matches!(store.take(key, conversion).await.expect("taken"), Taken::Owed(_)));
+    }
+}
+
+/// Starts a layer's delivery on `store` and times how long its workers take to deliver the
+/// backlog; conversions per second.
+async fn drain(sandbox: &Sandbox, store: Arc<dyn TokenStore>, round: usize) -> f64 {
+    fill(&*store, round).await;
+    let before = store.counts().await.expect("counted").delivered;
+    let started = Instant::now();
+    let layer = SovendusLayer::with_store(sandbox.config().workers(WORKERS).build().expect("valid"), store.clone());
+    let delivery = layer.delivery();
+    loop {
+        let delivered = delivery.counts().await.expect("counted").delivered - before;
+        if delivered >= BACKLOG as u64 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let rate = BACKLOG as f64 / started.elapsed().as_secs_f64();
+    delivery.shutdown(Duration::from_secs(5)).await;
+    rate
+}
+
+/// The pooled client sending `BACKLOG` conversions, `WORKERS` at a time; conversions per second.
+async fn client_rate(sandbox: &Sandbox) -> f64 {
+    let client = SovendusClient::new(&sandbox.config().build().expect("valid"));
+    let started = Instant::now();
+    let mut senders = JoinSet::new();
+    for worker in 0..WORKERS {
+        let client = client.clone();
+        senders.spawn(async move {
+            for n in (worker..BACKLOG).step_by(WORKERS) {
+                client.send(&token(usize::MAX >> 16, n)).await.expect("the sandbox accepts it");
+            }
+        });
+    }
+    senders.join_all().await;
+    BACKLOG as f64 / started.elapsed().as_secs_f64()
+}
+
+/// The stores to drain from, by name; each built fresh per round by its function.
+async fn stores(dir: &std::path::Path) -> Vec<(&'static str, Arc<dyn TokenStore>)> {
+    let mut stores: Vec<(&'static str, Arc<dyn TokenStore>)> =
+        vec![("memory", Arc::new(MokaTokenStore::new(1_000_000).with_max_owed(1_000_000)))];
+    let sqlite = SqlitePool::connect(&format!("sqlite://{}?mode=rwc", dir.join("backlog.db").display()))
+        .await
+        .expect("a SQLite file");
+    let sqlite = SqlTokenStore::sqlite(sqlite);
+    sqlite.migrate().await.expect("migrated");
+    stores.push(("sqlite", Arc::new(sqlite)));
+    match std::env::var("SOVENDUS_BENCH_POSTGRES_URL") {
+        Ok(url) => {
+            let postgres = SqlTokenStore::postgres(PgPool::connect(&url).await.expect("the Postgres server"));
+            postgres.migrate().await.expect("migrated");
+            stores.push(("postgres", Arc::new(postgres)));
+        }
+        Err(_) => eprintln!("SOVENDUS_BENCH_POSTGRES_URL is not set: Postgres is not measured"),
+    }
+    match std::env::var("SOVENDUS_BENCH_REDIS_URL") {
+        Ok(url) => {
+            let pool = Builder::from_config(Config::from_url(&url).expect("a Redis URL")).build_pool(4).expect("a pool");
+            pool.init().await.expect("the Redis server");
+            let prefix = format!("bench-{}", std::process::id());
+            stores.push(("redis", Arc::new(RedisTokenStore::new(pool).with_prefix(prefix))));
+        }
+        Err(_) => eprintln!("SOVENDUS_BENCH_REDIS_URL is not set: Redis is not measured"),
+    }
+    stores
+}
+
+fn main() {
+    if std::env::args().skip(1).any(|arg| arg == "--list") || !std::env::args().skip(1).all(|arg| arg == "--bench") {
+        return; // `cargo bench -- --list` and filters: nothing of criterion's here.
+    }
+    let server = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("a runtime");
+    let runtime: Runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a runtime");
+    let sandbox = server.block_on(Sandbox::builder().keep_calls(1).start()).expect("a sandbox");
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let mut results = serde_json::Map::new();
+    for (name, store) in runtime.block_on(stores(dir.path())) {
+        let (mut drains, mut clients) = (Vec::new(), Vec::new());
+        for round in 0..ROUNDS {
+            drains.push(runtime.block_on(drain(&sandbox, store.clone(), round)));
+            clients.push(runtime.block_on(client_rate(&sandbox)));
+        }
+        let ratios: Vec<f64> = drains.iter().zip(&clients).map(|(drain, client)| drain / client).collect();
+        let ratio = median(ratios.clone());
+        println!(
+            "backlog of {BACKLOG} on {name}: drained at {:.0}/s, the pooled client {:.0}/s at concurrency {WORKERS}: \
+             {ratio:.3} (target >= {TARGET}); rounds {ratios:.3?}",
+            median(drains.clone()),
+            median(clients.clone()),
+        );
+        results.insert(
+            name.to_owned(),
+            serde_json::json!({"drain_per_second": drains, "client_per_second": clients, "ratio": ratio}),
+        );
+    }
+    support::write_result("backlog", "drain.json", &serde_json::json!({"backlog": BACKLOG, "workers": WORKERS, "stores": results}));
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
