@@ -285,7 +285,7 @@ async fn order(conversion: SovendusConversion) -> String {
 }
 
 async fn order_in_background(conversion: SovendusConversion) -> String {
-    match conversion.send_in_background() {
+    match conversion.send_in_background().await {
         Ok(QueueOutcome::Queued) => "queued".to_owned(),
         Ok(QueueOutcome::NoToken) => "no_token".to_owned(),
         Err(error) => describe(Err(error)),
