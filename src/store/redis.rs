@@ -540,8 +540,9 @@ where
     }
 
     /// Deletes the capture of the earlier layout for `key` if it still holds `value`. Only
-    /// logged if that fails: the take it follows has happened, and the entry left behind makes
-    /// nothing twice (its token is known, or a newer capture took its place).
+    /// logged if that fails: the take it follows has happened. The entry left behind converts
+    /// no token twice: a migrated one is known; a superseded one may, at worst, be taken by the
+    /// visitor's next order, as it would have been without the newer click.
     async fn delete_legacy(&self, key: TokenKey, value: String) {
         let keys = vec![self.keys.legacy_capture(key)];
         if let Err(error) = self.script(&DELETE_IF_UNCHANGED_SCRIPT, keys, vec![value]).await {
