@@ -1,158 +1,325 @@
-//! The rules every `TokenStore` keeps, checked on the embedded store and on a real Redis.
+//! The rules every `TokenStore` keeps, checked on the embedded store and on a real Redis; and
+//! what only the Redis store has to keep: its earlier layout, corrupt records, prefixes,
+//! restarts and outages.
 
 mod common;
 
-use std::{sync::Arc, time::Duration};
-
-use common::redis::RedisServer;
-use tower_sovendus::{
-    config::Attribution::{self, FirstClick, LastClick},
-    store::{MokaTokenStore, PendingToken, RedisTokenStore, Settlement, TokenStore},
+use std::{
+    sync::atomic::{AtomicUsize, Ordering},
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
+use common::{
+    counters::{Counters, count, counters},
+    redis::{RedisServer, keys},
+};
+use metrics_util::debugging::DebuggingRecorder;
+use tower_sovendus::{
+    config::Attribution,
+    metrics::UNREADABLE,
+    store::{
+        Capture, ConversionCounts, ConversionId, ConversionState, Lease, LeaseId, MokaTokenStore, NewCapture,
+        NewConversion, OrderRef, OwedConversion, RedisTokenStore, Settlement, StoreError, Taken, TokenStore,
+        conformance,
+        fred::{
+            cmd,
+            prelude::{ClientLike, KeysInterface, Pool},
+        },
+    },
+};
+
+const DAY: Duration = Duration::from_secs(24 * 60 * 60);
 const MINUTE: Duration = Duration::from_secs(60);
 
-type Store = Arc<dyn TokenStore>;
+/// The old entry's token, which no message may show.
+const OLD_TOKEN: &str = "12345-test-123-12345";
 
-fn pending(token: &str) -> PendingToken {
-    PendingToken { token: token.parse().unwrap(), product: "product-a".parse().unwrap() }
+/// Now, to the millisecond, as stores keep times.
+fn now() -> SystemTime {
+    let since = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+    UNIX_EPOCH + Duration::from_millis(u64::try_from(since.as_millis()).unwrap())
 }
 
-async fn insert(store: &Store, token: &str, ttl: Duration, attribution: Attribution) -> bool {
-    store.insert(7, pending(token), ttl, attribution).await.unwrap()
+fn landing(token: &str, at: SystemTime) -> NewCapture {
+    let capture = Capture { token: token.parse().unwrap(), product: "product-a".parse().unwrap() };
+    NewCapture { capture, attribution: Attribution::LastClick, at, ttl: DAY }
 }
 
-async fn stored(store: &Store) -> Option<String> {
-    store.get(7).await.unwrap().map(|pending| pending.token.as_str().to_owned())
-}
-
-/// Runs every rule, each on a fresh store from `new_store`.
-async fn keeps_every_rule(new_store: impl Fn() -> Store) {
-    last_click_replaces_first_click_keeps(new_store(), new_store()).await;
-    a_lease_is_exclusive_and_keeps_the_token_stored(new_store()).await;
-    concurrent_leases_give_the_token_once(new_store()).await;
-    an_expired_lease_frees_the_token(new_store()).await;
-    a_newer_click_survives_the_older_tokens_settlement(new_store(), new_store()).await;
-    first_click_keeps_a_leased_token(new_store()).await;
-    expired_tokens_vanish_and_cannot_be_leased(new_store()).await;
-    products_travel_with_the_token(new_store()).await;
-}
-
-async fn last_click_replaces_first_click_keeps(last: Store, first: Store) {
-    assert!(insert(&last, "first", MINUTE, LastClick).await);
-    assert!(insert(&last, "second", MINUTE, LastClick).await);
-    assert_eq!(stored(&last).await.as_deref(), Some("second"));
-
-    assert!(insert(&first, "first", MINUTE, FirstClick).await);
-    assert!(!insert(&first, "second", MINUTE, FirstClick).await);
-    assert_eq!(stored(&first).await.as_deref(), Some("first"));
-}
-
-async fn a_lease_is_exclusive_and_keeps_the_token_stored(store: Store) {
-    insert(&store, "abc", MINUTE, LastClick).await;
-    let leased = store.lease(7, MINUTE).await.unwrap().unwrap();
-    assert_eq!(leased.pending.token.as_str(), "abc");
-    assert!(store.lease(7, MINUTE).await.unwrap().is_none(), "a second delivery must not get it");
-    assert_eq!(stored(&store).await.as_deref(), Some("abc"), "still stored while leased");
-    store.settle(&leased, Settlement::Keep).await.unwrap();
-    let again = store.lease(7, MINUTE).await.unwrap().unwrap();
-    store.settle(&again, Settlement::Done).await.unwrap();
-    assert_eq!(stored(&store).await, None);
-    assert!(store.lease(7, MINUTE).await.unwrap().is_none());
-}
-
-async fn concurrent_leases_give_the_token_once(store: Store) {
-    insert(&store, "abc", MINUTE, LastClick).await;
-    let mut tasks = tokio::task::JoinSet::new();
-    for _ in 0..32 {
-        let store = store.clone();
-        tasks.spawn(async move { store.lease(7, MINUTE).await.unwrap().is_some() });
-    }
-    let leases = tasks.join_all().await.into_iter().filter(|leased| *leased).count();
-    assert_eq!(leases, 1);
-}
-
-async fn an_expired_lease_frees_the_token(store: Store) {
-    insert(&store, "abc", MINUTE, LastClick).await;
-    let stale = store.lease(7, Duration::from_millis(20)).await.unwrap().unwrap();
-    tokio::time::sleep(Duration::from_millis(60)).await;
-    let fresh = store.lease(7, MINUTE).await.unwrap().expect("the dead delivery's lease ran out");
-    // The stale delivery settling late changes nothing.
-    store.settle(&stale, Settlement::Done).await.unwrap();
-    assert!(stored(&store).await.is_some());
-    store.settle(&fresh, Settlement::Done).await.unwrap();
-    assert_eq!(stored(&store).await, None);
-}
-
-async fn a_newer_click_survives_the_older_tokens_settlement(done: Store, keep: Store) {
-    for (store, settlement) in [(done, Settlement::Done), (keep, Settlement::Keep)] {
-        insert(&store, "old", MINUTE, LastClick).await;
-        let leased = store.lease(7, MINUTE).await.unwrap().unwrap();
-        insert(&store, "new", MINUTE, LastClick).await;
-        store.settle(&leased, settlement).await.unwrap();
-        assert_eq!(stored(&store).await.as_deref(), Some("new"), "{settlement:?}");
-        assert!(store.lease(7, MINUTE).await.unwrap().is_some(), "the new click is free ({settlement:?})");
+fn order(at: SystemTime, order: Option<&str>) -> NewConversion {
+    NewConversion {
+        id: ConversionId::random(),
+        order: order.map(|order| order.parse().unwrap()),
+        ordered_at: at,
+        lease: None,
     }
 }
 
-async fn first_click_keeps_a_leased_token(store: Store) {
-    insert(&store, "old", MINUTE, FirstClick).await;
-    let leased = store.lease(7, MINUTE).await.unwrap().unwrap();
-    assert!(!insert(&store, "new", MINUTE, FirstClick).await);
-    store.settle(&leased, Settlement::Keep).await.unwrap();
-    assert_eq!(stored(&store).await.as_deref(), Some("old"));
+fn lease(until: SystemTime) -> Lease {
+    Lease { id: LeaseId::random(), until }
 }
 
-async fn expired_tokens_vanish_and_cannot_be_leased(store: Store) {
-    insert(&store, "abc", Duration::from_millis(30), FirstClick).await;
-    tokio::time::sleep(Duration::from_millis(80)).await;
-    assert_eq!(stored(&store).await, None);
-    assert!(store.lease(7, MINUTE).await.unwrap().is_none());
-    assert!(insert(&store, "new", MINUTE, FirstClick).await, "an expired first click does not block");
+/// Captures `token` under `key` and takes it: the owed conversion.
+async fn owed(store: &impl TokenStore, key: i128, token: &str, at: SystemTime) -> OwedConversion {
+    store.capture(key, landing(token, at)).await.unwrap();
+    match store.take(key, order(at, None)).await.unwrap() {
+        Taken::Owed(owed) => owed,
+        other => panic!("a fresh capture is taken, not {other:?}"),
+    }
 }
 
-async fn products_travel_with_the_token(store: Store) {
-    let chosen = PendingToken {
-        token: "12345-test-123-12345".parse().unwrap(),
-        product: "9bc72425-902c-3abf-9db8-8b186d7cb160".parse().unwrap(),
-    };
-    store.insert(-1, chosen.clone(), MINUTE, LastClick).await.unwrap();
-    assert_eq!(store.get(-1).await.unwrap(), Some(chosen.clone()));
-    assert_eq!(store.lease(-1, MINUTE).await.unwrap().unwrap().pending, chosen);
+async fn claimed(store: &impl TokenStore, now: SystemTime) -> Vec<ConversionId> {
+    let claimed = store.claim(now, 100, lease(now + MINUTE)).await.unwrap();
+    claimed.into_iter().map(|conversion| conversion.id).collect()
+}
+
+/// Sends one command to Redis as it is.
+async fn command(pool: &Pool, name: &'static str, args: Vec<String>) {
+    let _: tower_sovendus::store::fred::types::Value = pool.custom(cmd!(name), args).await.unwrap();
+}
+
+/// Runs `test` on a runtime of its own on this thread, with a recorder of this thread's own:
+/// the counters returned are this test's alone, whatever the tests beside it count.
+fn counting(test: impl Future<Output = ()>) -> Counters {
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    metrics::with_local_recorder(&recorder, || {
+        tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(test);
+    });
+    counters(&snapshotter)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_moka_store_keeps_every_rule() {
-    keeps_every_rule(|| Arc::new(MokaTokenStore::new(10))).await;
+    conformance::check(|| async { MokaTokenStore::new(1_000) }).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_redis_store_keeps_every_rule() {
     let Some(redis) = RedisServer::start("the_redis_store_keeps_every_rule") else { return };
     let pool = redis.pool().await;
-    let stores = std::sync::atomic::AtomicUsize::new(0);
+    let stores = AtomicUsize::new(0);
     // One Redis, a key prefix per store.
-    keeps_every_rule(|| {
-        let index = stores.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        Arc::new(RedisTokenStore::new(pool.clone()).with_prefix(format!("rule-{index}:")))
+    conformance::check(|| {
+        let index = stores.fetch_add(1, Ordering::Relaxed);
+        let store = RedisTokenStore::new(pool.clone()).with_prefix(format!("rule-{index}"));
+        async move { store }
     })
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_redis_store_refuses_an_entry_with_the_product_as_an_index() {
-    use tower_sovendus::store::fred::prelude::KeysInterface;
+#[test]
+fn the_redis_store_refuses_an_entry_with_the_product_as_an_index() {
     let Some(redis) = RedisServer::start("the_redis_store_refuses_an_entry_with_the_product_as_an_index")
     else {
         return;
     };
+    let counters = counting(async {
+        let pool = redis.pool().await;
+        // Where and how the earlier layout kept a capture, with the product as a position.
+        let _: () = pool.set("sovendus:{7}", format!("0:{OLD_TOKEN}"), None, None, false).await.unwrap();
+        let store = RedisTokenStore::new(pool.clone());
+        let now = now();
+        let refused =
+            [store.take(7, order(now, None)).await.unwrap_err(), store.captured(7, now).await.unwrap_err()];
+        for error in refused {
+            assert!(matches!(error, StoreError::Unreadable(_)), "{error:?}");
+            assert!(!error.is_retryable(), "{error}");
+            let message = error.to_string();
+            assert!(message.contains("product as its position in the configuration"), "{message}");
+            assert!(!message.contains(OLD_TOKEN), "{message}");
+        }
+        // Never made a conversion, so never sent; left to expire.
+        assert_eq!(store.counts().await.unwrap(), ConversionCounts::default());
+        assert!(claimed(&store, now + DAY).await.is_empty());
+        assert_eq!(keys(&pool, "*").await, ["sovendus:{7}"]);
+    });
+    assert_eq!(count(&counters, UNREADABLE, None), 2, "each refusal is counted");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_redis_store_migrates_a_capture_of_the_earlier_layout() {
+    let Some(redis) = RedisServer::start("the_redis_store_migrates_a_capture_of_the_earlier_layout") else {
+        return;
+    };
     let pool = redis.pool().await;
-    let _: () = pool.set("sovendus:{7}", "0:12345-test-123-12345", None, None, false).await.unwrap();
-    let store = RedisTokenStore::new(pool);
-    for error in [store.get(7).await.unwrap_err(), store.lease(7, MINUTE).await.unwrap_err()] {
-        assert!(!error.is_retryable(), "{error}");
-        let message = error.to_string();
-        assert!(message.contains("product as its position in the configuration"), "{message}");
-        assert!(!message.contains("12345-test"), "{message}");
+    let store = RedisTokenStore::new(pool.clone());
+    let now = now();
+    let set = async |key: &str, value: &str| {
+        let _: () = pool.set(key, value, None, None, false).await.unwrap();
+    };
+
+    // `<product ID>/<token>` at the earlier key: a capture, taken into a conversion once.
+    set("sovendus:{8}", "product-b/legacy-token").await;
+    let captured = store.captured(8, now).await.unwrap().expect("the earlier capture is seen");
+    assert_eq!((captured.product.as_str(), captured.token.as_str()), ("product-b", "legacy-token"));
+    let Taken::Owed(migrated) = store.take(8, order(now, Some("A-8"))).await.unwrap() else {
+        panic!("the earlier capture becomes a conversion")
+    };
+    assert_eq!((migrated.product.as_str(), migrated.token.as_str()), ("product-b", "legacy-token"));
+    assert!(keys(&pool, "sovendus:{8}").await.is_empty(), "the earlier entry went");
+    assert_eq!(store.take(8, order(now, None)).await.unwrap(), Taken::NoCapture);
+    assert_eq!(store.find(&"A-8".parse().unwrap()).await.unwrap(), Some(migrated));
+
+    // Leased by an instance of the earlier version: its to send.
+    set("sovendus:{9}", "product-a/leased-token").await;
+    set("sovendus:{9}:lease", "12345").await;
+    assert_eq!(store.take(9, order(now, None)).await.unwrap(), Taken::NoCapture);
+    assert_eq!(keys(&pool, "sovendus:{9}").await, ["sovendus:{9}"], "left to the earlier instance");
+
+    // A capture under the new key supersedes the earlier one.
+    set("sovendus:{10}", "product-a/older-token").await;
+    store.capture(10, landing("newer-token", now)).await.unwrap();
+    let Taken::Owed(newer) = store.take(10, order(now, None)).await.unwrap() else {
+        panic!("the new capture")
+    };
+    assert_eq!(newer.token.as_str(), "newer-token");
+    assert!(keys(&pool, "sovendus:{10}").await.is_empty(), "the superseded entry went");
+    assert_eq!(store.take(10, order(now, None)).await.unwrap(), Taken::NoCapture);
+    assert_eq!(store.counts().await.unwrap().owed, 2);
+}
+
+#[test]
+fn a_corrupt_conversion_is_refused_counted_and_not_claimed_again() {
+    let Some(redis) = RedisServer::start("a_corrupt_conversion_is_refused_counted_and_not_claimed_again")
+    else {
+        return;
+    };
+    let counters = counting(async {
+        let pool = redis.pool().await;
+        let store = RedisTokenStore::new(pool.clone()).with_prefix("corrupt");
+        let now = now();
+        let corrupt = owed(&store, 1, "corrupt-token", now).await;
+        let sound = owed(&store, 2, "sound-token", now).await;
+        let record = format!("{{corrupt}}:conversion:{}", corrupt.id);
+        command(&pool, "HSET", vec![record, "token".to_owned(), "not a token!".to_owned()]).await;
+        // And an ID in the due index whose key holds no hash.
+        let stray = ConversionId::random();
+        command(&pool, "ZADD", vec!["{corrupt}:due".to_owned(), "0".to_owned(), stray.to_string()]).await;
+        command(&pool, "SET", vec![format!("{{corrupt}}:conversion:{stray}"), "x".to_owned()]).await;
+
+        assert_eq!(claimed(&store, now).await, [sound.id], "the corrupt ones are left out");
+        let counts = ConversionCounts { owed: 1, dead: 1, ..ConversionCounts::default() };
+        assert_eq!(store.counts().await.unwrap(), counts, "the corrupt one is dead");
+        // The sound one's lease has run out: it alone is claimed again.
+        assert_eq!(claimed(&store, now + DAY).await, [sound.id], "not claimed again");
+        assert!(store.list(ConversionState::Dead, 10).await.unwrap().is_empty(), "skipped");
+        assert_eq!(store.list(ConversionState::Owed, 10).await.unwrap().len(), 1);
+    });
+    // The claim's two, then the listing's one; the second claim met none.
+    assert_eq!(count(&counters, UNREADABLE, None), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stores_with_different_prefixes_do_not_see_each_other() {
+    let Some(redis) = RedisServer::start("stores_with_different_prefixes_do_not_see_each_other") else {
+        return;
+    };
+    let pool = redis.pool().await;
+    let shop_a = RedisTokenStore::new(pool.clone()).with_prefix("shop-a");
+    let shop_b = RedisTokenStore::new(pool.clone()).with_prefix("shop-b");
+    let now = now();
+    shop_a.capture(1, landing("token-a", now)).await.unwrap();
+    shop_b.capture(1, landing("token-b", now)).await.unwrap();
+    let Taken::Owed(in_a) = shop_a.take(1, order(now, Some("A-1"))).await.unwrap() else {
+        panic!("taken in A")
+    };
+
+    let in_b = shop_b.captured(1, now).await.unwrap().expect("B's own capture");
+    assert_eq!(in_b.token.as_str(), "token-b");
+    assert_eq!(shop_b.find(&OrderRef::new("A-1").unwrap()).await.unwrap(), None);
+    assert_eq!(shop_b.counts().await.unwrap(), ConversionCounts::default());
+    assert!(claimed(&shop_b, now).await.is_empty());
+    assert!(shop_b.list(ConversionState::Owed, 10).await.unwrap().is_empty());
+    // The same token in B is B's to convert.
+    shop_b.capture(2, landing("token-a", now)).await.unwrap();
+    assert!(matches!(shop_b.take(2, order(now, None)).await.unwrap(), Taken::Owed(_)));
+    assert_eq!(claimed(&shop_a, now).await, [in_a.id]);
+
+    let keys = keys(&pool, "*").await;
+    assert!(keys.iter().all(|key| key.starts_with("{shop-a}:") || key.starts_with("{shop-b}:")), "{keys:?}");
+    assert!(keys.iter().any(|key| key.starts_with("{shop-a}:")), "{keys:?}");
+}
+
+/// `operation` again and again until it succeeds, for up to 10 s (the pool reconnecting).
+async fn eventually<T>(mut operation: impl AsyncFnMut() -> Result<T, StoreError>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match operation().await {
+            Ok(value) => return value,
+            Err(error) if Instant::now() < deadline && error.is_retryable() => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(error) => panic!("Redis did not come back: {error}"),
+        }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_data_survives_a_redis_restart() {
+    let Some(mut redis) = RedisServer::start("the_data_survives_a_redis_restart") else { return };
+    let pool = redis.pool().await;
+    let store = RedisTokenStore::new(pool.clone());
+    let now = now();
+    store.capture(1, landing("waiting-token", now)).await.unwrap();
+    store.capture(2, landing("owed-token", now)).await.unwrap();
+    let Taken::Owed(owed) = store.take(2, order(now, Some("A-2"))).await.unwrap() else { panic!("taken") };
+
+    // Saved as a Redis with persistence would, then killed and started again.
+    redis.kill(true);
+    redis.restart();
+
+    let order_ref = OrderRef::new("A-2").unwrap();
+    let found = eventually(async || store.find(&order_ref).await).await;
+    assert_eq!(found, Some(owed.clone()));
+    let waiting = store.captured(1, now).await.unwrap().expect("the capture is kept");
+    assert_eq!(waiting.token.as_str(), "waiting-token");
+    assert_eq!(claimed(&store, now).await, [owed.id]);
+    assert_eq!(store.take(2, order(now, None)).await.unwrap(), Taken::NoCapture);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_redis_is_down_every_operation_fails_retryably_within_the_timeout() {
+    let Some(mut redis) =
+        RedisServer::start("while_redis_is_down_every_operation_fails_retryably_within_the_timeout")
+    else {
+        return;
+    };
+    let pool = redis.pool().await;
+    let timeout = Duration::from_millis(300);
+    let store = RedisTokenStore::new(pool.clone()).with_timeout(timeout);
+    let now = now();
+    let id = owed(&store, 1, "token", now).await.id;
+    redis.kill(false);
+
+    let settlement = Settlement {
+        state: ConversionState::Delivered,
+        attempts: 1,
+        next_attempt_at: None,
+        last_error: None,
+        at: now,
+    };
+    let order_ref = OrderRef::new("A-1").unwrap();
+    macro_rules! fails_within_the_timeout {
+        ($($operation:expr),+ $(,)?) => {$(
+            let started = Instant::now();
+            let error = $operation.await.map(drop).expect_err(stringify!($operation));
+            let took = started.elapsed();
+            assert!(error.is_retryable(), "{}: {error}", stringify!($operation));
+            // Some slack for a loaded machine, far below the pool's own 1 s.
+            assert!(took < timeout + Duration::from_millis(400), "{}: {took:?}", stringify!($operation));
+        )+};
+    }
+    fails_within_the_timeout!(
+        store.capture(2, landing("during", now)),
+        store.captured(1, now),
+        store.take(1, order(now, None)),
+        store.claim(now, 10, lease(now + MINUTE)),
+        store.renew(id, lease(now + MINUTE)),
+        store.settle(id, LeaseId::random(), settlement.clone()),
+        store.list(ConversionState::Owed, 10),
+        store.counts(),
+        store.find(&order_ref),
+        store.wake_parked(now),
+        store.purge(now, now),
+    );
 }

@@ -1,84 +1,431 @@
-//! [`RedisTokenStore`]: tokens in Redis, shared by every instance of the shop.
+//! [`RedisTokenStore`]: captures and owed conversions in Redis, shared by every instance of
+//! the shop. Its keys, and what it does with unreadable records and with the earlier layout,
+//! are told on the type, for the shop; this is how it works.
 //!
-//! Each token is one string key, `{prefix}{<key>}`, holding `<product ID>/<token>` with the
-//! token's TTL as Redis' own expiry (`PX`), so Redis drops it on time whatever happens to the
-//! instances. A lease is a second key, `{prefix}{<key>}:lease`, holding the lease ID with the
-//! lease's duration as its expiry. Capture, lease and settle are small Lua scripts (sent with
-//! `EVALSHA`), so each is atomic across instances; the braces keep both keys in one cluster
-//! slot.
+//! # Scripts
+//!
+//! Each operation that reads and writes is one Lua script, sent by its SHA-1 (`EVALSHA`, and
+//! its source once after `NOSCRIPT`), so it is atomic across instances. Times are the caller's,
+//! passed in as milliseconds since the Unix epoch; no script reads Redis' clock.
+//!
+//! - `capture` under first-click keeps a capture live at the landing's time (by the
+//!   `expires_at` in its value), else writes the new one; under last-click a plain
+//!   `SET … PX` replaces it.
+//! - `take` reads the capture and deletes it; an expired one makes nothing, a known token
+//!   (`tokens`) answers the conversion it went into, and otherwise the conversion is written
+//!   with its indexes, due at the order's time or at the end of the lease it comes with. The
+//!   script checks the capture's product ID and token by the same rules as [`ProductId`] and
+//!   [`SovReqToken`], and refuses a malformed capture without changing anything.
+//! - `claim` leases the due IDs (`ZRANGEBYSCORE due -inf now LIMIT 0 n`), earliest first, and
+//!   re-scores them to their lease's end (or their next attempt, if later). A claimed record
+//!   that does not decode is marked dead by a second script (`bury`), if the lease still holds.
+//! - `renew` and `settle` act only if the conversion's `lease` field is the one named; a
+//!   settlement moves the ID between the state sets and into `due` (next attempt) or
+//!   `settled` (settled_at).
+//! - `wake_parked` reads the parked IDs, then makes those still parked due now, 500 a script;
+//!   `purge` removes the conversions settled before a time with their `tokens` and `orders`
+//!   entries, 500 a script: no script holds Redis for long.
+//! - `list`, `counts` and `find` read a consistent view in one script each. `captured` is a
+//!   plain `GET`.
+//!
+//! The scripts that follow an index (`claim`, `list`, `find`, `wake_parked`, `purge`) build the
+//! conversions' keys from the prefix, in the store's one slot; every other key is declared.
+//!
+//! The earlier layout's keys live in other slots: `captured` and `take` read them with plain
+//! commands (`GET`, and `MGET` of a capture with its lease, which share a slot), never inside
+//! a script, and delete a migrated or superseded entry with a one-key script that deletes it
+//! only if it still holds what was read.
 
-use std::{fmt, sync::LazyLock, time::Duration};
+use std::{
+    collections::HashMap,
+    fmt,
+    sync::LazyLock,
+    time::{Duration, SystemTime},
+};
 
 use fred::{
     clients::Pool,
     interfaces::{KeysInterface, LuaInterface},
-    types::{FromValue, Value, scripts::Script},
+    types::{Expiration, Value, scripts::Script},
 };
 
-use super::{LeaseId, Leased, PendingToken, Settlement, StoreError, TokenKey, TokenStore, async_trait};
+use super::{
+    Capture, ConversionCounts, ConversionId, ConversionState, Lease, LeaseId, NewCapture, NewConversion,
+    OrderRef, OwedConversion, Settlement, StoreError, Taken, TokenKey, TokenStore, async_trait,
+    records::{from_millis, to_millis},
+};
 use crate::{
     config::{Attribution, ProductId},
     token::SovReqToken,
 };
 
-/// The prefix of every key [`RedisTokenStore`] writes: `sovendus:`.
-pub const DEFAULT_REDIS_PREFIX: &str = "sovendus:";
+/// The prefix of every key [`RedisTokenStore`] writes, as the hash tag `{sovendus}:`.
+pub const DEFAULT_REDIS_PREFIX: &str = "sovendus";
 
 /// How long [`RedisTokenStore`] waits for Redis before it gives up on one operation: 1 second.
 pub const DEFAULT_REDIS_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// Stores the token; under first-click (`ARGV[3]` = `0`) only if none is stored. A new click
-/// replaces the entry whole: any lease on the old token no longer applies to it.
-const INSERT: &str = r"
-if ARGV[3] == '1' then
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-  redis.call('DEL', KEYS[2])
-  return 1
+/// How many conversions one `wake_parked` or `purge` script handles at most.
+const BATCH: usize = 500;
+
+/// `valid(value, longest)`: whether a product ID or token read from Redis keeps the rules of
+/// [`ProductId`] and [`SovReqToken`] (1 to `longest` URL-unreserved characters, not only dots).
+const LUA_VALID: &str = r"
+local function valid(value, longest)
+  return #value <= longest and string.find(value, '^[A-Za-z0-9%._~%-]+$') ~= nil
+    and string.find(value, '^%.+$') == nil
 end
-if redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2], 'NX') then
-  return 1
-end
-return 0
 ";
 
-/// Returns the stored entry and leases it, if it is stored and free; else nil.
-const LEASE: &str = r"
-local entry = redis.call('GET', KEYS[1])
-if not entry then
-  return false
+/// First-click: keeps a capture live at the landing's time, else stores the new one.
+///
+/// KEYS: capture. ARGV: value, PX, the landing's time.
+const CAPTURE_FIRST_CLICK: &str = r"
+local held = redis.call('GET', KEYS[1])
+if held then
+  local expires_at = tonumber(string.match(held, '^(%d+)/'))
+  if expires_at and expires_at > tonumber(ARGV[3]) then
+    return 0
+  end
 end
-if redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2], 'NX') then
-  return entry
-end
-return false
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
 ";
 
-/// Ends the lease `ARGV[1]`, if it still holds: `done` deletes the token, `keep` frees it.
-const SETTLE: &str = r"
-if redis.call('GET', KEYS[2]) ~= ARGV[1] then
+/// Takes the capture (or the one given, migrated from the earlier layout) into an owed
+/// conversion. Answers `{'none'}`, `{'corrupt'}`, `{'expired'}`, `{'converted', id}` or
+/// `{'owed', product, token}`.
+///
+/// KEYS: capture, conversion, tokens, orders, due, state:owed. ARGV: id, ordered_at,
+/// next_attempt_at, order or '', lease or '', lease_until, and a given product and token (or
+/// '' to read the capture).
+const TAKE: &str = r"
+local product, token = ARGV[7], ARGV[8]
+if product == '' then
+  local held = redis.call('GET', KEYS[1])
+  if not held then
+    return {'none'}
+  end
+  local expires_at
+  expires_at, product, token = string.match(held, '^(%d+)/([^/]+)/([^/]+)$')
+  if not expires_at or not valid(product, 128) or not valid(token, 256) then
+    return {'corrupt'}
+  end
+  redis.call('DEL', KEYS[1])
+  if tonumber(expires_at) <= tonumber(ARGV[2]) then
+    return {'expired'}
+  end
+end
+local known = redis.call('HGET', KEYS[3], token)
+if known then
+  return {'converted', known}
+end
+local fields = {'token', token, 'product', product, 'ordered_at', ARGV[2], 'state', 'owed',
+  'attempts', '0', 'next_attempt_at', ARGV[3]}
+if ARGV[4] ~= '' then
+  table.insert(fields, 'order')
+  table.insert(fields, ARGV[4])
+  redis.call('HSET', KEYS[4], ARGV[4], ARGV[1])
+end
+if ARGV[5] ~= '' then
+  table.insert(fields, 'lease')
+  table.insert(fields, ARGV[5])
+  table.insert(fields, 'lease_until')
+  table.insert(fields, ARGV[6])
+end
+redis.call('HSET', KEYS[2], unpack(fields))
+redis.call('HSET', KEYS[3], token, ARGV[1])
+redis.call('ZADD', KEYS[5], ARGV[3], ARGV[1])
+redis.call('ZADD', KEYS[6], ARGV[2], ARGV[1])
+return {'owed', product, token}
+";
+
+/// Leases the due conversions, earliest first. Answers `{id, fields, id, fields, …}`, with
+/// `0` for the fields of an ID whose key is missing or not a hash (taken out of `due`).
+///
+/// KEYS: due. ARGV: now, limit, lease, lease_until, the conversions' key prefix.
+const CLAIM: &str = r"
+local claimed = {}
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])) do
+  local key = ARGV[5] .. id
+  claimed[#claimed + 1] = id
+  if redis.call('TYPE', key).ok == 'hash' then
+    redis.call('HSET', key, 'lease', ARGV[3], 'lease_until', ARGV[4])
+    local next_at = redis.call('HGET', key, 'next_attempt_at')
+    local due = ARGV[4]
+    if tonumber(next_at) and tonumber(next_at) > tonumber(ARGV[4]) then
+      due = next_at
+    end
+    redis.call('ZADD', KEYS[1], due, id)
+    claimed[#claimed + 1] = redis.call('HGETALL', key)
+  else
+    redis.call('ZREM', KEYS[1], id)
+    claimed[#claimed + 1] = 0
+  end
+end
+return claimed
+";
+
+/// Marks a claimed conversion that cannot be read dead, if the lease still holds.
+///
+/// KEYS: conversion, due, settled, state:owed, state:parked, state:dead, state:delivered.
+/// ARGV: id, lease, now.
+const BURY: &str = r"
+if redis.call('HGET', KEYS[1], 'lease') ~= ARGV[2] then
   return 0
 end
-redis.call('DEL', KEYS[2])
-if ARGV[2] == 'done' then
-  redis.call('DEL', KEYS[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+for i = 4, 7 do
+  redis.call('ZREM', KEYS[i], ARGV[1])
+end
+redis.call('ZADD', KEYS[6], tonumber(redis.call('HGET', KEYS[1], 'ordered_at')) or 0, ARGV[1])
+redis.call('ZADD', KEYS[3], ARGV[3], ARGV[1])
+redis.call('HSET', KEYS[1], 'state', 'dead', 'settled_at', ARGV[3])
+redis.call('HDEL', KEYS[1], 'lease', 'lease_until', 'next_attempt_at')
+return 1
+";
+
+/// Extends the lease, if it is the conversion's.
+///
+/// KEYS: conversion, due. ARGV: id, lease, lease_until.
+const RENEW: &str = r"
+if redis.call('HGET', KEYS[1], 'lease') ~= ARGV[2] then
+  return 0
+end
+redis.call('HSET', KEYS[1], 'lease_until', ARGV[3])
+local next_at = redis.call('HGET', KEYS[1], 'next_attempt_at')
+if next_at then
+  local due = ARGV[3]
+  if tonumber(next_at) and tonumber(next_at) > tonumber(ARGV[3]) then
+    due = next_at
+  end
+  redis.call('ZADD', KEYS[2], due, ARGV[1])
 end
 return 1
 ";
 
-static INSERT_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::from_lua(INSERT));
-static LEASE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::from_lua(LEASE));
+/// Ends the lease with the delivery's outcome, if it is the conversion's.
+///
+/// KEYS: conversion, due, settled, state:owed, state:parked, state:dead, state:delivered.
+/// ARGV: id, lease, state, attempts, next_attempt_at or '', settled_at or '', '1' if there is
+/// an error, the error.
+const SETTLE: &str = r"
+if redis.call('HGET', KEYS[1], 'lease') ~= ARGV[2] then
+  return 0
+end
+local into = ({owed = KEYS[4], parked = KEYS[5], dead = KEYS[6], delivered = KEYS[7]})[ARGV[3]]
+for i = 2, 7 do
+  redis.call('ZREM', KEYS[i], ARGV[1])
+end
+redis.call('ZADD', into, tonumber(redis.call('HGET', KEYS[1], 'ordered_at')) or 0, ARGV[1])
+redis.call('HSET', KEYS[1], 'state', ARGV[3], 'attempts', ARGV[4])
+redis.call('HDEL', KEYS[1], 'lease', 'lease_until')
+if ARGV[5] ~= '' then
+  redis.call('HSET', KEYS[1], 'next_attempt_at', ARGV[5])
+  redis.call('ZADD', KEYS[2], ARGV[5], ARGV[1])
+else
+  redis.call('HDEL', KEYS[1], 'next_attempt_at')
+end
+if ARGV[6] ~= '' then
+  redis.call('HSET', KEYS[1], 'settled_at', ARGV[6])
+  redis.call('ZADD', KEYS[3], ARGV[6], ARGV[1])
+else
+  redis.call('HDEL', KEYS[1], 'settled_at')
+end
+if ARGV[7] == '1' then
+  redis.call('HSET', KEYS[1], 'last_error', ARGV[8])
+else
+  redis.call('HDEL', KEYS[1], 'last_error')
+end
+return 1
+";
+
+/// Every member of a sorted set.
+///
+/// KEYS: the set.
+const MEMBERS: &str = r"
+return redis.call('ZRANGE', KEYS[1], 0, -1)
+";
+
+/// Makes the given conversions due now, those still parked; answers how many.
+///
+/// KEYS: due. ARGV: now, the conversions' key prefix, then the IDs.
+const WAKE: &str = r"
+local woken = 0
+for i = 3, #ARGV do
+  local key = ARGV[2] .. ARGV[i]
+  if redis.call('TYPE', key).ok == 'hash' and redis.call('HGET', key, 'state') == 'parked' then
+    redis.call('HSET', key, 'next_attempt_at', ARGV[1])
+    local due = ARGV[1]
+    local held_until = redis.call('HGET', key, 'lease_until')
+    if tonumber(held_until) and tonumber(held_until) > tonumber(ARGV[1]) then
+      due = held_until
+    end
+    redis.call('ZADD', KEYS[1], due, ARGV[i])
+    woken = woken + 1
+  end
+end
+return woken
+";
+
+/// Removes up to a batch of the conversions settled before a time; answers how many.
+///
+/// KEYS: settled, due, tokens, orders, state:owed, state:parked, state:dead, state:delivered.
+/// ARGV: settled before (exclusive), batch, the conversions' key prefix.
+const PURGE: &str = r"
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[1], 'LIMIT', 0, ARGV[2])
+for _, id in ipairs(ids) do
+  local key = ARGV[3] .. id
+  if redis.call('TYPE', key).ok == 'hash' then
+    local token = redis.call('HGET', key, 'token')
+    if token and redis.call('HGET', KEYS[3], token) == id then
+      redis.call('HDEL', KEYS[3], token)
+    end
+    local order = redis.call('HGET', key, 'order')
+    if order and redis.call('HGET', KEYS[4], order) == id then
+      redis.call('HDEL', KEYS[4], order)
+    end
+  end
+  redis.call('DEL', key)
+  for _, index in ipairs({1, 2, 5, 6, 7, 8}) do
+    redis.call('ZREM', KEYS[index], id)
+  end
+end
+return #ids
+";
+
+/// The conversions in one state, the earliest ordered first. Answers `{id, fields, …}`, with
+/// `0` for the fields of an ID whose key is missing or not a hash.
+///
+/// KEYS: state:<state>. ARGV: the last rank to read, the conversions' key prefix.
+const LIST: &str = r"
+local listed = {}
+for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, ARGV[1])) do
+  local key = ARGV[2] .. id
+  listed[#listed + 1] = id
+  if redis.call('TYPE', key).ok == 'hash' then
+    listed[#listed + 1] = redis.call('HGETALL', key)
+  else
+    listed[#listed + 1] = 0
+  end
+end
+return listed
+";
+
+/// How many conversions are in each state.
+///
+/// KEYS: state:owed, state:parked, state:dead, state:delivered.
+const COUNTS: &str = r"
+return {redis.call('ZCARD', KEYS[1]), redis.call('ZCARD', KEYS[2]), redis.call('ZCARD', KEYS[3]),
+  redis.call('ZCARD', KEYS[4])}
+";
+
+/// The conversion of an order: `{}`, or `{id, fields}` (`0` for a key missing or not a hash).
+///
+/// KEYS: orders. ARGV: the order, the conversions' key prefix.
+const FIND: &str = r"
+local id = redis.call('HGET', KEYS[1], ARGV[1])
+if not id then
+  return {}
+end
+local key = ARGV[2] .. id
+if redis.call('TYPE', key).ok == 'hash' then
+  return {id, redis.call('HGETALL', key)}
+end
+return {id, 0}
+";
+
+/// Deletes a key of the earlier layout if it still holds what was read from it.
+///
+/// KEYS: the key. ARGV: the value read.
+const DELETE_IF_UNCHANGED: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+";
+
+static CAPTURE_FIRST_CLICK_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::from_lua(CAPTURE_FIRST_CLICK));
+static TAKE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::from_lua(format!("{LUA_VALID}{TAKE}")));
+static CLAIM_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::from_lua(CLAIM));
+static BURY_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::from_lua(BURY));
+static RENEW_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::from_lua(RENEW));
 static SETTLE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::from_lua(SETTLE));
+static MEMBERS_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::from_lua(MEMBERS));
+static WAKE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::from_lua(WAKE));
+static PURGE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::from_lua(PURGE));
+static LIST_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::from_lua(LIST));
+static COUNTS_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::from_lua(COUNTS));
+static FIND_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::from_lua(FIND));
+static DELETE_IF_UNCHANGED_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::from_lua(DELETE_IF_UNCHANGED));
 
 /// A [`TokenStore`] in Redis, on a [`fred`] client or pool, for shops running several
 /// instances: a visitor who lands on one instance and orders on another converts, exactly
-/// once, and tokens outlive restarts and deploys (as long as Redis keeps its data).
+/// once, and an owed conversion is delivered by whichever instance claims it, even after the
+/// instance that took it crashed.
+///
+/// # Keys
+///
+/// Every key of a store begins with `{<prefix>}:` (default `{sovendus}:`, see
+/// [`with_prefix`](Self::with_prefix)). The braces make the prefix the Redis Cluster hash tag:
+/// all of a store's keys live in one slot, so its scripts run on a cluster too.
+///
+/// | key | type | holds |
+/// |---|---|---|
+/// | `{p}:capture:<token key>` | string | `<expires_at>/<product ID>/<token>`, with the capture's TTL as `PX` |
+/// | `{p}:conversion:<id>` | hash | the [`OwedConversion`]'s fields, and `lease`, `lease_until` while leased |
+/// | `{p}:due` | sorted set | owed and parked IDs by when they are due: their next attempt, or their lease's end if later |
+/// | `{p}:state:<state>` | sorted set | the IDs in each state by `ordered_at`, for `list` and `counts` |
+/// | `{p}:settled` | sorted set | delivered and dead IDs by `settled_at`, for `purge` |
+/// | `{p}:tokens` | hash | token → ID: one conversion per token, ever, while it is kept |
+/// | `{p}:orders` | hash | the shop's order reference → ID, for `find` |
+///
+/// Times are milliseconds since the Unix epoch, always the caller's: each operation is judged
+/// by the times it is given, never by Redis' clock. A capture's `PX` only lets Redis drop its
+/// key once it no longer counts, so [`purge`](TokenStore::purge) leaves captures to Redis.
+/// Conversions carry no expiry: `purge` removes the settled ones. Redis must not evict them:
+/// run it with `maxmemory-policy noeviction`, or a `volatile-*` policy (which evicts only keys
+/// with an expiry: the captures).
+///
+/// Redis keeps the data across a restart only if it persists (RDB or AOF): without that, a
+/// restart loses the captures and the conversions still owed.
+///
+/// # Unreadable records
+///
+/// A record that does not decode into valid values is never sent: it is refused with
+/// [`StoreError::Unreadable`], logged at ERROR (with its conversion ID at most, never its
+/// content) and counted in [`UNREADABLE`](crate::metrics::UNREADABLE).
+/// [`claim`](TokenStore::claim) marks such a conversion dead, so that it is not claimed again,
+/// and leaves it out; [`list`](TokenStore::list) and [`find`](TokenStore::find) skip it. A
+/// malformed capture stays in place until a new landing replaces it or Redis drops it.
+///
+/// # The earlier layout
+///
+/// The previous version kept a capture at `<prefix>:{<token key>}` (e.g. `sovendus:{42}`),
+/// without its expiry in the value, and a lease on it at `…:lease`. When the new key holds
+/// nothing, [`captured`](TokenStore::captured) and [`take`](TokenStore::take) look there:
+///
+/// - `<product ID>/<token>` is a capture, live as long as Redis keeps it (its `PX` was its
+///   TTL). `take` migrates it into a conversion like any capture (one per token, ever), then
+///   deletes it; unless an instance of the earlier version holds a lease on it, which is then
+///   that instance's to send.
+/// - `<index>:<token>`, with the product as its position in the configuration, is refused
+///   with [`StoreError::Unreadable`] and left to expire: after a deploy that position may name
+///   another product, so it is never sent for a guessed one.
+///
+/// A capture under the new key supersedes the earlier one: `take` deletes the earlier entry
+/// once it meets the new one. Captures of the earlier layout stop mattering one token TTL
+/// after the upgrade.
+///
+/// # Example
 ///
 /// Give it the same pool as tower-sessions-redis-store 0.16, which uses fred 10 too. The
 /// pool's own settings decide what happens while Redis is down: set
 /// `PerformanceConfig::default_command_timeout`, or fred queues commands until Redis returns,
 /// and the session store waits with them. This store gives up on each operation after its own
-/// [timeout](Self::with_timeout) either way, so that a landing page still answers (the capture
-/// is logged as lost and counted) and [`send`](crate::SovendusConversion::send) answers
+/// [timeout](Self::with_timeout) either way, with a retryable [`StoreError`], so that a landing
+/// page still answers (the capture is logged as lost and counted) and
+/// [`send`](crate::SovendusConversion::send) answers
 /// [`SovendusError::Store`](crate::SovendusError::Store).
 ///
 /// ```no_run
@@ -98,13 +445,14 @@ static SETTLE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::from_lua(SETTL
 ///
 /// let config = SovendusConfig::from_env()?;
 /// let layer = SovendusLayer::with_store(config, RedisTokenStore::new(pool.clone()));
-/// // ...and `SessionManagerLayer::new(RedisStore::new(pool))` for the sessions.
+/// // ...and `SessionManagerLayer::new(RedisStore::new(pool))` for the sessions
+/// // (tower-sessions-redis-store 0.16).
 /// # Ok(()) }
 /// ```
 #[derive(Clone)]
 pub struct RedisTokenStore<C = Pool> {
     client: C,
-    prefix: Box<str>,
+    keys: Keys,
     timeout: Duration,
 }
 
@@ -117,63 +465,150 @@ where
     ///
     /// See [`RedisTokenStore`] for an example.
     pub fn new(client: C) -> Self {
-        Self { client, prefix: DEFAULT_REDIS_PREFIX.into(), timeout: DEFAULT_REDIS_TIMEOUT }
+        Self { client, keys: Keys::new(DEFAULT_REDIS_PREFIX), timeout: DEFAULT_REDIS_TIMEOUT }
     }
 
-    /// Puts every key under `prefix` instead, e.g. for two shops on one Redis.
+    /// Puts every key under `{<prefix>}:` instead, e.g. for two shops on one Redis. A trailing
+    /// `:` (the earlier form of a prefix) is dropped, so `"shop-a:"` and `"shop-a"` name the
+    /// same keys, and the captures of the earlier layout are found at `shop-a:{<key>}`.
+    ///
+    /// # Panics
+    ///
+    /// If the prefix is empty or holds a brace: it is the keys' Redis Cluster hash tag.
     pub fn with_prefix(mut self, prefix: impl Into<String>) -> Self {
-        self.prefix = prefix.into().into();
+        let prefix = prefix.into();
+        let prefix = prefix.strip_suffix(':').unwrap_or(&prefix);
+        assert!(
+            !prefix.is_empty() && !prefix.contains(['{', '}']),
+            "a RedisTokenStore's prefix must be non-empty and without braces: it is the keys' hash tag"
+        );
+        self.keys = Keys::new(prefix);
         self
     }
 
-    /// How long to wait for Redis on one operation before giving up with
-    /// [`StoreError::TimedOut`] (default [`DEFAULT_REDIS_TIMEOUT`]). A landing page waits this
-    /// long at most for the capture while Redis is down.
+    /// How long to wait for Redis on one operation (for `wake_parked` and `purge`, on one
+    /// batch) before giving up with [`StoreError::TimedOut`] (default
+    /// [`DEFAULT_REDIS_TIMEOUT`]). A landing page waits this long at most for the capture while
+    /// Redis is down.
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
     }
 
-    /// The Redis key of the token stored under `key`.
-    fn token_key(&self, key: TokenKey) -> String {
-        format!("{}{{{key}}}", self.prefix)
-    }
-
-    /// The token's key and its lease's key.
-    fn keys(&self, key: TokenKey) -> Vec<String> {
-        let token = self.token_key(key);
-        let lease = format!("{token}:lease");
-        vec![token, lease]
-    }
-
-    /// Runs `script` by its SHA-1, sending its source once if Redis does not know it yet (a
-    /// new or restarted server), within the timeout.
-    async fn run<R: FromValue>(
+    /// Runs `script` by its SHA-1, sending its source if Redis does not know it yet (a new or
+    /// restarted server).
+    async fn script(
         &self,
         script: &Script,
         keys: Vec<String>,
-        args: Vec<Value>,
-    ) -> Result<R, StoreError> {
-        let call = async {
-            match self.client.evalsha(script.sha1().clone(), keys.clone(), args.clone()).await {
-                Err(error) if error.details().starts_with("NOSCRIPT") => {
-                    let source = script.lua().cloned().unwrap_or_default();
-                    self.client.eval(source, keys, args).await
-                }
-                result => result,
+        args: Vec<String>,
+    ) -> Result<Value, StoreError> {
+        let result = match self.client.evalsha(script.sha1().clone(), keys.clone(), args.clone()).await {
+            Err(error) if error.details().starts_with("NOSCRIPT") => {
+                let source = script.lua().cloned().unwrap_or_default();
+                self.client.eval(source, keys, args).await
             }
+            result => result,
         };
-        self.within_timeout(call).await
+        result.map_err(StoreError::backend)
     }
 
-    async fn within_timeout<R>(
+    /// `GET key`, as text if it is there.
+    async fn get(&self, key: String) -> Result<Option<String>, StoreError> {
+        let value: Value = self.client.get(key).await.map_err(StoreError::backend)?;
+        text_or_null(value).ok_or_else(|| unreadable_capture(MALFORMED))
+    }
+
+    /// `operation`, given up after the timeout.
+    async fn timed<R>(
         &self,
-        call: impl Future<Output = Result<R, fred::error::Error>>,
+        operation: impl Future<Output = Result<R, StoreError>>,
     ) -> Result<R, StoreError> {
-        match tokio::time::timeout(self.timeout, call).await {
-            Ok(result) => result.map_err(StoreError::backend),
-            Err(_elapsed) => Err(StoreError::TimedOut(self.timeout)),
+        tokio::time::timeout(self.timeout, operation).await.unwrap_or(Err(StoreError::TimedOut(self.timeout)))
+    }
+
+    /// The capture of the earlier layout for `key`, and whether an instance of the earlier
+    /// version holds a lease on it: one `MGET` (both keys share a slot).
+    async fn legacy(&self, key: TokenKey) -> Result<Legacy, StoreError> {
+        let keys = vec![self.keys.legacy_capture(key), self.keys.legacy_lease(key)];
+        let values: Value = self.client.mget(keys).await.map_err(StoreError::backend)?;
+        let mut values = values.into_array().into_iter();
+        let value =
+            values.next().map_or(Some(None), text_or_null).ok_or_else(|| unreadable_capture(MALFORMED))?;
+        let leased = values.next().is_some_and(|lease| !lease.is_null());
+        Ok(Legacy { value, leased })
+    }
+
+    /// Deletes the capture of the earlier layout for `key` if it still holds `value`. Only
+    /// logged if that fails: the take it follows has happened. The entry left behind converts
+    /// no token twice: a migrated one is known; a superseded one may, at worst, be taken by the
+    /// visitor's next order, as it would have been without the newer click.
+    async fn delete_legacy(&self, key: TokenKey, value: String) {
+        let keys = vec![self.keys.legacy_capture(key)];
+        if let Err(error) = self.script(&DELETE_IF_UNCHANGED_SCRIPT, keys, vec![value]).await {
+            tracing::warn!(%error, "a Sovendus capture of the earlier Redis layout could not be deleted");
         }
+    }
+
+    /// Runs the take script, on the capture stored under `key` or on a `given` one.
+    async fn take_script(
+        &self,
+        key: TokenKey,
+        conversion: &NewConversion,
+        given: Option<&Capture>,
+    ) -> Result<Took, StoreError> {
+        let id = conversion.id.to_string();
+        let keys = vec![
+            self.keys.capture(key),
+            self.keys.conversion(&id),
+            self.keys.tokens(),
+            self.keys.orders(),
+            self.keys.due(),
+            self.keys.state(ConversionState::Owed),
+        ];
+        let next_attempt_at = conversion.lease.map_or(conversion.ordered_at, |lease| lease.until);
+        let args = vec![
+            id,
+            to_millis(conversion.ordered_at).to_string(),
+            to_millis(next_attempt_at).to_string(),
+            conversion.order.as_ref().map(|order| order.as_str().to_owned()).unwrap_or_default(),
+            conversion.lease.map(|lease| lease_text(lease.id)).unwrap_or_default(),
+            conversion.lease.map(|lease| to_millis(lease.until).to_string()).unwrap_or_default(),
+            given.map(|capture| capture.product.as_str().to_owned()).unwrap_or_default(),
+            given.map(|capture| capture.token.as_str().to_owned()).unwrap_or_default(),
+        ];
+        Ok(Took::from_reply(self.script(&TAKE_SCRIPT, keys, args).await?))
+    }
+
+    /// What `took` makes of `conversion`.
+    fn taken(&self, took: Took, conversion: NewConversion) -> Result<Taken, StoreError> {
+        match took {
+            Took::NoCapture | Took::Expired => Ok(Taken::NoCapture),
+            Took::Corrupt => Err(unreadable_capture(MALFORMED)),
+            Took::Converted(id) => match id.parse::<ConversionId>() {
+                Ok(id) => Ok(Taken::AlreadyConverted(id)),
+                Err(_) => Err(unreadable_conversion(None, &Corrupt::Id)),
+            },
+            Took::Owed { product, token } => {
+                let (Ok(product), Ok(token)) = (ProductId::new(&product), SovReqToken::new(&token)) else {
+                    return Err(unreadable_conversion(Some(conversion.id), &Corrupt::Field("token")));
+                };
+                Ok(Taken::Owed(OwedConversion::new(Capture { token, product }, conversion)))
+            }
+        }
+    }
+
+    /// The script keys of a conversion's record and of every index a settlement touches.
+    fn settle_keys(&self, id: &str) -> Vec<String> {
+        let mut keys = vec![self.keys.conversion(id), self.keys.due(), self.keys.settled()];
+        keys.extend(ConversionState::ALL.map(|state| self.keys.state(state)));
+        keys
+    }
+
+    /// Marks the claimed conversion `id`, which cannot be read, dead.
+    async fn bury(&self, id: &str, lease: LeaseId, now: i64) -> Result<(), StoreError> {
+        let args = vec![id.to_owned(), lease_text(lease), now.to_string()];
+        self.timed(self.script(&BURY_SCRIPT, self.settle_keys(id), args)).await.map(drop)
     }
 }
 
@@ -182,109 +617,566 @@ impl<C> TokenStore for RedisTokenStore<C>
 where
     C: KeysInterface + LuaInterface + Send + Sync + 'static,
 {
-    async fn insert(
+    async fn capture(&self, key: TokenKey, new: NewCapture) -> Result<bool, StoreError> {
+        let value = encode_capture(&new.capture, to_millis(new.expires_at()));
+        let px = i64::try_from(new.ttl.as_millis()).unwrap_or(i64::MAX).max(1);
+        let key = self.keys.capture(key);
+        if new.attribution == Attribution::LastClick {
+            let set = self.client.set::<Value, _, _>(key, value, Some(Expiration::PX(px)), None, false);
+            self.timed(async { set.await.map_err(StoreError::backend) }).await?;
+            return Ok(true);
+        }
+        let args = vec![value, px.to_string(), to_millis(new.at).to_string()];
+        let kept = self.timed(self.script(&CAPTURE_FIRST_CLICK_SCRIPT, vec![key], args)).await?;
+        Ok(kept.as_i64() == Some(1))
+    }
+
+    async fn captured(&self, key: TokenKey, now: SystemTime) -> Result<Option<Capture>, StoreError> {
+        let now = to_millis(now);
+        self.timed(async {
+            if let Some(value) = self.get(self.keys.capture(key)).await? {
+                let (expires_at, capture) = decode_capture(&value)?;
+                return Ok((expires_at > now).then_some(capture));
+            }
+            match self.get(self.keys.legacy_capture(key)).await? {
+                Some(value) => decode_legacy(&value).map(Some),
+                None => Ok(None),
+            }
+        })
+        .await
+    }
+
+    async fn take(&self, key: TokenKey, conversion: NewConversion) -> Result<Taken, StoreError> {
+        self.timed(async {
+            let (took, legacy) = tokio::join!(self.take_script(key, &conversion, None), self.legacy(key));
+            let took = took?;
+            if took != Took::NoCapture {
+                // The new capture supersedes any of the earlier layout.
+                if let Ok(Legacy { value: Some(value), .. }) = legacy {
+                    self.delete_legacy(key, value).await;
+                }
+                return self.taken(took, conversion);
+            }
+            let Legacy { value: Some(value), leased } = legacy? else { return Ok(Taken::NoCapture) };
+            if leased {
+                tracing::info!("an instance of the earlier version is sending this visitor's Sovendus token");
+                return Ok(Taken::NoCapture);
+            }
+            let capture = decode_legacy(&value)?;
+            let took = self.take_script(key, &conversion, Some(&capture)).await?;
+            self.delete_legacy(key, value).await;
+            if let Took::Owed { .. } = took {
+                tracing::info!(id = %conversion.id, "a capture of the earlier Redis layout became a conversion");
+            }
+            self.taken(took, conversion)
+        })
+        .await
+    }
+
+    async fn claim(
         &self,
-        key: TokenKey,
-        pending: PendingToken,
-        ttl: Duration,
-        attribution: Attribution,
+        now: SystemTime,
+        limit: usize,
+        lease: Lease,
+    ) -> Result<Vec<OwedConversion>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let now = to_millis(now);
+        let args = vec![
+            now.to_string(),
+            limit.min(i64::MAX as usize).to_string(),
+            lease_text(lease.id),
+            to_millis(lease.until).to_string(),
+            self.keys.conversions(),
+        ];
+        let reply = self.timed(self.script(&CLAIM_SCRIPT, vec![self.keys.due()], args)).await?;
+        let mut claimed = Vec::new();
+        for (id, fields) in records(reply) {
+            match decode_record(&id, fields) {
+                Ok(conversion) => claimed.push(conversion),
+                Err((parsed, corrupt)) => {
+                    unreadable_conversion(parsed, &corrupt);
+                    if corrupt == Corrupt::NotAHash {
+                        continue; // Out of `due` already.
+                    }
+                    if let Err(error) = self.bury(&id, lease.id, now).await {
+                        // Claimed again once the lease runs out, and buried then.
+                        tracing::warn!(%error, "an unreadable Sovendus conversion could not be marked dead");
+                    }
+                }
+            }
+        }
+        Ok(claimed)
+    }
+
+    async fn renew(&self, id: ConversionId, lease: Lease) -> Result<bool, StoreError> {
+        let id = id.to_string();
+        let keys = vec![self.keys.conversion(&id), self.keys.due()];
+        let args = vec![id, lease_text(lease.id), to_millis(lease.until).to_string()];
+        let renewed = self.timed(self.script(&RENEW_SCRIPT, keys, args)).await?;
+        Ok(renewed.as_i64() == Some(1))
+    }
+
+    async fn settle(
+        &self,
+        id: ConversionId,
+        lease: LeaseId,
+        settlement: Settlement,
     ) -> Result<bool, StoreError> {
-        let overwrite = if attribution == Attribution::LastClick { "1" } else { "0" };
-        let args = vec![encode(&pending).into(), millis(ttl), overwrite.into()];
-        let kept: i64 = self.run(&INSERT_SCRIPT, self.keys(key), args).await?;
-        Ok(kept == 1)
+        let id = id.to_string();
+        let millis = |time: Option<SystemTime>| time.map(|time| to_millis(time).to_string());
+        let settled_at = settlement.state.is_settled().then_some(settlement.at);
+        let args = vec![
+            id.clone(),
+            lease_text(lease),
+            settlement.state.as_str().to_owned(),
+            settlement.attempts.to_string(),
+            millis(settlement.next_attempt_at).unwrap_or_default(),
+            millis(settled_at).unwrap_or_default(),
+            if settlement.last_error.is_some() { "1" } else { "0" }.to_owned(),
+            settlement.last_error.unwrap_or_default(),
+        ];
+        let settled = self.timed(self.script(&SETTLE_SCRIPT, self.settle_keys(&id), args)).await?;
+        Ok(settled.as_i64() == Some(1))
     }
 
-    async fn get(&self, key: TokenKey) -> Result<Option<PendingToken>, StoreError> {
-        let entry: Option<String> = self.within_timeout(self.client.get(self.token_key(key))).await?;
-        entry.as_deref().map(decode).transpose()
+    async fn list(&self, state: ConversionState, limit: usize) -> Result<Vec<OwedConversion>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let last_rank = limit.min(i64::MAX as usize) - 1;
+        let args = vec![last_rank.to_string(), self.keys.conversions()];
+        let reply = self.timed(self.script(&LIST_SCRIPT, vec![self.keys.state(state)], args)).await?;
+        let listed = records(reply).filter_map(|(id, fields)| {
+            let decoded = decode_record(&id, fields).and_then(|conversion| {
+                // Listed under another state than its own: the indexes disagree with it.
+                let listed_right = conversion.state == state;
+                if listed_right {
+                    Ok(conversion)
+                } else {
+                    Err((Some(conversion.id), Corrupt::Field("state")))
+                }
+            });
+            decoded.map_err(|(id, corrupt)| unreadable_conversion(id, &corrupt)).ok()
+        });
+        Ok(listed.collect())
     }
 
-    async fn lease(&self, key: TokenKey, duration: Duration) -> Result<Option<Leased>, StoreError> {
-        let lease = LeaseId::random();
-        let args = vec![lease.get().to_string().into(), millis(duration)];
-        let entry: Option<String> = self.run(&LEASE_SCRIPT, self.keys(key), args).await?;
-        let Some(pending) = entry.as_deref().map(decode).transpose()? else { return Ok(None) };
-        Ok(Some(Leased { key, pending, lease }))
+    async fn counts(&self) -> Result<ConversionCounts, StoreError> {
+        let keys = ConversionState::ALL.map(|state| self.keys.state(state)).into();
+        let reply = self.timed(self.script(&COUNTS_SCRIPT, keys, Vec::new())).await?;
+        let mut counts = ConversionCounts::default();
+        for (state, count) in ConversionState::ALL.into_iter().zip(reply.into_array()) {
+            *counts.of_mut(state) = count.as_u64().unwrap_or_default();
+        }
+        Ok(counts)
     }
 
-    async fn settle(&self, leased: &Leased, settlement: Settlement) -> Result<(), StoreError> {
-        let outcome = match settlement {
-            Settlement::Done => "done",
-            Settlement::Keep => "keep",
-        };
-        let args = vec![leased.lease.get().to_string().into(), outcome.into()];
-        let _settled: i64 = self.run(&SETTLE_SCRIPT, self.keys(leased.key), args).await?;
-        Ok(())
+    async fn find(&self, order: &OrderRef) -> Result<Option<OwedConversion>, StoreError> {
+        let args = vec![order.as_str().to_owned(), self.keys.conversions()];
+        let reply = self.timed(self.script(&FIND_SCRIPT, vec![self.keys.orders()], args)).await?;
+        let Some((id, fields)) = records(reply).next() else { return Ok(None) };
+        let found = decode_record(&id, fields).and_then(|conversion| {
+            let found_right = conversion.order.as_ref() == Some(order);
+            if found_right { Ok(conversion) } else { Err((Some(conversion.id), Corrupt::Field("order"))) }
+        });
+        Ok(found.map_err(|(id, corrupt)| unreadable_conversion(id, &corrupt)).ok())
+    }
+
+    async fn wake_parked(&self, now: SystemTime) -> Result<u64, StoreError> {
+        let parked = vec![self.keys.state(ConversionState::Parked)];
+        let ids = self.timed(self.script(&MEMBERS_SCRIPT, parked, Vec::new())).await?.into_array();
+        let ids: Vec<String> = ids.into_iter().filter_map(Value::into_string).collect();
+        let mut woken = 0;
+        for batch in ids.chunks(BATCH) {
+            let mut args = vec![to_millis(now).to_string(), self.keys.conversions()];
+            args.extend_from_slice(batch);
+            let count = self.timed(self.script(&WAKE_SCRIPT, vec![self.keys.due()], args)).await?;
+            woken += count.as_u64().unwrap_or_default();
+        }
+        Ok(woken)
+    }
+
+    async fn purge(&self, settled_before: SystemTime, _now: SystemTime) -> Result<u64, StoreError> {
+        // Captures need no sweep: Redis drops each once its TTL has passed (`PX`).
+        let mut keys = vec![self.keys.settled(), self.keys.due(), self.keys.tokens(), self.keys.orders()];
+        keys.extend(ConversionState::ALL.map(|state| self.keys.state(state)));
+        let args = vec![to_millis(settled_before).to_string(), BATCH.to_string(), self.keys.conversions()];
+        let mut purged = 0;
+        loop {
+            let count = self.timed(self.script(&PURGE_SCRIPT, keys.clone(), args.clone())).await?;
+            let count = count.as_u64().unwrap_or_default();
+            purged += count;
+            if count < BATCH as u64 {
+                return Ok(purged);
+            }
+        }
     }
 }
 
 impl<C> fmt::Debug for RedisTokenStore<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisTokenStore")
-            .field("prefix", &self.prefix)
+            .field("prefix", &self.keys.tag)
             .field("timeout", &self.timeout)
             .finish_non_exhaustive()
     }
 }
 
-/// A duration as whole milliseconds for `PX`, at least 1 (Redis refuses 0).
-fn millis(duration: Duration) -> Value {
-    let millis = i64::try_from(duration.as_millis()).unwrap_or(i64::MAX).max(1);
-    Value::Integer(millis)
+/// The names of a store's keys.
+#[derive(Debug, Clone)]
+struct Keys {
+    /// `{<prefix>}:`, the start of every key.
+    tag: Box<str>,
+    /// `<prefix>:`, the start of the earlier layout's keys.
+    legacy: Box<str>,
 }
 
-/// `<product ID>/<token>`: neither ever contains a `/`.
-fn encode(pending: &PendingToken) -> String {
-    format!("{}/{}", pending.product, pending.token.as_str())
+impl Keys {
+    fn new(prefix: &str) -> Self {
+        Self { tag: format!("{{{prefix}}}:").into(), legacy: format!("{prefix}:").into() }
+    }
+
+    fn capture(&self, key: TokenKey) -> String {
+        format!("{}capture:{key}", self.tag)
+    }
+
+    /// The start of every conversion's key, for the scripts that follow an index.
+    fn conversions(&self) -> String {
+        format!("{}conversion:", self.tag)
+    }
+
+    fn conversion(&self, id: &str) -> String {
+        format!("{}conversion:{id}", self.tag)
+    }
+
+    fn due(&self) -> String {
+        format!("{}due", self.tag)
+    }
+
+    fn state(&self, state: ConversionState) -> String {
+        format!("{}state:{state}", self.tag)
+    }
+
+    fn settled(&self) -> String {
+        format!("{}settled", self.tag)
+    }
+
+    fn tokens(&self) -> String {
+        format!("{}tokens", self.tag)
+    }
+
+    fn orders(&self) -> String {
+        format!("{}orders", self.tag)
+    }
+
+    /// Where the earlier layout kept the capture for `key`.
+    fn legacy_capture(&self, key: TokenKey) -> String {
+        format!("{}{{{key}}}", self.legacy)
+    }
+
+    /// Where the earlier layout kept the lease on the capture for `key`.
+    fn legacy_lease(&self, key: TokenKey) -> String {
+        format!("{}:lease", self.legacy_capture(key))
+    }
 }
 
-fn decode(entry: &str) -> Result<PendingToken, StoreError> {
-    let Some((product, token)) = entry.split_once('/') else {
-        let old = entry.split_once(':').is_some_and(|(index, _)| index.bytes().all(|b| b.is_ascii_digit()));
-        return Err(StoreError::Unreadable(if old { OLD_FORMAT } else { MALFORMED }.to_owned()));
+/// What the earlier layout holds for one token key.
+struct Legacy {
+    /// The capture's value, if there is one.
+    value: Option<String>,
+    /// Whether an instance of the earlier version holds a lease on it.
+    leased: bool,
+}
+
+/// What the take script did.
+#[derive(Debug, PartialEq, Eq)]
+enum Took {
+    /// No capture is stored.
+    NoCapture,
+    /// The stored capture is not `<expires_at>/<product ID>/<token>`; it was left in place.
+    Corrupt,
+    /// The capture had expired at the order's time; it went.
+    Expired,
+    /// The token went into the conversion with this ID before.
+    Converted(String),
+    /// The capture is now an owed conversion of this product and token.
+    Owed { product: String, token: String },
+}
+
+impl Took {
+    fn from_reply(reply: Value) -> Self {
+        let mut words = reply.into_array().into_iter().map(|word| word.into_string().unwrap_or_default());
+        match (words.next().as_deref(), words.next(), words.next()) {
+            (Some("none"), ..) => Self::NoCapture,
+            (Some("expired"), ..) => Self::Expired,
+            (Some("converted"), Some(id), _) => Self::Converted(id),
+            (Some("owed"), Some(product), Some(token)) => Self::Owed { product, token },
+            _ => Self::Corrupt,
+        }
+    }
+}
+
+/// Why a conversion's record cannot be read; what it holds stays out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+enum Corrupt {
+    /// Its ID is not 32 hexadecimal digits.
+    #[error("its ID is not 32 hexadecimal digits")]
+    Id,
+    /// Its key is missing or holds something else than a hash.
+    #[error("its key is missing or not a hash")]
+    NotAHash,
+    /// A field is missing, or its value is not valid.
+    #[error("its field `{0}` is missing or not valid")]
+    Field(&'static str),
+}
+
+/// The `(id, fields)` pairs of a script's `{id, fields, id, fields, …}` reply.
+fn records(reply: Value) -> impl Iterator<Item = (String, Value)> {
+    let mut items = reply.into_array().into_iter();
+    std::iter::from_fn(move || {
+        let id = items.next()?;
+        let fields = items.next()?;
+        Some((id.into_string().unwrap_or_default(), fields))
+    })
+}
+
+/// A conversion's record, from its ID and its hash's fields.
+fn decode_record(id: &str, fields: Value) -> Result<OwedConversion, (Option<ConversionId>, Corrupt)> {
+    let parsed: ConversionId = id.parse().map_err(|_| (None, Corrupt::Id))?;
+    if !fields.is_array() && !fields.is_map() {
+        return Err((Some(parsed), Corrupt::NotAHash));
+    }
+    decode_conversion(parsed, fields.into_array()).map_err(|corrupt| (Some(parsed), corrupt))
+}
+
+/// A conversion from its hash's fields, `[name, value, name, value, …]`.
+fn decode_conversion(id: ConversionId, fields: Vec<Value>) -> Result<OwedConversion, Corrupt> {
+    let mut pairs = HashMap::with_capacity(fields.len() / 2);
+    let mut fields = fields.into_iter();
+    while let (Some(name), Some(value)) = (fields.next(), fields.next()) {
+        // A name that is not UTF-8 is none of ours, and is left aside.
+        if let Some(name) = name.into_string() {
+            pairs.insert(name, value);
+        }
+    }
+    let field = |name: &'static str| -> Result<Option<String>, Corrupt> {
+        pairs.get(name).map(|value| value.as_string().ok_or(Corrupt::Field(name))).transpose()
     };
-    let malformed = || StoreError::Unreadable(MALFORMED.to_owned());
-    let product = ProductId::new(product).map_err(|_| malformed())?;
-    let token = SovReqToken::new(token).map_err(|_| malformed())?;
-    Ok(PendingToken { token, product })
+    let required = |name: &'static str| field(name)?.ok_or(Corrupt::Field(name));
+    let time = |name: &'static str, value: String| {
+        let millis = value.parse::<u64>().ok().and_then(|millis| i64::try_from(millis).ok());
+        millis.map(from_millis).ok_or(Corrupt::Field(name))
+    };
+    let optional_time = |name: &'static str| field(name)?.map(|value| time(name, value)).transpose();
+
+    let token = SovReqToken::new(required("token")?).map_err(|_| Corrupt::Field("token"))?;
+    let product_text = required("product")?;
+    let product = ProductId::new(&product_text)
+        .ok()
+        .filter(|product| product.as_str() == product_text)
+        .ok_or(Corrupt::Field("product"))?;
+    let order = field("order")?.map(OrderRef::new).transpose().map_err(|_| Corrupt::Field("order"))?;
+    Ok(OwedConversion {
+        id,
+        token,
+        product,
+        order,
+        ordered_at: time("ordered_at", required("ordered_at")?)?,
+        state: required("state")?.parse().map_err(|_| Corrupt::Field("state"))?,
+        attempts: required("attempts")?.parse().map_err(|_| Corrupt::Field("attempts"))?,
+        next_attempt_at: optional_time("next_attempt_at")?,
+        last_error: field("last_error")?,
+        settled_at: optional_time("settled_at")?,
+    })
 }
 
-/// Why an entry that is not `<product ID>/<token>` is refused; what it holds stays out.
-const MALFORMED: &str = "a token entry in Redis is malformed";
-/// Why an entry of the earlier `<index>:<token>` format is refused.
+/// A value read from Redis as text: `Some(None)` for nil, `None` if it is not UTF-8 text.
+fn text_or_null(value: Value) -> Option<Option<String>> {
+    if value.is_null() { Some(None) } else { value.into_string().map(Some) }
+}
+
+/// A lease's ID as the scripts keep it: 32 hexadecimal digits.
+fn lease_text(lease: LeaseId) -> String {
+    format!("{:032x}", lease.get())
+}
+
+/// `<expires_at>/<product ID>/<token>`: neither a product ID nor a token ever holds a `/`.
+fn encode_capture(capture: &Capture, expires_at: i64) -> String {
+    format!("{expires_at}/{}/{}", capture.product, capture.token.as_str())
+}
+
+/// A capture and when it expires, from `<expires_at>/<product ID>/<token>`.
+fn decode_capture(value: &str) -> Result<(i64, Capture), StoreError> {
+    let malformed = || unreadable_capture(MALFORMED);
+    let (expires_at, rest) = value.split_once('/').ok_or_else(malformed)?;
+    let expires_at = expires_at.parse::<u64>().ok().and_then(|millis| i64::try_from(millis).ok());
+    let capture = decode_product_and_token(rest);
+    match (expires_at, capture) {
+        (Some(expires_at), Some(capture)) => Ok((expires_at, capture)),
+        _ => Err(malformed()),
+    }
+}
+
+/// A capture of the earlier layout: `<product ID>/<token>`; `<index>:<token>` is refused with
+/// [`OLD_FORMAT`].
+fn decode_legacy(value: &str) -> Result<Capture, StoreError> {
+    if let Some(capture) = decode_product_and_token(value) {
+        return Ok(capture);
+    }
+    let old = value.split_once(':').is_some_and(|(index, _)| index.bytes().all(|byte| byte.is_ascii_digit()));
+    Err(unreadable_capture(if old { OLD_FORMAT } else { MALFORMED }))
+}
+
+/// `<product ID>/<token>`, if both are valid.
+fn decode_product_and_token(value: &str) -> Option<Capture> {
+    let (product, token) = value.split_once('/')?;
+    let product = ProductId::new(product).ok().filter(|parsed| parsed.as_str() == product)?;
+    Some(Capture { product, token: SovReqToken::new(token).ok()? })
+}
+
+/// Why a capture that is not `<expires_at>/<product ID>/<token>` is refused; what it holds
+/// stays out.
+const MALFORMED: &str = "a capture in Redis is malformed";
+/// Why a capture of the earlier `<index>:<token>` format is refused.
 const OLD_FORMAT: &str = "a token entry in Redis has the product as its position in the configuration, \
      an earlier format that could book it for the wrong product after a deploy; it is never sent";
+
+/// Logs and counts a capture refused as unreadable; what it holds stays out of the log.
+fn unreadable_capture(reason: &'static str) -> StoreError {
+    ::metrics::counter!(crate::metrics::UNREADABLE).increment(1);
+    tracing::error!(reason, "a Sovendus capture in Redis is unreadable; it is never sent");
+    StoreError::Unreadable(reason.to_owned())
+}
+
+/// Logs and counts a conversion refused as unreadable; its ID at most goes into the log.
+fn unreadable_conversion(id: Option<ConversionId>, corrupt: &Corrupt) -> StoreError {
+    ::metrics::counter!(crate::metrics::UNREADABLE).increment(1);
+    match id {
+        Some(id) => {
+            tracing::error!(%id, reason = %corrupt, "a Sovendus conversion in Redis is unreadable; it is never sent")
+        }
+        None => {
+            tracing::error!(reason = %corrupt, "a Sovendus conversion in Redis is unreadable; it is never sent")
+        }
+    }
+    let about = id.map(|id| format!("conversion {id}")).unwrap_or_else(|| "a conversion".to_owned());
+    StoreError::Unreadable(format!("{about} in Redis is unreadable: {corrupt}"))
+}
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn capture() -> Capture {
+        Capture { token: "12345-test-123-12345".parse().unwrap(), product: ProductId::new("p-b").unwrap() }
+    }
+
     #[test]
-    fn entries_round_trip_and_bad_ones_are_refused() {
-        let pending = PendingToken {
-            token: "12345-test-123-12345".parse().unwrap(),
-            product: ProductId::new("p-b").unwrap(),
-        };
-        assert_eq!(encode(&pending), "p-b/12345-test-123-12345");
-        assert_eq!(decode(&encode(&pending)).unwrap(), pending);
-        for bad in ["", "12345-test", "x:12345-test", "p/a b", "a/b/c", "/abc", "p/"] {
-            let error = decode(bad).unwrap_err();
+    fn captures_round_trip_and_bad_ones_are_refused() {
+        assert_eq!(encode_capture(&capture(), 1_700), "1700/p-b/12345-test-123-12345");
+        assert_eq!(decode_capture(&encode_capture(&capture(), 1_700)).unwrap(), (1_700, capture()));
+        for bad in
+            ["", "1700", "1700/p-b", "x/p-b/abc", "-1/p-b/abc", "1700/p b/abc", "1700/p/a/b", "1700//abc"]
+        {
+            let error = decode_capture(bad).unwrap_err();
             assert!(!error.is_retryable());
             assert_eq!(error.to_string(), format!("the token store holds an unreadable record: {MALFORMED}"));
-        }
-        for old in ["0:12345-test-123-12345", "17:abc"] {
-            let error = decode(old).unwrap_err().to_string();
-            assert!(error.contains("position in the configuration"), "{error}");
-            assert!(!error.contains("12345-test"), "{error}");
         }
     }
 
     #[test]
-    fn keys_share_a_cluster_slot() {
+    fn legacy_captures_are_read_and_the_index_format_is_refused() {
+        assert_eq!(decode_legacy("p-b/12345-test-123-12345").unwrap(), capture());
+        for bad in ["", "12345-test", "x:12345-test", "p/a b", "a/b/c", "/abc", "p/"] {
+            let error = decode_legacy(bad).unwrap_err().to_string();
+            assert!(error.ends_with(MALFORMED), "{error}");
+        }
+        for old in ["0:12345-test-123-12345", "17:abc"] {
+            let error = decode_legacy(old).unwrap_err();
+            assert!(!error.is_retryable());
+            let message = error.to_string();
+            assert!(message.contains("position in the configuration"), "{message}");
+            assert!(!message.contains("12345-test"), "{message}");
+        }
+    }
+
+    #[test]
+    fn keys_share_the_prefix_as_their_hash_tag() {
         let store = RedisTokenStore::new(fred::clients::Client::default());
-        assert_eq!(store.keys(-42), ["sovendus:{-42}", "sovendus:{-42}:lease"]);
-        assert_eq!(millis(Duration::ZERO), Value::Integer(1));
-        assert_eq!(millis(Duration::from_secs(2)), Value::Integer(2_000));
+        assert_eq!(store.keys.capture(-42), "{sovendus}:capture:-42");
+        assert_eq!(store.keys.conversion("ab"), "{sovendus}:conversion:ab");
+        assert_eq!(store.keys.state(ConversionState::Parked), "{sovendus}:state:parked");
+        assert_eq!(store.keys.legacy_capture(42), "sovendus:{42}");
+        assert_eq!(store.keys.legacy_lease(42), "sovendus:{42}:lease");
+        let store = store.with_prefix("shop-a:");
+        assert_eq!(
+            (store.keys.due(), store.keys.legacy_capture(1)),
+            ("{shop-a}:due".to_owned(), "shop-a:{1}".to_owned())
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "hash tag")]
+    fn a_prefix_with_braces_is_refused() {
+        let _ = RedisTokenStore::new(fred::clients::Client::default()).with_prefix("a}b");
+    }
+
+    fn fields(pairs: &[(&str, &str)]) -> Vec<Value> {
+        pairs.iter().flat_map(|(name, value)| [Value::from(*name), Value::from(*value)]).collect()
+    }
+
+    const RECORD: [(&str, &str); 7] = [
+        ("token", "12345-test-123-12345"),
+        ("product", "p-b"),
+        ("order", "A-1"),
+        ("ordered_at", "1700000000123"),
+        ("state", "owed"),
+        ("attempts", "2"),
+        ("next_attempt_at", "1700000000999"),
+    ];
+
+    #[test]
+    fn conversions_decode_and_corrupt_fields_are_named() {
+        let id = ConversionId::from(7);
+        let conversion = decode_conversion(id, fields(&RECORD)).unwrap();
+        assert_eq!(conversion.order.as_ref().map(OrderRef::as_str), Some("A-1"));
+        assert_eq!((conversion.attempts, conversion.state), (2, ConversionState::Owed));
+        assert_eq!(conversion.next_attempt_at, Some(from_millis(1_700_000_000_999)));
+        assert_eq!((conversion.last_error, conversion.settled_at), (None, None));
+        for (name, bad) in [
+            ("token", "a b"),
+            ("product", " p-b"),
+            ("order", ""),
+            ("ordered_at", "-1"),
+            ("state", "lost"),
+            ("attempts", "x"),
+            ("next_attempt_at", "soon"),
+        ] {
+            let mut record = RECORD.to_vec();
+            record.retain(|(field, _)| *field != name);
+            record.push((name, bad));
+            assert_eq!(decode_conversion(id, fields(&record)), Err(Corrupt::Field(name)), "{name}");
+        }
+        let without_token: Vec<_> = RECORD.into_iter().filter(|(name, _)| *name != "token").collect();
+        assert_eq!(decode_conversion(id, fields(&without_token)), Err(Corrupt::Field("token")));
+        assert_eq!(decode_record("xyz", Value::Array(Vec::new())).unwrap_err(), (None, Corrupt::Id));
+        assert_eq!(
+            decode_record(&id.to_string(), Value::Integer(0)).unwrap_err(),
+            (Some(id), Corrupt::NotAHash)
+        );
+    }
+
+    #[test]
+    fn the_take_scripts_answers_are_read() {
+        let reply = |words: &[&str]| Value::Array(words.iter().map(|word| Value::from(*word)).collect());
+        assert_eq!(Took::from_reply(reply(&["none"])), Took::NoCapture);
+        assert_eq!(Took::from_reply(reply(&["expired"])), Took::Expired);
+        assert_eq!(Took::from_reply(reply(&["converted", "ab"])), Took::Converted("ab".to_owned()));
+        let owed = Took::Owed { product: "p".to_owned(), token: "t".to_owned() };
+        assert_eq!(Took::from_reply(reply(&["owed", "p", "t"])), owed);
+        assert_eq!(Took::from_reply(reply(&["corrupt"])), Took::Corrupt);
+        assert_eq!(Took::from_reply(Value::Null), Took::Corrupt);
     }
 }
