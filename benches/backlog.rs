@@ -25,8 +25,9 @@ use tower_sovendus::{
     config::Attribution,
     sandbox::Sandbox,
     store::{
-        Capture, ConversionId, MokaTokenStore, NewCapture, NewConversion, SqlTokenStore, Taken, TokenStore,
-        RedisTokenStore, fred::prelude::{Builder, ClientLike, Config},
+        Capture, ConversionId, MokaTokenStore, NewCapture, NewConversion, RedisTokenStore, SqlTokenStore,
+        Taken, TokenStore,
+        fred::prelude::{Builder, ClientLike, Config},
         sqlx::{PgPool, SqlitePool},
     },
 };
@@ -51,9 +52,15 @@ async fn fill(store: &dyn TokenStore, round: usize) {
     for n in 0..BACKLOG {
         let key = i128::try_from(round * BACKLOG + n).expect("a small key");
         let capture = Capture { token: token(round, n), product: Clone::clone(&product) };
-        let new = NewCapture { capture, attribution: Attribution::LastClick, at: now, ttl: Duration::from_secs(3600) };
+        let new = NewCapture {
+            capture,
+            attribution: Attribution::LastClick,
+            at: now,
+            ttl: Duration::from_secs(3600),
+        };
         store.capture(key, new).await.expect("captured");
-        let conversion = NewConversion { id: ConversionId::random(), order: None, ordered_at: now, lease: None };
+        let conversion =
+            NewConversion { id: ConversionId::random(), order: None, ordered_at: now, lease: None };
         assert!(matches!(store.take(key, conversion).await.expect("taken"), Taken::Owed(_)));
     }
 }
@@ -64,7 +71,8 @@ async fn drain(sandbox: &Sandbox, store: Arc<dyn TokenStore>, round: usize) -> f
     fill(&*store, round).await;
     let before = store.counts().await.expect("counted").delivered;
     let started = Instant::now();
-    let layer = SovendusLayer::with_store(sandbox.config().workers(WORKERS).build().expect("valid"), store.clone());
+    let layer =
+        SovendusLayer::with_store(sandbox.config().workers(WORKERS).build().expect("valid"), store.clone());
     let delivery = layer.delivery();
     loop {
         let delivered = delivery.counts().await.expect("counted").delivered - before;
@@ -115,7 +123,9 @@ async fn stores(dir: &std::path::Path) -> Vec<(&'static str, Arc<dyn TokenStore>
     }
     match std::env::var("SOVENDUS_BENCH_REDIS_URL") {
         Ok(url) => {
-            let pool = Builder::from_config(Config::from_url(&url).expect("a Redis URL")).build_pool(4).expect("a pool");
+            let pool = Builder::from_config(Config::from_url(&url).expect("a Redis URL"))
+                .build_pool(4)
+                .expect("a pool");
             pool.init().await.expect("the Redis server");
             let prefix = format!("bench-{}", std::process::id());
             stores.push(("redis", Arc::new(RedisTokenStore::new(pool).with_prefix(prefix))));
@@ -126,11 +136,18 @@ async fn stores(dir: &std::path::Path) -> Vec<(&'static str, Arc<dyn TokenStore>
 }
 
 fn main() {
-    if std::env::args().skip(1).any(|arg| arg == "--list") || !std::env::args().skip(1).all(|arg| arg == "--bench") {
+    if std::env::args().skip(1).any(|arg| arg == "--list")
+        || !std::env::args().skip(1).all(|arg| arg == "--bench")
+    {
         return; // `cargo bench -- --list` and filters: nothing of criterion's here.
     }
-    let server = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("a runtime");
-    let runtime: Runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a runtime");
+    let server = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let runtime: Runtime =
+        tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a runtime");
     let sandbox = server.block_on(Sandbox::builder().keep_calls(1).start()).expect("a sandbox");
     let dir = tempfile::tempdir().expect("a temporary folder");
     let mut results = serde_json::Map::new();
@@ -153,7 +170,11 @@ fn main() {
             serde_json::json!({"drain_per_second": drains, "client_per_second": clients, "ratio": ratio}),
         );
     }
-    support::write_result("backlog", "drain.json", &serde_json::json!({"backlog": BACKLOG, "workers": WORKERS, "stores": results}));
+    support::write_result(
+        "backlog",
+        "drain.json",
+        &serde_json::json!({"backlog": BACKLOG, "workers": WORKERS, "stores": results}),
+    );
 }
 
 fn median(mut values: Vec<f64>) -> f64 {

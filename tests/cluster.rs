@@ -11,6 +11,7 @@ use common::{
 };
 use tower_sovendus::{
     SovendusConfig, SovendusConfigBuilder,
+    delivery::DeliverySchedule,
     sandbox::{Fault, Sandbox},
     store::fred::prelude::KeysInterface,
 };
@@ -75,7 +76,12 @@ async fn captured_on_one_instance_ordered_on_another_posts_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_without_a_token_send_nothing_to_redis() {
     let Some(redis) = RedisServer::start("requests_without_a_token_send_nothing_to_redis") else { return };
-    let TwoInstances { on_a, on_b, .. } = &TwoInstances::landed_on_a(&redis, |config| config).await;
+    // The delivery workers look for due conversions once an hour here, so that only pages
+    // could send commands during the test.
+    let rarely = |config: SovendusConfigBuilder| {
+        config.schedule(DeliverySchedule::default().poll_interval(Duration::from_secs(3600)))
+    };
+    let TwoInstances { on_a, on_b, .. } = &TwoInstances::landed_on_a(&redis, rarely).await;
     on_b.get("/cart/add?item=shoe").await; // the visitor's session is in Redis
 
     let before = redis.commands_processed();
@@ -134,9 +140,9 @@ async fn redis_enforces_the_token_ttl() {
     let visitor = a.visitor();
     visitor.get(&format!("/landing?sovReqToken={TOKEN}")).await;
 
-    // The expiry is Redis' own: the one token key carries it.
+    // The expiry is Redis' own: the one capture key carries it.
     let pool = redis.pool().await;
-    let [key] = <[String; 1]>::try_from(keys(&pool, "sovendus:*").await).expect("one token key");
+    let [key] = <[String; 1]>::try_from(keys(&pool, "{sovendus}:capture:*").await).expect("one capture key");
     let remaining: i64 = pool.pttl(&key).await.unwrap();
     assert!(remaining > 0 && remaining <= 1_000, "PTTL {remaining} ms for a 1 s TTL");
 
@@ -232,10 +238,16 @@ async fn a_token_stored_with_the_product_as_an_index_is_refused_and_never_sent()
     let shop = Instance::start(&redis, &sandbox, |config| config).await;
     let visitor = shop.visitor();
     visitor.get(&format!("/landing?sovReqToken={TOKEN}")).await;
-    // An entry as an earlier version wrote it: `<index into the products>:<token>`.
+    // The capture as an earlier version wrote it: at `sovendus:{<key>}`, holding
+    // `<index into the products>:<token>`.
     let pool = redis.pool().await;
-    let [key] = <[String; 1]>::try_from(keys(&pool, "sovendus:*").await).expect("one token key");
-    let _: () = pool.set(&key, format!("1:{TOKEN}"), None, None, false).await.unwrap();
+    let [key] = <[String; 1]>::try_from(keys(&pool, "{sovendus}:capture:*").await).expect("one capture key");
+    let visitor_key = key.rsplit(':').next().expect("the visitor's key");
+    let _: i64 = pool.del(&key).await.unwrap();
+    let _: () = pool
+        .set(format!("sovendus:{{{visitor_key}}}"), format!("1:{TOKEN}"), None, None, false)
+        .await
+        .unwrap();
 
     assert_eq!(visitor.pending_token().await, "", "an unreadable entry is no token");
     assert_eq!(visitor.order().await, "token_store");

@@ -21,9 +21,11 @@ const STARTUP: Duration = Duration::from_secs(30);
 /// The demo shop's binary, beside this test's (`cargo test` builds the examples).
 fn shop_binary() -> PathBuf {
     let exe = std::env::current_exe().expect("the test binary's path");
-    let binary = exe.parent().and_then(Path::parent).expect("target/debug/deps").join("examples").join("shop");
+    let binary =
+        exe.parent().and_then(Path::parent).expect("target/debug/deps").join("examples").join("shop");
     if !binary.exists() {
-        let built = Command::new(env!("CARGO")).args(["build", "--example", "shop"]).status().expect("cargo runs");
+        let built =
+            Command::new(env!("CARGO")).args(["build", "--example", "shop"]).status().expect("cargo runs");
         assert!(built.success(), "the demo shop builds");
     }
     binary
@@ -32,13 +34,16 @@ fn shop_binary() -> PathBuf {
 /// One run of the demo shop on the SQLite file in `dir`, at `addr`, sending to a sandbox.
 struct Shop {
     child: Child,
-    addr: SocketAddr,
 }
 
 impl Shop {
     /// Starts the shop with `api_key`, and waits until it accepts connections.
     fn start(dir: &Path, addr: SocketAddr, sandbox: &Sandbox, api_key: &str) -> Self {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("shop.log")).expect("a log file");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("shop.log"))
+            .expect("a log file");
         let child = Command::new(shop_binary())
             .env("SHOP_ADDR", addr.to_string())
             .env("SHOP_DATABASE_URL", format!("sqlite://{}?mode=rwc", dir.join("shop.db").display()))
@@ -51,13 +56,17 @@ impl Shop {
             .stdin(Stdio::null())
             .spawn()
             .expect("the demo shop starts");
-        let mut shop = Self { child, addr };
+        let mut shop = Self { child };
         let started = Instant::now();
         while TcpStream::connect(addr).is_err() {
             if let Some(status) = shop.child.try_wait().expect("the shop's status") {
                 panic!("the demo shop exited at start ({status}); see {}", dir.join("shop.log").display());
             }
-            assert!(started.elapsed() < STARTUP, "the demo shop did not start; see {}", dir.join("shop.log").display());
+            assert!(
+                started.elapsed() < STARTUP,
+                "the demo shop did not start; see {}",
+                dir.join("shop.log").display()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         shop
@@ -105,7 +114,8 @@ async fn land_and_order(visitor: &Visitor, token: &str) {
     assert!(home.contains("You came from Sovendus"), "{home}");
     let cart = visitor.client.post(visitor.url("/cart")).form(&[("product", "1")]).send().await.unwrap();
     assert!(cart.status().is_success(), "{}", cart.status());
-    let order = visitor.client.post(visitor.url("/order")).form(&[("shipping", "standard")]).send().await.unwrap();
+    let order =
+        visitor.client.post(visitor.url("/order")).form(&[("shipping", "standard")]).send().await.unwrap();
     let thank_you = order.text().await.unwrap();
     assert!(thank_you.contains("Sovendus conversion on its way."), "{thank_you}");
 }
@@ -157,7 +167,8 @@ async fn a_conversion_refused_for_a_wrong_key_is_delivered_after_a_restart_with_
     let (sandbox, addr) = (Sandbox::start().await.unwrap(), free_addr());
     let shop = Shop::start(dir.path(), addr, &sandbox, "a-rotated-api-key-0000");
     land_and_order(&Visitor::new(addr), "1095752fb409-wrong-key").await;
-    let refused = async || sandbox.conversions().iter().any(|call| call.status() == Some(StatusCode::FORBIDDEN));
+    let refused =
+        async || sandbox.conversions().iter().any(|call| call.status() == Some(StatusCode::FORBIDDEN));
     assert!(eventually(Duration::from_secs(20), refused).await, "403 for the wrong key");
     shop.terminate(Duration::from_secs(20));
 

@@ -333,8 +333,7 @@ async fn conversions_report(delivery: &Delivery) -> String {
             .iter()
             .map(|conversion| {
                 // Display masks the token.
-                let next =
-                    conversion.next_attempt_at.map(|at| httpdate::fmt_http_date(at)).unwrap_or_default();
+                let next = conversion.next_attempt_at.map(httpdate::fmt_http_date).unwrap_or_default();
                 let error = conversion.last_error.as_deref().unwrap_or_default();
                 format!(
                     "<tr><td>{}</td><td><code>{}</code></td><td>{}</td><td>{next}</td><td>{}</td></tr>",

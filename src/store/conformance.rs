@@ -162,7 +162,11 @@ async fn a_take_makes_the_capture_an_owed_conversion(store: &impl TokenStore, t:
         ConversionCounts { owed: 1, ..ConversionCounts::default() },
         "{rule}"
     );
-    assert_eq!(store.list(ConversionState::Owed, 10).await.unwrap(), [expected.clone()], "{rule}: listed");
+    assert_eq!(
+        store.list(ConversionState::Owed, 10).await.unwrap(),
+        std::slice::from_ref(&expected),
+        "{rule}: listed"
+    );
     assert_eq!(store.find(&"A-1".parse().unwrap()).await.unwrap(), Some(expected), "{rule}: found by order");
     assert_eq!(store.find(&"A-2".parse().unwrap()).await.unwrap(), None, "{rule}: another order");
 }
