@@ -124,6 +124,22 @@ def figures():
                           f"entry: {floors['moka_floor_expiry']:.0f} bytes (expiry per entry), "
                           f"{floors['moka_floor_ttl']:.0f} (one TTL), {floors['moka_floor_bounded']:.0f} (no expiry)",
                           unit="bytes"))
+    for backend, label in [("sqlite", "SQLite"), ("postgres", "Postgres")]:
+        for operation, what in [("capture", "Capture"), ("order", "Order (take into owed)")]:
+            try:
+                candidate, memory = median_ns(f"store_{backend}", operation), median_ns("store_memory", operation)
+            except FileNotFoundError:
+                continue
+            out.append(Figure(f"{what} on {label} vs the embedded store", candidate / memory, None, True,
+                              f"{us(candidate)} vs {us(memory)} per operation"))
+    backlog = read_json("backlog", "drain.json")
+    if backlog:
+        for backend, measured in backlog["stores"].items():
+            drain, client = statistics.median(measured["drain_per_second"]), statistics.median(measured["client_per_second"])
+            out.append(Figure(f"Backlog of {backlog['backlog']:,} owed, drained on {backend}, vs pooled client",
+                              measured["ratio"], 0.5, False,
+                              f"{drain:,.0f}/s vs {client:,.0f}/s at concurrency {backlog['workers']}; "
+                              f"median of {len(measured['drain_per_second'])} paired rounds"))
     # The target's pair, in Cargo's release profile and in the release-lto profile (Cargo.toml).
     for file, build in [("results.json", ""), ("results-release-lto.json", ", fat LTO build (`release-lto`)")]:
         load = read_json("load", file)

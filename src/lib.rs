@@ -7,9 +7,12 @@
 //!
 //! ```text
 //! landing   GET /any/path?sovReqToken=T      SessionManagerLayer ─► SovendusLayer ─► handler
-//!                                            the token is stored against the session
+//!                                            the token is captured against the session
 //! order     POST /order                      handler(conversion: SovendusConversion)
-//!                                            conversion.send().await: leased, sent, settled
+//!                                            conversion.send().await: in one step the capture
+//!                                            becomes an owed conversion, then it is sent
+//! owed      the delivery workers of any instance, after a restart too, claim what is due
+//!           (a lease, renewed while they send), send it, and settle it by the answer
 //! ```
 //!
 //! ```
@@ -43,16 +46,19 @@
 //! # Modules
 //!
 //! [`config`] holds the options, [`layer`] the tower plumbing, [`extract`] the extractor,
-//! [`delivery`] the background delivery, [`store`] the token stores, [`client`] the HTTP
-//! client and [`metrics`] the counters' names.
+//! [`delivery`] the owed conversions' delivery and its schedule, [`store`] the stores and
+//! their records, [`client`] the HTTP client and [`metrics`] the metrics' names.
 //!
 //! # Features
 //!
 //! - `axum` (default): [`SovendusConversion`] as an axum extractor. Without it the layer works
 //!   in any tower/hyper app, and [`SovendusConversion::from_extensions`] builds the conversion.
 //! - `sandbox`: [`sandbox::Sandbox`], a fake Sovendus API on 127.0.0.1 for demos and tests.
-//! - `redis`: `store::RedisTokenStore`, tokens shared by several instances of the shop in
-//!   Redis, on the same fred pool as tower-sessions-redis-store.
+//! - `sqlite`, `postgres`: `store::SqlTokenStore`, captures and owed conversions in SQLite or
+//!   Postgres, on the same sqlx pool as tower-sessions-sqlx-store.
+//! - `redis`: `store::RedisTokenStore`, the same in Redis, on the same fred pool as
+//!   tower-sessions-redis-store.
+//! - `conformance`: `store::conformance`, the rules every store keeps, for a store's tests.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]

@@ -169,3 +169,32 @@ async fn two_instances_on_one_redis_deliver_each_conversion_once_though_one_dies
         async || observer.counts().await.map_or(0, |counts| counts.of(ConversionState::Delivered));
     each_conversion_once_though_an_instance_dies(sandbox, stores, delivered).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_on_one_postgres_deliver_each_conversion_once_though_one_dies() {
+    use common::postgres::PostgresServer;
+    use tower_sessions_sqlx_store::PostgresStore;
+    use tower_sovendus::store::{SqlTokenStore, sqlx::PgPool};
+
+    let Some(postgres) =
+        PostgresServer::start("two_instances_on_one_postgres_deliver_each_conversion_once_though_one_dies")
+    else {
+        return;
+    };
+    let url = postgres.database("shop").await;
+    let migrated = PgPool::connect(&url).await.unwrap();
+    SqlTokenStore::postgres(migrated.clone()).migrate().await.unwrap();
+    PostgresStore::new(migrated.clone()).migrate().await.unwrap();
+    let sandbox = Sandbox::builder().keep_calls(100_000).start().await.unwrap();
+    let stores = move || {
+        let url = url.clone();
+        async move {
+            let pool = PgPool::connect(&url).await.unwrap();
+            (SqlTokenStore::postgres(pool.clone()), PostgresStore::new(pool))
+        }
+    };
+    let observer = SqlTokenStore::postgres(migrated);
+    let delivered = async || observer.counts().await.map_or(0, |counts| counts.of(ConversionState::Delivered));
+    each_conversion_once_though_an_instance_dies(sandbox, stores, delivered).await;
+    drop(postgres);
+}
