@@ -76,7 +76,7 @@ pub use sqlx;
 pub use self::redis::{DEFAULT_REDIS_PREFIX, DEFAULT_REDIS_TIMEOUT, RedisTokenStore};
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 #[cfg_attr(docsrs, doc(cfg(any(feature = "sqlite", feature = "postgres"))))]
-pub use self::sql::SqlTokenStore;
+pub use self::sql::{DEFAULT_SQL_TIMEOUT, SqlTokenStore};
 pub use self::{
     memory::MokaTokenStore,
     records::{

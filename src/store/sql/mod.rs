@@ -1,1 +1,463 @@
-//! `SqlTokenStore`: captures and owed conversions in SQLite or Postgres.
+//! [`SqlTokenStore`]: captures and owed conversions in SQLite or Postgres, on sqlx 0.8.
+//!
+//! Three tables, created by [`SqlTokenStore::migrate`]:
+//!
+//! - `sovendus_captures`: a landing's capture under the visitor's key (an `i128` in decimal):
+//!   `token`, `product_id`, `expires_at`.
+//! - `sovendus_conversions`: an order's conversion under its ID (32 hexadecimal digits), one
+//!   per token (`UNIQUE`): `token`, `product_id`, `order_ref`, `ordered_at`, `state` (`owed`,
+//!   `parked`, `dead`, `delivered`), `attempts`, `next_attempt_at`, `last_error`, `settled_at`,
+//!   the lease (`lease_id`, `lease_until`), and `due_at`: the later of the next attempt and the
+//!   lease's end while it is owed or parked, `NULL` once settled. A claim is one range of the
+//!   index on `due_at`.
+//! - `sovendus_schema`: the migrations applied.
+//!
+//! Times are BIGINT milliseconds since the Unix epoch, always the caller's: no query reads the
+//! database's clock. The migrations are this module's own (`migrations/`), not sqlx's, whose
+//! `_sqlx_migrations` table belongs to the application.
+
+mod migrate;
+mod queries;
+mod read;
+
+use std::{fmt, time::Duration, time::SystemTime};
+
+use sqlx::Row;
+
+use self::queries::Dialect;
+use super::{
+    Capture, ConversionCounts, ConversionId, ConversionState, Lease, LeaseId, NewCapture, NewConversion,
+    OrderRef, OwedConversion, Settlement, StoreError, Taken, TokenKey, TokenStore, async_trait,
+    records::to_millis,
+};
+use crate::config::Attribution;
+
+/// How long [`SqlTokenStore`] waits for the database before it gives up on one operation: 5
+/// seconds.
+pub const DEFAULT_SQL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A [`TokenStore`] in SQLite or Postgres: durable, and on Postgres shared by every instance of
+/// the shop (a visitor who lands on one instance and orders on another converts, once).
+///
+/// Give it the pool of tower-sessions-sqlx-store 0.15, which uses sqlx 0.8 too: it takes the
+/// pool as it is and never changes its connection options. Call [`migrate`](Self::migrate)
+/// once at start, beside the session store's own.
+///
+/// Each operation is one statement or one transaction, so a crash between two writes loses
+/// nothing: [`take`](TokenStore::take) deletes the capture and inserts the conversion together,
+/// and a [`claim`](TokenStore::claim) is one `UPDATE`, which on Postgres skips the rows other
+/// claims hold (`FOR UPDATE SKIP LOCKED`). Each gives up after the
+/// [timeout](Self::with_timeout) with [`StoreError::TimedOut`].
+///
+/// A row that cannot be read (its token, product, state or ID not valid) is never sent: it is
+/// logged at ERROR without its content, counted as
+/// [`UNREADABLE`](crate::metrics::UNREADABLE), and
+///
+/// - a claimed conversion is marked dead (`last_error` = `unreadable record`), so that no claim
+///   returns it again; [`list`](TokenStore::list) and [`find`](TokenStore::find) skip it;
+/// - a capture makes [`captured`](TokenStore::captured) and [`take`](TokenStore::take) fail
+///   with [`StoreError::Unreadable`]. `take` removes it all the same: it can never become a
+///   conversion, and left in place it would fail every order of the visitor and, under
+///   first-click attribution, keep their next landing from being captured for the token's TTL.
+///
+/// ```no_run
+/// use tower_sessions::SessionManagerLayer;
+/// use tower_sessions_sqlx_store::SqliteStore;
+/// use tower_sovendus::{SovendusConfig, SovendusLayer, store::{SqlTokenStore, sqlx::SqlitePool}};
+///
+/// # #[tokio::main]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// // One pool for the sessions and the tokens.
+/// let pool = SqlitePool::connect("sqlite://shop.db?mode=rwc").await?;
+/// let sessions = SqliteStore::new(pool.clone());
+/// sessions.migrate().await?;
+/// let tokens = SqlTokenStore::sqlite(pool);
+/// tokens.migrate().await?;
+///
+/// let config = SovendusConfig::from_env()?;
+/// let sovendus = SovendusLayer::with_store(config, tokens);
+/// let sessions = SessionManagerLayer::new(sessions);
+/// // ...`.layer(sovendus).layer(sessions)` on the shop's router.
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct SqlTokenStore {
+    pool: Pool,
+    timeout: Duration,
+}
+
+/// The pool of one of the backends.
+#[derive(Clone)]
+enum Pool {
+    #[cfg(feature = "sqlite")]
+    Sqlite(sqlx::SqlitePool),
+    #[cfg(feature = "postgres")]
+    Postgres(sqlx::PgPool),
+}
+
+/// Runs `$body` with `$pool` bound to the store's pool, of its concrete type, and `$dialect`
+/// to its backend's [`Dialect`]: the body is written once and compiled for each backend.
+macro_rules! on_pool {
+    ($store:expr, |$pool:ident| $body:expr) => {
+        on_pool!($store, |$pool, _dialect| $body)
+    };
+    ($store:expr, |$pool:ident, $dialect:ident| $body:expr) => {
+        match &$store.pool {
+            #[cfg(feature = "sqlite")]
+            Pool::Sqlite($pool) => {
+                let $dialect: &Dialect = &queries::SQLITE;
+                $body
+            }
+            #[cfg(feature = "postgres")]
+            Pool::Postgres($pool) => {
+                let $dialect: &Dialect = &queries::POSTGRES;
+                $body
+            }
+        }
+    };
+}
+use on_pool;
+
+impl SqlTokenStore {
+    /// A store on a SQLite pool, with the [`DEFAULT_SQL_TIMEOUT`].
+    ///
+    /// See [`SqlTokenStore`] for an example.
+    #[cfg(feature = "sqlite")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
+    pub fn sqlite(pool: sqlx::SqlitePool) -> Self {
+        Self { pool: Pool::Sqlite(pool), timeout: DEFAULT_SQL_TIMEOUT }
+    }
+
+    /// A store on a Postgres pool, with the [`DEFAULT_SQL_TIMEOUT`].
+    #[cfg(feature = "postgres")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+    pub fn postgres(pool: sqlx::PgPool) -> Self {
+        Self { pool: Pool::Postgres(pool), timeout: DEFAULT_SQL_TIMEOUT }
+    }
+
+    /// How long to wait for the database on one operation before giving up with
+    /// [`StoreError::TimedOut`] (default [`DEFAULT_SQL_TIMEOUT`]). A landing page waits this
+    /// long at most for the capture while the database is away.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    fn dialect(&self) -> &'static Dialect {
+        on_pool!(self, |_pool, dialect| dialect)
+    }
+
+    /// Runs `operation`, giving up after the timeout.
+    async fn within_timeout<T>(
+        &self,
+        operation: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        tokio::time::timeout(self.timeout, operation).await.unwrap_or(Err(StoreError::TimedOut(self.timeout)))
+    }
+}
+
+impl fmt::Debug for SqlTokenStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SqlTokenStore")
+            .field("backend", &self.dialect().name)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The database failed, or could not be reached.
+fn backend(error: sqlx::Error) -> StoreError {
+    StoreError::backend(error)
+}
+
+/// `count` as a bound parameter.
+fn as_i64(count: usize) -> i64 {
+    i64::try_from(count).unwrap_or(i64::MAX)
+}
+
+/// A lease's ID as stored: 32 hexadecimal digits.
+fn lease_text(lease: LeaseId) -> String {
+    format!("{:032x}", lease.get())
+}
+
+/// When a conversion next attempted at `next` and leased until `lease` is due.
+fn due_at(next: Option<SystemTime>, lease: Option<Lease>) -> Option<i64> {
+    let next = to_millis(next?);
+    Some(lease.map_or(next, |lease| next.max(to_millis(lease.until))))
+}
+
+#[async_trait]
+impl TokenStore for SqlTokenStore {
+    async fn capture(&self, key: TokenKey, new: NewCapture) -> Result<bool, StoreError> {
+        let replace = new.attribution == Attribution::LastClick;
+        let (at, expires_at) = (to_millis(new.at), to_millis(new.expires_at()));
+        let Capture { token, product } = &new.capture;
+        let stored = self.within_timeout(async {
+            on_pool!(self, |pool| {
+                sqlx::query(queries::CAPTURE)
+                    .bind(key.to_string())
+                    .bind(token.as_str())
+                    .bind(product.as_str())
+                    .bind(expires_at)
+                    .bind(replace)
+                    .bind(at)
+                    .execute(pool)
+                    .await
+                    .map(|done| done.rows_affected())
+                    .map_err(backend)
+            })
+        });
+        Ok(stored.await? > 0)
+    }
+
+    async fn captured(&self, key: TokenKey, now: SystemTime) -> Result<Option<Capture>, StoreError> {
+        self.within_timeout(async {
+            on_pool!(self, |pool| {
+                let row = sqlx::query(queries::CAPTURED)
+                    .bind(key.to_string())
+                    .bind(to_millis(now))
+                    .fetch_optional(pool)
+                    .await
+                    .map_err(backend)?;
+                row.map(|row| read::capture(&row).inspect_err(|error| read::refused("capture", None, error)))
+                    .transpose()
+            })
+        })
+        .await
+    }
+
+    async fn take(&self, key: TokenKey, conversion: NewConversion) -> Result<Taken, StoreError> {
+        let ordered_at = to_millis(conversion.ordered_at);
+        self.within_timeout(async {
+            on_pool!(self, |pool| {
+                let mut transaction = pool.begin().await.map_err(backend)?;
+                // The write first: on SQLite it takes the write lock at once, so concurrent
+                // takes queue for it instead of failing to upgrade a read lock.
+                let removed = sqlx::query(queries::TAKE_CAPTURE)
+                    .bind(key.to_string())
+                    .fetch_all(&mut *transaction)
+                    .await
+                    .map_err(backend)?;
+                let capture = match removed.first().map(|row| read::live_capture(row, ordered_at)) {
+                    Some(Ok(Some(capture))) => capture,
+                    None | Some(Ok(None)) => {
+                        transaction.commit().await.map_err(backend)?;
+                        return Ok(Taken::NoCapture);
+                    }
+                    Some(Err(error)) => {
+                        // Removed all the same: see the type's doc.
+                        read::refused("capture", None, &error);
+                        transaction.commit().await.map_err(backend)?;
+                        return Err(error);
+                    }
+                };
+                let lease = conversion.lease;
+                let owed = OwedConversion::new(capture, conversion);
+                let inserted = sqlx::query(queries::INSERT_CONVERSION)
+                    .bind(owed.id.to_string())
+                    .bind(owed.token.as_str())
+                    .bind(owed.product.as_str())
+                    .bind(owed.order.as_ref().map(OrderRef::as_str))
+                    .bind(to_millis(owed.ordered_at))
+                    .bind(owed.next_attempt_at.map(to_millis))
+                    .bind(lease.map(|lease| lease_text(lease.id)))
+                    .bind(lease.map(|lease| to_millis(lease.until)))
+                    .bind(due_at(owed.next_attempt_at, lease))
+                    .execute(&mut *transaction)
+                    .await
+                    .map_err(backend)?;
+                let taken = if inserted.rows_affected() == 1 {
+                    Ok(Taken::Owed(owed))
+                } else {
+                    let existing: String = sqlx::query_scalar(queries::CONVERSION_OF_TOKEN)
+                        .bind(owed.token.as_str())
+                        .fetch_one(&mut *transaction)
+                        .await
+                        .map_err(backend)?;
+                    read::conversion_id(&existing)
+                        .map(Taken::AlreadyConverted)
+                        .inspect_err(|error| read::refused("conversion", None, error))
+                };
+                transaction.commit().await.map_err(backend)?;
+                taken
+            })
+        })
+        .await
+    }
+
+    async fn claim(
+        &self,
+        now: SystemTime,
+        limit: usize,
+        lease: Lease,
+    ) -> Result<Vec<OwedConversion>, StoreError> {
+        let now = to_millis(now);
+        let lease_id = lease_text(lease.id);
+        let mut claimed = self
+            .within_timeout(async {
+                on_pool!(self, |pool, dialect| {
+                    let rows = sqlx::query(dialect.claim)
+                        .bind(now)
+                        .bind(as_i64(limit))
+                        .bind(&lease_id)
+                        .bind(to_millis(lease.until))
+                        .fetch_all(pool)
+                        .await
+                        .map_err(backend)?;
+                    let mut claimed = Vec::with_capacity(rows.len());
+                    for row in &rows {
+                        let error = match read::conversion(row) {
+                            Ok(conversion) => {
+                                claimed.push(conversion);
+                                continue;
+                            }
+                            Err(error) => error,
+                        };
+                        read::refused("conversion", read::readable_id(row), &error);
+                        let stored_id: Option<String> = row.try_get("id").ok();
+                        let Some(stored_id) = stored_id else { continue };
+                        // Never claimed again. Should this fail, its lease runs out and the
+                        // next claim tries again; the readable ones are claimed meanwhile.
+                        let buried = sqlx::query(queries::BURY_UNREADABLE)
+                            .bind(stored_id)
+                            .bind(&lease_id)
+                            .bind(now)
+                            .execute(pool)
+                            .await;
+                        if let Err(error) = buried {
+                            tracing::error!(%error, "could not mark an unreadable Sovendus conversion dead");
+                        }
+                    }
+                    Ok(claimed)
+                })
+            })
+            .await?;
+        // The database returns them in no particular order.
+        claimed.sort_by_key(|conversion| (conversion.next_attempt_at, conversion.id));
+        Ok(claimed)
+    }
+
+    async fn renew(&self, id: ConversionId, lease: Lease) -> Result<bool, StoreError> {
+        let renewed = self.within_timeout(async {
+            on_pool!(self, |pool| {
+                sqlx::query(queries::RENEW)
+                    .bind(id.to_string())
+                    .bind(lease_text(lease.id))
+                    .bind(to_millis(lease.until))
+                    .execute(pool)
+                    .await
+                    .map(|done| done.rows_affected())
+                    .map_err(backend)
+            })
+        });
+        Ok(renewed.await? > 0)
+    }
+
+    async fn settle(
+        &self,
+        id: ConversionId,
+        lease: LeaseId,
+        settlement: Settlement,
+    ) -> Result<bool, StoreError> {
+        let settled = settlement.state.is_settled();
+        let next = settlement.next_attempt_at.map(to_millis);
+        let ended = self.within_timeout(async {
+            on_pool!(self, |pool| {
+                sqlx::query(queries::SETTLE)
+                    .bind(id.to_string())
+                    .bind(lease_text(lease))
+                    .bind(settlement.state.as_str())
+                    .bind(i64::from(settlement.attempts))
+                    .bind(next)
+                    .bind(settlement.last_error.as_deref())
+                    .bind(settled.then(|| to_millis(settlement.at)))
+                    .bind(if settled { None } else { next })
+                    .execute(pool)
+                    .await
+                    .map(|done| done.rows_affected())
+                    .map_err(backend)
+            })
+        });
+        Ok(ended.await? > 0)
+    }
+
+    async fn list(&self, state: ConversionState, limit: usize) -> Result<Vec<OwedConversion>, StoreError> {
+        self.within_timeout(async {
+            on_pool!(self, |pool| {
+                let rows = sqlx::query(queries::LIST)
+                    .bind(state.as_str())
+                    .bind(as_i64(limit))
+                    .fetch_all(pool)
+                    .await
+                    .map_err(backend)?;
+                Ok(rows.iter().filter_map(read::readable_conversion).collect())
+            })
+        })
+        .await
+    }
+
+    async fn counts(&self) -> Result<ConversionCounts, StoreError> {
+        self.within_timeout(async {
+            on_pool!(self, |pool| {
+                let rows = sqlx::query(queries::COUNTS).fetch_all(pool).await.map_err(backend)?;
+                let mut counts = ConversionCounts::default();
+                for row in &rows {
+                    let state = row.try_get::<String, _>("state").ok().and_then(|state| state.parse().ok());
+                    let count =
+                        row.try_get::<i64, _>("count").ok().and_then(|count| u64::try_from(count).ok());
+                    match (state, count) {
+                        (Some(state), Some(count)) => *counts.of_mut(state) += count,
+                        _ => tracing::warn!("Sovendus conversions in an unknown state are not counted"),
+                    }
+                }
+                Ok(counts)
+            })
+        })
+        .await
+    }
+
+    async fn find(&self, order: &OrderRef) -> Result<Option<OwedConversion>, StoreError> {
+        self.within_timeout(async {
+            on_pool!(self, |pool| {
+                let rows =
+                    sqlx::query(queries::FIND).bind(order.as_str()).fetch_all(pool).await.map_err(backend)?;
+                Ok(rows.iter().find_map(read::readable_conversion))
+            })
+        })
+        .await
+    }
+
+    async fn wake_parked(&self, now: SystemTime) -> Result<u64, StoreError> {
+        self.within_timeout(async {
+            on_pool!(self, |pool| {
+                sqlx::query(queries::WAKE_PARKED)
+                    .bind(to_millis(now))
+                    .execute(pool)
+                    .await
+                    .map(|done| done.rows_affected())
+                    .map_err(backend)
+            })
+        })
+        .await
+    }
+
+    async fn purge(&self, settled_before: SystemTime, now: SystemTime) -> Result<u64, StoreError> {
+        self.within_timeout(async {
+            on_pool!(self, |pool| {
+                let conversions = sqlx::query(queries::PURGE_CONVERSIONS)
+                    .bind(to_millis(settled_before))
+                    .execute(pool)
+                    .await
+                    .map_err(backend)?;
+                let captures = sqlx::query(queries::PURGE_CAPTURES)
+                    .bind(to_millis(now))
+                    .execute(pool)
+                    .await
+                    .map_err(backend)?;
+                tracing::debug!(captures = captures.rows_affected(), "purged expired Sovendus captures");
+                Ok(conversions.rows_affected())
+            })
+        })
+        .await
+    }
+}

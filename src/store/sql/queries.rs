@@ -1,0 +1,148 @@
+//! The SQL [`SqlTokenStore`](super::SqlTokenStore) runs. One text serves both backends
+//! (sqlx's SQLite driver reads `$1`-style placeholders too) except what [`Dialect`] holds: the
+//! claim, whose Postgres form skips the rows other claims hold, and how migrations queue.
+//!
+//! Times are bound as BIGINT milliseconds since the Unix epoch, always the caller's: no query
+//! reads the database's clock.
+
+/// The columns an [`OwedConversion`](crate::store::OwedConversion) is read from, in a
+/// `concat!`.
+macro_rules! conversion_columns {
+    () => {
+        "id, token, product_id, order_ref, ordered_at, state, attempts, next_attempt_at, last_error, settled_at"
+    };
+}
+
+/// The claim, up to its lock clause: leases the due conversions, the earliest due first. `$1`
+/// now, `$2` the limit, `$3` the lease's ID, `$4` its end.
+macro_rules! claim {
+    ($lock:literal) => {
+        concat!(
+            "UPDATE sovendus_conversions \
+             SET lease_id = $3, lease_until = $4, \
+                 due_at = CASE WHEN next_attempt_at > $4 THEN next_attempt_at ELSE $4 END \
+             WHERE id IN (SELECT id FROM sovendus_conversions WHERE due_at <= $1 \
+                          ORDER BY due_at, id LIMIT $2",
+            $lock,
+            ") RETURNING ",
+            conversion_columns!()
+        )
+    };
+}
+
+/// What differs between the backends.
+#[derive(Debug)]
+pub(super) struct Dialect {
+    /// The backend's name, for `Debug`.
+    pub(super) name: &'static str,
+    /// Leases the due conversions (see `claim!`).
+    pub(super) claim: &'static str,
+    /// Run once before the migrations, each on its own.
+    pub(super) before_migrations: &'static [&'static str],
+    /// Run first in each migration's transaction, so that instances migrating at once queue.
+    pub(super) open_migration: &'static [&'static str],
+}
+
+/// The table of applied migrations.
+const CREATE_SCHEMA_TABLE: &str = "CREATE TABLE IF NOT EXISTS sovendus_schema (\
+     version BIGINT PRIMARY KEY NOT NULL, name TEXT NOT NULL, applied_at BIGINT NOT NULL)";
+
+/// SQLite: a claim is one write, and SQLite runs one write at a time. The schema table is
+/// created before the migrations' transactions, so that each of them starts with its write
+/// ([`RECORD_MIGRATION`]) and takes the write lock at once: a transaction that reads first and
+/// writes later can fail to upgrade its lock instead of waiting.
+#[cfg(feature = "sqlite")]
+pub(super) const SQLITE: Dialect = Dialect {
+    name: "sqlite",
+    claim: claim!(""),
+    before_migrations: &[CREATE_SCHEMA_TABLE],
+    open_migration: &[],
+};
+
+/// Postgres: concurrent claims skip each other's rows instead of waiting for them. Migrations
+/// queue on a transaction-scoped advisory lock (its key spells "sovendus"), taken before the
+/// schema table is created: concurrent `CREATE TABLE IF NOT EXISTS` can fail on Postgres.
+#[cfg(feature = "postgres")]
+pub(super) const POSTGRES: Dialect = Dialect {
+    name: "postgres",
+    claim: claim!(" FOR UPDATE SKIP LOCKED"),
+    before_migrations: &[],
+    open_migration: &["SELECT pg_advisory_xact_lock(8317997214792447347)", CREATE_SCHEMA_TABLE],
+};
+
+/// Records migration `$1` (named `$2`, applied at `$3`) unless it is recorded: affects no row
+/// when it was applied before.
+pub(super) const RECORD_MIGRATION: &str = "INSERT INTO sovendus_schema (version, name, applied_at) \
+     VALUES ($1, $2, $3) ON CONFLICT (version) DO NOTHING";
+
+/// Stores a capture under `$1`; an existing one is replaced if `$5` (last click) or if it
+/// expired by `$6`. Affects no row when the existing capture wins.
+pub(super) const CAPTURE: &str = "INSERT INTO sovendus_captures (visitor_key, token, product_id, expires_at) \
+     VALUES ($1, $2, $3, $4) \
+     ON CONFLICT (visitor_key) DO UPDATE \
+     SET token = excluded.token, product_id = excluded.product_id, expires_at = excluded.expires_at \
+     WHERE $5 OR sovendus_captures.expires_at <= $6";
+
+/// The capture under `$1`, if it is live at `$2`.
+pub(super) const CAPTURED: &str =
+    "SELECT token, product_id FROM sovendus_captures WHERE visitor_key = $1 AND expires_at > $2";
+
+/// Removes the capture under `$1`, returning it.
+pub(super) const TAKE_CAPTURE: &str =
+    "DELETE FROM sovendus_captures WHERE visitor_key = $1 RETURNING token, product_id, expires_at";
+
+/// A new owed conversion, unless its token has one.
+pub(super) const INSERT_CONVERSION: &str = "INSERT INTO sovendus_conversions \
+     (id, token, product_id, order_ref, ordered_at, state, attempts, next_attempt_at, lease_id, lease_until, due_at) \
+     VALUES ($1, $2, $3, $4, $5, 'owed', 0, $6, $7, $8, $9) \
+     ON CONFLICT (token) DO NOTHING";
+
+/// The ID of the conversion of token `$1`.
+pub(super) const CONVERSION_OF_TOKEN: &str = "SELECT id FROM sovendus_conversions WHERE token = $1";
+
+/// Marks the unreadable conversion `$1`, claimed under lease `$2`, dead at `$3`, so that no
+/// claim returns it again.
+pub(super) const BURY_UNREADABLE: &str = "UPDATE sovendus_conversions \
+     SET state = 'dead', due_at = NULL, next_attempt_at = NULL, last_error = 'unreadable record', \
+         settled_at = $3, lease_id = NULL, lease_until = NULL \
+     WHERE id = $1 AND lease_id = $2";
+
+/// Extends lease `$2` on `$1` to `$3`.
+pub(super) const RENEW: &str = "UPDATE sovendus_conversions \
+     SET lease_until = $3, \
+         due_at = CASE WHEN due_at IS NULL THEN NULL WHEN next_attempt_at > $3 THEN next_attempt_at ELSE $3 END \
+     WHERE id = $1 AND lease_id = $2";
+
+/// Ends lease `$2` on `$1` with the delivery's outcome.
+pub(super) const SETTLE: &str = "UPDATE sovendus_conversions \
+     SET state = $3, attempts = $4, next_attempt_at = $5, last_error = $6, settled_at = $7, due_at = $8, \
+         lease_id = NULL, lease_until = NULL \
+     WHERE id = $1 AND lease_id = $2";
+
+/// Up to `$2` conversions in state `$1`, the earliest ordered first.
+pub(super) const LIST: &str = concat!(
+    "SELECT ",
+    conversion_columns!(),
+    " FROM sovendus_conversions WHERE state = $1 ORDER BY ordered_at, id LIMIT $2"
+);
+
+/// The conversions of order `$1`, the latest first.
+pub(super) const FIND: &str = concat!(
+    "SELECT ",
+    conversion_columns!(),
+    " FROM sovendus_conversions WHERE order_ref = $1 ORDER BY ordered_at DESC, id DESC"
+);
+
+/// How many conversions are in each state.
+pub(super) const COUNTS: &str = "SELECT state, COUNT(*) AS count FROM sovendus_conversions GROUP BY state";
+
+/// Makes the parked conversions due at `$1`, or when their lease runs out if it is later.
+pub(super) const WAKE_PARKED: &str = "UPDATE sovendus_conversions \
+     SET next_attempt_at = $1, due_at = CASE WHEN lease_until > $1 THEN lease_until ELSE $1 END \
+     WHERE state = 'parked'";
+
+/// Removes the conversions settled before `$1`.
+pub(super) const PURGE_CONVERSIONS: &str = "DELETE FROM sovendus_conversions WHERE settled_at < $1";
+
+/// Removes the captures expired at `$1`.
+pub(super) const PURGE_CAPTURES: &str = "DELETE FROM sovendus_captures WHERE expires_at <= $1";
