@@ -28,7 +28,10 @@ use tower_sovendus::{
         Capture, ConversionId, MokaTokenStore, NewCapture, NewConversion, RedisTokenStore, SqlTokenStore,
         Taken, TokenStore,
         fred::prelude::{Builder, ClientLike, Config},
-        sqlx::{PgPool, SqlitePool},
+        sqlx::{
+            PgPool, SqlitePool,
+            sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous},
+        },
     },
 };
 
@@ -107,9 +110,14 @@ async fn client_rate(sandbox: &Sandbox) -> f64 {
 async fn stores(dir: &std::path::Path) -> Vec<(&'static str, Arc<dyn TokenStore>)> {
     let mut stores: Vec<(&'static str, Arc<dyn TokenStore>)> =
         vec![("memory", Arc::new(MokaTokenStore::new(1_000_000).with_max_owed(1_000_000)))];
-    let sqlite = SqlitePool::connect(&format!("sqlite://{}?mode=rwc", dir.join("backlog.db").display()))
-        .await
-        .expect("a SQLite file");
+    // WAL with `synchronous = NORMAL`, as a shop runs SQLite: a commit is durable across a crash
+    // of the process, and waits for no fsync.
+    let options = SqliteConnectOptions::new()
+        .filename(dir.join("backlog.db"))
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Normal);
+    let sqlite = SqlitePool::connect_with(options).await.expect("a SQLite file");
     let sqlite = SqlTokenStore::sqlite(sqlite);
     sqlite.migrate().await.expect("migrated");
     stores.push(("sqlite", Arc::new(sqlite)));

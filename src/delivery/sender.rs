@@ -4,10 +4,11 @@
 use std::{
     collections::HashSet,
     pin::pin,
-    sync::{Arc, Mutex},
+    sync::{Arc, Mutex, OnceLock},
     time::{Duration, SystemTime},
 };
 
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::{schedule::DeliverySchedule, verdict::Verdict};
@@ -16,7 +17,7 @@ use crate::{
     error::{SovendusError, StoreError},
     metrics,
     retry::RetryPolicy,
-    store::{ConversionState, Lease, OwedConversion, Settlement, TokenStore},
+    store::{ConversionId, ConversionState, Lease, LeaseId, OwedConversion, Settlement, TokenStore},
     sync::lock,
 };
 
@@ -30,6 +31,9 @@ const SETTLE_RETRY: RetryPolicy = RetryPolicy {
     jitter: true,
 };
 
+/// The most settlements written together.
+const MAX_SETTLED_TOGETHER: usize = 256;
+
 /// Sends owed conversions, for the order handlers and the delivery workers alike.
 pub(crate) struct Sender {
     pub(crate) store: Arc<dyn TokenStore>,
@@ -37,15 +41,39 @@ pub(crate) struct Sender {
     pub(crate) schedule: DeliverySchedule,
     /// The causes of parking logged at ERROR so far: each once.
     parked_causes: Mutex<HashSet<&'static str>>,
+    /// Where deliveries leave their settlements, for a task that writes those that end together
+    /// in one go (see [`settle_together`]); started with the first.
+    settlements: OnceLock<mpsc::UnboundedSender<Ending>>,
+}
+
+/// A delivery's settlement, waiting to be written, and where its answer goes.
+struct Ending {
+    settlement: (ConversionId, LeaseId, Settlement),
+    held: oneshot::Sender<Result<bool, StoreError>>,
 }
 
 impl Sender {
-    pub(crate) fn new(
-        store: Arc<dyn TokenStore>,
-        client: SovendusClient,
-        schedule: DeliverySchedule,
-    ) -> Self {
-        Self { store, client, schedule, parked_causes: Mutex::default() }
+    pub(crate) fn new(store: Arc<dyn TokenStore>, client: SovendusClient, schedule: DeliverySchedule) -> Self {
+        Self { store, client, schedule, parked_causes: Mutex::default(), settlements: OnceLock::new() }
+    }
+
+    /// Settles `id`, together with whatever other deliveries end meanwhile: while the store
+    /// writes one batch, the next gathers, so a backlog costs a write per batch, not per
+    /// conversion, and a lone settlement waits for nothing.
+    async fn settle(&self, id: ConversionId, lease: LeaseId, settlement: Settlement) -> Result<bool, StoreError> {
+        let queue = self.settlements.get_or_init(|| {
+            let (queue, settlements) = mpsc::unbounded_channel();
+            tokio::spawn(settle_together(Arc::clone(&self.store), settlements));
+            queue
+        });
+        let (held, answer) = oneshot::channel();
+        let ending = Ending { settlement: (id, lease, settlement), held };
+        if let Err(mpsc::error::SendError(ending)) = queue.send(ending) {
+            // The writing task ended with its runtime: write this one alone.
+            let (id, lease, settlement) = ending.settlement;
+            return self.store.settle(id, lease, settlement).await;
+        }
+        answer.await.unwrap_or_else(|_| Err(StoreError::Backend("the settling task ended".into())))
     }
 
     /// Delivers `conversion` under `lease` and settles it. Its first delivery gets the quick
@@ -62,7 +90,7 @@ impl Sender {
         let send = self.client.send_under(&policy, &conversion.product, &conversion.token, Some(cancel));
         let Attempted { result, calls } = self.renewing(conversion, lease, send).await;
         let settlement = self.settlement(conversion, &result, calls, SystemTime::now());
-        match self.store.settle(conversion.id, lease.id, settlement.clone()).await {
+        match self.settle(conversion.id, lease.id, settlement.clone()).await {
             Ok(true) => {}
             Ok(false) => lease_lost(conversion),
             Err(error) => self.settle_later(conversion, lease, settlement, error),
@@ -190,6 +218,34 @@ impl Sender {
                 }
             }
         });
+    }
+}
+
+/// Writes the settlements as they come, each batch those that came while the last was written.
+async fn settle_together(store: Arc<dyn TokenStore>, mut settlements: mpsc::UnboundedReceiver<Ending>) {
+    while let Some(first) = settlements.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < MAX_SETTLED_TOGETHER {
+            match settlements.try_recv() {
+                Ok(ending) => batch.push(ending),
+                Err(_) => break,
+            }
+        }
+        let (written, answers): (Vec<_>, Vec<_>) = batch.into_iter().map(|ending| (ending.settlement, ending.held)).unzip();
+        match store.settle_all(written).await {
+            Ok(held) => {
+                for (answer, held) in answers.into_iter().zip(held) {
+                    let _ = answer.send(Ok(held));
+                }
+            }
+            Err(error) => {
+                // Each delivery then settles on its own, retrying while the store is away.
+                let message = error.to_string();
+                for answer in answers {
+                    let _ = answer.send(Err(StoreError::Backend(message.clone().into())));
+                }
+            }
+        }
     }
 }
 

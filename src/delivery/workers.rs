@@ -131,6 +131,7 @@ async fn claim_and_deliver(sender: Arc<Sender>, workers: Arc<Workers>) {
     }
     let schedule = sender.schedule;
     let permits = Arc::new(Semaphore::new(workers.count));
+    let claim_at = u32::try_from(workers.count.div_ceil(4)).unwrap_or(1);
     let mut deliveries = JoinSet::new();
     let mut chores = Chores::default();
     while !workers.stop.is_cancelled() {
@@ -167,8 +168,9 @@ async fn claim_and_deliver(sender: Arc<Sender>, workers: Arc<Workers>) {
             () = workers.stop.cancelled() => {}
             () = workers.wake.notified() => {}
             () = tokio::time::sleep(schedule.poll_interval) => {}
-            // All busy after a full batch: more may be due as soon as one is free.
-            Ok(_permit) = permits.acquire(), if batch_full => {}
+            // All busy after a full batch: more may be due once a quarter of the workers are
+            // free, claimed in one go.
+            Ok(_permits) = permits.acquire_many(claim_at), if batch_full => {}
         }
     }
     while let Some(ended) = deliveries.join_next().await {

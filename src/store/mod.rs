@@ -124,6 +124,21 @@ pub trait TokenStore: fmt::Debug + Send + Sync + 'static {
         settlement: Settlement,
     ) -> Result<bool, StoreError>;
 
+    /// Settles each of `settlements` (conversion, lease, outcome) as [`settle`](Self::settle)
+    /// does, in order; returns whether each lease held. Deliveries that end together are
+    /// settled together: a store that can write them in one go (one transaction, one round
+    /// trip) does so; the default settles them one by one.
+    async fn settle_all(
+        &self,
+        settlements: Vec<(ConversionId, LeaseId, Settlement)>,
+    ) -> Result<Vec<bool>, StoreError> {
+        let mut held = Vec::with_capacity(settlements.len());
+        for (id, lease, settlement) in settlements {
+            held.push(self.settle(id, lease, settlement).await?);
+        }
+        Ok(held)
+    }
+
     /// The conversions in `state`, the earliest ordered first, at most `limit`.
     async fn list(&self, state: ConversionState, limit: usize) -> Result<Vec<OwedConversion>, StoreError>;
 
@@ -176,6 +191,13 @@ impl<S: TokenStore + ?Sized> TokenStore for std::sync::Arc<S> {
         settlement: Settlement,
     ) -> Result<bool, StoreError> {
         (**self).settle(id, lease, settlement).await
+    }
+
+    async fn settle_all(
+        &self,
+        settlements: Vec<(ConversionId, LeaseId, Settlement)>,
+    ) -> Result<Vec<bool>, StoreError> {
+        (**self).settle_all(settlements).await
     }
 
     async fn list(&self, state: ConversionState, limit: usize) -> Result<Vec<OwedConversion>, StoreError> {
