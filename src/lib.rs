@@ -53,6 +53,8 @@
 //! - `sandbox`: [`sandbox::Sandbox`], a fake Sovendus API on 127.0.0.1 for demos and tests.
 //! - `redis`: `store::RedisTokenStore`, tokens shared by several instances of the shop in
 //!   Redis, on the same fred pool as tower-sessions-redis-store.
+//! - `sqlite`, `postgres`: `store::SqlTokenStore`, captures and owed conversions in SQLite or
+//!   Postgres, on the same sqlx pool as tower-sessions-sqlx-store.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
