@@ -2,7 +2,7 @@
 #![allow(dead_code)]
 
 pub mod counters;
-#[cfg(feature = "redis")]
+pub mod postgres;
 pub mod redis;
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};

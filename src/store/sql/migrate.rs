@@ -6,6 +6,8 @@
 
 use std::time::SystemTime;
 
+use sqlx::Executor;
+
 use super::{Dialect, Pool, SqlTokenStore, backend, on_pool, queries};
 use crate::{error::StoreError, store::records::to_millis};
 
@@ -51,7 +53,10 @@ impl SqlTokenStore {
                     .await
                     .map_err(backend)?;
                 if recorded.rows_affected() == 1 {
-                    sqlx::raw_sql(migration.script).execute(&mut *transaction).await.map_err(backend)?;
+                    // Through the transaction's `execute`: `raw_sql(..).execute(&mut *transaction)`
+                    // leaves the compiler unable to prove `migrate`'s future `Send`, and a shop
+                    // could not spawn it.
+                    transaction.execute(sqlx::raw_sql(migration.script)).await.map_err(backend)?;
                 }
                 transaction.commit().await.map_err(backend)?;
                 if recorded.rows_affected() == 1 {

@@ -43,11 +43,12 @@ pub const DEFAULT_SQL_TIMEOUT: Duration = Duration::from_secs(5);
 /// pool as it is and never changes its connection options. Call [`migrate`](Self::migrate)
 /// once at start, beside the session store's own.
 ///
-/// Each operation is one statement or one transaction, so a crash between two writes loses
-/// nothing: [`take`](TokenStore::take) deletes the capture and inserts the conversion together,
-/// and a [`claim`](TokenStore::claim) is one `UPDATE`, which on Postgres skips the rows other
-/// claims hold (`FOR UPDATE SKIP LOCKED`). Each gives up after the
-/// [timeout](Self::with_timeout) with [`StoreError::TimedOut`].
+/// Writes that go together are one statement or one transaction, so a crash between two
+/// loses nothing: [`take`](TokenStore::take) deletes the capture and inserts the conversion in
+/// one transaction, and a [`claim`](TokenStore::claim) is one `UPDATE`, which on Postgres skips
+/// the rows other claims hold (`FOR UPDATE SKIP LOCKED`). Each operation gives up after the
+/// [timeout](Self::with_timeout) with [`StoreError::TimedOut`]; while the database is down,
+/// that is what they end with, since sqlx's pool keeps trying to connect meanwhile.
 ///
 /// A row that cannot be read (its token, product, state or ID not valid) is never sent: it is
 /// logged at ERROR without its content, counted as
@@ -332,7 +333,9 @@ impl TokenStore for SqlTokenStore {
                 })
             })
             .await?;
-        // The database returns them in no particular order.
+        // The database returns them in no particular order. By their next attempt: the order
+        // they fell due in, but for those whose lease ran out after it (the database keeps the
+        // new lease alone).
         claimed.sort_by_key(|conversion| (conversion.next_attempt_at, conversion.id));
         Ok(claimed)
     }
@@ -459,5 +462,28 @@ impl TokenStore for SqlTokenStore {
             })
         })
         .await
+    }
+}
+
+#[cfg(all(test, feature = "sqlite"))]
+mod tests {
+    use super::*;
+    use crate::store::records::from_millis;
+
+    #[tokio::test]
+    async fn debug_shows_the_backend_and_the_timeout_only() {
+        let pool = sqlx::SqlitePool::connect_lazy("sqlite::memory:").expect("a lazy pool");
+        let store = SqlTokenStore::sqlite(pool).with_timeout(Duration::from_secs(1));
+        assert_eq!(format!("{store:?}"), r#"SqlTokenStore { backend: "sqlite", timeout: 1s, .. }"#);
+    }
+
+    #[test]
+    fn a_conversion_is_due_at_its_next_attempt_or_when_its_lease_runs_out() {
+        let lease = |until| Some(Lease { id: LeaseId::from(1), until: from_millis(until) });
+        assert_eq!(due_at(Some(from_millis(5)), None), Some(5));
+        assert_eq!(due_at(Some(from_millis(5)), lease(9)), Some(9));
+        assert_eq!(due_at(Some(from_millis(5)), lease(2)), Some(5));
+        assert_eq!(due_at(None, lease(9)), None, "settled");
+        assert_eq!(lease_text(LeaseId::from(0xab)), "000000000000000000000000000000ab");
     }
 }
