@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::{
     TestShop,
-    counters::{count, counters, gauge},
+    counters::{Readings, count},
     quick_retries, quick_schedule,
 };
 use http::StatusCode;
@@ -61,12 +61,14 @@ async fn every_counter_counts_what_happened() {
     assert_eq!(dead.order().await, "invalid_product_or_token: Invalid API parameters.");
 
     // The gauges catch up within six poll intervals.
-    let every_state_counted = async || {
-        [("owed", 1.0), ("parked", 1.0), ("dead", 1.0), ("delivered", 1.0)]
-            .iter()
-            .all(|(state, count)| gauge(&snapshotter, metrics::CONVERSIONS, state) == Some(*count))
-    };
-    assert!(common::eventually(Duration::from_secs(10), every_state_counted).await, "gauges");
+    let mut readings = Readings::new(&snapshotter);
+    let expected = [("dead", 1.0), ("delivered", 1.0), ("owed", 1.0), ("parked", 1.0)];
+    let every_state_counted = async || readings.read().gauges(metrics::CONVERSIONS) == expected;
+    assert!(
+        common::eventually(Duration::from_secs(10), every_state_counted).await,
+        "gauges: {:?}",
+        readings.gauges(metrics::CONVERSIONS)
+    );
 
     // Shut down, then one more background order: dropped, token kept.
     let report = shop.delivery.shutdown(Duration::from_secs(5)).await;
@@ -74,8 +76,8 @@ async fn every_counter_counts_what_happened() {
     late.get("/landing?sovReqToken=visitor-late").await;
     assert_eq!(late.order_in_background().await, "shutting_down");
 
-    let counters = counters(&snapshotter);
-    let count = |name, reason| count(&counters, name, reason);
+    let counters = &readings.read().counters;
+    let count = |name, reason| count(counters, name, reason);
     assert!(counters.iter().all(|(.., description)| description.is_some()), "every counter is described");
     assert_eq!(count(metrics::CAPTURED, None), 5);
     assert_eq!(count(metrics::REFUSED, Some("invalid")), 1);

@@ -29,14 +29,53 @@ pub fn count(counters: &Counters, name: &str, reason: Option<&str>) -> u64 {
         .sum()
 }
 
-/// The gauge `name` with the label `state`, if it was set.
-pub fn gauge(snapshotter: &Snapshotter, name: &str, state: &str) -> Option<f64> {
-    snapshotter.snapshot().into_vec().into_iter().find_map(|(key, _, _, value)| {
-        let key = key.key();
-        let labelled = key.labels().any(|label| label.key() == "state" && label.value() == state);
-        match value {
-            DebugValue::Gauge(value) if key.name() == name && labelled => Some(value.into_inner()),
-            _ => None,
+/// A debugging recorder's readings over several snapshots. A snapshot resets the recorder's
+/// counters and gauges: the counters read are kept here, summed, and the gauges are those of
+/// the last snapshot (a gauge not set since the one before reads 0).
+pub struct Readings<'a> {
+    snapshotter: &'a Snapshotter,
+    pub counters: Counters,
+    gauges: Vec<(String, String, f64)>,
+}
+
+impl<'a> Readings<'a> {
+    pub fn new(snapshotter: &'a Snapshotter) -> Self {
+        Self { snapshotter, counters: Vec::new(), gauges: Vec::new() }
+    }
+
+    /// Takes a snapshot.
+    pub fn read(&mut self) -> &mut Self {
+        self.gauges.clear();
+        for (key, _, description, value) in self.snapshotter.snapshot().into_vec() {
+            let key = key.key();
+            let label =
+                |name| key.labels().find(|label| label.key() == name).map(|label| label.value().to_owned());
+            match value {
+                DebugValue::Counter(count) => self.counters.push((
+                    key.name().to_owned(),
+                    label("reason"),
+                    count,
+                    description.map(|text| text.to_string()),
+                )),
+                DebugValue::Gauge(value) => {
+                    let state = label("state").unwrap_or_default();
+                    self.gauges.push((key.name().to_owned(), state, value.into_inner()));
+                }
+                DebugValue::Histogram(_) => {}
+            }
         }
-    })
+        self
+    }
+
+    /// The last snapshot's gauges `name`, by their `state` label, in its order.
+    pub fn gauges(&self, name: &str) -> Vec<(&str, f64)> {
+        let mut gauges: Vec<(&str, f64)> = self
+            .gauges
+            .iter()
+            .filter(|(n, ..)| n == name)
+            .map(|(_, state, value)| (state.as_str(), *value))
+            .collect();
+        gauges.sort_by(|a, b| a.0.cmp(b.0));
+        gauges
+    }
 }
