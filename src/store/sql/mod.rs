@@ -20,7 +20,11 @@ mod migrate;
 mod queries;
 mod read;
 
-use std::{fmt, time::Duration, time::SystemTime};
+use std::{
+    fmt,
+    sync::Arc,
+    time::{Duration, SystemTime},
+};
 
 use sqlx::Row;
 
@@ -85,6 +89,10 @@ pub const DEFAULT_SQL_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct SqlTokenStore {
     pool: Pool,
     timeout: Duration,
+    /// On SQLite, which runs one write at a time: this process's writes queue here, instead of
+    /// colliding in the database, where a busy writer sleeps for milliseconds before it tries
+    /// again. Clones share it.
+    writes: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// The pool of one of the backends.
@@ -126,14 +134,14 @@ impl SqlTokenStore {
     #[cfg(feature = "sqlite")]
     #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
     pub fn sqlite(pool: sqlx::SqlitePool) -> Self {
-        Self { pool: Pool::Sqlite(pool), timeout: DEFAULT_SQL_TIMEOUT }
+        Self { pool: Pool::Sqlite(pool), timeout: DEFAULT_SQL_TIMEOUT, writes: Arc::default() }
     }
 
     /// A store on a Postgres pool, with the [`DEFAULT_SQL_TIMEOUT`].
     #[cfg(feature = "postgres")]
     #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
     pub fn postgres(pool: sqlx::PgPool) -> Self {
-        Self { pool: Pool::Postgres(pool), timeout: DEFAULT_SQL_TIMEOUT }
+        Self { pool: Pool::Postgres(pool), timeout: DEFAULT_SQL_TIMEOUT, writes: Arc::default() }
     }
 
     /// How long to wait for the database on one operation before giving up with
@@ -154,6 +162,24 @@ impl SqlTokenStore {
         operation: impl Future<Output = Result<T, StoreError>>,
     ) -> Result<T, StoreError> {
         tokio::time::timeout(self.timeout, operation).await.unwrap_or(Err(StoreError::TimedOut(self.timeout)))
+    }
+
+    /// Runs the write `operation`, after this process's other writes on SQLite, giving up after
+    /// the timeout (the wait for the others included).
+    async fn writing<T>(
+        &self,
+        operation: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        self.within_timeout(async {
+            let _turn = match self.pool {
+                #[cfg(feature = "sqlite")]
+                Pool::Sqlite(_) => Some(self.writes.lock().await),
+                #[cfg(feature = "postgres")]
+                Pool::Postgres(_) => None,
+            };
+            operation.await
+        })
+        .await
     }
 }
 
@@ -193,7 +219,7 @@ impl TokenStore for SqlTokenStore {
         let replace = new.attribution == Attribution::LastClick;
         let (at, expires_at) = (to_millis(new.at), to_millis(new.expires_at()));
         let Capture { token, product } = &new.capture;
-        let stored = self.within_timeout(async {
+        let stored = self.writing(async {
             on_pool!(self, |pool| {
                 sqlx::query(queries::CAPTURE)
                     .bind(key.to_string())
@@ -229,7 +255,7 @@ impl TokenStore for SqlTokenStore {
 
     async fn take(&self, key: TokenKey, conversion: NewConversion) -> Result<Taken, StoreError> {
         let ordered_at = to_millis(conversion.ordered_at);
-        self.within_timeout(async {
+        self.writing(async {
             on_pool!(self, |pool| {
                 let mut transaction = pool.begin().await.map_err(backend)?;
                 // The write first: on SQLite it takes the write lock at once, so concurrent
@@ -295,7 +321,7 @@ impl TokenStore for SqlTokenStore {
         let now = to_millis(now);
         let lease_id = lease_text(lease.id);
         let mut claimed = self
-            .within_timeout(async {
+            .writing(async {
                 on_pool!(self, |pool, dialect| {
                     let rows = sqlx::query(dialect.claim)
                         .bind(now)
@@ -341,7 +367,7 @@ impl TokenStore for SqlTokenStore {
     }
 
     async fn renew(&self, id: ConversionId, lease: Lease) -> Result<bool, StoreError> {
-        let renewed = self.within_timeout(async {
+        let renewed = self.writing(async {
             on_pool!(self, |pool| {
                 sqlx::query(queries::RENEW)
                     .bind(id.to_string())
@@ -362,26 +388,41 @@ impl TokenStore for SqlTokenStore {
         lease: LeaseId,
         settlement: Settlement,
     ) -> Result<bool, StoreError> {
-        let settled = settlement.state.is_settled();
-        let next = settlement.next_attempt_at.map(to_millis);
-        let ended = self.within_timeout(async {
-            on_pool!(self, |pool| {
-                sqlx::query(queries::SETTLE)
-                    .bind(id.to_string())
-                    .bind(lease_text(lease))
-                    .bind(settlement.state.as_str())
-                    .bind(i64::from(settlement.attempts))
-                    .bind(next)
-                    .bind(settlement.last_error.as_deref())
-                    .bind(settled.then(|| to_millis(settlement.at)))
-                    .bind(if settled { None } else { next })
-                    .execute(pool)
-                    .await
-                    .map(|done| done.rows_affected())
-                    .map_err(backend)
+        let held = self.settle_all(vec![(id, lease, settlement)]).await?;
+        Ok(held.first().copied().unwrap_or(false))
+    }
+
+    /// One statement for all: deliveries that end together cost one write and one round trip.
+    async fn settle_all(
+        &self,
+        settlements: Vec<(ConversionId, LeaseId, Settlement)>,
+    ) -> Result<Vec<bool>, StoreError> {
+        if settlements.is_empty() {
+            return Ok(Vec::new());
+        }
+        let statement = queries::settle_all(settlements.len());
+        let ended: Vec<String> = self
+            .writing(async {
+                on_pool!(self, |pool| {
+                    let mut query = sqlx::query_scalar(&statement);
+                    for (id, lease, settlement) in &settlements {
+                        let settled = settlement.state.is_settled();
+                        let next = settlement.next_attempt_at.map(to_millis);
+                        query = query
+                            .bind(id.to_string())
+                            .bind(lease_text(*lease))
+                            .bind(settlement.state.as_str())
+                            .bind(i64::from(settlement.attempts))
+                            .bind(next)
+                            .bind(settlement.last_error.clone())
+                            .bind(settled.then(|| to_millis(settlement.at)))
+                            .bind(if settled { None } else { next });
+                    }
+                    query.fetch_all(pool).await.map_err(backend)
+                })
             })
-        });
-        Ok(ended.await? > 0)
+            .await?;
+        Ok(settlements.iter().map(|(id, ..)| ended.contains(&id.to_string())).collect())
     }
 
     async fn list(&self, state: ConversionState, limit: usize) -> Result<Vec<OwedConversion>, StoreError> {
@@ -431,7 +472,7 @@ impl TokenStore for SqlTokenStore {
     }
 
     async fn wake_parked(&self, now: SystemTime) -> Result<u64, StoreError> {
-        self.within_timeout(async {
+        self.writing(async {
             on_pool!(self, |pool| {
                 sqlx::query(queries::WAKE_PARKED)
                     .bind(to_millis(now))
@@ -445,7 +486,7 @@ impl TokenStore for SqlTokenStore {
     }
 
     async fn purge(&self, settled_before: SystemTime, now: SystemTime) -> Result<u64, StoreError> {
-        self.within_timeout(async {
+        self.writing(async {
             on_pool!(self, |pool| {
                 let conversions = sqlx::query(queries::PURGE_CONVERSIONS)
                     .bind(to_millis(settled_before))

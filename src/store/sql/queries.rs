@@ -37,6 +37,7 @@ pub(super) struct Dialect {
     pub(super) name: &'static str,
     /// Leases the due conversions (see `claim!`).
     pub(super) claim: &'static str,
+
     /// Run once before the migrations, each on its own.
     pub(super) before_migrations: &'static [&'static str],
     /// Run first in each migration's transaction, so that instances migrating at once queue.
@@ -113,11 +114,27 @@ pub(super) const RENEW: &str = "UPDATE sovendus_conversions \
          due_at = CASE WHEN due_at IS NULL THEN NULL WHEN next_attempt_at > $3 THEN next_attempt_at ELSE $3 END \
      WHERE id = $1 AND lease_id = $2";
 
-/// Ends lease `$2` on `$1` with the delivery's outcome.
-pub(super) const SETTLE: &str = "UPDATE sovendus_conversions \
-     SET state = $3, attempts = $4, next_attempt_at = $5, last_error = $6, settled_at = $7, due_at = $8, \
-         lease_id = NULL, lease_until = NULL \
-     WHERE id = $1 AND lease_id = $2";
+/// Ends the leases of `count` conversions with their deliveries' outcomes, returning the IDs
+/// whose lease held: eight parameters a conversion, in the order of the `VALUES` columns (ID,
+/// lease, state, attempts, next attempt, last error, settled at, due at).
+pub(super) fn settle_all(count: usize) -> String {
+    let rows: Vec<String> = (0..count)
+        .map(|row| {
+            let first = row * 8 + 1;
+            let parameters: Vec<String> = (first..first + 8).map(|at| format!("${at}")).collect();
+            format!("({})", parameters.join(", "))
+        })
+        .collect();
+    format!(
+        "UPDATE sovendus_conversions \
+         SET state = s.column3, attempts = s.column4, next_attempt_at = s.column5, last_error = s.column6, \
+             settled_at = s.column7, due_at = s.column8, lease_id = NULL, lease_until = NULL \
+         FROM (VALUES {}) AS s \
+         WHERE sovendus_conversions.id = s.column1 AND sovendus_conversions.lease_id = s.column2 \
+         RETURNING sovendus_conversions.id",
+        rows.join(", ")
+    )
+}
 
 /// Up to `$2` conversions in state `$1`, the earliest ordered first.
 pub(super) const LIST: &str = concat!(
