@@ -37,7 +37,7 @@
 //! - Times are the caller's: every method that judges time is given `now` (or the time of its
 //!   write) and judges by it, not by a clock of its own. They are kept to the millisecond.
 //! - [`capture`](TokenStore::capture) keeps one capture per key; under
-//!   [`Attribution::FirstClick`] a live capture wins, under [`Attribution::LastClick`] the new
+//!   [`Attribution::FirstClick`](crate::config::Attribution::FirstClick) a live capture wins, under [`Attribution::LastClick`](crate::config::Attribution::LastClick) the new
 //!   one replaces it.
 //! - [`take`](TokenStore::take) is atomic, and makes at most one conversion per token, ever
 //!   (while the conversion is kept): a token taken before is [`Taken::AlreadyConverted`].
@@ -46,7 +46,7 @@
 //! - [`renew`](TokenStore::renew) and [`settle`](TokenStore::settle) do nothing unless the
 //!   lease named is the conversion's current one.
 //!
-//! The trait is object-safe and declared with [`async_trait`]; hand a store to
+//! The trait is object-safe and declared with [`async_trait`](macro@async_trait); hand a store to
 //! [`SovendusLayer::with_store`](crate::SovendusLayer::with_store). `MokaTokenStore`'s source is
 //! the shortest worked example.
 
@@ -127,16 +127,14 @@ pub trait TokenStore: fmt::Debug + Send + Sync + 'static {
     /// Settles each of `settlements` (conversion, lease, outcome) as [`settle`](Self::settle)
     /// does, in order; returns whether each lease held. Deliveries that end together are
     /// settled together: a store that can write them in one go (one transaction, one round
-    /// trip) does so; the default settles them one by one.
+    /// trip) does so; the default settles them all at once, each on its own.
     async fn settle_all(
         &self,
         settlements: Vec<(ConversionId, LeaseId, Settlement)>,
     ) -> Result<Vec<bool>, StoreError> {
-        let mut held = Vec::with_capacity(settlements.len());
-        for (id, lease, settlement) in settlements {
-            held.push(self.settle(id, lease, settlement).await?);
-        }
-        Ok(held)
+        let settled =
+            settlements.into_iter().map(|(id, lease, settlement)| self.settle(id, lease, settlement));
+        futures_util::future::join_all(settled).await.into_iter().collect()
     }
 
     /// The conversions in `state`, the earliest ordered first, at most `limit`.

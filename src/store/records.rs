@@ -392,11 +392,13 @@ pub(crate) fn to_millis(time: SystemTime) -> i64 {
 }
 
 /// The time `millis` milliseconds after the Unix epoch.
+#[cfg(any(test, feature = "redis", feature = "sqlite", feature = "postgres", feature = "conformance"))]
 pub(crate) fn from_millis(millis: i64) -> SystemTime {
     UNIX_EPOCH + Duration::from_millis(u64::try_from(millis).unwrap_or_default())
 }
 
 /// A time cut to the millisecond, as stores keep it.
+#[cfg(any(test, feature = "conformance"))]
 pub(crate) fn to_the_millisecond(time: SystemTime) -> SystemTime {
     from_millis(to_millis(time))
 }
