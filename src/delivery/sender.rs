@@ -8,7 +8,10 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::{
+    sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot},
+    task::JoinSet,
+};
 use tokio_util::sync::CancellationToken;
 
 use super::{schedule::DeliverySchedule, verdict::Verdict};
@@ -33,6 +36,8 @@ const SETTLE_RETRY: RetryPolicy = RetryPolicy {
 
 /// The most settlements written together.
 const MAX_SETTLED_TOGETHER: usize = 256;
+/// The most batches of settlements written at once.
+const BATCHES_AT_ONCE: usize = 2;
 
 /// Sends owed conversions, for the order handlers and the delivery workers alike.
 pub(crate) struct Sender {
@@ -53,14 +58,23 @@ struct Ending {
 }
 
 impl Sender {
-    pub(crate) fn new(store: Arc<dyn TokenStore>, client: SovendusClient, schedule: DeliverySchedule) -> Self {
+    pub(crate) fn new(
+        store: Arc<dyn TokenStore>,
+        client: SovendusClient,
+        schedule: DeliverySchedule,
+    ) -> Self {
         Self { store, client, schedule, parked_causes: Mutex::default(), settlements: OnceLock::new() }
     }
 
     /// Settles `id`, together with whatever other deliveries end meanwhile: while the store
     /// writes one batch, the next gathers, so a backlog costs a write per batch, not per
     /// conversion, and a lone settlement waits for nothing.
-    async fn settle(&self, id: ConversionId, lease: LeaseId, settlement: Settlement) -> Result<bool, StoreError> {
+    async fn settle(
+        &self,
+        id: ConversionId,
+        lease: LeaseId,
+        settlement: Settlement,
+    ) -> Result<bool, StoreError> {
         let queue = self.settlements.get_or_init(|| {
             let (queue, settlements) = mpsc::unbounded_channel();
             tokio::spawn(settle_together(Arc::clone(&self.store), settlements));
@@ -221,9 +235,14 @@ impl Sender {
     }
 }
 
-/// Writes the settlements as they come, each batch those that came while the last was written.
+/// Writes the settlements as they come: each batch those that came while the last were being
+/// written, up to [`BATCHES_AT_ONCE`] batches under way at once.
 async fn settle_together(store: Arc<dyn TokenStore>, mut settlements: mpsc::UnboundedReceiver<Ending>) {
+    let turns = Arc::new(Semaphore::new(BATCHES_AT_ONCE));
+    let mut writes = JoinSet::new();
     while let Some(first) = settlements.recv().await {
+        while writes.try_join_next().is_some() {}
+        let Ok(turn) = Arc::clone(&turns).acquire_owned().await else { return };
         let mut batch = vec![first];
         while batch.len() < MAX_SETTLED_TOGETHER {
             match settlements.try_recv() {
@@ -231,19 +250,26 @@ async fn settle_together(store: Arc<dyn TokenStore>, mut settlements: mpsc::Unbo
                 Err(_) => break,
             }
         }
-        let (written, answers): (Vec<_>, Vec<_>) = batch.into_iter().map(|ending| (ending.settlement, ending.held)).unzip();
-        match store.settle_all(written).await {
-            Ok(held) => {
-                for (answer, held) in answers.into_iter().zip(held) {
-                    let _ = answer.send(Ok(held));
-                }
+        writes.spawn(write_batch(Arc::clone(&store), batch, turn));
+    }
+    writes.join_all().await;
+}
+
+/// Writes one batch of settlements and gives each its answer.
+async fn write_batch(store: Arc<dyn TokenStore>, batch: Vec<Ending>, _turn: OwnedSemaphorePermit) {
+    let (written, answers): (Vec<_>, Vec<_>) =
+        batch.into_iter().map(|ending| (ending.settlement, ending.held)).unzip();
+    match store.settle_all(written).await {
+        Ok(held) => {
+            for (answer, held) in answers.into_iter().zip(held) {
+                let _ = answer.send(Ok(held));
             }
-            Err(error) => {
-                // Each delivery then settles on its own, retrying while the store is away.
-                let message = error.to_string();
-                for answer in answers {
-                    let _ = answer.send(Err(StoreError::Backend(message.clone().into())));
-                }
+        }
+        Err(error) => {
+            // Each delivery then settles on its own, retrying while the store is away.
+            let message = error.to_string();
+            for answer in answers {
+                let _ = answer.send(Err(StoreError::Backend(message.clone().into())));
             }
         }
     }

@@ -21,7 +21,7 @@ use super::{PendingConversion, sender::Sender};
 use crate::{
     error::SovendusError,
     metrics,
-    store::{ConversionState, Lease, LeaseId, OwedConversion},
+    store::{ConversionState, Lease, LeaseId, OwedConversion, Settlement},
     sync::lock,
 };
 
@@ -121,8 +121,9 @@ impl Workers {
 }
 
 /// The loop: at start, makes the parked conversions due (the configuration may have been
-/// fixed); then claims what is due whenever a worker is free, waking on an order of its own or
-/// after the poll interval.
+/// fixed); then claims what is due, ahead of the workers by up to [`CLAIM_AHEAD`] times their
+/// count (so that a backlog costs a claim per batch, not per conversion), waking on an order
+/// of its own, after the poll interval, or when a batch of room came free.
 async fn claim_and_deliver(sender: Arc<Sender>, workers: Arc<Workers>) {
     match sender.store.wake_parked(SystemTime::now()).await {
         Ok(0) => {}
@@ -130,8 +131,9 @@ async fn claim_and_deliver(sender: Arc<Sender>, workers: Arc<Workers>) {
         Err(error) => tracing::error!(%error, "could not make the parked Sovendus conversions due"),
     }
     let schedule = sender.schedule;
-    let permits = Arc::new(Semaphore::new(workers.count));
-    let claim_at = u32::try_from(workers.count.div_ceil(4)).unwrap_or(1);
+    let sending = Arc::new(Semaphore::new(workers.count));
+    let holding = Arc::new(Semaphore::new(workers.count * CLAIM_AHEAD));
+    let claim_at = u32::try_from(workers.count * CLAIM_AHEAD / 4).unwrap_or(u32::MAX);
     let mut deliveries = JoinSet::new();
     let mut chores = Chores::default();
     while !workers.stop.is_cancelled() {
@@ -139,38 +141,34 @@ async fn claim_and_deliver(sender: Arc<Sender>, workers: Arc<Workers>) {
             report_panic(ended);
         }
         chores.run_if_due(&sender).await;
-        let free = permits.available_permits();
+        let room = holding.available_permits();
         let mut batch_full = false;
-        if free > 0 {
+        if room > 0 {
             let now = SystemTime::now();
             let lease = Lease { id: LeaseId::random(), until: now + schedule.lease };
-            match sender.store.claim(now, free, lease).await {
+            match sender.store.claim(now, room, lease).await {
                 Ok(claimed) => {
-                    batch_full = claimed.len() == free;
+                    batch_full = claimed.len() == room;
                     for conversion in claimed {
-                        let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else { break };
+                        let Ok(held) = Arc::clone(&holding).try_acquire_owned() else { break };
+                        let claim = Claim { conversion, lease, _held: held };
                         deliveries.spawn(deliver(
                             Arc::clone(&sender),
                             Arc::clone(&workers),
-                            conversion,
-                            lease,
-                            permit,
+                            claim,
+                            Arc::clone(&sending),
                         ));
                     }
                 }
                 Err(error) => tracing::warn!(%error, "could not claim due Sovendus conversions"),
             }
         }
-        if batch_full && permits.available_permits() > 0 {
-            continue;
-        }
         tokio::select! {
             () = workers.stop.cancelled() => {}
             () = workers.wake.notified() => {}
             () = tokio::time::sleep(schedule.poll_interval) => {}
-            // All busy after a full batch: more may be due once a quarter of the workers are
-            // free, claimed in one go.
-            Ok(_permits) = permits.acquire_many(claim_at), if batch_full => {}
+            // Full after a full batch: more may be due once a batch of room is free.
+            Ok(_room) = holding.acquire_many(claim_at), if batch_full => {}
         }
     }
     while let Some(ended) = deliveries.join_next().await {
@@ -178,15 +176,59 @@ async fn claim_and_deliver(sender: Arc<Sender>, workers: Arc<Workers>) {
     }
 }
 
-async fn deliver(
-    sender: Arc<Sender>,
-    workers: Arc<Workers>,
+/// How many conversions an instance holds claimed at most, in multiples of its workers.
+const CLAIM_AHEAD: usize = 16;
+
+/// A claimed conversion, holding its room among those claimed until it is settled.
+struct Claim {
     conversion: OwedConversion,
     lease: Lease,
-    _permit: OwnedSemaphorePermit,
-) {
+    _held: OwnedSemaphorePermit,
+}
+
+/// Delivers a claimed conversion once a worker is free. Stopped before that, it gives the
+/// conversion back, due at once; if its lease is a third through, it renews it first, and
+/// lets it go if another delivery took it meanwhile.
+async fn deliver(sender: Arc<Sender>, workers: Arc<Workers>, claim: Claim, sending: Arc<Semaphore>) {
+    let Claim { conversion, mut lease, _held } = claim;
+    let turn = tokio::select! {
+        biased;
+        () = workers.stop.cancelled() => None,
+        turn = sending.acquire_owned() => turn.ok(),
+    };
+    let Some(_turn) = turn else {
+        return give_back(&sender, &conversion, lease).await;
+    };
+    let now = SystemTime::now();
+    if lease.until.duration_since(now).unwrap_or_default() < sender.schedule.lease * 2 / 3 {
+        lease.until = now + sender.schedule.lease;
+        match sender.store.renew(conversion.id, lease).await {
+            Ok(true) => {}
+            Ok(false) => {
+                return tracing::debug!(id = %conversion.id, "a claimed Sovendus conversion was taken by another delivery");
+            }
+            Err(error) => {
+                return tracing::warn!(%error, id = %conversion.id, "could not renew a claimed Sovendus conversion");
+            }
+        }
+    }
     let outcome = sender.deliver(&conversion, lease, &workers.cut).await;
     workers.count_outcome(&conversion, &outcome);
+}
+
+/// Ends the lease on a claimed conversion that was not sent, due at once as it was.
+async fn give_back(sender: &Sender, conversion: &OwedConversion, lease: Lease) {
+    let now = SystemTime::now();
+    let unchanged = Settlement {
+        state: conversion.state,
+        attempts: conversion.attempts,
+        next_attempt_at: Some(now),
+        last_error: conversion.last_error.clone(),
+        at: now,
+    };
+    if let Err(error) = sender.store.settle(conversion.id, lease.id, unchanged).await {
+        tracing::warn!(%error, id = %conversion.id, "could not give a claimed Sovendus conversion back; its lease runs out");
+    }
 }
 
 fn report_panic(ended: Result<(), tokio::task::JoinError>) {
