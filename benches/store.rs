@@ -1,6 +1,6 @@
 //! What a store costs the two requests that touch it: the capture of a landing, and the order
 //! that takes the capture into an owed conversion. Each on the embedded store, SQLite (a file
-//! in a temporary folder, WAL) and, when `SOVENDUS_BENCH_POSTGRES_URL` names a server
+//! in a temporary folder, WAL, `synchronous = NORMAL`) and, when `SOVENDUS_BENCH_POSTGRES_URL` names a server
 //! (`benches/servers.sh`), Postgres; `benches/report.py` sets each against the embedded store.
 //!
 //! ```text
@@ -21,8 +21,8 @@ use tower_sovendus::{
     store::{
         Capture, ConversionId, MokaTokenStore, NewCapture, NewConversion, SqlTokenStore, TokenStore,
         sqlx::{
-            PgPool, SqlitePool,
-            sqlite::{SqliteConnectOptions, SqliteJournalMode},
+            PgPool,
+            sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
         },
     },
 };
@@ -35,7 +35,12 @@ fn landing(key: i64) -> NewCapture {
         token: format!("1095752fb409-457a-af14-{key:012x}").parse().expect("a valid token"),
         product: "9bc72425-902c-3abf-9db8-8b186d7cb160".parse().expect("a valid product"),
     };
-    NewCapture { capture, attribution: Attribution::LastClick, at: SystemTime::now(), ttl: Duration::from_secs(3600) }
+    NewCapture {
+        capture,
+        attribution: Attribution::LastClick,
+        at: SystemTime::now(),
+        ttl: Duration::from_secs(3600),
+    }
 }
 
 fn order() -> NewConversion {
@@ -80,9 +85,16 @@ fn stores(c: &mut Criterion) {
     let options = SqliteConnectOptions::new()
         .filename(dir.path().join("store.db"))
         .create_if_missing(true)
-        .journal_mode(SqliteJournalMode::Wal);
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Normal);
     let sqlite = runtime.block_on(async {
-        let store = SqlTokenStore::sqlite(SqlitePool::connect_with(options).await.expect("a SQLite file"));
+        let store = SqlTokenStore::sqlite(
+            SqlitePoolOptions::new()
+                .test_before_acquire(false)
+                .connect_with(options)
+                .await
+                .expect("a SQLite file"),
+        );
         store.migrate().await.expect("migrated");
         store
     });
@@ -91,7 +103,8 @@ fn stores(c: &mut Criterion) {
     match std::env::var("SOVENDUS_BENCH_POSTGRES_URL") {
         Ok(url) => {
             let postgres = runtime.block_on(async {
-                let store = SqlTokenStore::postgres(PgPool::connect(&url).await.expect("the Postgres server"));
+                let store =
+                    SqlTokenStore::postgres(PgPool::connect(&url).await.expect("the Postgres server"));
                 store.migrate().await.expect("migrated");
                 store
             });

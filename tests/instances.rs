@@ -194,7 +194,8 @@ async fn two_instances_on_one_postgres_deliver_each_conversion_once_though_one_d
         }
     };
     let observer = SqlTokenStore::postgres(migrated);
-    let delivered = async || observer.counts().await.map_or(0, |counts| counts.of(ConversionState::Delivered));
+    let delivered =
+        async || observer.counts().await.map_or(0, |counts| counts.of(ConversionState::Delivered));
     each_conversion_once_though_an_instance_dies(sandbox, stores, delivered).await;
     drop(postgres);
 }
