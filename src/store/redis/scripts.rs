@@ -1,0 +1,300 @@
+//! The Lua scripts of [`RedisTokenStore`](super::RedisTokenStore), one an operation (see the
+//! module's docs), loaded once per process.
+
+use std::sync::LazyLock;
+
+use fred::types::scripts::Script;
+
+/// `valid(value, longest)`: whether a product ID or token read from Redis keeps the rules of
+/// [`ProductId`] and [`SovReqToken`] (1 to `longest` URL-unreserved characters, not only dots).
+const LUA_VALID: &str = r"
+local function valid(value, longest)
+  return #value <= longest and string.find(value, '^[A-Za-z0-9%._~%-]+$') ~= nil
+    and string.find(value, '^%.+$') == nil
+end
+";
+
+/// First-click: keeps a capture live at the landing's time, else stores the new one.
+///
+/// KEYS: capture. ARGV: value, PX, the landing's time.
+const CAPTURE_FIRST_CLICK: &str = r"
+local held = redis.call('GET', KEYS[1])
+if held then
+  local expires_at = tonumber(string.match(held, '^(%d+)/'))
+  if expires_at and expires_at > tonumber(ARGV[3]) then
+    return 0
+  end
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+";
+
+/// Takes the capture (or the one given, migrated from the earlier layout) into an owed
+/// conversion. Answers `{'none'}`, `{'corrupt'}`, `{'expired'}`, `{'converted', id}` or
+/// `{'owed', product, token}`.
+///
+/// KEYS: capture, conversion, tokens, orders, due, state:owed. ARGV: id, ordered_at,
+/// next_attempt_at, order or '', lease or '', lease_until, and a given product and token (or
+/// '' to read the capture).
+const TAKE: &str = r"
+local product, token = ARGV[7], ARGV[8]
+if product == '' then
+  local held = redis.call('GET', KEYS[1])
+  if not held then
+    return {'none'}
+  end
+  local expires_at
+  expires_at, product, token = string.match(held, '^(%d+)/([^/]+)/([^/]+)$')
+  if not expires_at or not valid(product, 128) or not valid(token, 256) then
+    return {'corrupt'}
+  end
+  redis.call('DEL', KEYS[1])
+  if tonumber(expires_at) <= tonumber(ARGV[2]) then
+    return {'expired'}
+  end
+end
+local known = redis.call('HGET', KEYS[3], token)
+if known then
+  return {'converted', known}
+end
+local fields = {'token', token, 'product', product, 'ordered_at', ARGV[2], 'state', 'owed',
+  'attempts', '0', 'next_attempt_at', ARGV[3]}
+if ARGV[4] ~= '' then
+  table.insert(fields, 'order')
+  table.insert(fields, ARGV[4])
+  redis.call('HSET', KEYS[4], ARGV[4], ARGV[1])
+end
+if ARGV[5] ~= '' then
+  table.insert(fields, 'lease')
+  table.insert(fields, ARGV[5])
+  table.insert(fields, 'lease_until')
+  table.insert(fields, ARGV[6])
+end
+redis.call('HSET', KEYS[2], unpack(fields))
+redis.call('HSET', KEYS[3], token, ARGV[1])
+redis.call('ZADD', KEYS[5], ARGV[3], ARGV[1])
+redis.call('ZADD', KEYS[6], ARGV[2], ARGV[1])
+return {'owed', product, token}
+";
+
+/// Leases the due conversions, earliest first. Answers `{id, fields, id, fields, …}`, with
+/// `0` for the fields of an ID whose key is missing or not a hash (taken out of `due`).
+///
+/// KEYS: due. ARGV: now, limit, lease, lease_until, the conversions' key prefix.
+const CLAIM: &str = r"
+local claimed = {}
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])) do
+  local key = ARGV[5] .. id
+  claimed[#claimed + 1] = id
+  if redis.call('TYPE', key).ok == 'hash' then
+    redis.call('HSET', key, 'lease', ARGV[3], 'lease_until', ARGV[4])
+    local next_at = redis.call('HGET', key, 'next_attempt_at')
+    local due = ARGV[4]
+    if tonumber(next_at) and tonumber(next_at) > tonumber(ARGV[4]) then
+      due = next_at
+    end
+    redis.call('ZADD', KEYS[1], due, id)
+    claimed[#claimed + 1] = redis.call('HGETALL', key)
+  else
+    redis.call('ZREM', KEYS[1], id)
+    claimed[#claimed + 1] = 0
+  end
+end
+return claimed
+";
+
+/// Marks a claimed conversion that cannot be read dead, if the lease still holds.
+///
+/// KEYS: conversion, due, settled, state:owed, state:parked, state:dead, state:delivered.
+/// ARGV: id, lease, now.
+const BURY: &str = r"
+if redis.call('HGET', KEYS[1], 'lease') ~= ARGV[2] then
+  return 0
+end
+redis.call('ZREM', KEYS[2], ARGV[1])
+for i = 4, 7 do
+  redis.call('ZREM', KEYS[i], ARGV[1])
+end
+redis.call('ZADD', KEYS[6], tonumber(redis.call('HGET', KEYS[1], 'ordered_at')) or 0, ARGV[1])
+redis.call('ZADD', KEYS[3], ARGV[3], ARGV[1])
+redis.call('HSET', KEYS[1], 'state', 'dead', 'settled_at', ARGV[3])
+redis.call('HDEL', KEYS[1], 'lease', 'lease_until', 'next_attempt_at')
+return 1
+";
+
+/// Extends the lease, if it is the conversion's.
+///
+/// KEYS: conversion, due. ARGV: id, lease, lease_until.
+const RENEW: &str = r"
+if redis.call('HGET', KEYS[1], 'lease') ~= ARGV[2] then
+  return 0
+end
+redis.call('HSET', KEYS[1], 'lease_until', ARGV[3])
+local next_at = redis.call('HGET', KEYS[1], 'next_attempt_at')
+if next_at then
+  local due = ARGV[3]
+  if tonumber(next_at) and tonumber(next_at) > tonumber(ARGV[3]) then
+    due = next_at
+  end
+  redis.call('ZADD', KEYS[2], due, ARGV[1])
+end
+return 1
+";
+
+/// Ends the lease with the delivery's outcome, if it is the conversion's.
+///
+/// KEYS: conversion, due, settled, state:owed, state:parked, state:dead, state:delivered.
+/// ARGV: id, lease, state, attempts, next_attempt_at or '', settled_at or '', '1' if there is
+/// an error, the error.
+const SETTLE: &str = r"
+if redis.call('HGET', KEYS[1], 'lease') ~= ARGV[2] then
+  return 0
+end
+local into = ({owed = KEYS[4], parked = KEYS[5], dead = KEYS[6], delivered = KEYS[7]})[ARGV[3]]
+for i = 2, 7 do
+  redis.call('ZREM', KEYS[i], ARGV[1])
+end
+redis.call('ZADD', into, tonumber(redis.call('HGET', KEYS[1], 'ordered_at')) or 0, ARGV[1])
+redis.call('HSET', KEYS[1], 'state', ARGV[3], 'attempts', ARGV[4])
+redis.call('HDEL', KEYS[1], 'lease', 'lease_until')
+if ARGV[5] ~= '' then
+  redis.call('HSET', KEYS[1], 'next_attempt_at', ARGV[5])
+  redis.call('ZADD', KEYS[2], ARGV[5], ARGV[1])
+else
+  redis.call('HDEL', KEYS[1], 'next_attempt_at')
+end
+if ARGV[6] ~= '' then
+  redis.call('HSET', KEYS[1], 'settled_at', ARGV[6])
+  redis.call('ZADD', KEYS[3], ARGV[6], ARGV[1])
+else
+  redis.call('HDEL', KEYS[1], 'settled_at')
+end
+if ARGV[7] == '1' then
+  redis.call('HSET', KEYS[1], 'last_error', ARGV[8])
+else
+  redis.call('HDEL', KEYS[1], 'last_error')
+end
+return 1
+";
+
+/// Every member of a sorted set.
+///
+/// KEYS: the set.
+const MEMBERS: &str = r"
+return redis.call('ZRANGE', KEYS[1], 0, -1)
+";
+
+/// Makes the given conversions due now, those still parked; answers how many.
+///
+/// KEYS: due. ARGV: now, the conversions' key prefix, then the IDs.
+const WAKE: &str = r"
+local woken = 0
+for i = 3, #ARGV do
+  local key = ARGV[2] .. ARGV[i]
+  if redis.call('TYPE', key).ok == 'hash' and redis.call('HGET', key, 'state') == 'parked' then
+    redis.call('HSET', key, 'next_attempt_at', ARGV[1])
+    local due = ARGV[1]
+    local held_until = redis.call('HGET', key, 'lease_until')
+    if tonumber(held_until) and tonumber(held_until) > tonumber(ARGV[1]) then
+      due = held_until
+    end
+    redis.call('ZADD', KEYS[1], due, ARGV[i])
+    woken = woken + 1
+  end
+end
+return woken
+";
+
+/// Removes up to a batch of the conversions settled before a time; answers how many.
+///
+/// KEYS: settled, due, tokens, orders, state:owed, state:parked, state:dead, state:delivered.
+/// ARGV: settled before (exclusive), batch, the conversions' key prefix.
+const PURGE: &str = r"
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[1], 'LIMIT', 0, ARGV[2])
+for _, id in ipairs(ids) do
+  local key = ARGV[3] .. id
+  if redis.call('TYPE', key).ok == 'hash' then
+    local token = redis.call('HGET', key, 'token')
+    if token and redis.call('HGET', KEYS[3], token) == id then
+      redis.call('HDEL', KEYS[3], token)
+    end
+    local order = redis.call('HGET', key, 'order')
+    if order and redis.call('HGET', KEYS[4], order) == id then
+      redis.call('HDEL', KEYS[4], order)
+    end
+  end
+  redis.call('DEL', key)
+  for _, index in ipairs({1, 2, 5, 6, 7, 8}) do
+    redis.call('ZREM', KEYS[index], id)
+  end
+end
+return #ids
+";
+
+/// The conversions in one state, the earliest ordered first. Answers `{id, fields, …}`, with
+/// `0` for the fields of an ID whose key is missing or not a hash.
+///
+/// KEYS: state:<state>. ARGV: the last rank to read, the conversions' key prefix.
+const LIST: &str = r"
+local listed = {}
+for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, ARGV[1])) do
+  local key = ARGV[2] .. id
+  listed[#listed + 1] = id
+  if redis.call('TYPE', key).ok == 'hash' then
+    listed[#listed + 1] = redis.call('HGETALL', key)
+  else
+    listed[#listed + 1] = 0
+  end
+end
+return listed
+";
+
+/// How many conversions are in each state.
+///
+/// KEYS: state:owed, state:parked, state:dead, state:delivered.
+const COUNTS: &str = r"
+return {redis.call('ZCARD', KEYS[1]), redis.call('ZCARD', KEYS[2]), redis.call('ZCARD', KEYS[3]),
+  redis.call('ZCARD', KEYS[4])}
+";
+
+/// The conversion of an order: `{}`, or `{id, fields}` (`0` for a key missing or not a hash).
+///
+/// KEYS: orders. ARGV: the order, the conversions' key prefix.
+const FIND: &str = r"
+local id = redis.call('HGET', KEYS[1], ARGV[1])
+if not id then
+  return {}
+end
+local key = ARGV[2] .. id
+if redis.call('TYPE', key).ok == 'hash' then
+  return {id, redis.call('HGETALL', key)}
+end
+return {id, 0}
+";
+
+/// Deletes a key of the earlier layout if it still holds what was read from it.
+///
+/// KEYS: the key. ARGV: the value read.
+const DELETE_IF_UNCHANGED: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+";
+
+pub(super) static CAPTURE_FIRST_CLICK_SCRIPT: LazyLock<Script> =
+    LazyLock::new(|| Script::from_lua(CAPTURE_FIRST_CLICK));
+pub(super) static TAKE_SCRIPT: LazyLock<Script> =
+    LazyLock::new(|| Script::from_lua(format!("{LUA_VALID}{TAKE}")));
+pub(super) static CLAIM_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::from_lua(CLAIM));
+pub(super) static BURY_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::from_lua(BURY));
+pub(super) static RENEW_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::from_lua(RENEW));
+pub(super) static SETTLE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::from_lua(SETTLE));
+pub(super) static MEMBERS_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::from_lua(MEMBERS));
+pub(super) static WAKE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::from_lua(WAKE));
+pub(super) static PURGE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::from_lua(PURGE));
+pub(super) static LIST_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::from_lua(LIST));
+pub(super) static COUNTS_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::from_lua(COUNTS));
+pub(super) static FIND_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::from_lua(FIND));
+pub(super) static DELETE_IF_UNCHANGED_SCRIPT: LazyLock<Script> =
+    LazyLock::new(|| Script::from_lua(DELETE_IF_UNCHANGED));
