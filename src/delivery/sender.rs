@@ -51,6 +51,12 @@ pub(crate) struct Sender {
     settlements: OnceLock<mpsc::UnboundedSender<Ending>>,
 }
 
+/// What a delivery's calls ended in, and the settlement that records it.
+pub(crate) struct Sent {
+    result: Result<Receipt, SovendusError>,
+    settlement: Settlement,
+}
+
 /// A delivery's settlement, waiting to be written, and where its answer goes.
 struct Ending {
     settlement: (ConversionId, LeaseId, Settlement),
@@ -99,11 +105,34 @@ impl Sender {
         lease: Lease,
         cancel: &CancellationToken,
     ) -> Result<Receipt, SovendusError> {
+        let sent = self.send(conversion, lease, cancel).await;
+        self.settle_sent(conversion, lease, sent).await
+    }
+
+    /// The calls of a delivery (see [`deliver`](Self::deliver)), renewing the lease meanwhile;
+    /// what they ended in is yet to be settled.
+    pub(crate) async fn send(
+        &self,
+        conversion: &OwedConversion,
+        lease: Lease,
+        cancel: &CancellationToken,
+    ) -> Sent {
         let policy =
             if conversion.attempts == 0 { *self.client.retry_policy() } else { RetryPolicy::never() };
         let send = self.client.send_under(&policy, &conversion.product, &conversion.token, Some(cancel));
         let Attempted { result, calls } = self.renewing(conversion, lease, send).await;
         let settlement = self.settlement(conversion, &result, calls, SystemTime::now());
+        Sent { result, settlement }
+    }
+
+    /// Settles what a delivery's calls ended in; returns it.
+    pub(crate) async fn settle_sent(
+        &self,
+        conversion: &OwedConversion,
+        lease: Lease,
+        sent: Sent,
+    ) -> Result<Receipt, SovendusError> {
+        let Sent { result, settlement } = sent;
         match self.settle(conversion.id, lease.id, settlement.clone()).await {
             Ok(true) => {}
             Ok(false) => lease_lost(conversion),

@@ -186,9 +186,10 @@ struct Claim {
     _held: OwnedSemaphorePermit,
 }
 
-/// Delivers a claimed conversion once a worker is free. Stopped before that, it gives the
-/// conversion back, due at once; if its lease is a third through, it renews it first, and
-/// lets it go if another delivery took it meanwhile.
+/// Delivers a claimed conversion once a worker is free, and frees the worker when Sovendus
+/// answered, before the settlement. Stopped before that, it gives the conversion back, due at
+/// once; if its lease is a third through, it renews it first, and lets it go if another
+/// delivery took it meanwhile.
 async fn deliver(sender: Arc<Sender>, workers: Arc<Workers>, claim: Claim, sending: Arc<Semaphore>) {
     let Claim { conversion, mut lease, _held } = claim;
     let turn = tokio::select! {
@@ -196,7 +197,7 @@ async fn deliver(sender: Arc<Sender>, workers: Arc<Workers>, claim: Claim, sendi
         () = workers.stop.cancelled() => None,
         turn = sending.acquire_owned() => turn.ok(),
     };
-    let Some(_turn) = turn else {
+    let Some(turn) = turn else {
         return give_back(&sender, &conversion, lease).await;
     };
     let now = SystemTime::now();
@@ -212,7 +213,10 @@ async fn deliver(sender: Arc<Sender>, workers: Arc<Workers>, claim: Claim, sendi
             }
         }
     }
-    let outcome = sender.deliver(&conversion, lease, &workers.cut).await;
+    let sent = sender.send(&conversion, lease, &workers.cut).await;
+    // The worker is free once Sovendus answered: the settlement waits for its batch without it.
+    drop(turn);
+    let outcome = sender.settle_sent(&conversion, lease, sent).await;
     workers.count_outcome(&conversion, &outcome);
 }
 
