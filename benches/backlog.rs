@@ -15,7 +15,10 @@
 mod support;
 
 use std::{
-    sync::Arc,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
     time::{Duration, Instant, SystemTime},
 };
 
@@ -25,8 +28,9 @@ use tower_sovendus::{
     config::Attribution,
     sandbox::Sandbox,
     store::{
-        Capture, ConversionId, MokaTokenStore, NewCapture, NewConversion, RedisTokenStore, SqlTokenStore,
-        Taken, TokenStore,
+        Capture, ConversionCounts, ConversionId, ConversionState, Lease, LeaseId, MokaTokenStore, NewCapture,
+        NewConversion, OrderRef, OwedConversion, RedisTokenStore, Settlement, SqlTokenStore, StoreError,
+        Taken, TokenKey, TokenStore, async_trait,
         fred::prelude::{Builder, ClientLike, Config},
         sqlx::{
             PgPool, SqlitePool,
@@ -47,6 +51,117 @@ const TARGET: f64 = 0.5;
 fn token(round: usize, n: usize) -> SovReqToken {
     // The process's ID keeps tokens apart from those an earlier run left in a shared database.
     format!("1095752fb409-{:x}-{round:04x}-{n:012x}", std::process::id()).parse().expect("a valid token")
+}
+
+/// A store that times its claims and settlements: where a drain's time goes.
+#[derive(Debug)]
+struct Timed {
+    store: Arc<dyn TokenStore>,
+    claims: Tally,
+    settlements: Tally,
+}
+
+/// Calls, the conversions they carried, and the time they took.
+#[derive(Debug, Default)]
+struct Tally {
+    calls: AtomicU64,
+    conversions: AtomicU64,
+    nanos: AtomicU64,
+}
+
+impl Tally {
+    fn add(&self, conversions: usize, started: Instant) {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        self.conversions.fetch_add(conversions as u64, Ordering::Relaxed);
+        self.nanos.fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+    }
+
+    /// Resets the tally; says what it counted, against a drain of `elapsed`.
+    fn take(&self, elapsed: Duration) -> String {
+        let calls = self.calls.swap(0, Ordering::Relaxed).max(1);
+        let conversions = self.conversions.swap(0, Ordering::Relaxed);
+        let nanos = self.nanos.swap(0, Ordering::Relaxed);
+        format!(
+            "{calls} of {:.0} conversions, {:.0} µs each, {:.1} µs a conversion, busy {:.0} % of the drain",
+            conversions as f64 / calls as f64,
+            nanos as f64 / calls as f64 / 1e3,
+            nanos as f64 / conversions.max(1) as f64 / 1e3,
+            nanos as f64 / elapsed.as_nanos() as f64 * 100.0,
+        )
+    }
+}
+
+#[async_trait]
+impl TokenStore for Timed {
+    async fn capture(&self, key: TokenKey, capture: NewCapture) -> Result<bool, StoreError> {
+        self.store.capture(key, capture).await
+    }
+
+    async fn captured(&self, key: TokenKey, now: SystemTime) -> Result<Option<Capture>, StoreError> {
+        self.store.captured(key, now).await
+    }
+
+    async fn take(&self, key: TokenKey, conversion: NewConversion) -> Result<Taken, StoreError> {
+        self.store.take(key, conversion).await
+    }
+
+    async fn claim(
+        &self,
+        now: SystemTime,
+        limit: usize,
+        lease: Lease,
+    ) -> Result<Vec<OwedConversion>, StoreError> {
+        let started = Instant::now();
+        let claimed = self.store.claim(now, limit, lease).await;
+        self.claims.add(claimed.as_ref().map_or(0, Vec::len), started);
+        claimed
+    }
+
+    async fn renew(&self, id: ConversionId, lease: Lease) -> Result<bool, StoreError> {
+        self.store.renew(id, lease).await
+    }
+
+    async fn settle(
+        &self,
+        id: ConversionId,
+        lease: LeaseId,
+        settlement: Settlement,
+    ) -> Result<bool, StoreError> {
+        let started = Instant::now();
+        let held = self.store.settle(id, lease, settlement).await;
+        self.settlements.add(1, started);
+        held
+    }
+
+    async fn settle_all(
+        &self,
+        settlements: Vec<(ConversionId, LeaseId, Settlement)>,
+    ) -> Result<Vec<bool>, StoreError> {
+        let (started, count) = (Instant::now(), settlements.len());
+        let held = self.store.settle_all(settlements).await;
+        self.settlements.add(count, started);
+        held
+    }
+
+    async fn list(&self, state: ConversionState, limit: usize) -> Result<Vec<OwedConversion>, StoreError> {
+        self.store.list(state, limit).await
+    }
+
+    async fn counts(&self) -> Result<ConversionCounts, StoreError> {
+        self.store.counts().await
+    }
+
+    async fn find(&self, order: &OrderRef) -> Result<Option<OwedConversion>, StoreError> {
+        self.store.find(order).await
+    }
+
+    async fn wake_parked(&self, now: SystemTime) -> Result<u64, StoreError> {
+        self.store.wake_parked(now).await
+    }
+
+    async fn purge(&self, settled_before: SystemTime, now: SystemTime) -> Result<u64, StoreError> {
+        self.store.purge(settled_before, now).await
+    }
 }
 
 /// Fills `store` with `BACKLOG` owed conversions, due at once.
@@ -71,8 +186,9 @@ async fn fill(store: &dyn TokenStore, round: usize) {
 
 /// Starts a layer's delivery on `store` and times how long its workers take to deliver the
 /// backlog; conversions per second.
-async fn drain(sandbox: &Sandbox, store: Arc<dyn TokenStore>, round: usize) -> f64 {
-    fill(&*store, round).await;
+async fn drain(sandbox: &Sandbox, timed: &Arc<Timed>, round: usize) -> f64 {
+    fill(&*timed.store, round).await;
+    let store: Arc<dyn TokenStore> = timed.clone();
     let before = store.counts().await.expect("counted").delivered;
     let calls_before = sandbox.calls_received();
     let started = Instant::now();
@@ -87,9 +203,11 @@ async fn drain(sandbox: &Sandbox, store: Arc<dyn TokenStore>, round: usize) -> f
     while delivery.counts().await.expect("counted").delivered - before < BACKLOG as u64 {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let rate = BACKLOG as f64 / started.elapsed().as_secs_f64();
+    let elapsed = started.elapsed();
     delivery.shutdown(Duration::from_secs(5)).await;
-    rate
+    eprintln!("  claims: {}", timed.claims.take(elapsed));
+    eprintln!("  settlements: {}", timed.settlements.take(elapsed));
+    BACKLOG as f64 / elapsed.as_secs_f64()
 }
 
 /// The pooled client sending `BACKLOG` conversions, `WORKERS` at a time; conversions per second.
@@ -163,9 +281,10 @@ fn main() {
     let dir = tempfile::tempdir().expect("a temporary folder");
     let mut results = serde_json::Map::new();
     for (name, store) in runtime.block_on(stores(dir.path())) {
+        let timed = Arc::new(Timed { store, claims: Tally::default(), settlements: Tally::default() });
         let (mut drains, mut clients) = (Vec::new(), Vec::new());
         for round in 0..ROUNDS {
-            drains.push(runtime.block_on(drain(&sandbox, store.clone(), round)));
+            drains.push(runtime.block_on(drain(&sandbox, &timed, round)));
             clients.push(runtime.block_on(client_rate(&sandbox)));
         }
         let ratios: Vec<f64> = drains.iter().zip(&clients).map(|(drain, client)| drain / client).collect();

@@ -19,7 +19,7 @@ if [[ $(id -u) -eq 0 ]]; then
 fi
 "${as_postgres[@]}" "$pg_bin/initdb" -D "$dir/pg" -U postgres --auth=trust >"$dir/initdb.log" 2>&1
 "${as_postgres[@]}" "$pg_bin/pg_ctl" -D "$dir/pg" -l "$dir/pg.log" -w \
-    -o "-h 127.0.0.1 -p $pg_port -k $dir -c fsync=off" start >/dev/null
+    -o "-h 127.0.0.1 -p $pg_port -k $dir -c synchronous_commit=off" start >/dev/null
 redis-server --bind 127.0.0.1 --port "$redis_port" --save '' --appendonly no --daemonize yes \
     --pidfile "$dir/redis.pid" --dir "$dir" >/dev/null
 echo "export SOVENDUS_BENCH_POSTGRES_URL=postgres://postgres@127.0.0.1:$pg_port/postgres"
