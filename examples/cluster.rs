@@ -15,6 +15,9 @@
 //! Each instance sends to an embedded sandbox of its own here; a shop points every instance
 //! at Sovendus with `SovendusConfig::from_env()`.
 
+#[path = "shop/signal.rs"]
+mod signal;
+
 use std::{process::ExitCode, time::Duration};
 
 use axum::{
@@ -88,9 +91,7 @@ async fn main() -> Result<ExitCode, Box<dyn std::error::Error>> {
     let addr = std::env::var("CLUSTER_ADDR").unwrap_or_else(|_| "127.0.0.1:3002".to_owned());
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     tracing::info!(addr = %listener.local_addr()?, sandbox = %sandbox.endpoint(), "shop instance listening");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async { tokio::signal::ctrl_c().await.unwrap_or(()) })
-        .await?;
+    axum::serve(listener, app).with_graceful_shutdown(signal::stop()).await?;
     delivery.shutdown(Duration::from_secs(10)).await;
     pool.quit().await?;
     Ok(ExitCode::SUCCESS)

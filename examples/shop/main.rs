@@ -16,6 +16,7 @@
 //! then stays owed in the database, for the next start.
 
 mod app;
+mod signal;
 
 use std::{sync::Arc, time::Duration};
 
@@ -110,7 +111,7 @@ async fn serve(
     let stopping = tokio_util::sync::CancellationToken::new();
     let server = axum::serve(listener, app).with_graceful_shutdown(stopping.clone().cancelled_owned());
     let server = tokio::spawn(async move { server.await });
-    stop_signal().await;
+    signal::stop().await;
     println!("Stopping: the server first, then the deliveries, within {} s.", DRAIN.as_secs());
     let started = tokio::time::Instant::now();
     stopping.cancel();
@@ -125,27 +126,6 @@ async fn serve(
         report.left().len()
     );
     Ok(())
-}
-
-/// Resolves on SIGTERM (systemd, Docker, Kubernetes) or Ctrl-C.
-async fn stop_signal() {
-    let ctrl_c = async { tokio::signal::ctrl_c().await.unwrap_or(()) };
-    #[cfg(unix)]
-    {
-        let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(terminate) => terminate,
-            Err(error) => {
-                tracing::warn!(%error, "SIGTERM cannot be caught; only Ctrl-C stops the shop gracefully");
-                return ctrl_c.await;
-            }
-        };
-        tokio::select! {
-            () = ctrl_c => {}
-            _ = terminate.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    ctrl_c.await;
 }
 
 /// Creates the folder of a `sqlite://PATH...` database if it is missing.
