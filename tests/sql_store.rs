@@ -32,7 +32,7 @@ use tower_sovendus::{
     store::{
         Capture, ConversionId, ConversionState, Lease, LeaseId, NewCapture, NewConversion, SqlTokenStore,
         StoreError, Taken, TokenStore, conformance,
-        sqlx::{Executor, PgPool, SqlitePool},
+        sqlx::{self, Executor, PgPool, SqlitePool},
     },
 };
 
@@ -106,6 +106,20 @@ async fn postgres_keeps_every_rule() {
     .await;
 }
 
+/// The migrations recorded.
+const SCHEMA_ROWS: &str = "SELECT COUNT(*) FROM sovendus_schema";
+
+/// The count that `count_query` (a `SELECT COUNT(*)`) reads from `pool`.
+async fn rows<DB: sqlx::Database>(pool: &sqlx::Pool<DB>, count_query: &'static str) -> i64
+where
+    for<'c> &'c sqlx::Pool<DB>: sqlx::Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+    i64: sqlx::Type<DB> + for<'r> sqlx::Decode<'r, DB>,
+    usize: sqlx::ColumnIndex<DB::Row>,
+{
+    sqlx::query_scalar(count_query).fetch_one(pool).await.unwrap()
+}
+
 /// Four instances migrate one database at once, then again: each migration is applied once,
 /// and the store works.
 async fn migrations_run_once(instances: Vec<SqlTokenStore>, schema_rows: impl AsyncFnOnce() -> i64) {
@@ -133,14 +147,7 @@ async fn sqlite_migrations_run_once_however_many_instances_run_them() {
         pools.push(sqlite_pool(&path).await);
     }
     let instances = pools.iter().cloned().map(SqlTokenStore::sqlite).collect();
-    migrations_run_once(instances, async || {
-        let (count,): (i64,) = tower_sovendus::store::sqlx::query_as("SELECT COUNT(*) FROM sovendus_schema")
-            .fetch_one(&pools[0])
-            .await
-            .unwrap();
-        count
-    })
-    .await;
+    migrations_run_once(instances, async || rows(&pools[0], SCHEMA_ROWS).await).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -155,14 +162,7 @@ async fn postgres_migrations_run_once_however_many_instances_run_them() {
         pools.push(PgPool::connect(&url).await.unwrap());
     }
     let instances = pools.iter().cloned().map(SqlTokenStore::postgres).collect();
-    migrations_run_once(instances, async || {
-        let (count,): (i64,) = tower_sovendus::store::sqlx::query_as("SELECT COUNT(*) FROM sovendus_schema")
-            .fetch_one(&pools[0])
-            .await
-            .unwrap();
-        count
-    })
-    .await;
+    migrations_run_once(instances, async || rows(&pools[0], SCHEMA_ROWS).await).await;
 }
 
 /// Rows written around the store: unreadable ones (an invalid token, state, ID, product), and a
@@ -238,12 +238,7 @@ async fn sqlite_refuses_unreadable_rows() {
     for row in CORRUPT_ROWS {
         pool.execute(*row).await.unwrap();
     }
-    unreadable_rows_are_refused(&store, async || {
-        let (count,): (i64,) =
-            tower_sovendus::store::sqlx::query_as(DEAD_ROWS).fetch_one(&pool).await.unwrap();
-        count
-    })
-    .await;
+    unreadable_rows_are_refused(&store, async || rows(&pool, DEAD_ROWS).await).await;
 }
 
 #[tokio::test]
@@ -253,12 +248,7 @@ async fn postgres_refuses_unreadable_rows() {
     for row in CORRUPT_ROWS {
         pool.execute(*row).await.unwrap();
     }
-    unreadable_rows_are_refused(&store, async || {
-        let (count,): (i64,) =
-            tower_sovendus::store::sqlx::query_as(DEAD_ROWS).fetch_one(&pool).await.unwrap();
-        count
-    })
-    .await;
+    unreadable_rows_are_refused(&store, async || rows(&pool, DEAD_ROWS).await).await;
 }
 
 /// A session stored by `sessions` and a token by `tokens`, on one pool.
