@@ -24,13 +24,13 @@ use std::{
 
 use tokio::{runtime::Runtime, task::JoinSet};
 use tower_sovendus::{
-    SovReqToken, SovendusClient, SovendusLayer,
+    OrderRef, SovReqToken, SovendusClient, SovendusLayer,
     config::Attribution,
     sandbox::Sandbox,
     store::{
         Capture, ConversionCounts, ConversionId, ConversionState, Lease, LeaseId, MokaTokenStore, NewCapture,
-        NewConversion, OrderRef, OwedConversion, RedisTokenStore, Settlement, SqlTokenStore, StoreError,
-        Taken, TokenKey, TokenStore, async_trait,
+        NewConversion, OwedConversion, RedisTokenStore, Settlement, SqlTokenStore, StoreError, Taken,
+        TokenKey, TokenStore, async_trait,
         fred::prelude::{Builder, ClientLike, Config},
         sqlx::{
             PgPool, SqlitePool,
@@ -170,16 +170,10 @@ async fn fill(store: &dyn TokenStore, round: usize) {
     let now = SystemTime::now();
     for n in 0..BACKLOG {
         let key = i128::try_from(round * BACKLOG + n).expect("a small key");
-        let capture = Capture { token: token(round, n), product: Clone::clone(&product) };
-        let new = NewCapture {
-            capture,
-            attribution: Attribution::LastClick,
-            at: now,
-            ttl: Duration::from_secs(3600),
-        };
+        let capture = Capture::new(token(round, n), Clone::clone(&product));
+        let new = NewCapture::new(capture, Attribution::LastClick, now, Duration::from_secs(3600));
         store.capture(key, new).await.expect("captured");
-        let conversion =
-            NewConversion { id: ConversionId::random(), order: None, ordered_at: now, lease: None };
+        let conversion = NewConversion::new(ConversionId::random(), None, now, None);
         assert!(matches!(store.take(key, conversion).await.expect("taken"), Taken::Owed(_)));
     }
 }

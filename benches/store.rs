@@ -31,20 +31,15 @@ use tower_sovendus::{
 static NEXT_KEY: AtomicI64 = AtomicI64::new(0);
 
 fn landing(key: i64) -> NewCapture {
-    let capture = Capture {
-        token: format!("1095752fb409-457a-af14-{key:012x}").parse().expect("a valid token"),
-        product: "9bc72425-902c-3abf-9db8-8b186d7cb160".parse().expect("a valid product"),
-    };
-    NewCapture {
-        capture,
-        attribution: Attribution::LastClick,
-        at: SystemTime::now(),
-        ttl: Duration::from_secs(3600),
-    }
+    let capture = Capture::new(
+        format!("1095752fb409-457a-af14-{key:012x}").parse().expect("a valid token"),
+        "9bc72425-902c-3abf-9db8-8b186d7cb160".parse().expect("a valid product"),
+    );
+    NewCapture::new(capture, Attribution::LastClick, SystemTime::now(), Duration::from_secs(3600))
 }
 
 fn order() -> NewConversion {
-    NewConversion { id: ConversionId::random(), order: None, ordered_at: SystemTime::now(), lease: None }
+    NewConversion::new(ConversionId::random(), None, SystemTime::now(), None)
 }
 
 fn next_key() -> i64 {

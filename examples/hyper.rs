@@ -27,9 +27,7 @@ async fn handle(request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Inf
                 Ok(Outcome::Sent(_)) => {
                     (StatusCode::OK, "order placed, Sovendus conversion sent\n".to_owned())
                 }
-                Ok(Outcome::NoToken) => {
-                    (StatusCode::OK, "order placed, no Sovendus token for this visitor\n".to_owned())
-                }
+                Ok(_) => (StatusCode::OK, "order placed, no Sovendus token for this visitor\n".to_owned()),
                 Err(error) => (StatusCode::OK, format!("order placed; Sovendus will be retried: {error}\n")),
             },
             // A setup mistake: the text says which layer is missing.

@@ -6,14 +6,18 @@ use http::Extensions;
 use tower_sessions::Session;
 
 use crate::{
-    config::ProductId,
     delivery::{Delivery, Outcome, QueueOutcome},
     error::SovendusError,
-    handoff,
-    store::{Capture, OrderRef, TokenKey},
-    token::SovReqToken,
+    ids::{OrderRef, ProductId, SovReqToken},
+    store::{Capture, TokenKey},
     visitor,
 };
+
+/// What [`SovendusLayer`](crate::SovendusLayer) leaves in every request's extensions: its
+/// delivery, for the extractor. Of nested layers, the innermost's is found, as with any
+/// extension.
+#[derive(Clone)]
+pub(crate) struct Handoff(pub(crate) Delivery);
 
 /// The visitor's Sovendus conversion, taken from the request: send it from the order handler.
 ///
@@ -34,7 +38,7 @@ use crate::{
 /// async fn order(conversion: SovendusConversion) -> impl IntoResponse {
 ///     let token = conversion.token().cloned(); // Option<SovReqToken>: keep it with the order
 ///     match conversion.for_order("A-10427".parse().expect("a short reference")).send().await {
-///         Ok(Outcome::Sent(_)) | Ok(Outcome::NoToken) => {}
+///         Ok(_) => {} // sent, or no token
 ///         // Typed: InvalidApiKey, InvalidProductOrToken, WrongUrl, Unavailable, ... The
 ///         // conversion stays owed (or parked) and is delivered later; the order succeeded.
 ///         Err(e) => tracing::warn!(error = %e, "Sovendus conversion not delivered yet"),
@@ -71,8 +75,8 @@ impl SovendusConversion {
     /// # }
     /// ```
     pub async fn from_extensions(extensions: &Extensions) -> Result<Self, SovendusConversionRejection> {
-        let delivery =
-            handoff::delivery(extensions).ok_or(SovendusConversionRejection::MissingSovendusLayer)?;
+        let Handoff(delivery) =
+            extensions.get::<Handoff>().cloned().ok_or(SovendusConversionRejection::MissingSovendusLayer)?;
         delivery.start();
         let session = extensions.get::<Session>().ok_or(SovendusConversionRejection::MissingSessionLayer)?;
         let key = visitor::token_key(session).await.map_err(SovendusConversionRejection::Session)?;
@@ -136,12 +140,12 @@ impl SovendusConversion {
     ///
     /// ```
     /// use axum::{Router, routing::post};
-    /// use tower_sovendus::{SovendusConversion, delivery::QueueOutcome};
+    /// use tower_sovendus::{QueueOutcome, SovendusConversion};
     ///
     /// async fn order(conversion: SovendusConversion) -> &'static str {
     ///     match conversion.send_in_background().await {
     ///         Ok(QueueOutcome::Queued) => "thank you (conversion on its way)",
-    ///         Ok(QueueOutcome::NoToken) => "thank you",
+    ///         Ok(_) => "thank you", // no token
     ///         Err(error) => {
     ///             tracing::warn!(%error, "Sovendus conversion kept for a later order");
     ///             "thank you"

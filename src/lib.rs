@@ -24,7 +24,7 @@
 //! async fn order(conversion: SovendusConversion) -> &'static str {
 //!     match conversion.send().await {
 //!         Ok(Outcome::Sent(_)) => "thank you (conversion sent)",
-//!         Ok(Outcome::NoToken) => "thank you",
+//!         Ok(_) => "thank you", // no token: not a Sovendus visitor, or converted before
 //!         Err(error) => { tracing::warn!(%error, "kept for a later attempt"); "thank you" }
 //!     }
 //! }
@@ -43,53 +43,82 @@
 //! # Ok(()) }
 //! ```
 //!
-//! # Modules
+//! # Glossary
 //!
-//! [`config`] holds the options, [`layer`] the tower plumbing, [`extract`] the extractor,
-//! [`delivery`] the owed conversions' delivery and its schedule, [`store`] the stores and
-//! their records, [`client`] the HTTP client and [`metrics`] the metrics' names.
+//! - **capture**: a landing's token (and the product it chose), kept against the visitor's
+//!   session for `token_ttl`, until an order takes it.
+//! - **owed**: an order took the capture; the conversion waits in the store until Sovendus
+//!   accepts it, and is attempted on the [`DeliverySchedule`].
+//! - **parked**: Sovendus refused the shop's configuration (403, 404, 405, an unknown product);
+//!   retried on the schedule and at every start, once the configuration is fixed.
+//! - **dead**: never sent again: Sovendus does not know the token, or never answered within
+//!   the schedule.
+//! - **delivered**: Sovendus answered 200. One 200 per token, ever.
+//!
+//! # Where the names live
+//!
+//! The root holds every name an app's setup and order handlers use: the configuration and its
+//! options, the layer, the extractor and what sending answers, the identifiers, the delivery
+//! handle and the stores. Each module keeps its concept's other names: [`config`] the
+//! defaults, [`layer`] the tower service and future, [`extract`] the extractor's rejection,
+//! [`delivery`] what a shutdown reports, [`store`] the [`TokenStore`](store::TokenStore)
+//! trait and the records a store of one's own trades in, [`metrics`] the metrics' names.
 //!
 //! # Features
 //!
 //! - `axum` (default): [`SovendusConversion`] as an axum extractor. Without it the layer works
 //!   in any tower/hyper app, and [`SovendusConversion::from_extensions`] builds the conversion.
+//! - `rustls` (default), `rustls-ring`, `native-tls`: HTTPS to Sovendus with rustls on
+//!   aws-lc-rs, rustls on ring, or the platform's TLS library. Without any, only `http`
+//!   endpoints are accepted.
 //! - `sandbox`: [`sandbox::Sandbox`], a fake Sovendus API on 127.0.0.1 for demos and tests.
-//! - `sqlite`, `postgres`: `store::SqlTokenStore`, captures and owed conversions in SQLite or
+//! - `sqlite`, `postgres`: `SqlTokenStore`, captures and owed conversions in SQLite or
 //!   Postgres, on the same sqlx pool as tower-sessions-sqlx-store.
-//! - `redis`: `store::RedisTokenStore`, the same in Redis, on the same fred pool as
+//! - `redis`: `RedisTokenStore`, the same in Redis, on the same fred pool as
 //!   tower-sessions-redis-store.
 //! - `conformance`: `store::conformance`, the rules every store keeps, for a store's tests.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
-pub mod client;
+mod client;
 pub mod config;
 pub mod delivery;
 mod error;
 pub mod extract;
-mod handoff;
+mod ids;
 pub mod layer;
 mod mask;
 pub mod metrics;
 mod query;
-mod retry;
 #[cfg(feature = "sandbox")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sandbox")))]
 pub mod sandbox;
 pub mod store;
 mod sync;
-pub mod token;
 mod visitor;
 
-pub use client::SovendusClient;
-pub use config::{SovendusConfig, SovendusConfigBuilder};
-pub use delivery::{Delivery, Outcome};
-pub use error::{ConfigError, SovendusError};
-pub use extract::SovendusConversion;
-pub use layer::SovendusLayer;
-pub use retry::RetryPolicy;
-pub use token::SovReqToken;
+// The root holds every name an app's setup and order handlers use; each module keeps the rest
+// of its concept (defaults, the tower service, the extractor's rejection, what writing a store
+// needs).
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use self::store::RedisTokenStore;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "sqlite", feature = "postgres"))))]
+pub use self::store::SqlTokenStore;
+pub use self::{
+    client::{Receipt, SovendusClient},
+    config::{
+        Attribution, ConfigError, DeliverySchedule, RetryPolicy, SovendusConfig, SovendusConfigBuilder,
+    },
+    delivery::{Delivery, DeliveryReport, Outcome, QueueOutcome},
+    error::SovendusError,
+    extract::SovendusConversion,
+    ids::{InvalidOrderRef, InvalidProductId, InvalidToken, OrderRef, ProductId, SovReqToken},
+    layer::SovendusLayer,
+    store::{MokaTokenStore, StoreError},
+};
 
 /// The query parser and the masking, for the fuzz targets in `fuzz/` only (cargo fuzz builds
 /// with `--cfg fuzzing`); not part of the public API.

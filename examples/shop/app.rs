@@ -13,10 +13,8 @@ use serde::Deserialize;
 use tower::ServiceBuilder;
 use tower_sessions::{Session, SessionManagerLayer, SessionStore, cookie::SameSite};
 use tower_sovendus::{
-    Delivery, SovReqToken, SovendusConversion, SovendusLayer,
-    delivery::QueueOutcome,
-    sandbox::Sandbox,
-    store::{ConversionState, OrderRef},
+    Delivery, OrderRef, QueueOutcome, SovReqToken, SovendusConversion, SovendusLayer, sandbox::Sandbox,
+    store::ConversionState,
 };
 
 /// What the shop sells.
@@ -226,7 +224,7 @@ async fn order(State(shop): State<Shop>, session: Session, conversion: SovendusC
     // The page never waits on Sovendus: the conversion is owed, and a worker delivers it.
     let said = match conversion.send_in_background().await {
         Ok(QueueOutcome::Queued) => "Sovendus conversion on its way.".to_owned(),
-        Ok(QueueOutcome::NoToken) => "No Sovendus conversion for this order.".to_owned(),
+        Ok(_) => "No Sovendus conversion for this order.".to_owned(),
         Err(error) => {
             format!("Sovendus conversion not sent yet: {error}. The token is kept for a later order.")
         }

@@ -18,7 +18,6 @@ use oracle::oracle;
 use tower_sovendus::{
     SovReqToken,
     __fuzz::{Param, find, may_contain},
-    token::MAX_TOKEN_LEN,
 };
 
 const UNRESERVED: &[u8; 66] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~";
@@ -79,7 +78,7 @@ fn check(query: &str, name: &str) {
         && let Ok(token) = SovReqToken::new(value.as_ref())
     {
         assert_eq!(token.as_str(), value.as_ref());
-        assert!((1..=MAX_TOKEN_LEN).contains(&value.len()));
+        assert!((1..=SovReqToken::MAX_LEN).contains(&value.len()));
         assert!(value.bytes().all(|byte| UNRESERVED.contains(&byte)), "token {value:?} not unreserved");
         assert!(value.bytes().any(|byte| byte != b'.'), "token {value:?} only dots");
     }

@@ -6,12 +6,12 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tower_sovendus::{SovReqToken, __fuzz::Masked, token::MAX_TOKEN_LEN};
+use tower_sovendus::{SovReqToken, __fuzz::Masked};
 
 fuzz_target!(|data: &[u8]| {
     let value = String::from_utf8_lossy(data);
     let value = value.as_ref();
-    let follows_rules = (1..=MAX_TOKEN_LEN).contains(&value.len())
+    let follows_rules = (1..=SovReqToken::MAX_LEN).contains(&value.len())
         && value.bytes().all(|byte| byte.is_ascii_alphanumeric() || b"-._~".contains(&byte))
         && value.bytes().any(|byte| byte != b'.');
     // Masked takes any string, valid or not: it must not panic.

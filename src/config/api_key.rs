@@ -4,7 +4,7 @@ use std::{fmt, sync::Arc};
 
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::error::ConfigError;
+use super::error::ConfigError;
 
 /// The Sovendus API key. Its `Debug` and `Display` show `****` and, for keys of 12 characters
 /// or more, their last 4; it is zeroed when dropped.

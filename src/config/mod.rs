@@ -30,16 +30,19 @@
 //! ```
 
 mod api_key;
-mod product;
+mod error;
+mod products;
+mod retry;
+mod schedule;
 
 use std::{fmt, sync::Arc, time::Duration};
 
 use http::request::Parts;
 use reqwest::Url;
 
-pub use self::{api_key::ApiKey, product::ProductId};
-pub(crate) use self::{api_key::MaskedKey, product::Products};
-use crate::{delivery::DeliverySchedule, error::ConfigError, retry::RetryPolicy, token::is_unreserved};
+pub use self::{api_key::ApiKey, error::ConfigError, retry::RetryPolicy, schedule::DeliverySchedule};
+pub(crate) use self::{api_key::MaskedKey, products::Products};
+use crate::ids::{ProductId, is_unreserved};
 
 /// Sovendus' production endpoint.
 pub const DEFAULT_ENDPOINT: &str = "https://press-order-api.sovendus.com";
@@ -62,6 +65,7 @@ pub const DEFAULT_WORKERS: usize = 16;
 
 /// Which click wins when a visitor arrives from Sovendus more than once before ordering.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Attribution {
     /// The newest token replaces the stored one (the default).
     #[default]
@@ -401,7 +405,8 @@ impl SovendusConfigBuilder {
 
     /// Checks every value and builds the configuration.
     pub fn build(self) -> Result<SovendusConfig, ConfigError> {
-        let products = self.product_ids.iter().map(ProductId::new).collect::<Result<Vec<_>, _>>()?;
+        let products = self.product_ids.iter().map(ProductId::new).collect::<Result<Vec<_>, _>>();
+        let products = products.map_err(|invalid| ConfigError::new("product_id", invalid.to_string()))?;
         let capture = CaptureOptions {
             token_parameter: parameter_name("token_parameter", self.token_parameter)?,
             product_parameter: parameter_name("product_parameter", self.product_parameter)?,
@@ -470,6 +475,14 @@ fn parse_endpoint(endpoint: &str) -> Result<Url, ConfigError> {
     }
     if url.host().is_none() {
         return Err(invalid("has no host".to_owned()));
+    }
+    if url.scheme() == "https"
+        && !cfg!(any(feature = "rustls", feature = "rustls-ring", feature = "native-tls"))
+    {
+        return Err(invalid(
+            "is https, and this build has no TLS: enable the feature `rustls` (the default), `rustls-ring` or `native-tls`"
+                .to_owned(),
+        ));
     }
     if !url.username().is_empty() || url.password().is_some() {
         return Err(invalid("must not carry credentials".to_owned()));

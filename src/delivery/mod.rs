@@ -1,5 +1,6 @@
 //! Delivering conversions until Sovendus answers: [`Delivery`], the handle shared by a layer,
-//! its extractor and its delivery workers; the [`DeliverySchedule`]; and what sending ends in.
+//! its extractor and its delivery workers, and what sending ends in. When they are attempted is
+//! the configuration's [`DeliverySchedule`](crate::DeliverySchedule).
 //!
 //! An order makes its visitor's capture an *owed conversion*, in the store, in one atomic step
 //! (see [`store`](crate::store)). [`send`](crate::SovendusConversion::send) then delivers it at
@@ -23,6 +24,7 @@
 //! ```
 //! use std::time::Duration;
 //! use axum::{Router, routing::post};
+//! use tower::ServiceBuilder;
 //! use tower_sessions::{MemoryStore, SessionManagerLayer, cookie::SameSite};
 //! use tower_sovendus::{SovendusConfig, SovendusConversion, SovendusLayer, store::ConversionState};
 //!
@@ -37,10 +39,11 @@
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let layer = SovendusLayer::new(SovendusConfig::new("product-a", "XXXX-XXXXX")?);
 //! let delivery = layer.delivery();
-//! let app: Router = Router::new()
-//!     .route("/order", post(order))
-//!     .layer(layer)
-//!     .layer(SessionManagerLayer::new(MemoryStore::default()).with_same_site(SameSite::Lax));
+//! let app: Router = Router::new().route("/order", post(order)).layer(
+//!     ServiceBuilder::new()
+//!         .layer(SessionManagerLayer::new(MemoryStore::default()).with_same_site(SameSite::Lax))
+//!         .layer(layer),
+//! );
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
 //! axum::serve(listener, app).with_graceful_shutdown(async { /* SIGTERM, Ctrl-C */ }).await?;
 //!
@@ -53,34 +56,35 @@
 //! # Ok(()) }
 //! ```
 
-mod schedule;
+mod report;
 mod sender;
 mod verdict;
 mod workers;
 
 use std::{
     fmt,
-    sync::{Arc, Weak},
+    sync::Arc,
     time::{Duration, SystemTime},
 };
 
-pub use self::schedule::DeliverySchedule;
+pub use self::report::{DeliveryReport, PendingConversion};
 use self::{sender::Sender, workers::Workers};
 use crate::{
     client::{Receipt, SovendusClient},
-    config::{ProductId, SovendusConfig},
-    error::{SovendusError, StoreError},
+    config::SovendusConfig,
+    error::SovendusError,
+    ids::OrderRef,
     metrics,
     store::{
-        ConversionCounts, ConversionId, ConversionState, Lease, LeaseId, NewConversion, OrderRef,
-        OwedConversion, Taken, TokenKey, TokenStore,
+        ConversionCounts, ConversionId, ConversionState, Lease, LeaseId, NewConversion, OwedConversion,
+        StoreError, Taken, TokenKey, TokenStore,
     },
-    token::SovReqToken,
 };
 
 /// What [`send`](crate::SovendusConversion::send) ended in when it did not fail.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[must_use]
+#[non_exhaustive]
 pub enum Outcome {
     /// Sovendus accepted the conversion (200).
     Sent(Receipt),
@@ -92,6 +96,7 @@ pub enum Outcome {
 /// What [`send_in_background`](crate::SovendusConversion::send_in_background) did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[must_use]
+#[non_exhaustive]
 pub enum QueueOutcome {
     /// The conversion is owed, in the store; a worker delivers it promptly.
     Queued,
@@ -108,7 +113,6 @@ pub struct Delivery {
 }
 
 struct Inner {
-    config: SovendusConfig,
     sender: Arc<Sender>,
     workers: Arc<Workers>,
 }
@@ -125,7 +129,7 @@ impl Delivery {
         let client = SovendusClient::new(&config);
         let sender = Arc::new(Sender::new(store, client, *config.schedule()));
         let workers = Arc::new(Workers::new(config.workers()));
-        let delivery = Self { inner: Arc::new(Inner { config, sender, workers }) };
+        let delivery = Self { inner: Arc::new(Inner { sender, workers }) };
         delivery.start();
         delivery
     }
@@ -187,10 +191,6 @@ impl Delivery {
             "Sovendus delivery stopped"
         );
         report
-    }
-
-    pub(crate) fn config(&self) -> &SovendusConfig {
-        &self.inner.config
     }
 
     pub(crate) fn store(&self) -> &dyn TokenStore {
@@ -281,11 +281,6 @@ impl Delivery {
             }
         }
     }
-
-    /// A handle that does not keep the delivery alive.
-    pub(crate) fn downgrade(&self) -> WeakDelivery {
-        WeakDelivery(Arc::downgrade(&self.inner))
-    }
 }
 
 /// A token no one cancels: a delivery started by an order handler runs to its end.
@@ -293,80 +288,8 @@ fn never_cancelled() -> tokio_util::sync::CancellationToken {
     tokio_util::sync::CancellationToken::new()
 }
 
-/// A [`Delivery`] that may have been dropped.
-pub(crate) struct WeakDelivery(Weak<Inner>);
-
-impl WeakDelivery {
-    pub(crate) fn upgrade(&self) -> Option<Delivery> {
-        self.0.upgrade().map(|inner| Delivery { inner })
-    }
-}
-
 impl fmt::Debug for Delivery {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Delivery").field("store", &self.inner.sender.store).finish_non_exhaustive()
-    }
-}
-
-/// What this instance's delivery workers did in their life, and what the shutdown cut off.
-#[derive(Debug, Clone)]
-pub struct DeliveryReport {
-    sent: u64,
-    failed: u64,
-    dropped: u64,
-    left: Vec<PendingConversion>,
-}
-
-impl DeliveryReport {
-    /// Conversions the workers delivered.
-    pub fn sent(&self) -> u64 {
-        self.sent
-    }
-
-    /// Deliveries by the workers that ended without a 200: their conversions are owed,
-    /// parked or dead in the store.
-    pub fn failed(&self) -> u64 {
-        self.failed
-    }
-
-    /// Background conversions not made owed (the store failed, or the workers were shutting
-    /// down); their tokens stayed with their visitors.
-    pub fn dropped(&self) -> u64 {
-        self.dropped
-    }
-
-    /// The conversions the shutdown cut off mid-delivery: they stay owed in the store, due at
-    /// once.
-    pub fn left(&self) -> &[PendingConversion] {
-        &self.left
-    }
-
-    /// Whether the shutdown cut nothing off.
-    pub fn is_complete(&self) -> bool {
-        self.left.is_empty()
-    }
-}
-
-/// A conversion not yet delivered: its token (whole through [`SovReqToken::as_str`], masked in
-/// `Debug` and `Display`) and the product it is for.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PendingConversion {
-    token: SovReqToken,
-    product_id: ProductId,
-}
-
-impl PendingConversion {
-    pub(crate) fn of(conversion: &OwedConversion) -> Self {
-        Self { token: conversion.token.clone(), product_id: conversion.product.clone() }
-    }
-
-    /// The token.
-    pub fn token(&self) -> &SovReqToken {
-        &self.token
-    }
-
-    /// The product the conversion is for.
-    pub fn product_id(&self) -> &ProductId {
-        &self.product_id
     }
 }

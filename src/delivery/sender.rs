@@ -14,13 +14,15 @@ use tokio::{
 };
 use tokio_util::sync::CancellationToken;
 
-use super::{schedule::DeliverySchedule, verdict::Verdict};
+use super::verdict::Verdict;
 use crate::{
     client::{Attempted, Receipt, SovendusClient},
-    error::{SovendusError, StoreError},
+    config::{DeliverySchedule, RetryPolicy},
+    error::SovendusError,
     metrics,
-    retry::RetryPolicy,
-    store::{ConversionId, ConversionState, Lease, LeaseId, OwedConversion, Settlement, TokenStore},
+    store::{
+        ConversionId, ConversionState, Lease, LeaseId, OwedConversion, Settlement, StoreError, TokenStore,
+    },
     sync::lock,
 };
 

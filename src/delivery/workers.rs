@@ -17,7 +17,7 @@ use tokio::{
 };
 use tokio_util::sync::CancellationToken;
 
-use super::{PendingConversion, sender::Sender};
+use super::{report::PendingConversion, sender::Sender};
 use crate::{
     error::SovendusError,
     metrics,

@@ -3,7 +3,7 @@
 
 use std::{
     sync::{
-        OnceLock,
+        Arc, OnceLock,
         atomic::{AtomicBool, Ordering},
     },
     time::{Duration, SystemTime},
@@ -14,21 +14,20 @@ use tower_sessions::{Expiry, Session, cookie::time};
 use tracing::Instrument;
 
 use crate::{
-    config::{ProductId, SovendusConfig},
-    delivery::Delivery,
-    error::StoreError,
+    config::SovendusConfig,
+    ids::{ProductId, SovReqToken},
     mask::Masked,
     metrics,
     query::{self, Param},
-    store::{Capture, NewCapture},
-    token::SovReqToken,
+    store::{Capture, NewCapture, StoreError, TokenStore},
     visitor,
 };
 
-/// What capturing needs: the layer's delivery (its configuration and store), and what the
-/// layer learns as it goes.
+/// What capturing needs: the layer's configuration and store, and what the layer learns as it
+/// goes.
 pub(super) struct Capturer {
-    pub(super) delivery: Delivery,
+    pub(super) config: SovendusConfig,
+    store: Arc<dyn TokenStore>,
     missing_session_logged: AtomicBool,
     /// How long tower-sessions keeps a session that ends with the browser, once the layer has
     /// seen one (see [`extend_expiry`]).
@@ -42,22 +41,19 @@ pub(super) struct Landing {
 }
 
 impl Capturer {
-    pub(super) fn new(delivery: Delivery) -> Self {
+    pub(super) fn new(config: SovendusConfig, store: Arc<dyn TokenStore>) -> Self {
         Self {
-            delivery,
+            config,
+            store,
             missing_session_logged: AtomicBool::new(false),
             browser_session_age: OnceLock::new(),
         }
     }
 
-    pub(super) fn config(&self) -> &SovendusConfig {
-        self.delivery.config()
-    }
-
     /// Reads the token and product from the query and applies the capture filter. Refusals
     /// are logged (masked) and counted; the request goes on untouched.
     pub(super) fn landing<B>(&self, req: Request<B>) -> (Request<B>, Option<Landing>) {
-        let config = self.config();
+        let config = &self.config;
         let query = req.uri().query().unwrap_or_default();
         let parameter = config.token_parameter();
         let token = match query::find(query, parameter) {
@@ -141,7 +137,7 @@ impl Capturer {
             Some(key) => (key, false),
             None => (visitor::new_token_key(session).await?, true),
         };
-        let config = self.config();
+        let config = &self.config;
         let ttl = config.token_ttl();
         if config.extends_session_expiry() {
             extend_expiry(session, ttl, &self.browser_session_age);
@@ -160,7 +156,7 @@ impl Capturer {
         }
         let capture = Capture { token: landing.token, product: landing.product };
         let new = NewCapture { capture, attribution: config.attribution(), at: SystemTime::now(), ttl };
-        Ok(self.delivery.store().capture(key, new).await?)
+        Ok(self.store.capture(key, new).await?)
     }
 }
 

@@ -9,7 +9,6 @@ use crate::{
     client::SovendusClient,
     config::SovendusConfig,
     delivery::Delivery,
-    handoff::Handoff,
     store::{MokaTokenStore, TokenStore},
 };
 
@@ -18,7 +17,7 @@ use crate::{
 #[derive(Clone)]
 pub struct SovendusLayer {
     pub(super) capturer: Arc<Capturer>,
-    pub(super) handoff: Handoff,
+    pub(super) delivery: Delivery,
 }
 
 impl SovendusLayer {
@@ -42,32 +41,32 @@ impl SovendusLayer {
     ///
     /// Like [`new`](Self::new), if the TLS backend cannot be initialised.
     pub fn with_store(config: SovendusConfig, store: impl TokenStore) -> Self {
-        let delivery = Delivery::new(config, Arc::new(store));
-        let handoff = Handoff::new(&delivery);
-        Self { capturer: Arc::new(Capturer::new(delivery)), handoff }
+        let store: Arc<dyn TokenStore> = Arc::new(store);
+        let capturer = Arc::new(Capturer::new(config.clone(), Arc::clone(&store)));
+        Self { capturer, delivery: Delivery::new(config, store) }
     }
 
     /// The client this layer's conversions are sent with, e.g. to send a token stored with an
     /// order later.
     pub fn client(&self) -> &SovendusClient {
-        self.capturer.delivery.client()
+        self.delivery.client()
     }
 
     /// The handle to this layer's delivery, to await [`shutdown`](Delivery::shutdown) when
     /// the app stops.
     pub fn delivery(&self) -> Delivery {
-        self.capturer.delivery.clone()
+        self.delivery.clone()
     }
 
     /// The configuration this layer runs with.
     pub fn config(&self) -> &SovendusConfig {
-        self.capturer.config()
+        &self.capturer.config
     }
 }
 
 impl fmt::Debug for SovendusLayer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SovendusLayer").field("config", self.config()).finish()
+        f.debug_struct("SovendusLayer").field("config", &self.capturer.config).finish()
     }
 }
 
@@ -75,7 +74,7 @@ impl<S> Layer<S> for SovendusLayer {
     type Service = SovendusService<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        self.capturer.delivery.start();
-        SovendusService::new(inner, self.clone())
+        self.delivery.start();
+        SovendusService::new(inner, Arc::clone(&self.capturer), self.delivery.clone())
     }
 }

@@ -6,7 +6,7 @@
 //! each `layer` call.
 //!
 //! A request without the parameter passes straight through: a scan of the query, no session
-//! load, no store access, no allocation. A landing's valid token is stored against the
+//! load, no store access; its one allocation is the layer's handle in the extensions. A landing's valid token is stored against the
 //! visitor's session before the shop's handler runs, so the handler already sees it. Every
 //! request carries the layer's handle in its extensions, where
 //! [`SovendusConversion`](crate::SovendusConversion) finds it, whatever middleware runs the

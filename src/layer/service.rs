@@ -2,6 +2,7 @@
 
 use std::{
     fmt,
+    sync::Arc,
     task::{Context, Poll},
 };
 
@@ -9,19 +10,20 @@ use http::Request;
 use tower_service::Service;
 use tower_sessions::Session;
 
-use super::{ResponseFuture, SovendusLayer};
-use crate::query;
+use super::{capture::Capturer, future::ResponseFuture};
+use crate::{delivery::Delivery, extract::Handoff, query};
 
-/// The service made by [`SovendusLayer`].
+/// The service made by [`SovendusLayer`](crate::SovendusLayer).
 #[derive(Clone)]
 pub struct SovendusService<S> {
     inner: S,
-    layer: SovendusLayer,
+    capturer: Arc<Capturer>,
+    delivery: Delivery,
 }
 
 impl<S> SovendusService<S> {
-    pub(super) fn new(inner: S, layer: SovendusLayer) -> Self {
-        Self { inner, layer }
+    pub(super) fn new(inner: S, capturer: Arc<Capturer>, delivery: Delivery) -> Self {
+        Self { inner, capturer, delivery }
     }
 
     /// A request whose query may hold a token: the capture of a valid one runs before the
@@ -31,7 +33,7 @@ impl<S> SovendusService<S> {
     where
         S: Service<Request<B>>,
     {
-        let capturer = &self.layer.capturer;
+        let capturer = &self.capturer;
         let (req, landing) = capturer.landing(req);
         let capture = landing.and_then(|landing| {
             let Some(session) = req.extensions().get::<Session>().cloned() else {
@@ -64,9 +66,8 @@ where
     }
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
-        let SovendusLayer { capturer, handoff } = &self.layer;
-        handoff.attach(&capturer.delivery, req.extensions_mut());
-        if query::may_contain(req.uri().query(), capturer.config().token_parameter()) {
+        req.extensions_mut().insert(Handoff(self.delivery.clone()));
+        if query::may_contain(req.uri().query(), self.capturer.config.token_parameter()) {
             return self.call_with_query(req);
         }
         ResponseFuture::new(self.inner.call(req), None)

@@ -22,7 +22,7 @@ use super::{
     faults::{Fault, Faults},
     record::{Conversion, Recorded, parse_path},
 };
-use crate::{sync::lock, token::SovReqToken};
+use crate::{ids::SovReqToken, sync::lock};
 
 /// What the server and the [`Sandbox`](super::Sandbox) handle share.
 pub(super) struct Shared {

@@ -22,9 +22,9 @@ use std::{
 
 use super::{
     Capture, ConversionCounts, ConversionId, ConversionState, Lease, LeaseId, NewCapture, NewConversion,
-    OrderRef, OwedConversion, Settlement, Taken, TokenKey, TokenStore, records::to_the_millisecond,
+    OwedConversion, Settlement, Taken, TokenKey, TokenStore, records::to_the_millisecond,
 };
-use crate::config::Attribution;
+use crate::{config::Attribution, ids::OrderRef};
 
 const MINUTE: Duration = Duration::from_secs(60);
 const DAY: Duration = Duration::from_secs(24 * 60 * 60);

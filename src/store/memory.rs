@@ -18,13 +18,13 @@ use moka::{
 
 use super::{
     Capture, ConversionCounts, ConversionId, ConversionState, Lease, LeaseId, NewCapture, NewConversion,
-    OrderRef, OwedConversion, Settlement, StoreError, Taken, TokenKey, TokenStore, async_trait,
-    records::to_millis,
+    OwedConversion, Settlement, StoreError, Taken, TokenKey, TokenStore, async_trait, records::to_millis,
 };
 use crate::{
-    config::{Attribution, DEFAULT_QUEUE_CAPACITY, ProductId},
+    config::{Attribution, DEFAULT_QUEUE_CAPACITY},
+    ids::SovReqToken,
+    ids::{OrderRef, ProductId},
     sync::lock,
-    token::SovReqToken,
 };
 
 /// How often expired captures are swept out of the cache, at the most.

@@ -53,6 +53,7 @@
 #[cfg(feature = "conformance")]
 #[cfg_attr(docsrs, doc(cfg(feature = "conformance")))]
 pub mod conformance;
+mod error;
 mod memory;
 mod records;
 #[cfg(feature = "redis")]
@@ -77,14 +78,16 @@ pub use self::redis::{DEFAULT_REDIS_PREFIX, DEFAULT_REDIS_TIMEOUT, RedisTokenSto
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 #[cfg_attr(docsrs, doc(cfg(any(feature = "sqlite", feature = "postgres"))))]
 pub use self::sql::{DEFAULT_SQL_TIMEOUT, SqlTokenStore};
+use crate::ids::OrderRef;
+
 pub use self::{
+    error::StoreError,
     memory::MokaTokenStore,
     records::{
-        Capture, ConversionCounts, ConversionId, ConversionState, InvalidOrderRef, Lease, LeaseId,
-        NewCapture, NewConversion, OrderRef, OwedConversion, Settlement, Taken, TokenKey,
+        Capture, ConversionCounts, ConversionId, ConversionState, Lease, LeaseId, NewCapture, NewConversion,
+        OwedConversion, Settlement, Taken, TokenKey,
     },
 };
-pub use crate::error::StoreError;
 
 /// Where captures wait for their order and owed conversions for Sovendus; see the
 /// [module](self) for the records and the rules every store keeps.

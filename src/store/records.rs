@@ -6,10 +6,12 @@ use std::{
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
+use serde::{Deserialize, Serialize};
+
+use super::error::StoreError;
 use crate::{
-    config::{Attribution, ProductId},
-    error::StoreError,
-    token::SovReqToken,
+    config::Attribution,
+    ids::{OrderRef, ProductId, SovReqToken},
 };
 
 /// The key a capture is stored under: 128 random bits kept in the visitor's (server-side)
@@ -22,7 +24,8 @@ pub type TokenKey = i128;
 
 /// A captured token and the product its landing chose, kept by its ID: a deploy that reorders
 /// or removes configured products still books the token for that product.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Capture {
     /// The token.
     pub token: SovReqToken,
@@ -32,6 +35,7 @@ pub struct Capture {
 
 /// A landing's capture, as [`TokenStore::capture`](super::TokenStore::capture) writes it.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct NewCapture {
     /// The token and its product.
     pub capture: Capture,
@@ -43,7 +47,19 @@ pub struct NewCapture {
     pub ttl: Duration,
 }
 
+impl Capture {
+    /// A capture of `token` for `product`.
+    pub fn new(token: SovReqToken, product: ProductId) -> Self {
+        Self { token, product }
+    }
+}
+
 impl NewCapture {
+    /// A landing's `capture` at `at`, living `ttl`, kept by `attribution`'s rule.
+    pub fn new(capture: Capture, attribution: Attribution, at: SystemTime, ttl: Duration) -> Self {
+        Self { capture, attribution, at, ttl }
+    }
+
     /// When the capture stops counting.
     pub fn expires_at(&self) -> SystemTime {
         self.at.checked_add(self.ttl).unwrap_or(self.at)
@@ -51,7 +67,8 @@ impl NewCapture {
 }
 
 /// Names one owed conversion: 128 random bits, shown as 32 hexadecimal digits.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(into = "String", try_from = "String")]
 pub struct ConversionId(u128);
 
 impl ConversionId {
@@ -82,6 +99,20 @@ impl fmt::Display for ConversionId {
 impl fmt::Debug for ConversionId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "ConversionId({self})")
+    }
+}
+
+impl From<ConversionId> for String {
+    fn from(id: ConversionId) -> Self {
+        id.to_string()
+    }
+}
+
+impl TryFrom<String> for ConversionId {
+    type Error = StoreError;
+
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        value.parse()
     }
 }
 
@@ -121,6 +152,7 @@ impl From<u128> for LeaseId {
 /// A delivery's hold on a conversion until `until`: meanwhile no other delivery claims it. It
 /// runs out on its own, so the conversions of a crashed instance are claimed again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Lease {
     /// Which lease.
     pub id: LeaseId,
@@ -128,73 +160,17 @@ pub struct Lease {
     pub until: SystemTime,
 }
 
-/// The shop's reference of an order, kept with its conversion so that the shop can find the
-/// token again (Sovendus asks for it on a cancellation): 1 to 128 characters, none a control
-/// character.
-///
-/// ```
-/// use tower_sovendus::store::OrderRef;
-///
-/// let order: OrderRef = "A-10427".parse()?;
-/// assert_eq!(order.as_str(), "A-10427");
-/// assert!("".parse::<OrderRef>().is_err());
-/// assert!("a\nb".parse::<OrderRef>().is_err());
-/// # Ok::<(), tower_sovendus::store::InvalidOrderRef>(())
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct OrderRef(Box<str>);
-
-/// The most characters of an [`OrderRef`].
-const MAX_ORDER_CHARS: usize = 128;
-
-impl OrderRef {
-    /// Checks `value` as an order reference.
-    pub fn new(value: impl AsRef<str>) -> Result<Self, InvalidOrderRef> {
-        let value = value.as_ref();
-        let count = value.chars().count();
-        if count == 0 || count > MAX_ORDER_CHARS {
-            return Err(InvalidOrderRef::Length(count));
-        }
-        if value.chars().any(char::is_control) {
-            return Err(InvalidOrderRef::ControlCharacter);
-        }
-        Ok(Self(value.into()))
+impl Lease {
+    /// The lease `id`, until `until`.
+    pub fn new(id: LeaseId, until: SystemTime) -> Self {
+        Self { id, until }
     }
-
-    /// The reference.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl FromStr for OrderRef {
-    type Err = InvalidOrderRef;
-
-    fn from_str(value: &str) -> Result<Self, Self::Err> {
-        Self::new(value)
-    }
-}
-
-impl fmt::Display for OrderRef {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-/// Why a value is not a valid [`OrderRef`].
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum InvalidOrderRef {
-    /// Empty, or longer than 128 characters.
-    #[error("an order reference must be 1 to 128 characters long, not {0}")]
-    Length(usize),
-    /// It holds a control character.
-    #[error("an order reference must not hold control characters")]
-    ControlCharacter,
 }
 
 /// Where an owed conversion stands; see the [module](super) for what each state means.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum ConversionState {
     /// Not delivered yet; claimed when due.
     Owed,
@@ -245,6 +221,7 @@ impl FromStr for ConversionState {
 
 /// An order's conversion, as [`TokenStore::take`](super::TokenStore::take) writes it.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct NewConversion {
     /// Its ID.
     pub id: ConversionId,
@@ -256,8 +233,22 @@ pub struct NewConversion {
     pub lease: Option<Lease>,
 }
 
+impl NewConversion {
+    /// The conversion `id` of an order placed at `ordered_at`, with the shop's reference if it
+    /// gave one, and the lease of the delivery that sends it at once, if one does.
+    pub fn new(
+        id: ConversionId,
+        order: Option<OrderRef>,
+        ordered_at: SystemTime,
+        lease: Option<Lease>,
+    ) -> Self {
+        Self { id, order, ordered_at, lease }
+    }
+}
+
 /// An order's conversion, as a store keeps it. `Debug` and `Display` show the token masked.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct OwedConversion {
     /// Its ID.
     pub id: ConversionId,
@@ -325,6 +316,7 @@ impl fmt::Display for OwedConversion {
 
 /// A delivery's outcome, as [`TokenStore::settle`](super::TokenStore::settle) writes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Settlement {
     /// The conversion's new state.
     pub state: ConversionState,
@@ -338,8 +330,23 @@ pub struct Settlement {
     pub at: SystemTime,
 }
 
+impl Settlement {
+    /// A delivery's outcome at `at`: the conversion's new `state` after `attempts` calls, when
+    /// it is due next, and why the delivery failed.
+    pub fn new(
+        state: ConversionState,
+        attempts: u32,
+        next_attempt_at: Option<SystemTime>,
+        last_error: Option<String>,
+        at: SystemTime,
+    ) -> Self {
+        Self { state, attempts, next_attempt_at, last_error, at }
+    }
+}
+
 /// What [`TokenStore::take`](super::TokenStore::take) did.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Taken {
     /// The capture is now this owed conversion.
     Owed(OwedConversion),
@@ -352,6 +359,7 @@ pub enum Taken {
 
 /// How many conversions a store holds in each state.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ConversionCounts {
     /// Not delivered yet.
     pub owed: u64,
@@ -372,6 +380,19 @@ impl ConversionCounts {
             ConversionState::Dead => self.dead,
             ConversionState::Delivered => self.delivered,
         }
+    }
+
+    /// The counts with `state`'s set to `count`.
+    ///
+    /// ```
+    /// use tower_sovendus::store::{ConversionCounts, ConversionState};
+    ///
+    /// let counts = ConversionCounts::default().with(ConversionState::Owed, 2);
+    /// assert_eq!((counts.owed, counts.of(ConversionState::Owed), counts.parked), (2, 2, 0));
+    /// ```
+    pub fn with(mut self, state: ConversionState, count: u64) -> Self {
+        *self.of_mut(state) = count;
+        self
     }
 
     /// The count of `state`, to change.
@@ -423,13 +444,6 @@ mod tests {
             assert_eq!(state.as_str().parse::<ConversionState>().unwrap(), state);
         }
         assert!("lost".parse::<ConversionState>().is_err());
-    }
-
-    #[test]
-    fn order_references_are_checked() {
-        assert_eq!(OrderRef::new("x".repeat(129)), Err(InvalidOrderRef::Length(129)));
-        assert_eq!(OrderRef::new("é".repeat(128)).unwrap().as_str().chars().count(), 128);
-        assert_eq!(OrderRef::new("a\u{7}"), Err(InvalidOrderRef::ControlCharacter));
     }
 
     #[test]

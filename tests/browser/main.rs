@@ -7,7 +7,7 @@
 #[path = "../../examples/shop/app.rs"]
 #[allow(dead_code)]
 mod app;
-#[path = "../common/mod.rs"]
+#[path = "../integration/common/mod.rs"]
 mod common;
 mod harness;
 mod sites;

@@ -6,9 +6,10 @@ use std::collections::HashMap;
 use fred::types::Value;
 
 use crate::{
-    config::ProductId,
-    store::{Capture, ConversionId, LeaseId, OrderRef, OwedConversion, StoreError, records::from_millis},
-    token::SovReqToken,
+    ids::OrderRef,
+    ids::ProductId,
+    ids::SovReqToken,
+    store::{Capture, ConversionId, LeaseId, OwedConversion, StoreError, records::from_millis},
 };
 
 /// What the take script did.
@@ -143,16 +144,6 @@ pub(super) fn decode_capture(value: &str) -> Result<(i64, Capture), StoreError> 
     }
 }
 
-/// A capture of the earlier layout: `<product ID>/<token>`; `<index>:<token>` is refused with
-/// [`OLD_FORMAT`].
-pub(super) fn decode_legacy(value: &str) -> Result<Capture, StoreError> {
-    if let Some(capture) = decode_product_and_token(value) {
-        return Ok(capture);
-    }
-    let old = value.split_once(':').is_some_and(|(index, _)| index.bytes().all(|byte| byte.is_ascii_digit()));
-    Err(unreadable_capture(if old { OLD_FORMAT } else { MALFORMED }))
-}
-
 /// `<product ID>/<token>`, if both are valid.
 fn decode_product_and_token(value: &str) -> Option<Capture> {
     let (product, token) = value.split_once('/')?;
@@ -163,9 +154,6 @@ fn decode_product_and_token(value: &str) -> Option<Capture> {
 /// Why a capture that is not `<expires_at>/<product ID>/<token>` is refused; what it holds
 /// stays out.
 pub(super) const MALFORMED: &str = "a capture in Redis is malformed";
-/// Why a capture of the earlier `<index>:<token>` format is refused.
-const OLD_FORMAT: &str = "a token entry in Redis has the product as its position in the configuration, \
-     an earlier format that could book it for the wrong product after a deploy; it is never sent";
 
 /// Logs and counts a capture refused as unreadable; what it holds stays out of the log.
 pub(super) fn unreadable_capture(reason: &'static str) -> StoreError {
@@ -209,22 +197,6 @@ mod tests {
             let error = decode_capture(bad).unwrap_err();
             assert!(!error.is_retryable());
             assert_eq!(error.to_string(), format!("the token store holds an unreadable record: {MALFORMED}"));
-        }
-    }
-
-    #[test]
-    fn legacy_captures_are_read_and_the_index_format_is_refused() {
-        assert_eq!(decode_legacy("p-b/12345-test-123-12345").unwrap(), capture());
-        for bad in ["", "12345-test", "x:12345-test", "p/a b", "a/b/c", "/abc", "p/"] {
-            let error = decode_legacy(bad).unwrap_err().to_string();
-            assert!(error.ends_with(MALFORMED), "{error}");
-        }
-        for old in ["0:12345-test-123-12345", "17:abc"] {
-            let error = decode_legacy(old).unwrap_err();
-            assert!(!error.is_retryable());
-            let message = error.to_string();
-            assert!(message.contains("position in the configuration"), "{message}");
-            assert!(!message.contains("12345-test"), "{message}");
         }
     }
 

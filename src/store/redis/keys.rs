@@ -1,5 +1,4 @@
-//! The names of a [`RedisTokenStore`](super::RedisTokenStore)'s keys, and what its earlier
-//! layout holds.
+//! The names of a [`RedisTokenStore`](super::RedisTokenStore)'s keys.
 
 use crate::store::{ConversionState, TokenKey};
 
@@ -8,13 +7,11 @@ use crate::store::{ConversionState, TokenKey};
 pub(super) struct Keys {
     /// `{<prefix>}:`, the start of every key.
     pub(super) tag: Box<str>,
-    /// `<prefix>:`, the start of the earlier layout's keys.
-    legacy: Box<str>,
 }
 
 impl Keys {
     pub(super) fn new(prefix: &str) -> Self {
-        Self { tag: format!("{{{prefix}}}:").into(), legacy: format!("{prefix}:").into() }
+        Self { tag: format!("{{{prefix}}}:").into() }
     }
 
     pub(super) fn capture(&self, key: TokenKey) -> String {
@@ -49,22 +46,4 @@ impl Keys {
     pub(super) fn orders(&self) -> String {
         format!("{}orders", self.tag)
     }
-
-    /// Where the earlier layout kept the capture for `key`.
-    pub(super) fn legacy_capture(&self, key: TokenKey) -> String {
-        format!("{}{{{key}}}", self.legacy)
-    }
-
-    /// Where the earlier layout kept the lease on the capture for `key`.
-    pub(super) fn legacy_lease(&self, key: TokenKey) -> String {
-        format!("{}:lease", self.legacy_capture(key))
-    }
-}
-
-/// What the earlier layout holds for one token key.
-pub(super) struct Legacy {
-    /// The capture's value, if there is one.
-    pub(super) value: Option<String>,
-    /// Whether an instance of the earlier version holds a lease on it.
-    pub(super) leased: bool,
 }

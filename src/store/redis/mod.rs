@@ -1,6 +1,6 @@
 //! [`RedisTokenStore`]: captures and owed conversions in Redis, shared by every instance of
-//! the shop. Its keys, and what it does with unreadable records and with the earlier layout,
-//! are told on the type, for the shop; this is how it works.
+//! the shop. Its keys, and what it does with unreadable records, are told on the type, for
+//! the shop; this is how it works.
 //!
 //! # Scripts
 //!
@@ -30,11 +30,6 @@
 //!
 //! The scripts that follow an index (`claim`, `list`, `find`, `wake_parked`, `purge`) build the
 //! conversions' keys from the prefix, in the store's one slot; every other key is declared.
-//!
-//! The earlier layout's keys live in other slots: `captured` and `take` read them with plain
-//! commands (`GET`, and `MGET` of a capture with its lease, which share a slot), never inside
-//! a script, and delete a migrated or superseded entry with a one-key script that deletes it
-//! only if it still holds what was read.
 
 mod codec;
 mod keys;
@@ -53,20 +48,20 @@ use fred::{
 
 use self::{
     codec::{
-        Corrupt, MALFORMED, Took, decode_capture, decode_legacy, decode_record, encode_capture, lease_text,
-        records, text_or_null, unreadable_capture, unreadable_conversion,
+        Corrupt, MALFORMED, Took, decode_capture, decode_record, encode_capture, lease_text, records,
+        text_or_null, unreadable_capture, unreadable_conversion,
     },
-    keys::{Keys, Legacy},
+    keys::Keys,
     scripts::*,
 };
 use super::{
     Capture, ConversionCounts, ConversionId, ConversionState, Lease, LeaseId, NewCapture, NewConversion,
-    OrderRef, OwedConversion, Settlement, StoreError, Taken, TokenKey, TokenStore, async_trait,
-    records::to_millis,
+    OwedConversion, Settlement, StoreError, Taken, TokenKey, TokenStore, async_trait, records::to_millis,
 };
 use crate::{
-    config::{Attribution, ProductId},
-    token::SovReqToken,
+    config::Attribution,
+    ids::SovReqToken,
+    ids::{OrderRef, ProductId},
 };
 
 /// The prefix of every key [`RedisTokenStore`] writes, as the hash tag `{sovendus}:`.
@@ -117,24 +112,6 @@ const BATCH: usize = 500;
 /// [`claim`](TokenStore::claim) marks such a conversion dead, so that it is not claimed again,
 /// and leaves it out; [`list`](TokenStore::list) and [`find`](TokenStore::find) skip it. A
 /// malformed capture stays in place until a new landing replaces it or Redis drops it.
-///
-/// # The earlier layout
-///
-/// The previous version kept a capture at `<prefix>:{<token key>}` (e.g. `sovendus:{42}`),
-/// without its expiry in the value, and a lease on it at `…:lease`. When the new key holds
-/// nothing, [`captured`](TokenStore::captured) and [`take`](TokenStore::take) look there:
-///
-/// - `<product ID>/<token>` is a capture, live as long as Redis keeps it (its `PX` was its
-///   TTL). `take` migrates it into a conversion like any capture (one per token, ever), then
-///   deletes it; unless an instance of the earlier version holds a lease on it, which is then
-///   that instance's to send.
-/// - `<index>:<token>`, with the product as its position in the configuration, is refused
-///   with [`StoreError::Unreadable`] and left to expire: after a deploy that position may name
-///   another product, so it is never sent for a guessed one.
-///
-/// A capture under the new key supersedes the earlier one: `take` deletes the earlier entry
-/// once it meets the new one. Captures of the earlier layout stop mattering one token TTL
-/// after the upgrade.
 ///
 /// # Example
 ///
@@ -187,21 +164,18 @@ where
         Self { client, keys: Keys::new(DEFAULT_REDIS_PREFIX), timeout: DEFAULT_REDIS_TIMEOUT }
     }
 
-    /// Puts every key under `{<prefix>}:` instead, e.g. for two shops on one Redis. A trailing
-    /// `:` (the earlier form of a prefix) is dropped, so `"shop-a:"` and `"shop-a"` name the
-    /// same keys, and the captures of the earlier layout are found at `shop-a:{<key>}`.
+    /// Puts every key under `{<prefix>}:` instead, e.g. for two shops on one Redis.
     ///
     /// # Panics
     ///
     /// If the prefix is empty or holds a brace: it is the keys' Redis Cluster hash tag.
     pub fn with_prefix(mut self, prefix: impl Into<String>) -> Self {
         let prefix = prefix.into();
-        let prefix = prefix.strip_suffix(':').unwrap_or(&prefix);
         assert!(
             !prefix.is_empty() && !prefix.contains(['{', '}']),
             "a RedisTokenStore's prefix must be non-empty and without braces: it is the keys' hash tag"
         );
-        self.keys = Keys::new(prefix);
+        self.keys = Keys::new(&prefix);
         self
     }
 
@@ -246,36 +220,8 @@ where
         tokio::time::timeout(self.timeout, operation).await.unwrap_or(Err(StoreError::TimedOut(self.timeout)))
     }
 
-    /// The capture of the earlier layout for `key`, and whether an instance of the earlier
-    /// version holds a lease on it: one `MGET` (both keys share a slot).
-    async fn legacy(&self, key: TokenKey) -> Result<Legacy, StoreError> {
-        let keys = vec![self.keys.legacy_capture(key), self.keys.legacy_lease(key)];
-        let values: Value = self.client.mget(keys).await.map_err(StoreError::backend)?;
-        let mut values = values.into_array().into_iter();
-        let value =
-            values.next().map_or(Some(None), text_or_null).ok_or_else(|| unreadable_capture(MALFORMED))?;
-        let leased = values.next().is_some_and(|lease| !lease.is_null());
-        Ok(Legacy { value, leased })
-    }
-
-    /// Deletes the capture of the earlier layout for `key` if it still holds `value`. Only
-    /// logged if that fails: the take it follows has happened. The entry left behind converts
-    /// no token twice: a migrated one is known; a superseded one may, at worst, be taken by the
-    /// visitor's next order, as it would have been without the newer click.
-    async fn delete_legacy(&self, key: TokenKey, value: String) {
-        let keys = vec![self.keys.legacy_capture(key)];
-        if let Err(error) = self.script(&DELETE_IF_UNCHANGED_SCRIPT, keys, vec![value]).await {
-            tracing::warn!(%error, "a Sovendus capture of the earlier Redis layout could not be deleted");
-        }
-    }
-
-    /// Runs the take script, on the capture stored under `key` or on a `given` one.
-    async fn take_script(
-        &self,
-        key: TokenKey,
-        conversion: &NewConversion,
-        given: Option<&Capture>,
-    ) -> Result<Took, StoreError> {
+    /// Runs the take script on the capture stored under `key`.
+    async fn take_script(&self, key: TokenKey, conversion: &NewConversion) -> Result<Took, StoreError> {
         let id = conversion.id.to_string();
         let keys = vec![
             self.keys.capture(key),
@@ -293,8 +239,6 @@ where
             conversion.order.as_ref().map(|order| order.as_str().to_owned()).unwrap_or_default(),
             conversion.lease.map(|lease| lease_text(lease.id)).unwrap_or_default(),
             conversion.lease.map(|lease| to_millis(lease.until).to_string()).unwrap_or_default(),
-            given.map(|capture| capture.product.as_str().to_owned()).unwrap_or_default(),
-            given.map(|capture| capture.token.as_str().to_owned()).unwrap_or_default(),
         ];
         Ok(Took::from_reply(self.script(&TAKE_SCRIPT, keys, args).await?))
     }
@@ -353,43 +297,16 @@ where
     async fn captured(&self, key: TokenKey, now: SystemTime) -> Result<Option<Capture>, StoreError> {
         let now = to_millis(now);
         self.timed(async {
-            if let Some(value) = self.get(self.keys.capture(key)).await? {
-                let (expires_at, capture) = decode_capture(&value)?;
-                return Ok((expires_at > now).then_some(capture));
-            }
-            match self.get(self.keys.legacy_capture(key)).await? {
-                Some(value) => decode_legacy(&value).map(Some),
-                None => Ok(None),
-            }
+            let Some(value) = self.get(self.keys.capture(key)).await? else { return Ok(None) };
+            let (expires_at, capture) = decode_capture(&value)?;
+            Ok((expires_at > now).then_some(capture))
         })
         .await
     }
 
     async fn take(&self, key: TokenKey, conversion: NewConversion) -> Result<Taken, StoreError> {
-        self.timed(async {
-            let (took, legacy) = tokio::join!(self.take_script(key, &conversion, None), self.legacy(key));
-            let took = took?;
-            if took != Took::NoCapture {
-                // The new capture supersedes any of the earlier layout.
-                if let Ok(Legacy { value: Some(value), .. }) = legacy {
-                    self.delete_legacy(key, value).await;
-                }
-                return self.taken(took, conversion);
-            }
-            let Legacy { value: Some(value), leased } = legacy? else { return Ok(Taken::NoCapture) };
-            if leased {
-                tracing::info!("an instance of the earlier version is sending this visitor's Sovendus token");
-                return Ok(Taken::NoCapture);
-            }
-            let capture = decode_legacy(&value)?;
-            let took = self.take_script(key, &conversion, Some(&capture)).await?;
-            self.delete_legacy(key, value).await;
-            if let Took::Owed { .. } = took {
-                tracing::info!(id = %conversion.id, "a capture of the earlier Redis layout became a conversion");
-            }
-            self.taken(took, conversion)
-        })
-        .await
+        let took = self.timed(self.take_script(key, &conversion)).await?;
+        self.taken(took, conversion)
     }
 
     async fn claim(
@@ -553,13 +470,8 @@ mod tests {
         assert_eq!(store.keys.capture(-42), "{sovendus}:capture:-42");
         assert_eq!(store.keys.conversion("ab"), "{sovendus}:conversion:ab");
         assert_eq!(store.keys.state(ConversionState::Parked), "{sovendus}:state:parked");
-        assert_eq!(store.keys.legacy_capture(42), "sovendus:{42}");
-        assert_eq!(store.keys.legacy_lease(42), "sovendus:{42}:lease");
-        let store = store.with_prefix("shop-a:");
-        assert_eq!(
-            (store.keys.due(), store.keys.legacy_capture(1)),
-            ("{shop-a}:due".to_owned(), "shop-a:{1}".to_owned())
-        );
+        let store = store.with_prefix("shop-a");
+        assert_eq!(store.keys.due(), "{shop-a}:due");
     }
 
     #[test]

@@ -29,29 +29,23 @@ redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return 1
 ";
 
-/// Takes the capture (or the one given, migrated from the earlier layout) into an owed
-/// conversion. Answers `{'none'}`, `{'corrupt'}`, `{'expired'}`, `{'converted', id}` or
+/// Takes the capture into an owed conversion. Answers `{'none'}`, `{'corrupt'}`, `{'expired'}`, `{'converted', id}` or
 /// `{'owed', product, token}`.
 ///
 /// KEYS: capture, conversion, tokens, orders, due, state:owed. ARGV: id, ordered_at,
-/// next_attempt_at, order or '', lease or '', lease_until, and a given product and token (or
-/// '' to read the capture).
+/// next_attempt_at, order or '', lease or '', lease_until.
 const TAKE: &str = r"
-local product, token = ARGV[7], ARGV[8]
-if product == '' then
-  local held = redis.call('GET', KEYS[1])
-  if not held then
-    return {'none'}
-  end
-  local expires_at
-  expires_at, product, token = string.match(held, '^(%d+)/([^/]+)/([^/]+)$')
-  if not expires_at or not valid(product, 128) or not valid(token, 256) then
-    return {'corrupt'}
-  end
-  redis.call('DEL', KEYS[1])
-  if tonumber(expires_at) <= tonumber(ARGV[2]) then
-    return {'expired'}
-  end
+local held = redis.call('GET', KEYS[1])
+if not held then
+  return {'none'}
+end
+local expires_at, product, token = string.match(held, '^(%d+)/([^/]+)/([^/]+)$')
+if not expires_at or not valid(product, 128) or not valid(token, 256) then
+  return {'corrupt'}
+end
+redis.call('DEL', KEYS[1])
+if tonumber(expires_at) <= tonumber(ARGV[2]) then
+  return {'expired'}
 end
 local known = redis.call('HGET', KEYS[3], token)
 if known then
@@ -272,16 +266,6 @@ end
 return {id, 0}
 ";
 
-/// Deletes a key of the earlier layout if it still holds what was read from it.
-///
-/// KEYS: the key. ARGV: the value read.
-const DELETE_IF_UNCHANGED: &str = r"
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
-end
-return 0
-";
-
 pub(super) static CAPTURE_FIRST_CLICK_SCRIPT: LazyLock<Script> =
     LazyLock::new(|| Script::from_lua(CAPTURE_FIRST_CLICK));
 pub(super) static TAKE_SCRIPT: LazyLock<Script> =
@@ -296,5 +280,3 @@ pub(super) static PURGE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::from
 pub(super) static LIST_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::from_lua(LIST));
 pub(super) static COUNTS_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::from_lua(COUNTS));
 pub(super) static FIND_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::from_lua(FIND));
-pub(super) static DELETE_IF_UNCHANGED_SCRIPT: LazyLock<Script> =
-    LazyLock::new(|| Script::from_lua(DELETE_IF_UNCHANGED));

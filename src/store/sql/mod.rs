@@ -22,7 +22,6 @@ mod read;
 
 use std::{
     fmt,
-    sync::Arc,
     time::{Duration, SystemTime},
 };
 
@@ -31,10 +30,9 @@ use sqlx::Row;
 use self::queries::Dialect;
 use super::{
     Capture, ConversionCounts, ConversionId, ConversionState, Lease, LeaseId, NewCapture, NewConversion,
-    OrderRef, OwedConversion, Settlement, StoreError, Taken, TokenKey, TokenStore, async_trait,
-    records::to_millis,
+    OwedConversion, Settlement, StoreError, Taken, TokenKey, TokenStore, async_trait, records::to_millis,
 };
-use crate::config::Attribution;
+use crate::{config::Attribution, ids::OrderRef};
 
 /// How long [`SqlTokenStore`] waits for the database before it gives up on one operation: 5
 /// seconds.
@@ -82,7 +80,7 @@ pub const DEFAULT_SQL_TIMEOUT: Duration = Duration::from_secs(5);
 /// let config = SovendusConfig::from_env()?;
 /// let sovendus = SovendusLayer::with_store(config, tokens);
 /// let sessions = SessionManagerLayer::new(sessions);
-/// // ...`.layer(sovendus).layer(sessions)` on the shop's router.
+/// // ...`.layer(ServiceBuilder::new().layer(sessions).layer(sovendus))` on the shop's router.
 /// # Ok(()) }
 /// ```
 #[derive(Clone)]
@@ -92,7 +90,8 @@ pub struct SqlTokenStore {
     /// On SQLite, which runs one write at a time: this process's writes queue here, instead of
     /// colliding in the database, where a busy writer sleeps for milliseconds before it tries
     /// again. Clones share it.
-    writes: Arc<tokio::sync::Mutex<()>>,
+    #[cfg(feature = "sqlite")]
+    writes: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 /// The pool of one of the backends.
@@ -134,14 +133,19 @@ impl SqlTokenStore {
     #[cfg(feature = "sqlite")]
     #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
     pub fn sqlite(pool: sqlx::SqlitePool) -> Self {
-        Self { pool: Pool::Sqlite(pool), timeout: DEFAULT_SQL_TIMEOUT, writes: Arc::default() }
+        Self { pool: Pool::Sqlite(pool), timeout: DEFAULT_SQL_TIMEOUT, writes: Default::default() }
     }
 
     /// A store on a Postgres pool, with the [`DEFAULT_SQL_TIMEOUT`].
     #[cfg(feature = "postgres")]
     #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
     pub fn postgres(pool: sqlx::PgPool) -> Self {
-        Self { pool: Pool::Postgres(pool), timeout: DEFAULT_SQL_TIMEOUT, writes: Arc::default() }
+        Self {
+            pool: Pool::Postgres(pool),
+            timeout: DEFAULT_SQL_TIMEOUT,
+            #[cfg(feature = "sqlite")]
+            writes: Default::default(),
+        }
     }
 
     /// How long to wait for the database on one operation before giving up with
@@ -171,7 +175,7 @@ impl SqlTokenStore {
         operation: impl Future<Output = Result<T, StoreError>>,
     ) -> Result<T, StoreError> {
         self.within_timeout(async {
-            let _turn = match self.pool {
+            let _turn: Option<tokio::sync::MutexGuard<'_, ()>> = match self.pool {
                 #[cfg(feature = "sqlite")]
                 Pool::Sqlite(_) => Some(self.writes.lock().await),
                 #[cfg(feature = "postgres")]

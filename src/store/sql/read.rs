@@ -5,11 +5,12 @@
 use sqlx::{ColumnIndex, Decode, Row, Type};
 
 use crate::{
-    config::ProductId,
-    error::StoreError,
+    ids::OrderRef,
+    ids::ProductId,
+    ids::SovReqToken,
     metrics,
-    store::{Capture, ConversionId, ConversionState, OrderRef, OwedConversion, records::from_millis},
-    token::SovReqToken,
+    store::StoreError,
+    store::{Capture, ConversionId, ConversionState, OwedConversion, records::from_millis},
 };
 
 /// Column `column` of `row`, or why it cannot be read.

@@ -1,6 +1,6 @@
 //! The whole landing → order flow, over loopback HTTP against the sandbox.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -1,11 +1,8 @@
 //! The layer's handle reaches the extractor whatever middleware runs the rest of the request
-//! (one that spawns it, tower's `Buffer`), for the first layer a process builds (which hands
-//! off an allocation-free marker) and for any later one (which hands off its handle); of
-//! nested layers, the innermost wins.
-//!
-//! One test in this binary: which layer is built first is process-wide.
+//! (one that spawns it, tower's `Buffer`), for every layer of a process, whichever was built
+//! first; of nested layers, the innermost wins.
 
-mod common;
+use crate::common;
 
 use axum::{
     BoxError, Router,

@@ -1,8 +1,8 @@
 //! The rules every `TokenStore` keeps, checked on the embedded store and on a real Redis; and
-//! what only the Redis store has to keep: its earlier layout, corrupt records, prefixes,
+//! what only the Redis store has to keep: corrupt records, prefixes,
 //! restarts and outages.
 
-mod common;
+use crate::common;
 
 use std::{
     sync::atomic::{AtomicUsize, Ordering},
@@ -15,24 +15,22 @@ use common::{
 };
 use metrics_util::debugging::DebuggingRecorder;
 use tower_sovendus::{
+    OrderRef,
     config::Attribution,
     metrics::UNREADABLE,
     store::{
         Capture, ConversionCounts, ConversionId, ConversionState, Lease, LeaseId, MokaTokenStore, NewCapture,
-        NewConversion, OrderRef, OwedConversion, RedisTokenStore, Settlement, StoreError, Taken, TokenStore,
+        NewConversion, OwedConversion, RedisTokenStore, Settlement, StoreError, Taken, TokenStore,
         conformance,
         fred::{
             cmd,
-            prelude::{ClientLike, KeysInterface, Pool},
+            prelude::{ClientLike, Pool},
         },
     },
 };
 
 const DAY: Duration = Duration::from_secs(24 * 60 * 60);
 const MINUTE: Duration = Duration::from_secs(60);
-
-/// The old entry's token, which no message may show.
-const OLD_TOKEN: &str = "12345-test-123-12345";
 
 /// Now, to the millisecond, as stores keep times.
 fn now() -> SystemTime {
@@ -41,21 +39,16 @@ fn now() -> SystemTime {
 }
 
 fn landing(token: &str, at: SystemTime) -> NewCapture {
-    let capture = Capture { token: token.parse().unwrap(), product: "product-a".parse().unwrap() };
-    NewCapture { capture, attribution: Attribution::LastClick, at, ttl: DAY }
+    let capture = Capture::new(token.parse().unwrap(), "product-a".parse().unwrap());
+    NewCapture::new(capture, Attribution::LastClick, at, DAY)
 }
 
 fn order(at: SystemTime, order: Option<&str>) -> NewConversion {
-    NewConversion {
-        id: ConversionId::random(),
-        order: order.map(|order| order.parse().unwrap()),
-        ordered_at: at,
-        lease: None,
-    }
+    NewConversion::new(ConversionId::random(), order.map(|order| order.parse().unwrap()), at, None)
 }
 
 fn lease(until: SystemTime) -> Lease {
-    Lease { id: LeaseId::random(), until }
+    Lease::new(LeaseId::random(), until)
 }
 
 /// Captures `token` under `key` and takes it: the owed conversion.
@@ -108,77 +101,6 @@ async fn the_redis_store_keeps_every_rule() {
 }
 
 #[test]
-fn the_redis_store_refuses_an_entry_with_the_product_as_an_index() {
-    let Some(redis) = RedisServer::start("the_redis_store_refuses_an_entry_with_the_product_as_an_index")
-    else {
-        return;
-    };
-    let counters = counting(async {
-        let pool = redis.pool().await;
-        // Where and how the earlier layout kept a capture, with the product as a position.
-        let _: () = pool.set("sovendus:{7}", format!("0:{OLD_TOKEN}"), None, None, false).await.unwrap();
-        let store = RedisTokenStore::new(pool.clone());
-        let now = now();
-        let refused =
-            [store.take(7, order(now, None)).await.unwrap_err(), store.captured(7, now).await.unwrap_err()];
-        for error in refused {
-            assert!(matches!(error, StoreError::Unreadable(_)), "{error:?}");
-            assert!(!error.is_retryable(), "{error}");
-            let message = error.to_string();
-            assert!(message.contains("product as its position in the configuration"), "{message}");
-            assert!(!message.contains(OLD_TOKEN), "{message}");
-        }
-        // Never made a conversion, so never sent; left to expire.
-        assert_eq!(store.counts().await.unwrap(), ConversionCounts::default());
-        assert!(claimed(&store, now + DAY).await.is_empty());
-        assert_eq!(keys(&pool, "*").await, ["sovendus:{7}"]);
-    });
-    assert_eq!(count(&counters, UNREADABLE, None), 2, "each refusal is counted");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_redis_store_migrates_a_capture_of_the_earlier_layout() {
-    let Some(redis) = RedisServer::start("the_redis_store_migrates_a_capture_of_the_earlier_layout") else {
-        return;
-    };
-    let pool = redis.pool().await;
-    let store = RedisTokenStore::new(pool.clone());
-    let now = now();
-    let set = async |key: &str, value: &str| {
-        let _: () = pool.set(key, value, None, None, false).await.unwrap();
-    };
-
-    // `<product ID>/<token>` at the earlier key: a capture, taken into a conversion once.
-    set("sovendus:{8}", "product-b/legacy-token").await;
-    let captured = store.captured(8, now).await.unwrap().expect("the earlier capture is seen");
-    assert_eq!((captured.product.as_str(), captured.token.as_str()), ("product-b", "legacy-token"));
-    let Taken::Owed(migrated) = store.take(8, order(now, Some("A-8"))).await.unwrap() else {
-        panic!("the earlier capture becomes a conversion")
-    };
-    assert_eq!((migrated.product.as_str(), migrated.token.as_str()), ("product-b", "legacy-token"));
-    assert!(keys(&pool, "sovendus:{8}").await.is_empty(), "the earlier entry went");
-    assert_eq!(store.take(8, order(now, None)).await.unwrap(), Taken::NoCapture);
-    assert_eq!(store.find(&"A-8".parse().unwrap()).await.unwrap(), Some(migrated));
-
-    // Leased by an instance of the earlier version: its to send.
-    set("sovendus:{9}", "product-a/leased-token").await;
-    set("sovendus:{9}:lease", "12345").await;
-    assert_eq!(store.take(9, order(now, None)).await.unwrap(), Taken::NoCapture);
-    assert_eq!(keys(&pool, "sovendus:{9}").await, ["sovendus:{9}"], "left to the earlier instance");
-
-    // A capture under the new key supersedes the earlier one.
-    set("sovendus:{10}", "product-a/older-token").await;
-    store.capture(10, landing("newer-token", now)).await.unwrap();
-    let Taken::Owed(newer) = store.take(10, order(now, None)).await.unwrap() else {
-        panic!("the new capture")
-    };
-    assert_eq!(newer.token.as_str(), "newer-token");
-    assert!(keys(&pool, "sovendus:{10}").await.is_empty(), "the superseded entry went");
-    assert_eq!(store.take(10, order(now, None)).await.unwrap(), Taken::NoCapture);
-    assert_eq!(store.counts().await.unwrap().owed, 2);
-}
-
-#[test]
 fn a_corrupt_conversion_is_refused_counted_and_not_claimed_again() {
     let Some(redis) = RedisServer::start("a_corrupt_conversion_is_refused_counted_and_not_claimed_again")
     else {
@@ -198,7 +120,8 @@ fn a_corrupt_conversion_is_refused_counted_and_not_claimed_again() {
         command(&pool, "SET", vec![format!("{{corrupt}}:conversion:{stray}"), "x".to_owned()]).await;
 
         assert_eq!(claimed(&store, now).await, [sound.id], "the corrupt ones are left out");
-        let counts = ConversionCounts { owed: 1, dead: 1, ..ConversionCounts::default() };
+        let counts =
+            ConversionCounts::default().with(ConversionState::Owed, 1).with(ConversionState::Dead, 1);
         assert_eq!(store.counts().await.unwrap(), counts, "the corrupt one is dead");
         // The sound one's lease has run out: it alone is claimed again.
         assert_eq!(claimed(&store, now + DAY).await, [sound.id], "not claimed again");
@@ -291,13 +214,7 @@ async fn while_redis_is_down_every_operation_fails_retryably_within_the_timeout(
     let id = owed(&store, 1, "token", now).await.id;
     redis.kill(false);
 
-    let settlement = Settlement {
-        state: ConversionState::Delivered,
-        attempts: 1,
-        next_attempt_at: None,
-        last_error: None,
-        at: now,
-    };
+    let settlement = Settlement::new(ConversionState::Delivered, 1, None, None, now);
     let order_ref = OrderRef::new("A-1").unwrap();
     macro_rules! fails_within_the_timeout {
         ($($operation:expr),+ $(,)?) => {$(

@@ -20,7 +20,7 @@ use std::time::{Duration, SystemTime};
 ///
 /// ```
 /// use std::time::Duration;
-/// use tower_sovendus::{SovendusConfig, delivery::DeliverySchedule};
+/// use tower_sovendus::{DeliverySchedule, SovendusConfig};
 ///
 /// let schedule = DeliverySchedule::default()
 ///     .first_wait(Duration::from_secs(30))

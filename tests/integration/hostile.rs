@@ -1,6 +1,6 @@
 //! Hostile `sovReqToken` values: none may reach an outgoing request, and every page answers.
 
-mod common;
+use crate::common;
 
 use common::TestShop;
 

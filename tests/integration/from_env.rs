@@ -1,10 +1,13 @@
-//! `SovendusConfig::from_env`. One test in its own binary: the environment is process-wide.
+//! `SovendusConfig::from_env`. The environment is process-wide: the test runs in a process of
+//! its own.
 
 use tower_sovendus::SovendusConfig;
 
+use crate::common;
+
 fn set(name: &str, value: Option<&str>) {
-    // SAFETY: this binary runs a single test on a single thread, so nothing reads the
-    // environment concurrently.
+    // SAFETY: this process runs this one test on one thread (`ran_in_own_process`), so
+    // nothing reads the environment concurrently.
     unsafe {
         match value {
             Some(value) => std::env::set_var(name, value),
@@ -15,6 +18,9 @@ fn set(name: &str, value: Option<&str>) {
 
 #[test]
 fn reads_the_environment_and_names_what_is_missing() {
+    if common::ran_in_own_process("from_env::reads_the_environment_and_names_what_is_missing") {
+        return;
+    }
     set("SOVENDUS_PRODUCT_ID", None);
     set("SOVENDUS_API_KEY", None);
     set("SOVENDUS_ENDPOINT", None);

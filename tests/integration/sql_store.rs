@@ -2,11 +2,7 @@
 //! run by several instances at once, unreadable rows, the pool shared with
 //! tower-sessions-sqlx-store, and a Postgres that goes away and comes back.
 
-#[allow(dead_code)]
-mod common {
-    pub mod counters;
-    pub mod postgres;
-}
+use crate::common;
 
 use std::{
     collections::HashMap,
@@ -65,12 +61,12 @@ fn now() -> SystemTime {
 }
 
 fn landing(token: &str, at: SystemTime) -> NewCapture {
-    let capture = Capture { token: token.parse().unwrap(), product: "product-a".parse().unwrap() };
-    NewCapture { capture, attribution: Attribution::LastClick, at, ttl: MINUTE }
+    let capture = Capture::new(token.parse().unwrap(), "product-a".parse().unwrap());
+    NewCapture::new(capture, Attribution::LastClick, at, MINUTE)
 }
 
 fn order(at: SystemTime) -> NewConversion {
-    NewConversion { id: ConversionId::random(), order: None, ordered_at: at, lease: None }
+    NewConversion::new(ConversionId::random(), None, at, None)
 }
 
 /// Captures `token` under `key` and takes it: the conversion's ID.
@@ -134,7 +130,7 @@ async fn migrations_run_once(instances: Vec<SqlTokenStore>, schema_rows: impl As
     instances[0].migrate().await.expect("migrating again does nothing");
     assert_eq!(schema_rows().await, 1, "one migration, recorded once");
     let id = capture_and_take(&instances[1], 1, "token").await;
-    let claimed = instances[2].claim(now(), 10, Lease { id: LeaseId::random(), until: now() + MINUTE }).await;
+    let claimed = instances[2].claim(now(), 10, Lease::new(LeaseId::random(), now() + MINUTE)).await;
     assert_eq!(claimed.unwrap().iter().map(|conversion| conversion.id).collect::<Vec<_>>(), [id]);
 }
 
@@ -192,12 +188,12 @@ async fn unreadable_rows_are_refused(store: &SqlTokenStore, dead_rows: impl Asyn
     let unreadable = || count(&counters(&snapshotter), metrics::UNREADABLE, None);
     let t = now();
 
-    let claimed = store.claim(t, 10, Lease { id: LeaseId::random(), until: t + MINUTE }).await.unwrap();
+    let claimed = store.claim(t, 10, Lease::new(LeaseId::random(), t + MINUTE)).await.unwrap();
     let ids: Vec<String> = claimed.iter().map(|conversion| conversion.id.to_string()).collect();
     assert_eq!(ids, ["0000000000000000000000000000000e"], "the readable one alone");
     assert_eq!(unreadable(), 4, "each unreadable row counted");
     assert_eq!(dead_rows().await, 4, "marked dead");
-    let later = store.claim(t + 2 * MINUTE, 10, Lease { id: LeaseId::random(), until: t + 3 * MINUTE }).await;
+    let later = store.claim(t + 2 * MINUTE, 10, Lease::new(LeaseId::random(), t + 3 * MINUTE)).await;
     assert_eq!(later.unwrap().len(), 1, "the readable one again (its lease ran out), the dead ones never");
     assert_eq!(unreadable(), 0, "not read again");
     assert_eq!(store.counts().await.unwrap().dead, 4, "counted as dead");
@@ -299,7 +295,7 @@ async fn a_stopped_postgres_fails_retryably_and_works_again_once_back() {
     let failed = [
         store.capture(2, landing("during", t)).await.map(drop),
         store.take(1, order(t)).await.map(drop),
-        store.claim(t, 10, Lease { id: LeaseId::random(), until: t + MINUTE }).await.map(drop),
+        store.claim(t, 10, Lease::new(LeaseId::random(), t + MINUTE)).await.map(drop),
     ];
     for result in failed {
         let error = result.expect_err("Postgres is down");

@@ -1,7 +1,7 @@
 //! What the layer asks of the session store: nothing on the hot path, and a failing store
 //! never fails the shop's page.
 
-mod common;
+use crate::common;
 
 use std::sync::{
     Arc,

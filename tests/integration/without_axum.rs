@@ -16,6 +16,7 @@ async fn order(request: Request<String>) -> Result<Response<String>, Infallible>
         Ok(conversion) => match conversion.send().await {
             Ok(Outcome::Sent(_)) => "sent",
             Ok(Outcome::NoToken) => "no_token",
+            Ok(other) => panic!("a new outcome: {other:?}"),
             Err(_) => "error",
         },
         Err(SovendusConversionRejection::MissingSovendusLayer) => "missing_layer",

@@ -2,12 +2,7 @@
 
 use std::{fmt, str::FromStr};
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
-
 use crate::mask::Masked;
-
-/// The longest token accepted, in bytes.
-pub const MAX_TOKEN_LEN: usize = 256;
 
 /// A Sovendus request token (`sovReqToken`), validated so it is safe to put in a URL path.
 ///
@@ -25,12 +20,15 @@ pub const MAX_TOKEN_LEN: usize = 256;
 /// assert_eq!(token.as_str(), "12345-test-123-12345");
 /// assert_eq!(token.to_string(), "12345-te…");
 /// assert!("../admin".parse::<SovReqToken>().is_err());
-/// # Ok::<(), tower_sovendus::token::InvalidToken>(())
+/// # Ok::<(), tower_sovendus::InvalidToken>(())
 /// ```
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct SovReqToken(Box<str>);
 
 impl SovReqToken {
+    /// The longest token accepted, in bytes.
+    pub const MAX_LEN: usize = 256;
+
     /// Validates `value` as a token.
     pub fn new(value: impl AsRef<str>) -> Result<Self, InvalidToken> {
         let value = value.as_ref();
@@ -54,7 +52,7 @@ fn validate(value: &str) -> Result<(), InvalidToken> {
     if value.is_empty() {
         return Err(InvalidToken::Empty);
     }
-    if value.len() > MAX_TOKEN_LEN {
+    if value.len() > SovReqToken::MAX_LEN {
         return Err(InvalidToken::TooLong { len: value.len() });
     }
     if let Some(position) = value.bytes().position(|byte| !is_unreserved(byte)) {
@@ -97,23 +95,12 @@ impl fmt::Display for SovReqToken {
     }
 }
 
-impl Serialize for SovReqToken {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(self.as_str())
-    }
-}
-
-impl<'de> Deserialize<'de> for SovReqToken {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let value = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
-        Self::new(value).map_err(serde::de::Error::custom)
-    }
-}
+super::serde_as_str!(SovReqToken);
 
 /// Why a value is not a valid [`SovReqToken`]. Never contains the value itself.
 ///
 /// ```
-/// use tower_sovendus::{SovReqToken, token::InvalidToken};
+/// use tower_sovendus::{InvalidToken, SovReqToken};
 ///
 /// assert_eq!("".parse::<SovReqToken>(), Err(InvalidToken::Empty));
 /// assert_eq!("..".parse::<SovReqToken>(), Err(InvalidToken::OnlyDots));
@@ -156,7 +143,7 @@ mod tests {
             "a",
             "a.b",
             "~_-.x",
-            &"x".repeat(MAX_TOKEN_LEN),
+            &"x".repeat(SovReqToken::MAX_LEN),
         ] {
             assert_eq!(SovReqToken::new(value).unwrap().as_str(), value);
         }
@@ -164,7 +151,7 @@ mod tests {
 
     #[test]
     fn refuses_unsafe_values() {
-        let too_long = "x".repeat(MAX_TOKEN_LEN + 1);
+        let too_long = "x".repeat(SovReqToken::MAX_LEN + 1);
         let cases: &[(&str, InvalidToken)] = &[
             ("", InvalidToken::Empty),
             (&too_long, InvalidToken::TooLong { len: 257 }),
@@ -239,7 +226,7 @@ mod tests {
 
         /// The rules, restated independently of `validate`.
         fn follows_the_rules(value: &str) -> bool {
-            (1..=MAX_TOKEN_LEN).contains(&value.len())
+            (1..=SovReqToken::MAX_LEN).contains(&value.len())
                 && value.bytes().all(|byte| byte.is_ascii_alphanumeric() || b"-._~".contains(&byte))
                 && value.bytes().any(|byte| byte != b'.')
         }

@@ -1,7 +1,7 @@
 //! Several instances of the shop on one real Redis (sessions and tokens): a visitor converts
 //! exactly once whichever instance serves them, across restarts and Redis outages.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
@@ -10,8 +10,7 @@ use common::{
     redis::{Instance, RedisServer, keys},
 };
 use tower_sovendus::{
-    SovendusConfig, SovendusConfigBuilder,
-    delivery::DeliverySchedule,
+    DeliverySchedule, SovendusConfig, SovendusConfigBuilder,
     sandbox::{Fault, Sandbox},
     store::fred::prelude::KeysInterface,
 };
@@ -225,31 +224,4 @@ async fn a_stored_product_is_booked_by_its_id_whatever_the_next_deploy_configure
 
     let booked: Vec<String> = sandbox.accepted().iter().map(|call| call.path().to_owned()).collect();
     assert_eq!(booked, ["/ext/product-b/visitor-0/api", "/ext/product-b/visitor-1/api"]);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_token_stored_with_the_product_as_an_index_is_refused_and_never_sent() {
-    let Some(redis) =
-        RedisServer::start("a_token_stored_with_the_product_as_an_index_is_refused_and_never_sent")
-    else {
-        return;
-    };
-    let sandbox = Sandbox::start().await.unwrap();
-    let shop = Instance::start(&redis, &sandbox, |config| config).await;
-    let visitor = shop.visitor();
-    visitor.get(&format!("/landing?sovReqToken={TOKEN}")).await;
-    // The capture as an earlier version wrote it: at `sovendus:{<key>}`, holding
-    // `<index into the products>:<token>`.
-    let pool = redis.pool().await;
-    let [key] = <[String; 1]>::try_from(keys(&pool, "{sovendus}:capture:*").await).expect("one capture key");
-    let visitor_key = key.rsplit(':').next().expect("the visitor's key");
-    let _: i64 = pool.del(&key).await.unwrap();
-    let _: () = pool
-        .set(format!("sovendus:{{{visitor_key}}}"), format!("1:{TOKEN}"), None, None, false)
-        .await
-        .unwrap();
-
-    assert_eq!(visitor.pending_token().await, "", "an unreadable entry is no token");
-    assert_eq!(visitor.order().await, "token_store");
-    assert!(sandbox.conversions().is_empty(), "never sent, for no product");
 }

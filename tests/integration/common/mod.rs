@@ -17,11 +17,8 @@ use serde::Deserialize;
 use tokio::{net::TcpListener, task::JoinHandle};
 use tower_sessions::{MemoryStore, Session, SessionManagerLayer, SessionStore, cookie::SameSite};
 use tower_sovendus::{
-    Delivery, Outcome, RetryPolicy, SovendusConfig, SovendusConfigBuilder, SovendusConversion, SovendusError,
-    SovendusLayer,
-    delivery::{DeliverySchedule, QueueOutcome},
-    sandbox::Sandbox,
-    store::TokenStore,
+    Delivery, DeliverySchedule, Outcome, QueueOutcome, RetryPolicy, SovendusConfig, SovendusConfigBuilder,
+    SovendusConversion, SovendusError, SovendusLayer, sandbox::Sandbox, store::TokenStore,
 };
 
 /// The session cookie's name (tower-sessions' default).
@@ -317,6 +314,7 @@ async fn order_in_background(conversion: SovendusConversion) -> String {
     match conversion.send_in_background().await {
         Ok(QueueOutcome::Queued) => "queued".to_owned(),
         Ok(QueueOutcome::NoToken) => "no_token".to_owned(),
+        Ok(other) => format!("{other:?}"),
         Err(error) => describe(Err(error)),
     }
 }
@@ -325,6 +323,7 @@ pub fn describe(result: Result<Outcome, SovendusError>) -> String {
     match result {
         Ok(Outcome::Sent(_)) => "sent".to_owned(),
         Ok(Outcome::NoToken) => "no_token".to_owned(),
+        Ok(other) => format!("{other:?}"),
         Err(SovendusError::InvalidApiKey) => "invalid_api_key".to_owned(),
         Err(SovendusError::InvalidProductOrToken { message }) => {
             format!("invalid_product_or_token: {message}")
@@ -378,4 +377,25 @@ pub async fn eventually(within: Duration, mut condition: impl AsyncFnMut() -> bo
 /// A config for `sandbox` with every default.
 pub fn config_for(sandbox: &Sandbox) -> SovendusConfig {
     sandbox.config().build().unwrap()
+}
+
+/// Runs the test named `test` (its path in this binary) again, alone, in a process of its own,
+/// for a test that sets process-wide state: the environment, a global metrics recorder or
+/// tracing subscriber. Returns `true` in the calling process once that run passed (the test
+/// then has nothing left to do), `false` in the process of its own, where the test goes on.
+pub fn ran_in_own_process(test: &str) -> bool {
+    const ALONE: &str = "TOWER_SOVENDUS_TEST_ALONE";
+    if std::env::var_os(ALONE).is_some() {
+        return false;
+    }
+    let binary = std::env::current_exe().expect("the test binary's path");
+    let run = std::process::Command::new(binary)
+        .args([test, "--exact", "--test-threads=1", "--nocapture"])
+        .env(ALONE, "1")
+        .output()
+        .expect("the test binary runs again");
+    let output = format!("{}{}", String::from_utf8_lossy(&run.stdout), String::from_utf8_lossy(&run.stderr));
+    assert!(run.status.success(), "{test} failed in a process of its own:\n{output}");
+    assert!(output.contains("1 passed"), "{test} did not run in a process of its own:\n{output}");
+    true
 }

@@ -1,7 +1,7 @@
 //! Fault injection over loopback: whatever the API does, each token is booked once (one 200),
 //! or stays owed until it is, never lost and never booked twice.
 
-mod common;
+use crate::common;
 
 use std::{
     collections::HashMap,

@@ -1,7 +1,7 @@
 //! Owed conversions in one process, on the embedded store: the states the answers lead to, the
 //! schedule, the inspection through `Delivery`, and a start after a restart on the same store.
 
-mod common;
+use crate::common;
 
 use std::{
     sync::Arc,
@@ -12,9 +12,9 @@ use common::{TestShop, eventually, quick_retries, quick_schedule};
 use http::StatusCode;
 use tower_sessions::MemoryStore;
 use tower_sovendus::{
-    RetryPolicy, SovendusConfig, SovendusConfigBuilder,
+    OrderRef, RetryPolicy, SovendusConfig, SovendusConfigBuilder,
     sandbox::{Fault, Sandbox},
-    store::{ConversionState, MokaTokenStore, OrderRef},
+    store::{ConversionState, MokaTokenStore},
 };
 
 /// A shop on `tokens` and `sessions` (another on the same two is the same shop restarted),

@@ -1,6 +1,8 @@
 //! [`SovendusClient`]: the HTTP client that talks to Sovendus, one attempt and the retry loop
 //! around it, and [`Receipt`], Sovendus' answer to an accepted conversion.
 
+mod answer;
+
 use std::{fmt, sync::Arc, time::Duration};
 
 use reqwest::{
@@ -14,12 +16,11 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::{
-    config::{ApiKey, ProductId, Products, SovendusConfig},
+    config::{ApiKey, Products, RetryPolicy, SovendusConfig},
     error::SovendusError,
+    ids::{ProductId, SovReqToken},
     mask::Masked,
     metrics,
-    retry::RetryPolicy,
-    token::SovReqToken,
 };
 
 /// The most bytes of an answer read; Sovendus' answers are a few dozen.
@@ -88,10 +89,13 @@ impl SovendusClient {
     pub fn new(config: &SovendusConfig) -> Self {
         let http = reqwest::Client::builder()
             .connect_timeout(config.request_timeout())
-            .user_agent(concat!("tower-sovendus/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .expect("the TLS backend could not be initialised");
-        Self::with_http_client(config, http)
+            .user_agent(concat!("tower-sovendus/", env!("CARGO_PKG_VERSION")));
+        // Under `rustls-ring` alone, reqwest has no crypto provider of its own: give it ring's,
+        // for this client only (no process-wide default is installed).
+        #[cfg(all(feature = "rustls-ring", not(feature = "rustls")))]
+        let http =
+            http.tls_backend_preconfigured(ring_tls().expect("the TLS backend could not be initialised"));
+        Self::with_http_client(config, http.build().expect("the TLS backend could not be initialised"))
     }
 
     /// Uses an existing `reqwest::Client` (and its pool, proxies, TLS settings). The
@@ -270,6 +274,18 @@ async fn until_cancelled<T>(cancel: Option<&CancellationToken>, work: impl Futur
     }
 }
 
+/// A TLS configuration on ring, checking certificates as the platform does.
+#[cfg(all(feature = "rustls-ring", not(feature = "rustls")))]
+fn ring_tls() -> Result<rustls::ClientConfig, rustls::Error> {
+    use rustls_platform_verifier::BuilderVerifierExt;
+
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_platform_verifier()?
+        .with_no_client_auth())
+}
+
 /// `{endpoint}/ext/{product}`.
 fn product_url(endpoint: &Url, product: &ProductId) -> Url {
     let mut url = endpoint.clone();
@@ -293,7 +309,7 @@ impl fmt::Debug for SovendusClient {
 /// `None`, and a body that is not JSON at all still counts as a success.
 ///
 /// ```
-/// use tower_sovendus::client::Receipt;
+/// use tower_sovendus::Receipt;
 ///
 /// let receipt = Receipt::from_body(br#"{"externalProductId":"p","sovReqToken":"12345-test-123-12345"}"#);
 /// assert_eq!(receipt.external_product_id(), Some("p"));

@@ -1,6 +1,6 @@
 //! A router missing a layer answers the order page with a 500 that says how to fix it.
 
-mod common;
+use crate::common;
 
 use axum::{Router, routing::post};
 use tower_sovendus::{SovendusConversion, SovendusLayer, sandbox::Sandbox};

@@ -3,7 +3,7 @@
 //! (422) kills it, a failing or silent API leaves it owed. None gives the token back to the
 //! visitor: their next order sends nothing more.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //! conversions owed when the shop is killed, stopped, misconfigured, or when Sovendus is away,
 //! are each delivered once, without any visitor coming back.
 
-mod common;
+use crate::common;
 
 use std::{
     net::{SocketAddr, TcpListener, TcpStream},

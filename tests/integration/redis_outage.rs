@@ -1,9 +1,9 @@
 //! Redis killed mid-test, then restarted: landings still answer and their lost captures are
 //! counted, orders get a typed error, and nothing is posted twice once Redis is back.
 //!
-//! One test in this binary: the metrics recorder is global.
+//! The metrics recorder is global: the test runs in a process of its own.
 
-mod common;
+use crate::common;
 
 use common::{
     Visitor,
@@ -17,6 +17,9 @@ use tower_sovendus::{SovendusLayer, metrics, sandbox::Sandbox, store::RedisToken
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_killed_then_restarted() {
+    if common::ran_in_own_process("redis_outage::redis_killed_then_restarted") {
+        return;
+    }
     let Some(mut redis) = RedisServer::start("redis_killed_then_restarted") else { return };
     // Shown only if the test fails: why a capture or an order went the way it did.
     tracing_subscriber::fmt()

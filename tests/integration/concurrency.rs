@@ -1,6 +1,6 @@
 //! Concurrent orders of one session send one POST.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -3,7 +3,7 @@
 //! through an API that fails every third call are each delivered exactly once, and when one
 //! instance dies mid-delivery the other finishes its work.
 
-mod common;
+use crate::common;
 
 use std::{collections::HashMap, net::SocketAddr, sync::Arc, time::Duration};
 
