@@ -9,7 +9,9 @@ import sys
 
 
 def version(text):
-    return tuple(int(part) for part in (text or "0").split("."))
+    """`1.85` and `1.85.0` alike, as (1, 85, 0)."""
+    parts = [int(part) for part in (text or "0").split(".")]
+    return tuple(parts + [0] * (3 - len(parts)))
 
 
 def main():
