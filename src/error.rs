@@ -69,9 +69,10 @@ pub enum SovendusError {
     /// The connection failed or broke before a whole answer arrived.
     #[error("could not reach Sovendus: {0}")]
     Connection(#[source] reqwest::Error),
-    /// The call was cut off by a shutdown (of the runtime, or of the background
-    /// [`Delivery`](crate::Delivery) at its deadline); the token is kept.
-    #[error("the Sovendus call was cancelled by a shutdown")]
+    /// A shutdown stopped the delivery between two calls (the background
+    /// [`Delivery`](crate::Delivery)'s at its deadline, or the runtime's): the conversion stays
+    /// owed, due at once.
+    #[error("the Sovendus delivery was stopped by a shutdown")]
     Cancelled,
     /// The store holds as many owed conversions as it may (the embedded store's
     /// `queue_capacity`); nothing changed, and the token stays with the visitor.

@@ -112,7 +112,11 @@ async fn serve(
     let server = axum::serve(listener, app).with_graceful_shutdown(stopping.clone().cancelled_owned());
     let server = tokio::spawn(async move { server.await });
     signal::stop().await;
-    println!("Stopping: the server first, then the deliveries, within {} s.", DRAIN.as_secs());
+    println!(
+        "Stopping: the server first, then the deliveries, within {} s (and a call to Sovendus under way, \
+         within its request timeout).",
+        DRAIN.as_secs()
+    );
     let started = tokio::time::Instant::now();
     stopping.cancel();
     if tokio::time::timeout(DRAIN, server).await.is_err() {
@@ -120,10 +124,12 @@ async fn serve(
     }
     let report = delivery.shutdown(DRAIN.saturating_sub(started.elapsed())).await;
     println!(
-        "Sovendus: {} conversions delivered, {} still owed or refused, {} cut off and owed for the next start.",
+        "Sovendus: {} conversions delivered, {} still owed or refused, {} cut off and owed for the next start, \
+         {} accepted but not yet recorded.",
         report.sent(),
         report.failed(),
-        report.left().len()
+        report.left().len(),
+        report.unrecorded().len()
     );
     Ok(())
 }

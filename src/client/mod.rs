@@ -133,7 +133,7 @@ impl SovendusClient {
         product: &ProductId,
         token: &SovReqToken,
     ) -> Result<Receipt, SovendusError> {
-        self.send_under(&RetryPolicy::never(), product, token, None).await.result
+        self.send_under(&RetryPolicy::never(), product, token, None, &|| true).await.result
     }
 
     /// Sends a conversion for `product`, retrying under the configured [`RetryPolicy`]: for a
@@ -148,7 +148,7 @@ impl SovendusClient {
         product: &ProductId,
         token: &SovReqToken,
     ) -> Result<Receipt, SovendusError> {
-        self.send_under(&self.inner.retry, product, token, None).await.result
+        self.send_under(&self.inner.retry, product, token, None, &|| true).await.result
     }
 
     /// The configured retry policy.
@@ -157,23 +157,33 @@ impl SovendusClient {
     }
 
     /// Sends under `policy`, in the `sovendus.send` span, until a 200, a terminal answer, the
-    /// end of the policy, or `cancel`; says how many calls it made.
+    /// end of the policy, or `cancel` (which cuts a wait between calls, never a call under
+    /// way: it ends within the request timeout); says how many calls it made. `held` is asked before each
+    /// wait and each attempt after the first (a delivery's lease): once it says no, no further
+    /// wait or attempt starts, and the last attempt's error is the result.
     pub(crate) async fn send_under(
         &self,
         policy: &RetryPolicy,
         product: &ProductId,
         token: &SovReqToken,
         cancel: Option<&CancellationToken>,
+        held: &(dyn Fn() -> bool + Send + Sync),
     ) -> Attempted {
+        let may_go_on = |error: &SovendusError, calls: u32| {
+            let go_on = held();
+            if !go_on {
+                tracing::warn!(%error, attempt = calls, "Sovendus conversion failed; no further attempt: its lease is no longer held");
+            }
+            go_on
+        };
         let span = tracing::info_span!("sovendus.send", product = %product, token = %token);
         async move {
             let started = Instant::now();
             let mut waits = policy.waits();
             let mut calls = 0_u32;
             let result = loop {
-                let Some(answer) = until_cancelled(cancel, self.attempt(product, token)).await else {
-                    break Err(SovendusError::Cancelled);
-                };
+                // A call under way is never cut: Sovendus may have booked it already.
+                let answer = self.attempt(product, token).await;
                 calls += 1;
                 let error = match answer {
                     Ok(receipt) => {
@@ -195,10 +205,16 @@ impl SovendusClient {
                     tracing::warn!(%error, attempt = calls, ?wait, "Sovendus conversion failed; out of quick retry time");
                     break Err(error);
                 }
+                if !may_go_on(&error, calls) {
+                    break Err(error);
+                }
                 tracing::warn!(%error, attempt = calls, ?wait, "Sovendus conversion failed; retrying");
                 ::metrics::counter!(metrics::RETRIED).increment(1);
                 if until_cancelled(cancel, tokio::time::sleep(wait)).await.is_none() {
                     break Err(SovendusError::Cancelled);
+                }
+                if !may_go_on(&error, calls) {
+                    break Err(error);
                 }
             };
             Attempted { result, calls }
@@ -264,9 +280,8 @@ pub(crate) struct Attempted {
     pub(crate) calls: u32,
 }
 
-/// Runs `work` to its end, or until `cancel` fires (`None`). Once started, `work` finishing
-/// as the token fires wins: an answer Sovendus already gave is never thrown away. Without a
-/// token, `work` runs with nothing around it.
+/// Runs `work` to its end, or until `cancel` fires (`None`). Without a token, `work` runs with
+/// nothing around it.
 async fn until_cancelled<T>(cancel: Option<&CancellationToken>, work: impl Future<Output = T>) -> Option<T> {
     match cancel {
         Some(cancel) => cancel.run_until_cancelled(work).await,

@@ -430,6 +430,14 @@ impl SovendusConfigBuilder {
             },
             schedule: self.schedule.validate().map_err(|reason| ConfigError::new("schedule", reason))?,
         };
+        // A token converts once, ever, as long as its conversion is kept: it must be kept as long
+        // as a bookmarked landing can bring the token back.
+        if delivery.schedule.keep_settled_for < capture.token_ttl {
+            return Err(ConfigError::new(
+                "schedule",
+                "keep_settled_for must be at least token_ttl: a converted token is remembered as long as it can land again",
+            ));
+        }
         Ok(SovendusConfig { products: Products::new(products)?, capture, client, delivery })
     }
 }
@@ -533,6 +541,12 @@ mod tests {
             (SovendusConfig::builder("p", "k").retry(RetryPolicy::default().max_attempts(0)), "retry"),
             (SovendusConfig::builder("p", "k").queue_capacity(0), "queue_capacity"),
             (SovendusConfig::builder("p", "k").workers(1025), "workers"),
+            (
+                SovendusConfig::builder("p", "k").schedule(
+                    DeliverySchedule::default().keep_settled_for(Duration::from_secs(24 * 60 * 60)),
+                ),
+                "schedule",
+            ),
             (
                 SovendusConfig::builder("p", "k").schedule(DeliverySchedule::default().lease(Duration::ZERO)),
                 "schedule",

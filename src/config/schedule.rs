@@ -10,8 +10,9 @@ use std::time::{Duration, SystemTime};
 /// as the conversion is old, so they double, up to `max_wait`, each plus a random jitter of up
 /// to a tenth. A `Retry-After` from Sovendus is honoured. Once the conversion is
 /// `give_up_after` old it is tried one last time and, failing that, becomes dead. Parked
-/// conversions follow the same schedule, and are tried at once when a delivery starts (the
-/// configuration may have been fixed).
+/// conversions wait the same, but never die of age: they wait, every `max_wait` once they
+/// are old, for the configuration to be fixed, and are tried at once when a delivery starts
+/// and on [`retry_parked`](crate::Delivery::retry_parked).
 ///
 /// A delivery holds each conversion it sends under a lease of `lease`, renewed while it sends:
 /// the conversions of a crashed instance are due again, for any instance, once their lease
@@ -39,7 +40,8 @@ pub struct DeliverySchedule {
     pub max_wait: Duration,
     /// How old a conversion may grow before it is given up, counted from its order.
     pub give_up_after: Duration,
-    /// How long delivered and dead conversions are kept for inspection.
+    /// How long delivered and dead conversions are kept, for inspection and so that their token
+    /// converts no second time; at least the token TTL.
     pub keep_settled_for: Duration,
     /// How long a delivery holds a conversion without renewing its lease.
     pub lease: Duration,
@@ -85,7 +87,8 @@ impl DeliverySchedule {
         self
     }
 
-    /// How long delivered and dead conversions are kept for inspection.
+    /// How long delivered and dead conversions are kept, for inspection and so that their token
+    /// converts no second time; `build()` refuses less than the token TTL.
     pub fn keep_settled_for(mut self, age: Duration) -> Self {
         self.keep_settled_for = age;
         self
@@ -152,14 +155,32 @@ impl DeliverySchedule {
         if age >= self.give_up_after {
             return None;
         }
+        let wait = self.wait(age, retry_after);
+        // One last attempt when the schedule ends, if the wait reaches past it.
+        let last = ordered_at.checked_add(self.give_up_after)?;
+        Some(now.checked_add(wait).map_or(last, |next| next.min(last)))
+    }
+
+    /// When a parked conversion ordered at `ordered_at`, refused at `now`, is due next: as an
+    /// owed one, but past the end of the schedule too.
+    pub(crate) fn next_parked_attempt(
+        &self,
+        ordered_at: SystemTime,
+        now: SystemTime,
+        retry_after: Option<Duration>,
+    ) -> SystemTime {
+        let age = now.duration_since(ordered_at).unwrap_or_default();
+        now.checked_add(self.wait(age, retry_after)).unwrap_or(now)
+    }
+
+    /// The wait after an attempt on a conversion `age` old: as long as its age, within
+    /// `first_wait` and `max_wait`, jittered, and never shorter than Sovendus asked.
+    fn wait(&self, age: Duration, retry_after: Option<Duration>) -> Duration {
         let mut wait = age.clamp(self.first_wait, self.max_wait);
         if self.jitter {
             wait += wait.mul_f64(fastrand::f64() / 10.0);
         }
-        let wait = retry_after.map_or(wait, |asked| asked.max(wait));
-        // One last attempt when the schedule ends, if the wait reaches past it.
-        let last = ordered_at.checked_add(self.give_up_after)?;
-        Some(now.checked_add(wait).map_or(last, |next| next.min(last)))
+        retry_after.map_or(wait, |asked| asked.max(wait))
     }
 }
 
@@ -188,6 +209,16 @@ mod tests {
         let near_the_end = ordered + 7 * DAY - 10 * MINUTE;
         assert_eq!(schedule.next_attempt(ordered, near_the_end, None), Some(ordered + 7 * DAY));
         assert_eq!(schedule.next_attempt(ordered, ordered + 7 * DAY, None), None);
+    }
+
+    #[test]
+    fn parked_conversions_wait_past_the_end_of_the_schedule() {
+        let schedule = DeliverySchedule::default().jitter(false);
+        let ordered = SystemTime::UNIX_EPOCH + DAY;
+        let long_after = ordered + 30 * DAY;
+        assert_eq!(schedule.next_attempt(ordered, long_after, None), None);
+        assert_eq!(schedule.next_parked_attempt(ordered, long_after, None), long_after + 60 * MINUTE);
+        assert_eq!(schedule.next_parked_attempt(ordered, ordered, None), ordered + MINUTE);
     }
 
     #[test]

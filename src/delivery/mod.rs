@@ -12,7 +12,7 @@
 //! |---|---|---|
 //! | 200 | delivered | nothing: one 200 per token, ever |
 //! | 5xx, 429, a timeout, a broken connection | owed | retried on the schedule |
-//! | 403, 404, 405, 422 "External product id not found." | parked | ERROR logged once per cause; retried on the schedule, and at every start |
+//! | 403, 404, 405, 422 "External product id not found.", any other status | parked | ERROR logged once per cause; retried on the schedule (past its end, every `max_wait`), and at every start; never dies of age |
 //! | 422 "Token not found." or "Invalid API parameters." | dead | never retried; kept for inspection |
 //!
 //! The workers of every instance sharing the store claim what is due, under a lease renewed
@@ -56,6 +56,7 @@
 //! # Ok(()) }
 //! ```
 
+mod hold;
 mod report;
 mod sender;
 mod verdict;
@@ -168,13 +169,24 @@ impl Delivery {
         Ok(woken)
     }
 
-    /// Stops the workers: no more claims, the deliveries under way may end until `deadline`,
-    /// then they are cut off, and what they were sending stays owed in the store, due at once
-    /// for the next instance to start. Call it after the server has stopped taking requests:
+    /// Stops the workers: no more claims, the deliveries under way may end until `deadline`;
+    /// then those waiting between two calls are cut off, and what they were sending stays owed
+    /// in the store, due at once for the next instance to start. A call under way is never cut:
+    /// Sovendus may have booked it. It ends within the request timeout and is recorded, so the
+    /// shutdown takes at most `deadline` plus the request timeout (and the store's timeout for
+    /// the last settlements). Call it after the server has stopped taking requests:
     /// [`send_in_background`](crate::SovendusConversion::send_in_background) answers
-    /// [`SovendusError::ShuttingDown`] from now on. Calling it again reports again.
+    /// [`SovendusError::ShuttingDown`] from now on. A 200 whose settlement waits for the store
+    /// is waited for until `deadline` too; the report lists any still unrecorded then
+    /// ([`DeliveryReport::unrecorded`]). Calling it again reports again.
     pub async fn shutdown(&self, deadline: Duration) -> DeliveryReport {
+        let until = tokio::time::Instant::now() + deadline;
         let left = self.inner.workers.stop(deadline).await;
+        // 200s whose settlement waits for the store: recorded by then, or reported.
+        while !self.inner.sender.unrecorded().is_empty() && tokio::time::Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let unrecorded = self.inner.sender.unrecorded();
         let workers = &self.inner.workers;
         let load = |count: &std::sync::atomic::AtomicU64| count.load(std::sync::atomic::Ordering::Relaxed);
         let report = DeliveryReport {
@@ -182,14 +194,21 @@ impl Delivery {
             failed: load(&workers.failed),
             dropped: load(&workers.dropped),
             left,
+            unrecorded,
         };
         tracing::info!(
             sent = report.sent,
             failed = report.failed,
             dropped = report.dropped,
             left = report.left.len(),
+            unrecorded = report.unrecorded.len(),
             "Sovendus delivery stopped"
         );
+        for pending in &report.unrecorded {
+            tracing::error!(token = %pending.token(), product = %pending.product_id(),
+                "Sovendus accepted this conversion, and the store could not record it before the shutdown: \
+                 it will be sent again after the restart unless it is marked delivered");
+        }
         report
     }
 

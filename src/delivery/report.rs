@@ -12,6 +12,7 @@ pub struct DeliveryReport {
     pub(super) failed: u64,
     pub(super) dropped: u64,
     pub(super) left: Vec<PendingConversion>,
+    pub(super) unrecorded: Vec<PendingConversion>,
 }
 
 impl DeliveryReport {
@@ -38,9 +39,16 @@ impl DeliveryReport {
         &self.left
     }
 
-    /// Whether the shutdown cut nothing off.
+    /// The conversions Sovendus accepted (200) that the store had not recorded when the
+    /// shutdown ended, the store being away: the store still holds them owed, and another
+    /// instance, or this one restarted, sends them again. Each is logged at ERROR.
+    pub fn unrecorded(&self) -> &[PendingConversion] {
+        &self.unrecorded
+    }
+
+    /// Whether the shutdown cut nothing off and left no 200 unrecorded.
     pub fn is_complete(&self) -> bool {
-        self.left.is_empty()
+        self.left.is_empty() && self.unrecorded.is_empty()
     }
 }
 

@@ -2,10 +2,10 @@
 //! settle it with what Sovendus answered.
 
 use std::{
-    collections::HashSet,
+    collections::{HashMap, HashSet},
     pin::pin,
     sync::{Arc, Mutex, OnceLock},
-    time::{Duration, SystemTime},
+    time::{Duration, Instant, SystemTime},
 };
 
 use tokio::{
@@ -14,7 +14,9 @@ use tokio::{
 };
 use tokio_util::sync::CancellationToken;
 
-use super::verdict::Verdict;
+use futures_util::future::{self, Either};
+
+use super::{hold::Hold, report::PendingConversion, verdict::Verdict};
 use crate::{
     client::{Attempted, Receipt, SovendusClient},
     config::{DeliverySchedule, RetryPolicy},
@@ -26,13 +28,13 @@ use crate::{
     sync::lock,
 };
 
-/// How settling is repeated while the store fails: waits from 100 ms doubling to 5 s, for up
-/// to an hour.
+/// How settling is repeated while the store fails: waits from 100 ms doubling to 5 s, for as
+/// long as the process lives.
 const SETTLE_RETRY: RetryPolicy = RetryPolicy {
     max_attempts: u32::MAX,
     initial_backoff: Duration::from_millis(100),
     max_backoff: Duration::from_secs(5),
-    max_elapsed: Duration::from_secs(60 * 60),
+    max_elapsed: Duration::MAX,
     jitter: true,
 };
 
@@ -51,6 +53,9 @@ pub(crate) struct Sender {
     /// Where deliveries leave their settlements, for a task that writes those that end together
     /// in one go (see [`settle_together`]); started with the first.
     settlements: OnceLock<mpsc::UnboundedSender<Ending>>,
+    /// The conversions Sovendus accepted whose settlement waits for the store: this instance
+    /// sends none of them again, and its shutdown waits for them.
+    unrecorded: Mutex<HashMap<ConversionId, PendingConversion>>,
 }
 
 /// What a delivery's calls ended in, and the settlement that records it.
@@ -71,7 +76,14 @@ impl Sender {
         client: SovendusClient,
         schedule: DeliverySchedule,
     ) -> Self {
-        Self { store, client, schedule, parked_causes: Mutex::default(), settlements: OnceLock::new() }
+        Self {
+            store,
+            client,
+            schedule,
+            parked_causes: Mutex::default(),
+            settlements: OnceLock::new(),
+            unrecorded: Mutex::default(),
+        }
     }
 
     /// Settles `id`, together with whatever other deliveries end meanwhile: while the store
@@ -102,7 +114,7 @@ impl Sender {
     /// retries, later ones one call each. `cancel` cuts the attempts off (a shutdown at its
     /// deadline): the conversion is then due again at once.
     pub(crate) async fn deliver(
-        &self,
+        self: &Arc<Self>,
         conversion: &OwedConversion,
         lease: Lease,
         cancel: &CancellationToken,
@@ -121,15 +133,18 @@ impl Sender {
     ) -> Sent {
         let policy =
             if conversion.attempts == 0 { *self.client.retry_policy() } else { RetryPolicy::never() };
-        let send = self.client.send_under(&policy, &conversion.product, &conversion.token, Some(cancel));
-        let Attempted { result, calls } = self.renewing(conversion, lease, send).await;
+        let hold = Hold::new(self.schedule.lease, lease.until);
+        let held = || hold.is_held();
+        let send =
+            self.client.send_under(&policy, &conversion.product, &conversion.token, Some(cancel), &held);
+        let Attempted { result, calls } = self.renewing(conversion, lease, &hold, send).await;
         let settlement = self.settlement(conversion, &result, calls, SystemTime::now());
         Sent { result, settlement }
     }
 
     /// Settles what a delivery's calls ended in; returns it.
     pub(crate) async fn settle_sent(
-        &self,
+        self: &Arc<Self>,
         conversion: &OwedConversion,
         lease: Lease,
         sent: Sent,
@@ -137,38 +152,45 @@ impl Sender {
         let Sent { result, settlement } = sent;
         match self.settle(conversion.id, lease.id, settlement.clone()).await {
             Ok(true) => {}
+            Ok(false) if settlement.state == ConversionState::Delivered => booked_before(conversion),
             Ok(false) => lease_lost(conversion),
             Err(error) => self.settle_later(conversion, lease, settlement, error),
         }
         result
     }
 
-    /// Runs `work`, renewing the lease on `conversion` every third of its length meanwhile.
+    /// Runs `work` beside the renewals of the lease on `conversion`: both are polled as they
+    /// wake, so a renewal that waits on the store never keeps an answer of Sovendus waiting.
     async fn renewing<T>(
         &self,
         conversion: &OwedConversion,
         lease: Lease,
+        hold: &Hold,
         work: impl Future<Output = T>,
     ) -> T {
-        let every = self.schedule.renew_every();
-        let mut work = pin!(work);
-        let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-        let mut lost = false;
+        let renewals = pin!(self.keep_renewing(conversion, lease, hold));
+        match future::select(pin!(work), renewals).await {
+            Either::Left((done, _)) => done,
+            // The lease is lost: the attempt under way finishes, and no other starts.
+            Either::Right(((), work)) => work.await,
+        }
+    }
+
+    /// Renews the lease on `conversion` every third of its length, telling `hold`; ends when a
+    /// renewal finds the lease in another delivery's hands.
+    async fn keep_renewing(&self, conversion: &OwedConversion, lease: Lease, hold: &Hold) {
         loop {
-            tokio::select! {
-                biased;
-                done = &mut work => return done,
-                _ = ticks.tick() => {
-                    let renewed = Lease { until: SystemTime::now() + self.schedule.lease, ..lease };
-                    match self.store.renew(conversion.id, renewed).await {
-                        Ok(true) => {}
-                        Ok(false) if !lost => {
-                            lost = true;
-                            lease_lost(conversion);
-                        }
-                        Ok(false) => {}
-                        Err(error) => tracing::warn!(%error, id = %conversion.id, "could not renew the lease on a Sovendus conversion"),
-                    }
+            tokio::time::sleep(self.schedule.renew_every()).await;
+            let asked = Instant::now();
+            let renewed = Lease { until: SystemTime::now() + self.schedule.lease, ..lease };
+            match self.store.renew(conversion.id, renewed).await {
+                Ok(true) => hold.renewed(asked),
+                Ok(false) => {
+                    hold.lose();
+                    return lease_lost(conversion);
+                }
+                Err(error) => {
+                    tracing::warn!(%error, id = %conversion.id, "could not renew the lease on a Sovendus conversion")
                 }
             }
         }
@@ -203,12 +225,19 @@ impl Sender {
             // Cut off by a shutdown: the next delivery, here or elsewhere, tries it at once.
             return settled(ConversionState::Owed, Some(now), message);
         }
-        let next = self.schedule.next_attempt(conversion.ordered_at, now, error.retry_after());
-        let (state, reason) = match (Verdict::of(error), next) {
-            (Verdict::Dead(reason), _) => (ConversionState::Dead, reason),
-            (_, None) => (ConversionState::Dead, "gave_up"),
-            (Verdict::Parked(cause), Some(_)) => (ConversionState::Parked, cause),
-            (Verdict::Owed, Some(_)) => (ConversionState::Owed, "owed"),
+        let (ordered_at, retry_after) = (conversion.ordered_at, error.retry_after());
+        let (state, reason, next) = match Verdict::of(error) {
+            Verdict::Dead(reason) => (ConversionState::Dead, reason, None),
+            // Parked conversions wait for the configuration to be fixed, however long it takes.
+            Verdict::Parked(cause) => (
+                ConversionState::Parked,
+                cause,
+                Some(self.schedule.next_parked_attempt(ordered_at, now, retry_after)),
+            ),
+            Verdict::Owed => match self.schedule.next_attempt(ordered_at, now, retry_after) {
+                Some(next) => (ConversionState::Owed, "owed", Some(next)),
+                None => (ConversionState::Dead, "gave_up", None),
+            },
         };
         ::metrics::counter!(metrics::FAILED, "reason" => reason).increment(1);
         let (id, token) = (conversion.id, &conversion.token);
@@ -228,15 +257,14 @@ impl Sender {
                 tracing::warn!(%error, %id, %token, next = ?next, "Sovendus conversion still owed; retried on the schedule")
             }
         }
-        settled(state, if state.is_settled() { None } else { next }, message)
+        settled(state, next, message)
     }
 
-    /// Settles on a task of its own once the store answers again. Until then no delivery can
-    /// claim the conversion, and a settlement that comes before another delivery's claim
-    /// keeps a conversion Sovendus accepted from being sent twice. It succeeds even after the
-    /// lease ran out, as long as no other delivery took the conversion meanwhile.
+    /// Settles on a task of its own once the store answers again, however long that takes.
+    /// A 200 is recorded whatever the lease then (the store's rule), and until it is, this
+    /// instance sends the conversion no more (see [`is_unrecorded`](Self::is_unrecorded)).
     fn settle_later(
-        &self,
+        self: &Arc<Self>,
         conversion: &OwedConversion,
         lease: Lease,
         settlement: Settlement,
@@ -244,25 +272,37 @@ impl Sender {
     ) {
         let (id, token) = (conversion.id, conversion.token.clone());
         tracing::warn!(%error, %id, %token, "could not settle the Sovendus conversion yet; trying again");
-        let store = Arc::clone(&self.store);
+        let delivered = settlement.state == ConversionState::Delivered;
+        if delivered {
+            lock(&self.unrecorded).insert(id, PendingConversion::of(conversion));
+        }
+        let sender = Arc::clone(self);
         tokio::spawn(async move {
-            let started = tokio::time::Instant::now();
             for wait in SETTLE_RETRY.waits() {
                 tokio::time::sleep(wait).await;
-                match store.settle(id, lease.id, settlement.clone()).await {
-                    Ok(true) => return tracing::info!(%id, %token, "settled the Sovendus conversion"),
+                match sender.store.settle(id, lease.id, settlement.clone()).await {
+                    Ok(true) => tracing::info!(%id, %token, "settled the Sovendus conversion"),
+                    Ok(false) if delivered => tracing::error!(%id, %token,
+                        "Sovendus accepted this conversion twice: another delivery sent it while the store was away"),
                     Ok(false) => {
-                        return tracing::warn!(%id, %token,
-                        "another delivery took the Sovendus conversion while the store was away: it may be sent twice");
+                        tracing::info!(%id, %token, "another delivery took the Sovendus conversion meanwhile")
                     }
-                    Err(error) if started.elapsed() + wait >= SETTLE_RETRY.max_elapsed => {
-                        return tracing::error!(%error, %id, %token,
-                            "gave up settling the Sovendus conversion: another delivery may send it again");
-                    }
-                    Err(_) => {}
+                    Err(_) => continue,
                 }
+                break;
             }
+            lock(&sender.unrecorded).remove(&id);
         });
+    }
+
+    /// Whether Sovendus accepted the conversion `id` and the store has yet to record it.
+    pub(crate) fn is_unrecorded(&self, id: ConversionId) -> bool {
+        lock(&self.unrecorded).contains_key(&id)
+    }
+
+    /// The conversions Sovendus accepted that the store has yet to record.
+    pub(crate) fn unrecorded(&self) -> Vec<PendingConversion> {
+        lock(&self.unrecorded).values().cloned().collect()
     }
 }
 
@@ -304,6 +344,11 @@ async fn write_batch(store: Arc<dyn TokenStore>, batch: Vec<Ending>, _turn: Owne
             }
         }
     }
+}
+
+fn booked_before(conversion: &OwedConversion) {
+    tracing::error!(id = %conversion.id, token = %conversion.token,
+        "Sovendus accepted this conversion twice: another delivery's 200 was recorded first");
 }
 
 fn lease_lost(conversion: &OwedConversion) {

@@ -83,8 +83,9 @@ impl Workers {
         *run = Run::Running(runtime.spawn(claim_and_deliver(Arc::clone(sender), Arc::clone(self))));
     }
 
-    /// Stops claiming, lets the deliveries under way end until `deadline`, then cuts them off;
-    /// returns the conversions cut off.
+    /// Stops claiming, lets the deliveries under way end until `deadline`, then cuts their
+    /// waits off (a call under way ends within its request timeout, and is settled); returns
+    /// the conversions cut off.
     pub(crate) async fn stop(&self, deadline: Duration) -> Vec<PendingConversion> {
         self.stop.cancel();
         let run = std::mem::replace(&mut *lock(&self.run), Run::Stopped);
@@ -149,7 +150,9 @@ async fn claim_and_deliver(sender: Arc<Sender>, workers: Arc<Workers>) {
             match sender.store.claim(now, room, lease).await {
                 Ok(claimed) => {
                     batch_full = claimed.len() == room;
-                    for conversion in claimed {
+                    // Those Sovendus accepted, waiting for the store to record it, are not sent again.
+                    for conversion in claimed.into_iter().filter(|claimed| !sender.is_unrecorded(claimed.id))
+                    {
                         let Ok(held) = Arc::clone(&holding).try_acquire_owned() else { break };
                         let claim = Claim { conversion, lease, _held: held };
                         deliveries.spawn(deliver(

@@ -48,6 +48,7 @@ where
     concurrent_claims_share_out_each_conversion_once(Arc::new(new_store().await), t).await;
     only_the_holder_renews_and_settles(&new_store().await, t).await;
     settlements_decide_what_comes_next(&new_store().await, t).await;
+    a_200_is_recorded_whatever_the_lease(&new_store().await, t).await;
     parked_conversions_wake_at_once(&new_store().await, t).await;
     purging_removes_old_settled_conversions_only(&new_store().await, t).await;
     records_keep_every_field(&new_store().await, t).await;
@@ -256,9 +257,10 @@ async fn only_the_holder_renews_and_settles(store: &impl TokenStore, t: SystemTi
     assert_eq!(claim_ids(store, t, 1, held).await, [id], "{rule}");
     let other = lease(t + 5 * MINUTE);
     assert!(!store.renew(id, other).await.unwrap(), "{rule}: another lease");
-    let delivered = settlement(ConversionState::Delivered, None, t);
-    assert!(!store.settle(id, other.id, delivered.clone()).await.unwrap(), "{rule}: another lease");
+    let owed_again = settlement(ConversionState::Owed, Some(t), t);
+    assert!(!store.settle(id, other.id, owed_again).await.unwrap(), "{rule}: another lease");
     assert_eq!(store.counts().await.unwrap().owed, 1, "{rule}: unchanged");
+    let delivered = settlement(ConversionState::Delivered, None, t);
     assert!(store.renew(id, Lease { until: t + 3 * MINUTE, ..held }).await.unwrap(), "{rule}: the holder");
     assert!(claim_ids(store, t + 2 * MINUTE, 1, other).await.is_empty(), "{rule}: renewed");
     assert!(store.settle(id, held.id, delivered).await.unwrap(), "{rule}: the holder");
@@ -266,6 +268,26 @@ async fn only_the_holder_renews_and_settles(store: &impl TokenStore, t: SystemTi
         !store.settle(id, held.id, settlement(ConversionState::Owed, Some(t), t)).await.unwrap(),
         "{rule}: ended"
     );
+}
+
+async fn a_200_is_recorded_whatever_the_lease(store: &impl TokenStore, t: SystemTime) {
+    let rule = "a 200 is recorded whatever the lease";
+    let id = owed(store, 1, "token", t).await.id;
+    let (first, second) = (lease(t + MINUTE), lease(t + 3 * MINUTE));
+    assert_eq!(claim_ids(store, t, 1, first).await, [id], "{rule}");
+    // The first delivery's lease ran out while Sovendus answered it; a second took over.
+    assert_eq!(claim_ids(store, t + 2 * MINUTE, 1, second).await, [id], "{rule}");
+    let delivered = settlement(ConversionState::Delivered, None, t + 2 * MINUTE);
+    assert!(store.settle(id, first.id, delivered.clone()).await.unwrap(), "{rule}: the late 200");
+    assert_eq!(store.counts().await.unwrap().delivered, 1, "{rule}: delivered");
+    // It ends the later delivery: that one's outcome changes nothing, and nothing is due again.
+    let failed = settlement(ConversionState::Owed, Some(t + 3 * MINUTE), t + 2 * MINUTE);
+    assert!(!store.settle(id, second.id, failed).await.unwrap(), "{rule}: the later delivery");
+    assert!(!store.renew(id, second).await.unwrap(), "{rule}: no lease left to renew");
+    assert!(claim_ids(store, t + DAY, 10, lease(t + 2 * DAY)).await.is_empty(), "{rule}: never due again");
+    // A second 200 changes nothing either: the first is the one recorded.
+    assert!(!store.settle(id, second.id, delivered).await.unwrap(), "{rule}: delivered once");
+    assert_eq!(store.counts().await.unwrap().delivered, 1, "{rule}");
 }
 
 async fn settlements_decide_what_comes_next(store: &impl TokenStore, t: SystemTime) {

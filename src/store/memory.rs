@@ -45,7 +45,8 @@ const SWEEP_INTERVAL: Duration = Duration::from_secs(10 * 60);
 /// **Owed conversions** live in a map that never evicts: at most
 /// [`with_max_owed`](Self::with_max_owed) owed or parked at once, beyond which an order is
 /// refused with [`StoreError::Full`] and its token stays with the visitor. Delivered and dead
-/// ones are kept for the retention, up to as many again, the oldest going first beyond that.
+/// ones are kept for the retention (`keep_settled_for`, at least the token TTL), however many:
+/// a shop's order rate over the retention, a few hundred bytes each.
 ///
 /// ```
 /// use tower_sovendus::{SovendusConfig, SovendusLayer, store::MokaTokenStore};
@@ -329,15 +330,16 @@ impl TokenStore for MokaTokenStore {
         settlement: Settlement,
     ) -> Result<bool, StoreError> {
         let mut conversions = lock(&self.conversions);
-        let held =
-            conversions.by_id.get(&id).is_some_and(|entry| entry.lease.is_some_and(|held| held.id == lease));
-        let Some(entry) = held.then(|| conversions.take(id)).flatten() else { return Ok(false) };
+        let holds = |entry: &Entry| entry.lease.is_some_and(|held| held.id == lease);
+        let late_200 = |entry: &Entry| {
+            settlement.state == ConversionState::Delivered
+                && entry.conversion.state != ConversionState::Delivered
+        };
+        let settles = conversions.by_id.get(&id).is_some_and(|entry| holds(entry) || late_200(entry));
+        let Some(entry) = settles.then(|| conversions.take(id)).flatten() else { return Ok(false) };
+        // Settled ones stay until the purge: a converted token must be known as long as it can
+        // land again, however many others convert meanwhile.
         conversions.insert(Entry { conversion: entry.conversion.settled(settlement), lease: None });
-        // Settled ones beyond the bound go, the oldest first.
-        while conversions.settled.len() > self.max_owed {
-            let Some(&(_, oldest)) = conversions.settled.first() else { break };
-            conversions.remove(oldest);
-        }
         Ok(true)
     }
 

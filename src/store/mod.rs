@@ -20,7 +20,7 @@
 //! | state | what it means | next |
 //! |---|---|---|
 //! | owed | not delivered yet | claimed by a delivery when due |
-//! | parked | Sovendus refused the shop's configuration (403, 404, 405, unknown product) | claimed when due, and at every start |
+//! | parked | Sovendus refused the shop's configuration (403, 404, 405, unknown product) | claimed when due, and at every start; never dies of age |
 //! | dead | Sovendus does not know the token; or no answer for the whole schedule | never sent again; purged after the retention |
 //! | delivered | Sovendus answered 200 | never sent again; purged after the retention |
 //!
@@ -44,7 +44,9 @@
 //! - [`claim`](TokenStore::claim) is atomic across everything sharing the store: of concurrent
 //!   claims, each conversion goes to one.
 //! - [`renew`](TokenStore::renew) and [`settle`](TokenStore::settle) do nothing unless the
-//!   lease named is the conversion's current one.
+//!   lease named is the conversion's current one; but a settlement that says delivered (a 200)
+//!   is recorded whatever the lease, unless the conversion is delivered already: a late 200
+//!   ends every later delivery of it.
 //!
 //! The trait is object-safe and declared with [`async_trait`](macro@async_trait); hand a store to
 //! [`SovendusLayer::with_store`](crate::SovendusLayer::with_store). `MokaTokenStore`'s source is
@@ -118,8 +120,9 @@ pub trait TokenStore: fmt::Debug + Send + Sync + 'static {
     /// whether it did.
     async fn renew(&self, id: ConversionId, lease: Lease) -> Result<bool, StoreError>;
 
-    /// Ends the lease `lease` on `id` with the delivery's outcome, if the lease still holds;
-    /// returns whether it did.
+    /// Ends the lease `lease` on `id` with the delivery's outcome, if the lease still holds, or
+    /// whatever the lease for a delivered outcome on a conversion not delivered yet; returns
+    /// whether it did.
     async fn settle(
         &self,
         id: ConversionId,

@@ -244,7 +244,10 @@ async fn a_full_store_of_owed_conversions_is_a_clear_error_and_keeps_the_token()
 async fn a_shutdown_while_the_api_hangs_leaves_every_conversion_owed_for_the_next_start() {
     let retries = quick_retries().max_attempts(1000).max_elapsed(Duration::from_secs(60));
     let (tokens, sessions) = (Arc::new(MokaTokenStore::new(100)), MemoryStore::default());
-    let configure = move |config: SovendusConfigBuilder| config.retry(retries).schedule(quick_schedule());
+    // A call under way is never cut: the shutdown waits for it up to the request timeout.
+    let configure = move |config: SovendusConfigBuilder| {
+        config.retry(retries).schedule(quick_schedule()).request_timeout(Duration::from_secs(2))
+    };
     let shop =
         TestShop::on_stores(Sandbox::start().await.unwrap(), configure, tokens.clone(), sessions.clone())
             .await;

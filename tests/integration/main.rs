@@ -15,6 +15,7 @@ mod from_env;
 mod handoff;
 mod hostile;
 mod instances;
+mod leases;
 mod logs;
 mod metrics;
 mod owed;

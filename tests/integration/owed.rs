@@ -142,6 +142,54 @@ async fn a_conversion_no_attempt_gets_through_is_given_up_at_the_end_of_the_sche
 }
 
 #[tokio::test]
+async fn a_parked_conversion_never_dies_of_age() {
+    let (tokens, sessions) = stores();
+    let shop = shop_on(Sandbox::start().await.unwrap(), &tokens, &sessions, |config| {
+        config.retry(RetryPolicy::never()).schedule(
+            quick_schedule().first_wait(Duration::from_millis(100)).give_up_after(Duration::from_secs(1)),
+        )
+    })
+    .await;
+    shop.get("/landing?sovReqToken=12345-test-123-12345").await;
+    // A rotated API key: every call refused, for longer than the whole schedule.
+    shop.sandbox.fail_every(1, [Fault::Status(StatusCode::FORBIDDEN)]);
+    assert_eq!(shop.order().await, "invalid_api_key");
+    // Six calls reach the end of the schedule (at 0, 0.1, 0.2, 0.4, 0.8 and 1 s); the eighth
+    // comes two waits past it.
+    let past_the_end = async || shop.sandbox.conversions().len() >= 8;
+    assert!(
+        eventually(Duration::from_secs(20), past_the_end).await,
+        "{} calls",
+        shop.sandbox.conversions().len()
+    );
+    let counts = shop.delivery.counts().await.unwrap();
+    assert_eq!((counts.parked, counts.dead), (1, 0), "still parked, not dead");
+
+    // The key is fixed: the parked conversion goes through, once.
+    shop.sandbox.stop_faults();
+    shop.delivery.retry_parked().await.unwrap();
+    let delivered = async || shop.delivery.counts().await.unwrap().delivered == 1;
+    assert!(eventually(Duration::from_secs(10), delivered).await, "{:?}", shop.delivery.counts().await);
+    assert_eq!(shop.sandbox.accepted().len(), 1);
+}
+
+#[tokio::test]
+async fn a_converted_token_is_known_however_many_convert_after_it() {
+    // The embedded store holds two owed conversions at once; three convert, then the first
+    // token lands again (a bookmark).
+    let shop = TestShop::with(Sandbox::start().await.unwrap(), |config| config.queue_capacity(2)).await;
+    for n in 0..3 {
+        let visitor = shop.new_visitor();
+        visitor.get(&format!("/landing?sovReqToken=12345-test-123-0000{n}")).await;
+        assert_eq!(visitor.order().await, "sent");
+    }
+    let again = shop.new_visitor();
+    again.get("/landing?sovReqToken=12345-test-123-00000").await;
+    assert_eq!(again.order().await, "no_token", "converted before");
+    assert_eq!(shop.sandbox.accepted().len(), 3, "each token booked once");
+}
+
+#[tokio::test]
 async fn the_waits_between_attempts_grow() {
     let (tokens, sessions) = stores();
     let shop = shop_on(Sandbox::start().await.unwrap(), &tokens, &sessions, |config| {

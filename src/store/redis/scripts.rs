@@ -135,14 +135,18 @@ end
 return 1
 ";
 
-/// Ends the lease with the delivery's outcome, if it is the conversion's.
+/// Ends the lease with the delivery's outcome, if it is the conversion's; a 200 (`delivered`)
+/// whatever the lease, unless the conversion is delivered already.
 ///
 /// KEYS: conversion, due, settled, state:owed, state:parked, state:dead, state:delivered.
 /// ARGV: id, lease, state, attempts, next_attempt_at or '', settled_at or '', '1' if there is
 /// an error, the error.
 const SETTLE: &str = r"
 if redis.call('HGET', KEYS[1], 'lease') ~= ARGV[2] then
-  return 0
+  local state = redis.call('HGET', KEYS[1], 'state')
+  if ARGV[3] ~= 'delivered' or not state or state == 'delivered' then
+    return 0
+  end
 end
 local into = ({owed = KEYS[4], parked = KEYS[5], dead = KEYS[6], delivered = KEYS[7]})[ARGV[3]]
 for i = 2, 7 do

@@ -115,7 +115,8 @@ pub(super) const RENEW: &str = "UPDATE sovendus_conversions \
      WHERE id = $1 AND lease_id = $2";
 
 /// Ends the leases of `count` conversions with their deliveries' outcomes, returning the IDs
-/// whose lease held: eight parameters a conversion, in the order of the `VALUES` columns (ID,
+/// settled: those whose lease held, and those delivered whatever the lease (a 200 is recorded
+/// unless one was already): eight parameters a conversion, in the order of the `VALUES` columns (ID,
 /// lease, state, attempts, next attempt, last error, settled at, due at).
 pub(super) fn settle_all(count: usize) -> String {
     let rows: Vec<String> = (0..count)
@@ -130,7 +131,9 @@ pub(super) fn settle_all(count: usize) -> String {
          SET state = s.column3, attempts = s.column4, next_attempt_at = s.column5, last_error = s.column6, \
              settled_at = s.column7, due_at = s.column8, lease_id = NULL, lease_until = NULL \
          FROM (VALUES {}) AS s \
-         WHERE sovendus_conversions.id = s.column1 AND sovendus_conversions.lease_id = s.column2 \
+         WHERE sovendus_conversions.id = s.column1 \
+           AND (sovendus_conversions.lease_id = s.column2 \
+                OR (s.column3 = 'delivered' AND sovendus_conversions.state <> 'delivered')) \
          RETURNING sovendus_conversions.id",
         rows.join(", ")
     )

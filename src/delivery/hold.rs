@@ -1,0 +1,69 @@
+//! [`Hold`]: what a delivery knows of its lease while it sends.
+
+use std::{
+    sync::{
+        Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant, SystemTime},
+};
+
+use crate::sync::lock;
+
+/// A delivery's hold on the conversion it sends: lost once a renewal says another delivery took
+/// it, and no longer trusted once no renewal went through for five sixths of the lease, on this
+/// process's monotonic clock. A delivery starts no further attempt, nor a wait for one, without
+/// it; an attempt already under way finishes and is settled.
+pub(super) struct Hold {
+    lease: Duration,
+    lost: AtomicBool,
+    /// When the last renewal that went through was asked for.
+    renewed_at: Mutex<Instant>,
+}
+
+impl Hold {
+    /// The hold on a lease `lease` long that runs out at `until`.
+    pub(super) fn new(lease: Duration, until: SystemTime) -> Self {
+        // Taken or renewed `lease - left` ago, as this process's wall clock tells.
+        let left = until.duration_since(SystemTime::now()).unwrap_or_default().min(lease);
+        let now = Instant::now();
+        let renewed_at = now.checked_sub(lease - left).unwrap_or(now);
+        Self { lease, lost: AtomicBool::new(false), renewed_at: Mutex::new(renewed_at) }
+    }
+
+    /// Whether a new attempt may start.
+    pub(super) fn is_held(&self) -> bool {
+        !self.lost.load(Ordering::Relaxed) && lock(&self.renewed_at).elapsed() < self.lease - self.lease / 6
+    }
+
+    /// A renewal asked for at `asked` went through.
+    pub(super) fn renewed(&self, asked: Instant) {
+        *lock(&self.renewed_at) = asked;
+    }
+
+    /// A renewal found the lease in another delivery's hands.
+    pub(super) fn lose(&self) {
+        self.lost.store(true, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_hold_is_lost_or_goes_stale_without_renewals() {
+        let lease = Duration::from_secs(60);
+        let fresh = Hold::new(lease, SystemTime::now() + lease);
+        assert!(fresh.is_held());
+        fresh.lose();
+        assert!(!fresh.is_held(), "lost to another delivery");
+
+        let old = Hold::new(lease, SystemTime::now() + lease / 10);
+        assert!(!old.is_held(), "nine tenths of the lease used, no renewal");
+        old.renewed(Instant::now());
+        assert!(old.is_held(), "renewed");
+        old.renewed(Instant::now() - lease);
+        assert!(!old.is_held(), "the last renewal is a lease old");
+    }
+}
