@@ -4,7 +4,7 @@ use std::{fmt, sync::Arc};
 
 use tower_layer::Layer;
 
-use super::{capture::Capturer, service::SovendusService};
+use super::{capture::Capturer, service::SovendusService, shared::Shared};
 use crate::{
     client::SovendusClient,
     config::SovendusConfig,
@@ -16,8 +16,7 @@ use crate::{
 /// visitor's session; see the [module](super) for where it goes.
 #[derive(Clone)]
 pub struct SovendusLayer {
-    pub(super) capturer: Arc<Capturer>,
-    pub(super) delivery: Delivery,
+    shared: Arc<Shared>,
 }
 
 impl SovendusLayer {
@@ -42,31 +41,31 @@ impl SovendusLayer {
     /// Like [`new`](Self::new), if the TLS backend cannot be initialised.
     pub fn with_store(config: SovendusConfig, store: impl TokenStore) -> Self {
         let store: Arc<dyn TokenStore> = Arc::new(store);
-        let capturer = Arc::new(Capturer::new(config.clone(), Arc::clone(&store)));
-        Self { capturer, delivery: Delivery::new(config, store) }
+        let capturer = Capturer::new(config.clone(), Arc::clone(&store));
+        Self { shared: Arc::new(Shared { capturer, delivery: Delivery::new(config, store) }) }
     }
 
     /// The client this layer's conversions are sent with, e.g. to send a token stored with an
     /// order later.
     pub fn client(&self) -> &SovendusClient {
-        self.delivery.client()
+        self.shared.delivery.client()
     }
 
     /// The handle to this layer's delivery, to await [`shutdown`](Delivery::shutdown) when
     /// the app stops.
     pub fn delivery(&self) -> Delivery {
-        self.delivery.clone()
+        self.shared.delivery.clone()
     }
 
     /// The configuration this layer runs with.
     pub fn config(&self) -> &SovendusConfig {
-        &self.capturer.config
+        &self.shared.capturer.config
     }
 }
 
 impl fmt::Debug for SovendusLayer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SovendusLayer").field("config", &self.capturer.config).finish()
+        f.debug_struct("SovendusLayer").field("config", &self.shared.capturer.config).finish()
     }
 }
 
@@ -74,7 +73,7 @@ impl<S> Layer<S> for SovendusLayer {
     type Service = SovendusService<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        self.delivery.start();
-        SovendusService::new(inner, Arc::clone(&self.capturer), self.delivery.clone())
+        self.shared.delivery.start();
+        SovendusService::new(inner, Arc::clone(&self.shared))
     }
 }

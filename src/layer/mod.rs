@@ -33,5 +33,6 @@ mod future;
 #[allow(clippy::module_inception, reason = "tower-http's layout: layer.rs, service.rs, future.rs")]
 mod layer;
 mod service;
+mod shared;
 
 pub use self::{future::ResponseFuture, layer::SovendusLayer, service::SovendusService};

@@ -10,20 +10,19 @@ use http::Request;
 use tower_service::Service;
 use tower_sessions::Session;
 
-use super::{capture::Capturer, future::ResponseFuture};
-use crate::{delivery::Delivery, extract::Handoff, query};
+use super::{future::ResponseFuture, shared::Shared};
+use crate::{extract::Handoff, query};
 
 /// The service made by [`SovendusLayer`](crate::SovendusLayer).
 #[derive(Clone)]
 pub struct SovendusService<S> {
     inner: S,
-    capturer: Arc<Capturer>,
-    delivery: Delivery,
+    shared: Arc<Shared>,
 }
 
 impl<S> SovendusService<S> {
-    pub(super) fn new(inner: S, capturer: Arc<Capturer>, delivery: Delivery) -> Self {
-        Self { inner, capturer, delivery }
+    pub(super) fn new(inner: S, shared: Arc<Shared>) -> Self {
+        Self { inner, shared }
     }
 
     /// A request whose query may hold a token: the capture of a valid one runs before the
@@ -33,15 +32,15 @@ impl<S> SovendusService<S> {
     where
         S: Service<Request<B>>,
     {
-        let capturer = &self.capturer;
+        let capturer = &self.shared.capturer;
         let (req, landing) = capturer.landing(req);
         let capture = landing.and_then(|landing| {
             let Some(session) = req.extensions().get::<Session>().cloned() else {
                 capturer.log_missing_session();
                 return None;
             };
-            let capturer = capturer.clone();
-            Some(Box::pin(async move { capturer.capture(&session, landing).await }) as _)
+            let shared = Arc::clone(&self.shared);
+            Some(Box::pin(async move { shared.capturer.capture(&session, landing).await }) as _)
         });
         ResponseFuture::new(self.inner.call(req), capture)
     }
@@ -66,8 +65,8 @@ where
     }
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
-        req.extensions_mut().insert(Handoff(self.delivery.clone()));
-        if query::may_contain(req.uri().query(), self.capturer.config.token_parameter()) {
+        req.extensions_mut().insert(Handoff(self.shared.delivery.clone()));
+        if query::may_contain(req.uri().query(), self.shared.capturer.config.token_parameter()) {
             return self.call_with_query(req);
         }
         ResponseFuture::new(self.inner.call(req), None)
