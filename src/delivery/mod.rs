@@ -105,7 +105,7 @@ pub enum QueueOutcome {
     NoToken,
 }
 
-/// The handle to a layer's delivery: its configuration, store, client and workers. Clones
+/// The handle to a layer's delivery: its store, client and workers. Clones
 /// share them. Take it with [`SovendusLayer::delivery`](crate::SovendusLayer::delivery); see
 /// the [module](self) for an example.
 #[derive(Clone)]
@@ -207,7 +207,7 @@ impl Delivery {
         for pending in &report.unrecorded {
             tracing::error!(token = %pending.token(), product = %pending.product_id(),
                 "Sovendus accepted this conversion, and the store could not record it before the shutdown: \
-                 it will be sent again after the restart unless it is marked delivered");
+                 the store still holds it owed, and the next delivery sends it again (Sovendus then books it twice)");
         }
         report
     }

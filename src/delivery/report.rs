@@ -52,8 +52,9 @@ impl DeliveryReport {
     }
 }
 
-/// A conversion not yet delivered: its token (whole through [`SovReqToken::as_str`], masked in
-/// `Debug` and `Display`) and the product it is for.
+/// A conversion a shutdown left behind: cut off before Sovendus answered, or accepted and not yet
+/// recorded. Its token (whole through [`SovReqToken::as_str`], masked in `Debug` and `Display`)
+/// and the product it is for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PendingConversion {
     token: SovReqToken,

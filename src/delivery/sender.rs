@@ -62,6 +62,8 @@ pub(crate) struct Sender {
 pub(crate) struct Sent {
     result: Result<Receipt, SovendusError>,
     settlement: Settlement,
+    /// The hold on the lease, renewed until the settlement is written.
+    hold: Hold,
 }
 
 /// A delivery's settlement, waiting to be written, and where its answer goes.
@@ -139,7 +141,7 @@ impl Sender {
             self.client.send_under(&policy, &conversion.product, &conversion.token, Some(cancel), &held);
         let Attempted { result, calls } = self.renewing(conversion, lease, &hold, send).await;
         let settlement = self.settlement(conversion, &result, calls, SystemTime::now());
-        Sent { result, settlement }
+        Sent { result, settlement, hold }
     }
 
     /// Settles what a delivery's calls ended in; returns it.
@@ -149,12 +151,23 @@ impl Sender {
         lease: Lease,
         sent: Sent,
     ) -> Result<Receipt, SovendusError> {
-        let Sent { result, settlement } = sent;
-        match self.settle(conversion.id, lease.id, settlement.clone()).await {
+        let Sent { result, settlement, hold } = sent;
+        let delivered = settlement.state == ConversionState::Delivered;
+        if delivered {
+            // From Sovendus' 200 until the store records it, this instance sends it no more.
+            lock(&self.unrecorded).insert(conversion.id, PendingConversion::of(conversion));
+        }
+        // The lease is renewed until the store answers: a settlement queued behind others keeps
+        // the conversion from every other delivery meanwhile.
+        let settle = self.settle(conversion.id, lease.id, settlement.clone());
+        match self.renewing(conversion, lease, &hold, settle).await {
             Ok(true) => {}
-            Ok(false) if settlement.state == ConversionState::Delivered => booked_before(conversion),
+            Ok(false) if delivered => recorded_before(conversion),
             Ok(false) => lease_lost(conversion),
-            Err(error) => self.settle_later(conversion, lease, settlement, error),
+            Err(error) => return self.settle_later(conversion, lease, settlement, error, result),
+        }
+        if delivered {
+            lock(&self.unrecorded).remove(&conversion.id);
         }
         result
     }
@@ -236,13 +249,23 @@ impl Sender {
             ),
             Verdict::Owed => match self.schedule.next_attempt(ordered_at, now, retry_after) {
                 Some(next) => (ConversionState::Owed, "owed", Some(next)),
+                // A parked conversion waits for its configuration however long it takes: a
+                // failure on its way, past the schedule's end, does not end it.
+                None if conversion.state == ConversionState::Parked => (
+                    ConversionState::Parked,
+                    "unavailable_while_parked",
+                    Some(self.schedule.next_parked_attempt(ordered_at, now, retry_after)),
+                ),
                 None => (ConversionState::Dead, "gave_up", None),
             },
         };
         ::metrics::counter!(metrics::FAILED, "reason" => reason).increment(1);
         let (id, token) = (conversion.id, &conversion.token);
         match state {
-            ConversionState::Parked if lock(&self.parked_causes).insert(reason) => {
+            ConversionState::Parked
+                if matches!(Verdict::of(error), Verdict::Parked(_))
+                    && lock(&self.parked_causes).insert(reason) =>
+            {
                 tracing::error!(%error, %id, %token, cause = reason,
                 "Sovendus refused the shop's configuration: the conversion is parked and retried on the schedule; \
                  fix the configuration (logged once per cause)")
@@ -263,27 +286,27 @@ impl Sender {
     /// Settles on a task of its own once the store answers again, however long that takes.
     /// A 200 is recorded whatever the lease then (the store's rule), and until it is, this
     /// instance sends the conversion no more (see [`is_unrecorded`](Self::is_unrecorded)).
-    fn settle_later(
+    /// Returns `result`, the delivery's, at once.
+    fn settle_later<R>(
         self: &Arc<Self>,
         conversion: &OwedConversion,
         lease: Lease,
         settlement: Settlement,
         error: StoreError,
-    ) {
+        result: R,
+    ) -> R {
         let (id, token) = (conversion.id, conversion.token.clone());
         tracing::warn!(%error, %id, %token, "could not settle the Sovendus conversion yet; trying again");
         let delivered = settlement.state == ConversionState::Delivered;
-        if delivered {
-            lock(&self.unrecorded).insert(id, PendingConversion::of(conversion));
-        }
         let sender = Arc::clone(self);
         tokio::spawn(async move {
             for wait in SETTLE_RETRY.waits() {
                 tokio::time::sleep(wait).await;
                 match sender.store.settle(id, lease.id, settlement.clone()).await {
                     Ok(true) => tracing::info!(%id, %token, "settled the Sovendus conversion"),
-                    Ok(false) if delivered => tracing::error!(%id, %token,
-                        "Sovendus accepted this conversion twice: another delivery sent it while the store was away"),
+                    Ok(false) if delivered => tracing::warn!(%id, %token,
+                        "the Sovendus conversion was recorded delivered already: by an earlier write that timed \
+                         out after it went through, or by another delivery's 200 (then Sovendus booked it twice)"),
                     Ok(false) => {
                         tracing::info!(%id, %token, "another delivery took the Sovendus conversion meanwhile")
                     }
@@ -293,6 +316,7 @@ impl Sender {
             }
             lock(&sender.unrecorded).remove(&id);
         });
+        result
     }
 
     /// Whether Sovendus accepted the conversion `id` and the store has yet to record it.
@@ -346,9 +370,9 @@ async fn write_batch(store: Arc<dyn TokenStore>, batch: Vec<Ending>, _turn: Owne
     }
 }
 
-fn booked_before(conversion: &OwedConversion) {
-    tracing::error!(id = %conversion.id, token = %conversion.token,
-        "Sovendus accepted this conversion twice: another delivery's 200 was recorded first");
+fn recorded_before(conversion: &OwedConversion) {
+    tracing::warn!(id = %conversion.id, token = %conversion.token,
+        "the Sovendus conversion was recorded delivered already, by another delivery's 200: Sovendus booked it twice");
 }
 
 fn lease_lost(conversion: &OwedConversion) {

@@ -286,8 +286,18 @@ async fn a_200_is_recorded_whatever_the_lease(store: &impl TokenStore, t: System
     assert!(!store.renew(id, second).await.unwrap(), "{rule}: no lease left to renew");
     assert!(claim_ids(store, t + DAY, 10, lease(t + 2 * DAY)).await.is_empty(), "{rule}: never due again");
     // A second 200 changes nothing either: the first is the one recorded.
-    assert!(!store.settle(id, second.id, delivered).await.unwrap(), "{rule}: delivered once");
+    assert!(!store.settle(id, second.id, delivered.clone()).await.unwrap(), "{rule}: delivered once");
     assert_eq!(store.counts().await.unwrap().delivered, 1, "{rule}");
+
+    // Both deliveries ending in one batch, the later one's failure first: the 200 is recorded.
+    let id = owed(store, 2, "token-2", t).await.id;
+    let (first, second) = (lease(t + MINUTE), lease(t + 3 * MINUTE));
+    assert_eq!(claim_ids(store, t, 1, first).await, [id], "{rule}");
+    assert_eq!(claim_ids(store, t + 2 * MINUTE, 1, second).await, [id], "{rule}");
+    let failed = settlement(ConversionState::Owed, Some(t + 3 * MINUTE), t + 2 * MINUTE);
+    let held = store.settle_all(vec![(id, second.id, failed), (id, first.id, delivered)]).await.unwrap();
+    assert!(held[1], "{rule}: the 200 of the batch recorded, whichever went first");
+    assert_eq!(store.counts().await.unwrap().delivered, 2, "{rule}: the 200 of the batch recorded");
 }
 
 async fn settlements_decide_what_comes_next(store: &impl TokenStore, t: SystemTime) {

@@ -21,6 +21,7 @@ mod queries;
 mod read;
 
 use std::{
+    collections::HashSet,
     fmt,
     time::{Duration, SystemTime},
 };
@@ -403,6 +404,16 @@ impl TokenStore for SqlTokenStore {
     ) -> Result<Vec<bool>, StoreError> {
         if settlements.is_empty() {
             return Ok(Vec::new());
+        }
+        let ids: HashSet<ConversionId> = settlements.iter().map(|(id, ..)| *id).collect();
+        if ids.len() < settlements.len() {
+            // One statement would apply one of a conversion's settlements, unsaid which, and
+            // report both: each goes on its own, in order, instead.
+            let mut held = Vec::with_capacity(settlements.len());
+            for settlement in settlements {
+                held.extend(self.settle_all(vec![settlement]).await?);
+            }
+            return Ok(held);
         }
         let statement = queries::settle_all(settlements.len());
         let ended: Vec<String> = self
