@@ -17,17 +17,6 @@ use tower_sovendus::{
 
 const TOKEN: &str = "12345-test-123-12345";
 
-/// Polls `condition` every 50 ms for up to 20 s; false if it never held.
-async fn eventually(mut condition: impl AsyncFnMut() -> bool) -> bool {
-    for _ in 0..400 {
-        if condition().await {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    false
-}
-
 /// Instances A and B on one Redis and one sandbox, and a visitor who landed on A with
 /// [`TOKEN`], seen through A and through B.
 struct TwoInstances {
@@ -176,16 +165,19 @@ async fn redis_dying_mid_send_does_not_post_twice_when_it_returns() {
     let leased_before = tokio::time::Instant::now() + lease;
     let ordering = on_a.at(a.addr);
     let order = tokio::spawn(async move { ordering.order().await });
-    assert!(eventually(async || !sandbox.conversions().is_empty()).await, "the POST arrives");
+    assert!(
+        common::eventually(Duration::from_secs(20), async || !sandbox.conversions().is_empty()).await,
+        "the POST arrives"
+    );
     redis.kill(true);
     assert_eq!(order.await.unwrap(), "sent", "Sovendus accepted it; the settlement waits for Redis");
 
-    // Redis comes back with the token, still leased: the waiting settlement removes it.
+    // Redis comes back with the conversion, still leased: the waiting settlement records it.
     redis.restart();
-    let pool = redis.pool().await;
+    let delivered = async || a.delivery.counts().await.is_ok_and(|counts| counts.delivered == 1);
     assert!(
-        eventually(async || keys(&pool, "sovendus:*").await.is_empty()).await,
-        "the token was settled once Redis returned"
+        common::eventually(Duration::from_secs(20), delivered).await,
+        "the conversion was settled once Redis returned"
     );
     // Even once the lease has run out, no order sends it again.
     tokio::time::sleep_until(leased_before).await;
