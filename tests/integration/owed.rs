@@ -121,8 +121,9 @@ async fn retry_parked_sends_them_now() {
     assert!(eventually(Duration::from_secs(10), delivered).await);
 }
 
-#[tokio::test]
-async fn a_conversion_no_attempt_gets_through_is_given_up_at_the_end_of_the_schedule() {
+/// A shop sending once a delivery, on a schedule that ends a second after the order (waits of
+/// 100 ms doubling), and a visitor landed on it.
+async fn landed_on_a_one_second_schedule() -> TestShop {
     let (tokens, sessions) = stores();
     let shop = shop_on(Sandbox::start().await.unwrap(), &tokens, &sessions, |config| {
         config.retry(RetryPolicy::never()).schedule(
@@ -131,6 +132,12 @@ async fn a_conversion_no_attempt_gets_through_is_given_up_at_the_end_of_the_sche
     })
     .await;
     shop.get("/landing?sovReqToken=12345-test-123-12345").await;
+    shop
+}
+
+#[tokio::test]
+async fn a_conversion_no_attempt_gets_through_is_given_up_at_the_end_of_the_schedule() {
+    let shop = landed_on_a_one_second_schedule().await;
     shop.sandbox.fail_every(1, [Fault::Status(StatusCode::SERVICE_UNAVAILABLE)]);
     assert_eq!(shop.order().await, "unavailable 503");
     let dead = async || shop.delivery.counts().await.unwrap().dead == 1;
@@ -143,14 +150,7 @@ async fn a_conversion_no_attempt_gets_through_is_given_up_at_the_end_of_the_sche
 
 #[tokio::test]
 async fn a_parked_conversion_never_dies_of_age() {
-    let (tokens, sessions) = stores();
-    let shop = shop_on(Sandbox::start().await.unwrap(), &tokens, &sessions, |config| {
-        config.retry(RetryPolicy::never()).schedule(
-            quick_schedule().first_wait(Duration::from_millis(100)).give_up_after(Duration::from_secs(1)),
-        )
-    })
-    .await;
-    shop.get("/landing?sovReqToken=12345-test-123-12345").await;
+    let shop = landed_on_a_one_second_schedule().await;
     // A rotated API key: every call refused, for longer than the whole schedule.
     shop.sandbox.fail_every(1, [Fault::Status(StatusCode::FORBIDDEN)]);
     assert_eq!(shop.order().await, "invalid_api_key");
