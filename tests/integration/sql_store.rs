@@ -237,6 +237,35 @@ async fn sqlite_refuses_unreadable_rows() {
     unreadable_rows_are_refused(&store, async || rows(&pool, DEAD_ROWS).await).await;
 }
 
+/// Concurrent claims on Postgres each lease exactly the rows they return: none is leased and
+/// left out, to wait for its lease to run out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_claims_lease_exactly_what_they_return() {
+    let Some(server) = PostgresServer::start("postgres_claims_lease_exactly_what_they_return") else {
+        return;
+    };
+    let (store, pool) = postgres_store(&server, "claims").await;
+    for key in 0..200 {
+        capture_and_take(&store, key, &format!("token-{key}")).await;
+    }
+    let claims = (0..8).map(|_| {
+        let (store, lease) = (store.clone(), Lease::new(LeaseId::random(), now() + MINUTE));
+        tokio::spawn(async move { (lease, store.claim(now(), 10, lease).await.unwrap()) })
+    });
+    let mut returned = 0;
+    for claim in claims.collect::<Vec<_>>() {
+        let (lease, claimed) = claim.await.unwrap();
+        let leased: i64 = sqlx::query_scalar("SELECT count(*) FROM sovendus_conversions WHERE lease_id = $1")
+            .bind(format!("{:032x}", lease.id.get()))
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert_eq!(usize::try_from(leased).unwrap(), claimed.len(), "leased as many as returned");
+        returned += claimed.len();
+    }
+    assert_eq!(returned, 80, "eight claims of ten, from 200 due");
+}
+
 #[tokio::test]
 async fn postgres_refuses_unreadable_rows() {
     let Some(server) = PostgresServer::start("postgres_refuses_unreadable_rows") else { return };

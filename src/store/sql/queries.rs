@@ -13,18 +13,20 @@ macro_rules! conversion_columns {
     };
 }
 
-/// The claim, up to its lock clause: leases the due conversions, the earliest due first. `$1`
-/// now, `$2` the limit, `$3` the lease's ID, `$4` its end.
+/// The claim, with its lock clause: leases the due conversions, the earliest due first. `$1`
+/// now, `$2` the limit, `$3` the lease's ID, `$4` its end. The rows are picked once, in a
+/// materialised CTE: a subquery in the `WHERE` may be run again, and pick (and lease) rows the
+/// claim does not return.
 macro_rules! claim {
     ($lock:literal) => {
         concat!(
-            "UPDATE sovendus_conversions \
+            "WITH picked AS MATERIALIZED (SELECT id FROM sovendus_conversions WHERE due_at <= $1 \
+                                          ORDER BY due_at, id LIMIT $2",
+            $lock,
+            ") UPDATE sovendus_conversions \
              SET lease_id = $3, lease_until = $4, \
                  due_at = CASE WHEN next_attempt_at > $4 THEN next_attempt_at ELSE $4 END \
-             WHERE id IN (SELECT id FROM sovendus_conversions WHERE due_at <= $1 \
-                          ORDER BY due_at, id LIMIT $2",
-            $lock,
-            ") RETURNING ",
+             WHERE id IN (SELECT id FROM picked) RETURNING ",
             conversion_columns!()
         )
     };
