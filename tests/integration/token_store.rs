@@ -240,3 +240,30 @@ async fn while_redis_is_down_every_operation_fails_retryably_within_the_timeout(
         store.purge(now, now),
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_that_may_evict_owed_conversions_is_refused_unless_allowed() {
+    let Some(redis) = RedisServer::start("a_redis_that_may_evict_owed_conversions_is_refused_unless_allowed")
+    else {
+        return;
+    };
+    let pool = redis.pool().await;
+    let policy = |policy: &str| vec!["SET".to_owned(), "maxmemory-policy".to_owned(), policy.to_owned()];
+    let now = now();
+
+    // Under allkeys-lru Redis may drop keys without an expiry: the owed conversions.
+    command(&pool, "CONFIG", policy("allkeys-lru")).await;
+    let refused = RedisTokenStore::new(pool.clone()).with_prefix("refused");
+    for _ in 0..2 {
+        let error = refused.capture(1, landing("token-a", now)).await.unwrap_err();
+        assert!(error.to_string().contains("maxmemory-policy allkeys-lru"), "{error}");
+    }
+    assert!(refused.counts().await.is_err(), "every operation refused");
+    let allowed = RedisTokenStore::new(pool.clone()).with_prefix("allowed").allow_evicting_policy();
+    assert!(allowed.capture(1, landing("token-a", now)).await.unwrap(), "allowed, and logged");
+
+    // volatile-* evicts only keys with an expiry (the captures): safe.
+    command(&pool, "CONFIG", policy("volatile-lru")).await;
+    let safe = RedisTokenStore::new(pool.clone()).with_prefix("safe");
+    assert!(safe.capture(1, landing("token-a", now)).await.unwrap());
+}

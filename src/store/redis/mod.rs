@@ -37,14 +37,17 @@ mod scripts;
 
 use std::{
     fmt,
+    sync::Arc,
     time::{Duration, SystemTime},
 };
 
 use fred::{
     clients::Pool,
+    error::ErrorKind,
     interfaces::{KeysInterface, LuaInterface},
-    types::{Expiration, Value, scripts::Script},
+    types::{ClusterHash, CustomCommand, Expiration, Value, scripts::Script},
 };
+use tokio::sync::OnceCell;
 
 use self::{
     codec::{
@@ -69,6 +72,10 @@ pub const DEFAULT_REDIS_PREFIX: &str = "sovendus";
 
 /// How long [`RedisTokenStore`] waits for Redis before it gives up on one operation: 1 second.
 pub const DEFAULT_REDIS_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The `maxmemory-policy` values under which Redis may evict keys that have no expiry, the
+/// owed conversions among them.
+const EVICTING_POLICIES: [&str; 3] = ["allkeys-lru", "allkeys-lfu", "allkeys-random"];
 
 /// How many conversions one `wake_parked` or `purge` script handles at most.
 const BATCH: usize = 500;
@@ -99,7 +106,16 @@ const BATCH: usize = 500;
 /// key once it no longer counts, so [`purge`](TokenStore::purge) leaves captures to Redis.
 /// Conversions carry no expiry: `purge` removes the settled ones. Redis must not evict them:
 /// run it with `maxmemory-policy noeviction`, or a `volatile-*` policy (which evicts only keys
-/// with an expiry: the captures).
+/// with an expiry: the captures). The store reads the policy at its first operation and,
+/// under an `allkeys-*` policy, refuses every operation with an ERROR saying so until the shop
+/// restarts on a safe policy ([`allow_evicting_policy`](Self::allow_evicting_policy) makes it
+/// a logged warning instead).
+///
+/// For the exactly-once promise Redis must also keep what it acknowledged: `appendonly yes`
+/// with `appendfsync everysec` (a crash of the Redis host may lose the last second) or
+/// `always`, and, with replicas, a failover that promotes an up-to-date replica (Sentinel or
+/// Cluster with `min-replicas-to-write`). A conversion lost by Redis is never delivered; a
+/// settlement lost by it is delivered again.
 ///
 /// Redis keeps the data across a restart only if it persists (RDB or AOF): without that, a
 /// restart loses the captures and the conversions still owed.
@@ -150,6 +166,12 @@ pub struct RedisTokenStore<C = Pool> {
     client: C,
     keys: Keys,
     timeout: Duration,
+    /// Whether an evicting `maxmemory-policy` is logged only (see
+    /// [`allow_evicting_policy`](Self::allow_evicting_policy)).
+    allow_evicting: bool,
+    /// What the first read of the `maxmemory-policy` found: `Err` holds the refusal. Clones
+    /// share it.
+    policy: Arc<OnceCell<Result<(), String>>>,
 }
 
 impl<C> RedisTokenStore<C>
@@ -161,7 +183,13 @@ where
     ///
     /// See [`RedisTokenStore`] for an example.
     pub fn new(client: C) -> Self {
-        Self { client, keys: Keys::new(DEFAULT_REDIS_PREFIX), timeout: DEFAULT_REDIS_TIMEOUT }
+        Self {
+            client,
+            keys: Keys::new(DEFAULT_REDIS_PREFIX),
+            timeout: DEFAULT_REDIS_TIMEOUT,
+            allow_evicting: false,
+            policy: Arc::default(),
+        }
     }
 
     /// Puts every key under `{<prefix>}:` instead, e.g. for two shops on one Redis.
@@ -212,12 +240,69 @@ where
         text_or_null(value).ok_or_else(|| unreadable_capture(MALFORMED))
     }
 
-    /// `operation`, given up after the timeout.
+    /// Runs on a Redis whose `maxmemory-policy` may evict keys without an expiry (`allkeys-*`),
+    /// logging an ERROR at the first operation instead of refusing every operation. Under such
+    /// a policy Redis may drop owed conversions silently, once it reaches `maxmemory`: only
+    /// for a Redis that never does.
+    pub fn allow_evicting_policy(mut self) -> Self {
+        self.allow_evicting = true;
+        self
+    }
+
+    /// `operation`, given up after the timeout; the first of all reads the `maxmemory-policy`
+    /// first (see [`RedisTokenStore`]).
     async fn timed<R>(
         &self,
         operation: impl Future<Output = Result<R, StoreError>>,
     ) -> Result<R, StoreError> {
-        tokio::time::timeout(self.timeout, operation).await.unwrap_or(Err(StoreError::TimedOut(self.timeout)))
+        let checked = async {
+            self.eviction_policy_allows().await?;
+            operation.await
+        };
+        tokio::time::timeout(self.timeout, checked).await.unwrap_or(Err(StoreError::TimedOut(self.timeout)))
+    }
+
+    /// Whether Redis' `maxmemory-policy` keeps owed conversions, read once: an `allkeys-*`
+    /// policy refuses every operation (unless allowed). A Redis that cannot say (`CONFIG`
+    /// renamed or forbidden, as on some hosted offers) is logged once and trusted; one that is
+    /// away is asked again at the next operation.
+    async fn eviction_policy_allows(&self) -> Result<(), StoreError> {
+        let verdict = self
+            .policy
+            .get_or_try_init(|| async {
+                let config_get = CustomCommand::new("CONFIG", ClusterHash::Random, false);
+                match self.client.custom::<Value, _>(config_get, vec!["GET", "maxmemory-policy"]).await {
+                    Ok(reply) => Ok(self.judge(reply.into_array().get(1).and_then(Value::as_string))),
+                    Err(error) if matches!(error.kind(), ErrorKind::IO | ErrorKind::Timeout | ErrorKind::Canceled) => {
+                        Err(StoreError::backend(error))
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error,
+                            "could not read Redis' maxmemory-policy: make sure it is noeviction or a volatile-* policy, \
+                             or Redis may drop owed Sovendus conversions");
+                        Ok(Ok(()))
+                    }
+                }
+            })
+            .await?;
+        verdict.clone().map_err(|refusal| StoreError::backend(std::io::Error::other(refusal)))
+    }
+
+    /// What the `maxmemory-policy` `policy` means for the store.
+    fn judge(&self, policy: Option<String>) -> Result<(), String> {
+        let Some(policy) = policy.filter(|policy| EVICTING_POLICIES.contains(&policy.as_str())) else {
+            return Ok(());
+        };
+        let danger = format!(
+            "Redis runs with maxmemory-policy {policy}, which may evict owed Sovendus conversions (they have no \
+             expiry): set noeviction or a volatile-* policy"
+        );
+        if self.allow_evicting {
+            tracing::error!("{danger}; allowed by allow_evicting_policy");
+            return Ok(());
+        }
+        tracing::error!("{danger}; the Sovendus store refuses every operation until then");
+        Err(danger)
     }
 
     /// Runs the take script on the capture stored under `key`.
