@@ -94,6 +94,10 @@ impl Tally {
 
 #[async_trait]
 impl TokenStore for Timed {
+    async fn now(&self) -> Result<SystemTime, StoreError> {
+        self.store.now().await
+    }
+
     async fn capture(&self, key: TokenKey, capture: NewCapture) -> Result<bool, StoreError> {
         self.store.capture(key, capture).await
     }

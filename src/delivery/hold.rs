@@ -5,7 +5,7 @@ use std::{
         Mutex,
         atomic::{AtomicBool, Ordering},
     },
-    time::{Duration, Instant, SystemTime},
+    time::{Duration, Instant},
 };
 
 use crate::sync::lock;
@@ -22,13 +22,10 @@ pub(super) struct Hold {
 }
 
 impl Hold {
-    /// The hold on a lease `lease` long that runs out at `until`.
-    pub(super) fn new(lease: Duration, until: SystemTime) -> Self {
-        // Taken or renewed `lease - left` ago, as this process's wall clock tells.
-        let left = until.duration_since(SystemTime::now()).unwrap_or_default().min(lease);
-        let now = Instant::now();
-        let renewed_at = now.checked_sub(lease - left).unwrap_or(now);
-        Self { lease, lost: AtomicBool::new(false), renewed_at: Mutex::new(renewed_at) }
+    /// The hold on a lease `lease` long, taken at `since`: no later than the store's clock was
+    /// read for its end (see [`StoreClock::at_least`](super::clock::StoreClock::at_least)).
+    pub(super) fn new(lease: Duration, since: Instant) -> Self {
+        Self { lease, lost: AtomicBool::new(false), renewed_at: Mutex::new(since) }
     }
 
     /// Whether a new attempt may start.
@@ -54,12 +51,12 @@ mod tests {
     #[test]
     fn a_hold_is_lost_or_goes_stale_without_renewals() {
         let lease = Duration::from_secs(60);
-        let fresh = Hold::new(lease, SystemTime::now() + lease);
+        let fresh = Hold::new(lease, Instant::now());
         assert!(fresh.is_held());
         fresh.lose();
         assert!(!fresh.is_held(), "lost to another delivery");
 
-        let old = Hold::new(lease, SystemTime::now() + lease / 10);
+        let old = Hold::new(lease, Instant::now() - lease * 9 / 10);
         assert!(!old.is_held(), "nine tenths of the lease used, no renewal");
         old.renewed(Instant::now());
         assert!(old.is_held(), "renewed");

@@ -56,6 +56,7 @@
 //! # Ok(()) }
 //! ```
 
+mod clock;
 mod hold;
 mod report;
 mod sender;
@@ -65,7 +66,7 @@ mod workers;
 use std::{
     fmt,
     sync::Arc,
-    time::{Duration, SystemTime},
+    time::{Duration, Instant},
 };
 
 pub use self::report::{DeliveryReport, PendingConversion};
@@ -77,7 +78,7 @@ use crate::{
     ids::OrderRef,
     metrics,
     store::{
-        ConversionCounts, ConversionId, ConversionState, Lease, LeaseId, NewConversion, OwedConversion,
+        ConversionCounts, ConversionId, ConversionState, Lease, NewConversion, OwedConversion,
         StoreError, Taken, TokenKey, TokenStore,
     },
 };
@@ -164,7 +165,9 @@ impl Delivery {
     /// Makes every parked conversion due now, once the configuration is fixed, and wakes this
     /// instance's workers; returns how many there were.
     pub async fn retry_parked(&self) -> Result<u64, StoreError> {
-        let woken = self.store().wake_parked(SystemTime::now()).await?;
+        let clock = &self.inner.sender.clock;
+        clock.read(self.store()).await?;
+        let woken = self.store().wake_parked(clock.at_most()).await?;
         self.inner.workers.wake.notify_one();
         Ok(woken)
     }
@@ -227,13 +230,12 @@ impl Delivery {
         key: TokenKey,
         order: Option<OrderRef>,
     ) -> Result<Outcome, SovendusError> {
-        let now = SystemTime::now();
-        let lease = Lease { id: LeaseId::random(), until: now + self.inner.sender.schedule.lease };
-        let Some(conversion) = self.take(key, order, now, Some(lease)).await? else {
+        let Some((conversion, Some((lease, since)))) = self.take(key, order, true).await? else {
             return Ok(Outcome::NoToken);
         };
         let sender = Arc::clone(&self.inner.sender);
-        let task = tokio::spawn(async move { sender.deliver(&conversion, lease, &never_cancelled()).await });
+        let task =
+            tokio::spawn(async move { sender.deliver(&conversion, (lease, since), &never_cancelled()).await });
         match task.await {
             Ok(result) => result.map(Outcome::Sent),
             Err(join_error) if join_error.is_panic() => std::panic::resume_unwind(join_error.into_panic()),
@@ -254,7 +256,7 @@ impl Delivery {
             tracing::warn!("Sovendus delivery is shutting down; the token stays with the visitor");
             return Err(SovendusError::ShuttingDown);
         }
-        let taken = self.take(key, order, SystemTime::now(), None).await.inspect_err(|_| {
+        let taken = self.take(key, order, false).await.inspect_err(|_| {
             workers.dropped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             ::metrics::counter!(metrics::DROPPED, "reason" => "token_store").increment(1);
         })?;
@@ -267,23 +269,31 @@ impl Delivery {
         Ok(QueueOutcome::Queued)
     }
 
-    /// Takes the capture for `key` into an owed conversion, logged and counted.
+    /// Takes the capture for `key` into an owed conversion, ordered now on the store's clock,
+    /// logged and counted; under a lease of this instance's if `leased`, for sending at once.
     async fn take(
         &self,
         key: TokenKey,
         order: Option<OrderRef>,
-        now: SystemTime,
-        lease: Option<Lease>,
-    ) -> Result<Option<OwedConversion>, SovendusError> {
-        let conversion = NewConversion { id: ConversionId::random(), order, ordered_at: now, lease };
-        match self.store().take(key, conversion).await {
-            Ok(Taken::Owed(owed)) => {
+        leased: bool,
+    ) -> Result<Option<(OwedConversion, Option<(Lease, Instant)>)>, SovendusError> {
+        let sender = &self.inner.sender;
+        let taken = async {
+            sender.clock.read_if_stale(self.store()).await?;
+            let lease = leased.then(|| sender.new_lease());
+            let ordered_at = sender.clock.at_most();
+            let conversion =
+                NewConversion { id: ConversionId::random(), order, ordered_at, lease: lease.map(|(lease, _)| lease) };
+            self.store().take(key, conversion).await.map(|taken| (taken, lease))
+        };
+        match taken.await {
+            Ok((Taken::Owed(owed), lease)) => {
                 tracing::info!(id = %owed.id, token = %owed.token, "Sovendus conversion owed");
                 ::metrics::counter!(metrics::OWED).increment(1);
-                Ok(Some(owed))
+                Ok(Some((owed, lease)))
             }
-            Ok(Taken::NoCapture) => Ok(None),
-            Ok(Taken::AlreadyConverted(id)) => {
+            Ok((Taken::NoCapture, _)) => Ok(None),
+            Ok((Taken::AlreadyConverted(id), _)) => {
                 tracing::info!(%id, "the visitor's token was converted before; not sent again");
                 Ok(None)
             }

@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use futures_util::future::{self, Either};
 
-use super::{hold::Hold, report::PendingConversion, verdict::Verdict};
+use super::{clock::StoreClock, hold::Hold, report::PendingConversion, verdict::Verdict};
 use crate::{
     client::{Attempted, Receipt, SovendusClient},
     config::{DeliverySchedule, RetryPolicy},
@@ -48,6 +48,8 @@ pub(crate) struct Sender {
     pub(crate) store: Arc<dyn TokenStore>,
     pub(crate) client: SovendusClient,
     pub(crate) schedule: DeliverySchedule,
+    /// The store's clock, which due times and leases are judged by.
+    pub(super) clock: StoreClock,
     /// The causes of parking logged at ERROR so far: each once.
     parked_causes: Mutex<HashSet<&'static str>>,
     /// Where deliveries leave their settlements, for a task that writes those that end together
@@ -82,6 +84,7 @@ impl Sender {
             store,
             client,
             schedule,
+            clock: StoreClock::default(),
             parked_causes: Mutex::default(),
             settlements: OnceLock::new(),
             unrecorded: Mutex::default(),
@@ -112,16 +115,22 @@ impl Sender {
         answer.await.unwrap_or_else(|_| Err(StoreError::Backend("the settling task ended".into())))
     }
 
-    /// Delivers `conversion` under `lease` and settles it. Its first delivery gets the quick
+    /// A new lease, ending on the store's clock, and when this instance took it, on its own.
+    pub(crate) fn new_lease(&self) -> (Lease, Instant) {
+        let since = Instant::now();
+        (Lease { id: LeaseId::random(), until: self.clock.at_least() + self.schedule.lease }, since)
+    }
+
+    /// Delivers `conversion` under `lease`, taken at `since`, and settles it. Its first delivery gets the quick
     /// retries, later ones one call each. `cancel` cuts the attempts off (a shutdown at its
     /// deadline): the conversion is then due again at once.
     pub(crate) async fn deliver(
         self: &Arc<Self>,
         conversion: &OwedConversion,
-        lease: Lease,
+        (lease, since): (Lease, Instant),
         cancel: &CancellationToken,
     ) -> Result<Receipt, SovendusError> {
-        let sent = self.send(conversion, lease, cancel).await;
+        let sent = self.send(conversion, (lease, since), cancel).await;
         self.settle_sent(conversion, lease, sent).await
     }
 
@@ -130,17 +139,17 @@ impl Sender {
     pub(crate) async fn send(
         &self,
         conversion: &OwedConversion,
-        lease: Lease,
+        (lease, since): (Lease, Instant),
         cancel: &CancellationToken,
     ) -> Sent {
         let policy =
             if conversion.attempts == 0 { *self.client.retry_policy() } else { RetryPolicy::never() };
-        let hold = Hold::new(self.schedule.lease, lease.until);
+        let hold = Hold::new(self.schedule.lease, since);
         let held = || hold.is_held();
         let send =
             self.client.send_under(&policy, &conversion.product, &conversion.token, Some(cancel), &held);
         let Attempted { result, calls } = self.renewing(conversion, lease, &hold, send).await;
-        let settlement = self.settlement(conversion, &result, calls, SystemTime::now());
+        let settlement = self.settlement(conversion, &result, calls, self.clock.at_most());
         Sent { result, settlement, hold }
     }
 
@@ -195,7 +204,7 @@ impl Sender {
         loop {
             tokio::time::sleep(self.schedule.renew_every()).await;
             let asked = Instant::now();
-            let renewed = Lease { until: SystemTime::now() + self.schedule.lease, ..lease };
+            let renewed = Lease { until: self.clock.at_least() + self.schedule.lease, ..lease };
             match self.store.renew(conversion.id, renewed).await {
                 Ok(true) => hold.renewed(asked),
                 Ok(false) => {
@@ -209,7 +218,8 @@ impl Sender {
         }
     }
 
-    /// What a delivery that ended in `result` after `calls` calls writes, logged and counted.
+    /// What a delivery that ended in `result` after `calls` calls writes at `now` (the store's
+    /// time), logged and counted.
     fn settlement(
         &self,
         conversion: &OwedConversion,

@@ -21,7 +21,7 @@ use super::{report::PendingConversion, sender::Sender};
 use crate::{
     error::SovendusError,
     metrics,
-    store::{ConversionState, Lease, LeaseId, OwedConversion, Settlement},
+    store::{ConversionState, Lease, OwedConversion, Settlement, StoreError},
     sync::lock,
 };
 
@@ -126,7 +126,10 @@ impl Workers {
 /// count (so that a backlog costs a claim per batch, not per conversion), waking on an order
 /// of its own, after the poll interval, or when a batch of room came free.
 async fn claim_and_deliver(sender: Arc<Sender>, workers: Arc<Workers>) {
-    match sender.store.wake_parked(SystemTime::now()).await {
+    if let Err(error) = sender.clock.read(&*sender.store).await {
+        tracing::warn!(%error, "could not read the token store's clock");
+    }
+    match sender.store.wake_parked(sender.clock.at_most()).await {
         Ok(0) => {}
         Ok(woken) => tracing::info!(woken, "parked Sovendus conversions are due again"),
         Err(error) => tracing::error!(%error, "could not make the parked Sovendus conversions due"),
@@ -145,16 +148,14 @@ async fn claim_and_deliver(sender: Arc<Sender>, workers: Arc<Workers>) {
         let room = holding.available_permits();
         let mut batch_full = false;
         if room > 0 {
-            let now = SystemTime::now();
-            let lease = Lease { id: LeaseId::random(), until: now + schedule.lease };
-            match sender.store.claim(now, room, lease).await {
-                Ok(claimed) => {
+            match claim(&sender, room).await {
+                Ok((claimed, lease, since)) => {
                     batch_full = claimed.len() == room;
                     // Those Sovendus accepted, waiting for the store to record it, are not sent again.
                     for conversion in claimed.into_iter().filter(|claimed| !sender.is_unrecorded(claimed.id))
                     {
                         let Ok(held) = Arc::clone(&holding).try_acquire_owned() else { break };
-                        let claim = Claim { conversion, lease, _held: held };
+                        let claim = Claim { conversion, lease, since, _held: held };
                         deliveries.spawn(deliver(
                             Arc::clone(&sender),
                             Arc::clone(&workers),
@@ -182,10 +183,24 @@ async fn claim_and_deliver(sender: Arc<Sender>, workers: Arc<Workers>) {
 /// How many conversions an instance holds claimed at most, in multiples of its workers.
 const CLAIM_AHEAD: usize = 16;
 
+/// Claims up to `limit` due conversions, judged by the store's clock, read first; returns them
+/// with their lease and when this instance took it.
+async fn claim(
+    sender: &Sender,
+    limit: usize,
+) -> Result<(Vec<OwedConversion>, Lease, std::time::Instant), StoreError> {
+    sender.clock.read(&*sender.store).await?;
+    let (lease, since) = sender.new_lease();
+    let claimed = sender.store.claim(sender.clock.at_most(), limit, lease).await?;
+    Ok((claimed, lease, since))
+}
+
 /// A claimed conversion, holding its room among those claimed until it is settled.
 struct Claim {
     conversion: OwedConversion,
     lease: Lease,
+    /// When this instance took the lease, or last renewed it.
+    since: std::time::Instant,
     _held: OwnedSemaphorePermit,
 }
 
@@ -194,7 +209,7 @@ struct Claim {
 /// once; if its lease is a third through, it renews it first, and lets it go if another
 /// delivery took it meanwhile.
 async fn deliver(sender: Arc<Sender>, workers: Arc<Workers>, claim: Claim, sending: Arc<Semaphore>) {
-    let Claim { conversion, mut lease, _held } = claim;
+    let Claim { conversion, mut lease, mut since, _held } = claim;
     let turn = tokio::select! {
         biased;
         () = workers.stop.cancelled() => None,
@@ -203,9 +218,9 @@ async fn deliver(sender: Arc<Sender>, workers: Arc<Workers>, claim: Claim, sendi
     let Some(turn) = turn else {
         return give_back(&sender, &conversion, lease).await;
     };
-    let now = SystemTime::now();
-    if lease.until.duration_since(now).unwrap_or_default() < sender.schedule.lease * 2 / 3 {
-        lease.until = now + sender.schedule.lease;
+    if since.elapsed() > sender.schedule.lease / 3 {
+        let (renewed, renewed_since) = sender.new_lease();
+        (lease, since) = (Lease { id: lease.id, ..renewed }, renewed_since);
         match sender.store.renew(conversion.id, lease).await {
             Ok(true) => {}
             Ok(false) => {
@@ -216,7 +231,7 @@ async fn deliver(sender: Arc<Sender>, workers: Arc<Workers>, claim: Claim, sendi
             }
         }
     }
-    let sent = sender.send(&conversion, lease, &workers.cut).await;
+    let sent = sender.send(&conversion, (lease, since), &workers.cut).await;
     // The worker is free once Sovendus answered: the settlement waits for its batch without it.
     drop(turn);
     let outcome = sender.settle_sent(&conversion, lease, sent).await;
@@ -225,7 +240,7 @@ async fn deliver(sender: Arc<Sender>, workers: Arc<Workers>, claim: Claim, sendi
 
 /// Ends the lease on a claimed conversion that was not sent, due at once as it was.
 async fn give_back(sender: &Sender, conversion: &OwedConversion, lease: Lease) {
-    let now = SystemTime::now();
+    let now = sender.clock.at_most();
     let unchanged = Settlement {
         state: conversion.state,
         attempts: conversion.attempts,

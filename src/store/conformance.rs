@@ -3,7 +3,8 @@
 //!
 //! [`check`] takes a function making a fresh, empty store, and runs every rule on a store of
 //! its own, panicking with the rule's name when one is broken. Times are given to the store,
-//! never waited for, so the suite takes well under a second on a store in memory.
+//! never waited for (but for 20 ms to see the store's own clock move), so the suite takes well
+//! under a second on a store in memory.
 //!
 //! ```
 //! use tower_sovendus::store::{MokaTokenStore, conformance};
@@ -36,6 +37,7 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = S>,
 {
+    the_clock_moves_on(&new_store().await).await;
     let t = to_the_millisecond(SystemTime::now());
     attribution_decides_which_click_is_kept(&new_store().await, t).await;
     captures_expire_by_the_callers_clock(&new_store().await, t).await;
@@ -105,6 +107,15 @@ async fn claim_ids(
 
 fn settlement(state: ConversionState, next: Option<SystemTime>, at: SystemTime) -> Settlement {
     Settlement { state, attempts: 1, next_attempt_at: next, last_error: Some("503".to_owned()), at }
+}
+
+async fn the_clock_moves_on(store: &impl TokenStore) {
+    let rule = "the clock moves on";
+    let first = store.now().await.expect("the store's clock");
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let second = store.now().await.expect("the store's clock");
+    let moved = second.duration_since(first).unwrap_or_default();
+    assert!(moved >= Duration::from_millis(10), "{rule}: {first:?}, then {second:?} 20 ms later");
 }
 
 async fn attribution_decides_which_click_is_kept(store: &impl TokenStore, t: SystemTime) {

@@ -7,7 +7,7 @@ use std::{
         Mutex, RwLock,
         atomic::{AtomicI64, Ordering},
     },
-    time::{Duration, SystemTime},
+    time::{Duration, Instant, SystemTime},
 };
 
 use moka::{
@@ -65,6 +65,9 @@ pub struct MokaTokenStore {
     last_sweep: AtomicI64,
     conversions: Mutex<Conversions>,
     max_owed: usize,
+    /// The store's clock: the wall clock at its creation, then the monotonic clock, so that a
+    /// wall-clock step moves no lease.
+    started: (SystemTime, Instant),
 }
 
 /// A captured token, waiting for its order.
@@ -164,6 +167,7 @@ impl MokaTokenStore {
             last_sweep: AtomicI64::new(0),
             conversions: Mutex::default(),
             max_owed: DEFAULT_QUEUE_CAPACITY,
+            started: (SystemTime::now(), Instant::now()),
         }
     }
 
@@ -231,6 +235,11 @@ async fn sweep(captures: Cache<TokenKey, Captured>, now: i64) {
 
 #[async_trait]
 impl TokenStore for MokaTokenStore {
+    async fn now(&self) -> Result<SystemTime, StoreError> {
+        let (wall, monotonic) = self.started;
+        Ok(wall + monotonic.elapsed())
+    }
+
     async fn capture(&self, key: TokenKey, new: NewCapture) -> Result<bool, StoreError> {
         let now = to_millis(new.at);
         self.sweep_now_and_then(now);

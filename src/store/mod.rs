@@ -36,6 +36,11 @@
 //!
 //! - Times are the caller's: every method that judges time is given `now` (or the time of its
 //!   write) and judges by it, not by a clock of its own. They are kept to the millisecond.
+//! - The caller reads those times from the store's [clock](TokenStore::now), so that instances
+//!   whose wall clocks disagree judge due times and leases alike: Postgres' `clock_timestamp()`,
+//!   Redis' `TIME`, the process's monotonic clock for the memory store, the host's wall clock
+//!   for SQLite (whose instances share a host). Between two readings an instance counts on its
+//!   monotonic clock, so neither a wall-clock step nor a paused process moves a lease.
 //! - [`capture`](TokenStore::capture) keeps one capture per key; under
 //!   [`Attribution::FirstClick`](crate::config::Attribution::FirstClick) a live capture wins, under [`Attribution::LastClick`](crate::config::Attribution::LastClick) the new
 //!   one replaces it.
@@ -95,6 +100,13 @@ pub use self::{
 /// [module](self) for the records and the rules every store keeps.
 #[async_trait]
 pub trait TokenStore: fmt::Debug + Send + Sync + 'static {
+    /// The store's clock: what every instance sharing the store judges due times and leases
+    /// by (see the [module](self)). The default is this process's wall clock, right for a store
+    /// whose instances share a host; a store shared over the network answers its server's.
+    async fn now(&self) -> Result<SystemTime, StoreError> {
+        Ok(SystemTime::now())
+    }
+
     /// Stores a landing's capture for `key`; returns whether it was kept (under first-click, a
     /// live capture wins).
     async fn capture(&self, key: TokenKey, capture: NewCapture) -> Result<bool, StoreError>;
@@ -163,6 +175,10 @@ pub trait TokenStore: fmt::Debug + Send + Sync + 'static {
 /// A shared store is a store: several layers, or a layer and the shop's own code, may hold one.
 #[async_trait]
 impl<S: TokenStore + ?Sized> TokenStore for std::sync::Arc<S> {
+    async fn now(&self) -> Result<SystemTime, StoreError> {
+        (**self).now().await
+    }
+
     async fn capture(&self, key: TokenKey, capture: NewCapture) -> Result<bool, StoreError> {
         (**self).capture(key, capture).await
     }

@@ -31,7 +31,8 @@ use sqlx::Row;
 use self::queries::Dialect;
 use super::{
     Capture, ConversionCounts, ConversionId, ConversionState, Lease, LeaseId, NewCapture, NewConversion,
-    OwedConversion, Settlement, StoreError, Taken, TokenKey, TokenStore, async_trait, records::to_millis,
+    OwedConversion, Settlement, StoreError, Taken, TokenKey, TokenStore, async_trait,
+    records::{from_millis, to_millis},
 };
 use crate::{config::Attribution, ids::OrderRef};
 
@@ -220,6 +221,19 @@ fn due_at(next: Option<SystemTime>, lease: Option<Lease>) -> Option<i64> {
 
 #[async_trait]
 impl TokenStore for SqlTokenStore {
+    async fn now(&self) -> Result<SystemTime, StoreError> {
+        self.within_timeout(async {
+            on_pool!(self, |pool, dialect| match dialect.now {
+                Some(now) => {
+                    let millis: i64 = sqlx::query_scalar(now).fetch_one(pool).await.map_err(backend)?;
+                    Ok(from_millis(millis))
+                }
+                None => Ok(SystemTime::now()),
+            })
+        })
+        .await
+    }
+
     async fn capture(&self, key: TokenKey, new: NewCapture) -> Result<bool, StoreError> {
         let replace = new.attribution == Attribution::LastClick;
         let (at, expires_at) = (to_millis(new.at), to_millis(new.expires_at()));

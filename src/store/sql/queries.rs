@@ -39,6 +39,9 @@ pub(super) struct Dialect {
     pub(super) name: &'static str,
     /// Leases the due conversions (see `claim!`).
     pub(super) claim: &'static str,
+    /// Reads the database server's clock, in milliseconds since the Unix epoch; none where the
+    /// database is a file on this host, whose clock is this process's.
+    pub(super) now: Option<&'static str>,
 
     /// Run once before the migrations, each on its own.
     pub(super) before_migrations: &'static [&'static str],
@@ -58,6 +61,7 @@ const CREATE_SCHEMA_TABLE: &str = "CREATE TABLE IF NOT EXISTS sovendus_schema (\
 pub(super) const SQLITE: Dialect = Dialect {
     name: "sqlite",
     claim: claim!(""),
+    now: None,
     before_migrations: &[CREATE_SCHEMA_TABLE],
     open_migration: &[],
 };
@@ -69,6 +73,7 @@ pub(super) const SQLITE: Dialect = Dialect {
 pub(super) const POSTGRES: Dialect = Dialect {
     name: "postgres",
     claim: claim!(" FOR UPDATE SKIP LOCKED"),
+    now: Some("SELECT (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT"),
     before_migrations: &[],
     open_migration: &["SELECT pg_advisory_xact_lock(8317997214792447347)", CREATE_SCHEMA_TABLE],
 };

@@ -55,6 +55,10 @@ impl<S: TokenStore> FaultyStore<S> {
 
 #[async_trait]
 impl<S: TokenStore> TokenStore for FaultyStore<S> {
+    async fn now(&self) -> Result<SystemTime, StoreError> {
+        self.inner.now().await
+    }
+
     async fn capture(&self, key: TokenKey, capture: NewCapture) -> Result<bool, StoreError> {
         self.inner.capture(key, capture).await
     }
