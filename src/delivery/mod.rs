@@ -78,8 +78,8 @@ use crate::{
     ids::OrderRef,
     metrics,
     store::{
-        ConversionCounts, ConversionId, ConversionState, Lease, NewConversion, OwedConversion,
-        StoreError, Taken, TokenKey, TokenStore,
+        ConversionCounts, ConversionId, ConversionState, Lease, NewConversion, OwedConversion, StoreError,
+        Taken, TokenKey, TokenStore,
     },
 };
 
@@ -235,7 +235,9 @@ impl Delivery {
         };
         let sender = Arc::clone(&self.inner.sender);
         let task =
-            tokio::spawn(async move { sender.deliver(&conversion, (lease, since), &never_cancelled()).await });
+            tokio::spawn(
+                async move { sender.deliver(&conversion, (lease, since), &never_cancelled()).await },
+            );
         match task.await {
             Ok(result) => result.map(Outcome::Sent),
             Err(join_error) if join_error.is_panic() => std::panic::resume_unwind(join_error.into_panic()),
@@ -282,8 +284,12 @@ impl Delivery {
             sender.clock.read_if_stale(self.store()).await?;
             let lease = leased.then(|| sender.new_lease());
             let ordered_at = sender.clock.at_most();
-            let conversion =
-                NewConversion { id: ConversionId::random(), order, ordered_at, lease: lease.map(|(lease, _)| lease) };
+            let conversion = NewConversion {
+                id: ConversionId::random(),
+                order,
+                ordered_at,
+                lease: lease.map(|(lease, _)| lease),
+            };
             self.store().take(key, conversion).await.map(|taken| (taken, lease))
         };
         match taken.await {

@@ -1,17 +1,20 @@
-//! The demo shop as a process of its own, on a SQLite file, sending to a sandbox in this test:
-//! conversions owed when the shop is killed, stopped, misconfigured, or when Sovendus is away,
-//! are each delivered once, without any visitor coming back.
+//! The demo shop as a process of its own, on a SQLite file or a real Postgres, sending to a
+//! sandbox in this test: conversions owed when the shop is killed, stopped, misconfigured, when
+//! Sovendus is away, when the database stalls, or when two instances' clocks disagree, are each
+//! delivered once, without any visitor coming back. The sandbox lists a call as it arrives, so
+//! a token that arrived twice was booked twice.
 
 use crate::common;
 
 use std::{
+    collections::BTreeMap,
     net::{SocketAddr, TcpListener, TcpStream},
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
 
-use common::{Visitor, eventually};
+use common::{Visitor, eventually, postgres::PostgresServer};
 use http::StatusCode;
 use tower_sovendus::sandbox::{Fault, Sandbox};
 
@@ -31,24 +34,62 @@ fn shop_binary() -> PathBuf {
     binary
 }
 
-/// One run of the demo shop on the SQLite file in `dir`, at `addr`, sending to a sandbox.
+/// One run of the demo shop at `addr`, sending to a sandbox.
 struct Shop {
     child: Child,
 }
 
+/// How a shop runs: where it keeps its data, with which API key, on which clock.
+struct Setup<'a> {
+    /// Where its log goes, beside its SQLite file if it has one.
+    dir: &'a Path,
+    database: String,
+    api_key: &'a str,
+    /// A `faketime` offset its clocks run at (`+20s`), if any.
+    clock: Option<&'a str>,
+}
+
+impl<'a> Setup<'a> {
+    /// On the SQLite file `shop.db` in `dir`, with the sandbox's API key, on this host's clock.
+    fn sqlite(dir: &'a Path) -> Self {
+        let database = format!("sqlite://{}?mode=rwc", dir.join("shop.db").display());
+        Self { dir, database, api_key: Sandbox::API_KEY, clock: None }
+    }
+
+    /// On the Postgres database `url`, logging to `dir`.
+    fn postgres(dir: &'a Path, url: String) -> Self {
+        Self { dir, database: url, api_key: Sandbox::API_KEY, clock: None }
+    }
+}
+
 impl Shop {
-    /// Starts the shop with `api_key`, and waits until it accepts connections.
+    /// Starts the shop on its SQLite file in `dir` with `api_key`, and waits until it accepts
+    /// connections.
     fn start(dir: &Path, addr: SocketAddr, sandbox: &Sandbox, api_key: &str) -> Self {
+        Self::launch(&Setup { api_key, ..Setup::sqlite(dir) }, addr, sandbox)
+    }
+
+    /// Starts the shop as `setup` says, and waits until it accepts connections.
+    fn launch(setup: &Setup<'_>, addr: SocketAddr, sandbox: &Sandbox) -> Self {
+        let dir = setup.dir;
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(dir.join("shop.log"))
+            .open(dir.join(format!("shop-{}.log", addr.port())))
             .expect("a log file");
-        let child = Command::new(shop_binary())
+        let mut command = match setup.clock {
+            Some(offset) => {
+                let mut faketime = Command::new("faketime");
+                faketime.args(["-f", offset]).arg(shop_binary());
+                faketime
+            }
+            None => Command::new(shop_binary()),
+        };
+        let child = command
             .env("SHOP_ADDR", addr.to_string())
-            .env("SHOP_DATABASE_URL", format!("sqlite://{}?mode=rwc", dir.join("shop.db").display()))
+            .env("SHOP_DATABASE_URL", &setup.database)
             .env("SOVENDUS_PRODUCT_ID", Sandbox::PRODUCT_ID)
-            .env("SOVENDUS_API_KEY", api_key)
+            .env("SOVENDUS_API_KEY", setup.api_key)
             .env("SOVENDUS_ENDPOINT", sandbox.endpoint())
             .env("RUST_LOG", "tower_sovendus=debug,info")
             .stdout(log.try_clone().expect("a log file"))
@@ -60,12 +101,12 @@ impl Shop {
         let started = Instant::now();
         while TcpStream::connect(addr).is_err() {
             if let Some(status) = shop.child.try_wait().expect("the shop's status") {
-                panic!("the demo shop exited at start ({status}); see {}", dir.join("shop.log").display());
+                panic!("the demo shop exited at start ({status}); see its log in {}", dir.display());
             }
             assert!(
                 started.elapsed() < STARTUP,
-                "the demo shop did not start; see {}",
-                dir.join("shop.log").display()
+                "the demo shop did not start; see its log in {}",
+                dir.display()
             );
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -194,22 +235,110 @@ async fn an_unknown_token_is_sent_once_and_never_again() {
     assert_eq!(calls[0].status(), Some(StatusCode::UNPROCESSABLE_ENTITY));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_lets_the_call_in_flight_finish_and_a_restart_sends_nothing_again() {
-    let dir = tempfile::tempdir().unwrap();
+/// How many calls arrived for each token, answered or not.
+fn arrivals(sandbox: &Sandbox) -> BTreeMap<String, usize> {
+    let mut arrivals = BTreeMap::new();
+    for call in sandbox.conversions() {
+        *arrivals.entry(call.token().unwrap_or_default().to_owned()).or_default() += 1;
+    }
+    arrivals
+}
+
+/// SIGTERM while Sovendus takes 14 s to answer: longer than the shop's 10 s drain, within the
+/// 30 s request timeout. The call is not cut at the end of the drain: the shop waits for the
+/// answer and records it, so the restart sends nothing again.
+async fn sigterm_lets_the_call_in_flight_finish(setup: &Setup<'_>, token: &str) {
     let (sandbox, addr) = (Sandbox::start().await.unwrap(), free_addr());
-    // Sovendus takes 14 s to answer: longer than the 10 s drain, within the 30 s request timeout.
     sandbox.fail_every(1, [Fault::Delay(Duration::from_secs(14))]);
-    let shop = Shop::start(dir.path(), addr, &sandbox, Sandbox::API_KEY);
-    land_and_order(&Visitor::new(addr), "1095752fb409-sigterm").await;
+    let shop = Shop::launch(setup, addr, &sandbox);
+    land_and_order(&Visitor::new(addr), token).await;
     assert!(eventually(Duration::from_secs(20), async || sandbox.calls_received() == 1).await, "being sent");
-    // The call is not cut at the end of the drain: the shop waits for the answer and records it.
     let took = shop.terminate(Duration::from_secs(45));
     assert!(took >= Duration::from_secs(10), "the shop waited for the call in flight: {took:?}");
     assert_eq!(sandbox.accepted().len(), 1, "answered before the shop exited");
 
     sandbox.stop_faults();
-    let _restarted = Shop::start(dir.path(), addr, &sandbox, Sandbox::API_KEY);
+    let _restarted = Shop::launch(setup, addr, &sandbox);
     tokio::time::sleep(Duration::from_secs(5)).await;
     assert_eq!(sandbox.calls_received(), 1, "the restart sent nothing again: one call, one booking");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_the_call_in_flight_finish_and_a_restart_sends_nothing_again() {
+    let dir = tempfile::tempdir().unwrap();
+    sigterm_lets_the_call_in_flight_finish(&Setup::sqlite(dir.path()), "1095752fb409-sigterm").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_the_call_in_flight_finish_on_postgres_too() {
+    let Some(postgres) = PostgresServer::start("sigterm_lets_the_call_in_flight_finish_on_postgres_too")
+    else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let setup = Setup::postgres(dir.path(), postgres.database("shop").await);
+    sigterm_lets_the_call_in_flight_finish(&setup, "1095752fb409-sigterm-pg").await;
+}
+
+/// Two instances on one Postgres, the second with every clock 20 s ahead (`faketime`), and
+/// Sovendus answering in 8 s: judged on each instance's own clock, the one ahead would see the
+/// other's leases (15 s) run out at once and send their conversions again. On the database's
+/// clock, every order is booked once, whichever instance took it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_whose_clocks_differ_by_20_seconds_book_every_order_once() {
+    let Some(postgres) = PostgresServer::start("two_instances_whose_clocks_differ_by_20_seconds") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let sandbox = Sandbox::start().await.unwrap();
+    sandbox.fail_every(1, [Fault::Delay(Duration::from_secs(8))]);
+    let on_time = Setup::postgres(dir.path(), postgres.database("shop").await);
+    let ahead = Setup { clock: Some("+20s"), ..Setup::postgres(dir.path(), on_time.database.clone()) };
+    let (first, second) = (free_addr(), free_addr());
+    let _on_time = Shop::launch(&on_time, first, &sandbox);
+    let _ahead = Shop::launch(&ahead, second, &sandbox);
+
+    let tokens: Vec<String> = (0..6).map(|n| format!("1095752fb409-skew-{n}")).collect();
+    let orders = tokens.iter().enumerate().map(|(n, token)| {
+        let addr = if n % 2 == 0 { first } else { second };
+        async move { land_and_order(&Visitor::new(addr), token).await }
+    });
+    futures_util::future::join_all(orders).await;
+    let all_booked = async || sandbox.accepted().len() >= tokens.len();
+    assert!(eventually(Duration::from_secs(60), all_booked).await, "{:?}", arrivals(&sandbox));
+    // Longer than a lease and an answer: a conversion taken again would have arrived by now.
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    let once: BTreeMap<String, usize> = tokens.iter().map(|token| (token.clone(), 1)).collect();
+    assert_eq!(arrivals(&sandbox), once, "every order booked once");
+}
+
+/// The database stopped (SIGSTOP) as Sovendus booked a conversion, for 25 s: longer than the
+/// lease and the store's timeout. The 200 is recorded once the database is back, and the
+/// conversion is not sent again; the shop then takes orders as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_stopped_for_25_seconds_right_after_a_200_books_it_once() {
+    let Some(postgres) = PostgresServer::start("a_database_stopped_for_25_seconds_right_after_a_200") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (sandbox, addr) = (Sandbox::start().await.unwrap(), free_addr());
+    sandbox.fail_every(1, [Fault::Delay(Duration::from_secs(2))]);
+    let _shop = Shop::launch(&Setup::postgres(dir.path(), postgres.database("shop").await), addr, &sandbox);
+    land_and_order(&Visitor::new(addr), "1095752fb409-db-stopped").await;
+    assert!(eventually(Duration::from_secs(20), async || sandbox.calls_received() == 1).await, "being sent");
+    // Sovendus answers 200 two seconds later, to a shop whose database is stopped.
+    postgres.pause();
+    assert!(eventually(Duration::from_secs(10), async || sandbox.accepted().len() == 1).await, "booked");
+    tokio::time::sleep(Duration::from_secs(23)).await;
+    postgres.resume();
+
+    sandbox.stop_faults();
+    let visitor = Visitor::new(addr);
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    land_and_order(&visitor, "1095752fb409-db-back").await;
+    assert_eq!(
+        booked(&sandbox, 2, Duration::from_secs(30)).await,
+        ["1095752fb409-db-stopped", "1095752fb409-db-back"]
+    );
+    assert_eq!(arrivals(&sandbox).values().sum::<usize>(), 2, "one call each: {:?}", arrivals(&sandbox));
 }

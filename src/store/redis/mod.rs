@@ -367,12 +367,18 @@ where
 {
     async fn now(&self) -> Result<SystemTime, StoreError> {
         let time = CustomCommand::new("TIME", ClusterHash::Random, false);
-        let reply = self.timed(async { self.client.custom::<Value, _>(time, Vec::<String>::new()).await.map_err(StoreError::backend) });
+        let reply = self.timed(async {
+            self.client.custom::<Value, _>(time, Vec::<String>::new()).await.map_err(StoreError::backend)
+        });
         let parts = reply.await?.into_array();
         let part = |at: usize| parts.get(at).and_then(Value::as_u64);
         match (part(0), part(1)) {
-            (Some(seconds), Some(micros)) => Ok(SystemTime::UNIX_EPOCH + Duration::from_secs(seconds) + Duration::from_micros(micros)),
-            _ => Err(StoreError::Unreadable("Redis' TIME answered something else than seconds and microseconds".into())),
+            (Some(seconds), Some(micros)) => {
+                Ok(SystemTime::UNIX_EPOCH + Duration::from_secs(seconds) + Duration::from_micros(micros))
+            }
+            _ => Err(StoreError::Unreadable(
+                "Redis' TIME answered something else than seconds and microseconds".into(),
+            )),
         }
     }
 

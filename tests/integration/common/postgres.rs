@@ -106,6 +106,26 @@ impl PostgresServer {
         }
     }
 
+    /// Stops every process of the server (SIGSTOP), as a stalled host or a frozen VM does:
+    /// connections stay open and nothing answers until [`resume`](Self::resume).
+    pub fn pause(&self) {
+        self.signal_all(libc::SIGSTOP);
+    }
+
+    /// Lets a [paused](Self::pause) server go on (SIGCONT).
+    pub fn resume(&self) {
+        self.signal_all(libc::SIGCONT);
+    }
+
+    fn signal_all(&self, signal: libc::c_int) {
+        let child = self.child.as_ref().expect("a running server");
+        let group = libc::pid_t::try_from(child.id()).unwrap();
+        // SAFETY: killpg only sends a signal, to the group the server was started in, whose
+        // leader is our child, not yet reaped, so the ID cannot have been reused.
+        let sent = unsafe { libc::killpg(group, signal) };
+        assert_eq!(sent, 0, "signal {signal} sent to postgres");
+    }
+
     /// Starts the server again on the same port and data.
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "kill the server first");
