@@ -113,7 +113,7 @@ pub use self::{
         Attribution, ConfigError, DeliverySchedule, RetryPolicy, SovendusConfig, SovendusConfigBuilder,
     },
     delivery::{Delivery, DeliveryReport, Outcome, QueueOutcome},
-    error::SovendusError,
+    error::{Recorded, SovendusError},
     extract::SovendusConversion,
     ids::{InvalidOrderRef, InvalidProductId, InvalidToken, OrderRef, ProductId, SovReqToken},
     layer::SovendusLayer,

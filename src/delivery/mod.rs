@@ -281,7 +281,8 @@ impl Delivery {
     ) -> Result<Option<(OwedConversion, Option<(Lease, Instant)>)>, SovendusError> {
         let sender = &self.inner.sender;
         let taken = async {
-            sender.clock.read_if_stale(self.store()).await?;
+            // A clock that cannot be read changed nothing.
+            sender.clock.read_if_stale(self.store()).await.map_err(StoreError::backend)?;
             let lease = leased.then(|| sender.new_lease());
             let ordered_at = sender.clock.at_most();
             let conversion = NewConversion {
@@ -309,8 +310,13 @@ impl Delivery {
                 Err(SovendusError::QueueFull)
             }
             Err(error) => {
-                // Nothing changed: the token, if any, stays with the visitor.
-                tracing::error!(%error, "Sovendus conversion not made owed: the token store failed");
+                if error.is_outcome_unknown() {
+                    tracing::error!(%error, "the token store did not say whether the Sovendus conversion was made owed: \
+                        if it was, it is delivered; if not, the token stays with the visitor");
+                } else {
+                    // Nothing changed: the token, if any, stays with the visitor.
+                    tracing::error!(%error, "Sovendus conversion not made owed: the token store failed");
+                }
                 ::metrics::counter!(metrics::FAILED, "reason" => "token_store").increment(1);
                 Err(SovendusError::Store(error))
             }

@@ -25,5 +25,6 @@ mod sandbox_record;
 mod session_store;
 mod shop_process;
 mod sql_store;
+mod store_failures;
 mod token_store;
 mod without_axum;

@@ -231,7 +231,11 @@ where
             }
             result => result,
         };
-        result.map_err(StoreError::backend)
+        result.map_err(|error| match error.kind() {
+            // Sent, perhaps run: fred may even send it once Redis is back.
+            ErrorKind::IO | ErrorKind::Timeout | ErrorKind::Canceled => StoreError::interrupted(error),
+            _ => StoreError::backend(error),
+        })
     }
 
     /// `GET key`, as text if it is there.

@@ -203,6 +203,16 @@ fn backend(error: sqlx::Error) -> StoreError {
     StoreError::backend(error)
 }
 
+/// The commit of a write failed: on a broken connection it may have gone through.
+fn at_commit(error: sqlx::Error) -> StoreError {
+    match error {
+        sqlx::Error::Io(_) | sqlx::Error::Protocol(_) | sqlx::Error::WorkerCrashed => {
+            StoreError::interrupted(error)
+        }
+        error => backend(error),
+    }
+}
+
 /// `count` as a bound parameter.
 fn as_i64(count: usize) -> i64 {
     i64::try_from(count).unwrap_or(i64::MAX)
@@ -324,7 +334,7 @@ impl TokenStore for SqlTokenStore {
                         .map(Taken::AlreadyConverted)
                         .inspect_err(|error| read::refused("conversion", None, error))
                 };
-                transaction.commit().await.map_err(backend)?;
+                transaction.commit().await.map_err(at_commit)?;
                 taken
             })
         })

@@ -1,5 +1,6 @@
-//! [`FaultyStore`]: a token store that renews leases slowly, not at all, or finds them lost, or
-//! cannot settle for a while, around a real one, for the delivery's lease tests.
+//! [`FaultyStore`]: a token store that renews leases slowly, not at all, or finds them lost,
+//! cannot settle for a while, or fails an order's take before or after writing it, around a
+//! real one, for the delivery's fault tests.
 
 use std::{
     sync::Mutex,
@@ -29,18 +30,41 @@ pub enum Renewals {
     Fail,
 }
 
-/// A [`TokenStore`] that passes every operation to `inner`, but renewals as told, and
+/// What [`FaultyStore::take`] does instead of taking.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Takes {
+    /// Takes, as the store it wraps does.
+    #[default]
+    Work,
+    /// Fails without writing, as a store that refuses the connection does.
+    FailBeforeWriting,
+    /// Takes, then answers that it timed out, as a store whose commit went through after the
+    /// caller stopped waiting does.
+    TimeOutAfterWriting,
+}
+
+/// A [`TokenStore`] that passes every operation to `inner`, but renewals and takes as told, and
 /// settlements failing until a time.
 #[derive(Debug)]
 pub struct FaultyStore<S> {
     inner: S,
     renewals: Mutex<Renewals>,
+    takes: Mutex<Takes>,
     settles_fail_until: Mutex<Option<Instant>>,
 }
 
 impl<S: TokenStore> FaultyStore<S> {
     pub fn new(inner: S) -> Self {
-        Self { inner, renewals: Mutex::default(), settles_fail_until: Mutex::default() }
+        Self {
+            inner,
+            renewals: Mutex::default(),
+            takes: Mutex::default(),
+            settles_fail_until: Mutex::default(),
+        }
+    }
+
+    pub fn takes(&self, takes: Takes) {
+        *self.takes.lock().unwrap() = takes;
     }
 
     pub fn renewals(&self, renewals: Renewals) {
@@ -68,7 +92,15 @@ impl<S: TokenStore> TokenStore for FaultyStore<S> {
     }
 
     async fn take(&self, key: TokenKey, conversion: NewConversion) -> Result<Taken, StoreError> {
-        self.inner.take(key, conversion).await
+        let takes = *self.takes.lock().unwrap();
+        match takes {
+            Takes::Work => self.inner.take(key, conversion).await,
+            Takes::FailBeforeWriting => Err(StoreError::backend(std::io::Error::other("connection refused"))),
+            Takes::TimeOutAfterWriting => {
+                self.inner.take(key, conversion).await?;
+                Err(StoreError::TimedOut(Duration::from_secs(5)))
+            }
+        }
     }
 
     async fn claim(

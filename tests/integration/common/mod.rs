@@ -18,8 +18,9 @@ use serde::Deserialize;
 use tokio::{net::TcpListener, task::JoinHandle};
 use tower_sessions::{MemoryStore, Session, SessionManagerLayer, SessionStore, cookie::SameSite};
 use tower_sovendus::{
-    Delivery, DeliverySchedule, Outcome, QueueOutcome, RetryPolicy, SovendusConfig, SovendusConfigBuilder,
-    SovendusConversion, SovendusError, SovendusLayer, sandbox::Sandbox, store::TokenStore,
+    Delivery, DeliverySchedule, Outcome, QueueOutcome, Recorded, RetryPolicy, SovendusConfig,
+    SovendusConfigBuilder, SovendusConversion, SovendusError, SovendusLayer, sandbox::Sandbox,
+    store::TokenStore,
 };
 
 /// The session cookie's name (tower-sessions' default).
@@ -338,6 +339,9 @@ pub fn describe(result: Result<Outcome, SovendusError>) -> String {
         Err(SovendusError::Connection(_)) => "connection".to_owned(),
         Err(SovendusError::QueueFull) => "queue_full".to_owned(),
         Err(SovendusError::ShuttingDown) => "shutting_down".to_owned(),
+        Err(error @ SovendusError::Store(_)) if error.recorded() == Recorded::Unknown => {
+            "token_store, outcome unknown".to_owned()
+        }
         Err(SovendusError::Store(_)) => "token_store".to_owned(),
         Err(error) => format!("error {error}"),
     }
