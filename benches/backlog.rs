@@ -164,6 +164,10 @@ impl TokenStore for Timed {
         self.store.wake_parked(now).await
     }
 
+    async fn revive(&self, id: ConversionId, now: SystemTime) -> Result<bool, StoreError> {
+        self.store.revive(id, now).await
+    }
+
     async fn purge(&self, settled_before: SystemTime, now: SystemTime) -> Result<u64, StoreError> {
         self.store.purge(settled_before, now).await
     }

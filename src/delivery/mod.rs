@@ -172,6 +172,23 @@ impl Delivery {
         Ok(woken)
     }
 
+    /// Makes the dead conversion `id` owed again, due now, and wakes this instance's workers;
+    /// returns whether it was dead. For a conversion that died of the schedule's end (Sovendus
+    /// away for longer than [`give_up_after`](crate::DeliverySchedule::give_up_after)) once
+    /// Sovendus answers again: it gets one call, and is dead again if that fails. One that
+    /// Sovendus refused (422) is refused again. Its last call may have reached Sovendus
+    /// unanswered, so a revived conversion may be booked twice: revive on purpose, one by one.
+    pub async fn retry_dead(&self, id: ConversionId) -> Result<bool, StoreError> {
+        let clock = &self.inner.sender.clock;
+        clock.read(self.store()).await?;
+        let revived = self.store().revive(id, clock.at_most()).await?;
+        if revived {
+            tracing::info!(%id, "a dead Sovendus conversion is owed again");
+            self.inner.workers.wake.notify_one();
+        }
+        Ok(revived)
+    }
+
     /// Stops the workers: no more claims, the deliveries under way may end until `deadline`;
     /// then those waiting between two calls are cut off, and what they were sending stays owed
     /// in the store, due at once for the next instance to start. A call under way is never cut:

@@ -52,6 +52,7 @@ where
     settlements_decide_what_comes_next(&new_store().await, t).await;
     a_200_is_recorded_whatever_the_lease(&new_store().await, t).await;
     parked_conversions_wake_at_once(&new_store().await, t).await;
+    a_dead_conversion_can_be_revived(&new_store().await, t).await;
     purging_removes_old_settled_conversions_only(&new_store().await, t).await;
     records_keep_every_field(&new_store().await, t).await;
 }
@@ -355,6 +356,27 @@ async fn parked_conversions_wake_at_once(store: &impl TokenStore, t: SystemTime)
     assert_eq!(store.wake_parked(t + MINUTE).await.unwrap(), 1, "{rule}: one parked");
     let claimed = claim_ids(store, t + MINUTE, 10, lease(t + 2 * MINUTE)).await;
     assert!(claimed.contains(&id), "{rule}: due at once");
+}
+
+async fn a_dead_conversion_can_be_revived(store: &impl TokenStore, t: SystemTime) {
+    let rule = "a dead conversion can be revived";
+    let id = owed(store, 1, "token", t).await.id;
+    let other = owed(store, 2, "other", t + Duration::from_millis(1)).await.id;
+    let held = lease(t + MINUTE);
+    assert_eq!(claim_ids(store, t, 1, held).await, [id], "{rule}");
+    assert!(store.settle(id, held.id, settlement(ConversionState::Dead, None, t)).await.unwrap(), "{rule}");
+    assert!(!store.revive(other, t + MINUTE).await.unwrap(), "{rule}: an owed one is not dead");
+    assert!(!store.revive(ConversionId::random(), t + MINUTE).await.unwrap(), "{rule}: an unknown one");
+    assert!(store.revive(id, t + MINUTE).await.unwrap(), "{rule}");
+    assert!(!store.revive(id, t + MINUTE).await.unwrap(), "{rule}: once");
+    let counts = store.counts().await.unwrap();
+    assert_eq!((counts.owed, counts.dead), (2, 0), "{rule}: {counts:?}");
+    let listed = store.list(ConversionState::Owed, 10).await.unwrap();
+    let revived = listed.iter().find(|conversion| conversion.id == id).expect("listed owed");
+    assert_eq!((revived.attempts, revived.settled_at), (1, None), "{rule}: attempts kept, not settled");
+    assert_eq!(revived.next_attempt_at, Some(t + MINUTE), "{rule}: due when revived");
+    assert!(claim_ids(store, t + MINUTE, 10, lease(t + 2 * MINUTE)).await.contains(&id), "{rule}: claimed");
+    assert_eq!(store.purge(t + DAY, t + DAY).await.unwrap(), 0, "{rule}: no longer settled");
 }
 
 async fn purging_removes_old_settled_conversions_only(store: &impl TokenStore, t: SystemTime) {

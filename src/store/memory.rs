@@ -396,6 +396,26 @@ impl TokenStore for MokaTokenStore {
         Ok(u64::try_from(parked.len()).unwrap_or(u64::MAX))
     }
 
+    async fn revive(&self, id: ConversionId, now: SystemTime) -> Result<bool, StoreError> {
+        let mut conversions = lock(&self.conversions);
+        let dead =
+            conversions.by_id.get(&id).is_some_and(|entry| entry.conversion.state == ConversionState::Dead);
+        if !dead {
+            return Ok(false);
+        }
+        if conversions.unsettled() >= self.max_owed {
+            return Err(StoreError::Full("owed conversions".to_owned()));
+        }
+        if let Some(mut entry) = conversions.take(id) {
+            let conversion = &mut entry.conversion;
+            (conversion.state, conversion.next_attempt_at, conversion.settled_at) =
+                (ConversionState::Owed, Some(now), None);
+            entry.lease = None;
+            conversions.insert(entry);
+        }
+        Ok(true)
+    }
+
     async fn purge(&self, settled_before: SystemTime, now: SystemTime) -> Result<u64, StoreError> {
         sweep(self.captures.clone(), to_millis(now)).await;
         let before = to_millis(settled_before);

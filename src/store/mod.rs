@@ -21,7 +21,7 @@
 //! |---|---|---|
 //! | owed | not delivered yet | claimed by a delivery when due |
 //! | parked | Sovendus refused the shop's configuration (403, 404, 405, unknown product) | claimed when due, and at every start; never dies of age |
-//! | dead | Sovendus does not know the token; or no answer for the whole schedule | never sent again; purged after the retention |
+//! | dead | Sovendus does not know the token; or no answer for the whole schedule | sent again only if [revived](TokenStore::revive); purged after the retention |
 //! | delivered | Sovendus answered 200 | never sent again; purged after the retention |
 //!
 //! A delivery [claims](TokenStore::claim) due conversions under a [`Lease`], renews it while it
@@ -167,6 +167,10 @@ pub trait TokenStore: fmt::Debug + Send + Sync + 'static {
     /// Makes every parked conversion due at `now`; returns how many there were.
     async fn wake_parked(&self, now: SystemTime) -> Result<u64, StoreError>;
 
+    /// Makes the dead conversion `id` owed again, due at `now`, its attempts kept; returns
+    /// whether it was dead.
+    async fn revive(&self, id: ConversionId, now: SystemTime) -> Result<bool, StoreError>;
+
     /// Removes the conversions delivered or dead before `settled_before`, and the captures
     /// expired at `now`; returns how many conversions went.
     async fn purge(&self, settled_before: SystemTime, now: SystemTime) -> Result<u64, StoreError>;
@@ -234,6 +238,10 @@ impl<S: TokenStore + ?Sized> TokenStore for std::sync::Arc<S> {
 
     async fn wake_parked(&self, now: SystemTime) -> Result<u64, StoreError> {
         (**self).wake_parked(now).await
+    }
+
+    async fn revive(&self, id: ConversionId, now: SystemTime) -> Result<bool, StoreError> {
+        (**self).revive(id, now).await
     }
 
     async fn purge(&self, settled_before: SystemTime, now: SystemTime) -> Result<u64, StoreError> {

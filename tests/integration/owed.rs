@@ -146,6 +146,16 @@ async fn a_conversion_no_attempt_gets_through_is_given_up_at_the_end_of_the_sche
     assert!(calls >= 3, "retried on the schedule, then a last time at its end: {calls} calls");
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(shop.sandbox.conversions().len(), calls, "never again");
+
+    // Once Sovendus answers again, the shop retries it on demand: one call, one booking.
+    shop.sandbox.stop_faults();
+    let dead = shop.delivery.list(ConversionState::Dead, 10).await.unwrap();
+    assert!(shop.delivery.retry_dead(dead[0].id).await.unwrap(), "it was dead");
+    assert!(!shop.delivery.retry_dead(dead[0].id).await.unwrap(), "not twice");
+    let delivered = async || shop.delivery.counts().await.unwrap().delivered == 1;
+    assert!(eventually(Duration::from_secs(10), delivered).await, "{:?}", shop.delivery.counts().await);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(shop.sandbox.calls_received(), calls + 1, "one more call");
 }
 
 #[tokio::test]

@@ -540,6 +540,13 @@ where
         Ok(woken)
     }
 
+    async fn revive(&self, id: ConversionId, now: SystemTime) -> Result<bool, StoreError> {
+        let id = id.to_string();
+        let args = vec![id.clone(), to_millis(now).to_string()];
+        let revived = self.timed(self.script(&REVIVE_SCRIPT, self.settle_keys(&id), args)).await?;
+        Ok(revived.as_i64() == Some(1))
+    }
+
     async fn purge(&self, settled_before: SystemTime, _now: SystemTime) -> Result<u64, StoreError> {
         // Captures need no sweep: Redis drops each once its TTL has passed (`PX`).
         let mut keys = vec![self.keys.settled(), self.keys.due(), self.keys.tokens(), self.keys.orders()];

@@ -203,6 +203,22 @@ end
 return woken
 ";
 
+/// Makes a dead conversion owed, due at a time; answers 1 if it was dead.
+///
+/// KEYS: conversion, due, settled, state:owed, state:parked, state:dead. ARGV: id, due at.
+const REVIVE: &str = r"
+if redis.call('HGET', KEYS[1], 'state') ~= 'dead' then
+  return 0
+end
+redis.call('ZREM', KEYS[6], ARGV[1])
+redis.call('ZREM', KEYS[3], ARGV[1])
+redis.call('ZADD', KEYS[4], tonumber(redis.call('HGET', KEYS[1], 'ordered_at')) or 0, ARGV[1])
+redis.call('HSET', KEYS[1], 'state', 'owed', 'next_attempt_at', ARGV[2])
+redis.call('HDEL', KEYS[1], 'settled_at', 'lease', 'lease_until')
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
+return 1
+";
+
 /// Removes up to a batch of the conversions settled before a time; answers how many.
 ///
 /// KEYS: settled, due, tokens, orders, state:owed, state:parked, state:dead, state:delivered.
@@ -280,6 +296,7 @@ pub(super) static RENEW_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::from
 pub(super) static SETTLE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::from_lua(SETTLE));
 pub(super) static MEMBERS_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::from_lua(MEMBERS));
 pub(super) static WAKE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::from_lua(WAKE));
+pub(super) static REVIVE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::from_lua(REVIVE));
 pub(super) static PURGE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::from_lua(PURGE));
 pub(super) static LIST_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::from_lua(LIST));
 pub(super) static COUNTS_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::from_lua(COUNTS));

@@ -524,6 +524,21 @@ impl TokenStore for SqlTokenStore {
         .await
     }
 
+    async fn revive(&self, id: ConversionId, now: SystemTime) -> Result<bool, StoreError> {
+        self.writing(async {
+            on_pool!(self, |pool| {
+                sqlx::query(queries::REVIVE)
+                    .bind(id.to_string())
+                    .bind(to_millis(now))
+                    .execute(pool)
+                    .await
+                    .map(|done| done.rows_affected() == 1)
+                    .map_err(backend)
+            })
+        })
+        .await
+    }
+
     async fn purge(&self, settled_before: SystemTime, now: SystemTime) -> Result<u64, StoreError> {
         self.writing(async {
             on_pool!(self, |pool| {

@@ -168,6 +168,11 @@ pub(super) const WAKE_PARKED: &str = "UPDATE sovendus_conversions \
      SET next_attempt_at = $1, due_at = CASE WHEN lease_until > $1 THEN lease_until ELSE $1 END \
      WHERE state = 'parked'";
 
+/// Makes the dead conversion `$1` owed, due at `$2`.
+pub(super) const REVIVE: &str = "UPDATE sovendus_conversions \
+     SET state = 'owed', next_attempt_at = $2, due_at = $2, settled_at = NULL, lease_id = NULL, lease_until = NULL \
+     WHERE id = $1 AND state = 'dead'";
+
 /// Removes the conversions settled before `$1`.
 pub(super) const PURGE_CONVERSIONS: &str = "DELETE FROM sovendus_conversions WHERE settled_at < $1";
 

@@ -154,6 +154,10 @@ impl<S: TokenStore> TokenStore for FaultyStore<S> {
         self.inner.wake_parked(now).await
     }
 
+    async fn revive(&self, id: ConversionId, now: SystemTime) -> Result<bool, StoreError> {
+        self.inner.revive(id, now).await
+    }
+
     async fn purge(&self, settled_before: SystemTime, now: SystemTime) -> Result<u64, StoreError> {
         self.inner.purge(settled_before, now).await
     }
