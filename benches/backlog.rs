@@ -94,6 +94,10 @@ impl Tally {
 
 #[async_trait]
 impl TokenStore for Timed {
+    fn timeout(&self) -> Option<Duration> {
+        self.store.timeout()
+    }
+
     async fn now(&self) -> Result<SystemTime, StoreError> {
         self.store.now().await
     }

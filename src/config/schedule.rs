@@ -94,7 +94,14 @@ impl DeliverySchedule {
         self
     }
 
-    /// How long a delivery holds a conversion without renewing its lease.
+    /// How long a delivery holds a conversion without renewing its lease (15 s by default).
+    ///
+    /// A delivery renews it every third of its length, beside the call, so a call may take
+    /// longer than the lease (up to the request timeout); a delivery that could not renew it
+    /// for five sixths of its length starts no further attempt. A renewal must land within
+    /// that: the store's timeout must stay under half the lease, or a slow store makes
+    /// deliveries stop early (the layer logs an ERROR when it does not). A longer lease
+    /// delays the retry of a crashed instance's conversions by as much.
     pub fn lease(mut self, lease: Duration) -> Self {
         self.lease = lease;
         self
@@ -136,6 +143,18 @@ impl DeliverySchedule {
             return Err("every duration must be at most 100 years".to_owned());
         }
         Ok(self)
+    }
+
+    /// Why a store that gives up after `timeout` does not fit the lease: see
+    /// [`lease`](Self::lease).
+    pub(crate) fn misfit_store_timeout(&self, timeout: Duration) -> Option<String> {
+        (timeout * 2 >= self.lease).then(|| {
+            format!(
+                "the token store's timeout ({timeout:?}) is not under half the Sovendus lease ({:?}): a slow \
+                 renewal lets the lease lapse and stops the deliveries; shorten the timeout or lengthen the lease",
+                self.lease
+            )
+        })
     }
 
     /// How often a delivery renews its lease: three times within it.
@@ -187,6 +206,14 @@ impl DeliverySchedule {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_store_timeout_fits_under_half_the_lease() {
+        let schedule = DeliverySchedule::default().lease(Duration::from_secs(15));
+        assert_eq!(schedule.misfit_store_timeout(Duration::from_secs(5)), None, "the SQL store's default");
+        let misfit = schedule.misfit_store_timeout(Duration::from_millis(7500)).expect("half the lease");
+        assert!(misfit.contains("7.5s") && misfit.contains("15s"), "{misfit}");
+    }
 
     #[test]
     fn waits_double_with_the_age_up_to_the_cap() {

@@ -107,6 +107,13 @@ pub trait TokenStore: fmt::Debug + Send + Sync + 'static {
         Ok(SystemTime::now())
     }
 
+    /// How long the store waits on one operation before giving up, if it gives up: a lease
+    /// must leave a renewal that long to land (see
+    /// [`DeliverySchedule::lease`](crate::DeliverySchedule::lease)). `None` by default.
+    fn timeout(&self) -> Option<std::time::Duration> {
+        None
+    }
+
     /// Stores a landing's capture for `key`; returns whether it was kept (under first-click, a
     /// live capture wins).
     async fn capture(&self, key: TokenKey, capture: NewCapture) -> Result<bool, StoreError>;
@@ -179,6 +186,10 @@ pub trait TokenStore: fmt::Debug + Send + Sync + 'static {
 /// A shared store is a store: several layers, or a layer and the shop's own code, may hold one.
 #[async_trait]
 impl<S: TokenStore + ?Sized> TokenStore for std::sync::Arc<S> {
+    fn timeout(&self) -> Option<std::time::Duration> {
+        (**self).timeout()
+    }
+
     async fn now(&self) -> Result<SystemTime, StoreError> {
         (**self).now().await
     }

@@ -369,6 +369,10 @@ impl<C> TokenStore for RedisTokenStore<C>
 where
     C: KeysInterface + LuaInterface + Send + Sync + 'static,
 {
+    fn timeout(&self) -> Option<Duration> {
+        Some(self.timeout)
+    }
+
     async fn now(&self) -> Result<SystemTime, StoreError> {
         let time = CustomCommand::new("TIME", ClusterHash::Random, false);
         let reply = self.timed(async {

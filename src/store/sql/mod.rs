@@ -231,6 +231,10 @@ fn due_at(next: Option<SystemTime>, lease: Option<Lease>) -> Option<i64> {
 
 #[async_trait]
 impl TokenStore for SqlTokenStore {
+    fn timeout(&self) -> Option<Duration> {
+        Some(self.timeout)
+    }
+
     async fn now(&self) -> Result<SystemTime, StoreError> {
         self.within_timeout(async {
             on_pool!(self, |pool, dialect| match dialect.now {

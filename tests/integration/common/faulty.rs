@@ -79,6 +79,10 @@ impl<S: TokenStore> FaultyStore<S> {
 
 #[async_trait]
 impl<S: TokenStore> TokenStore for FaultyStore<S> {
+    fn timeout(&self) -> Option<Duration> {
+        self.inner.timeout()
+    }
+
     async fn now(&self) -> Result<SystemTime, StoreError> {
         self.inner.now().await
     }
