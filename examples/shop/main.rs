@@ -9,7 +9,8 @@
 //! `SOVENDUS_API_KEY` (and optionally `SOVENDUS_ENDPOINT`) set, it talks to Sovendus.
 //!
 //! Sessions, captured tokens and owed conversions live in `SHOP_DATABASE_URL`: a sqlx URL
-//! (`sqlite://PATH?mode=rwc`, `postgres://...`), or `memory` to keep everything in memory. The
+//! (`sqlite://PATH?mode=rwc`, `postgres://...`), a Redis URL (`redis://...`), or `memory` to
+//! keep everything in memory. The
 //! default is the SQLite file `target/demo-shop.db`, so a restart keeps carts, visitors' tokens
 //! and owed conversions. `SHOP_ADDR` changes where it listens (default 127.0.0.1:3000).
 //! SIGTERM and Ctrl-C stop it gracefully, within 10 seconds: what is still being delivered
@@ -21,12 +22,14 @@ mod signal;
 use std::{sync::Arc, time::Duration};
 
 use tower_sessions::{MemoryStore, SessionStore, cookie::SameSite};
+use tower_sessions_redis_store::RedisStore;
 use tower_sessions_sqlx_store::{PostgresStore, SqliteStore};
 use tower_sovendus::{
-    SovendusConfig, SovendusLayer,
+    DeliverySchedule, SovendusConfig, SovendusConfigBuilder, SovendusLayer,
     sandbox::Sandbox,
     store::{
-        MokaTokenStore, SqlTokenStore, TokenStore,
+        DEFAULT_REDIS_TIMEOUT as REDIS_TIMEOUT, MokaTokenStore, RedisTokenStore, SqlTokenStore, TokenStore,
+        fred::prelude::{Builder, ClientLike, Config, ReconnectPolicy},
         sqlx::{PgPool, SqlitePool},
     },
 };
@@ -44,7 +47,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .init();
 
     let (config, sandbox) = if std::env::var_os("SOVENDUS_API_KEY").is_some() {
-        let config = SovendusConfig::from_env()?;
+        let config = with_test_schedule(SovendusConfig::builder_from_env()?)?.build()?;
         println!("Sending conversions to {} for product {}.", config.endpoint(), config.product_ids()[0]);
         (config, None)
     } else {
@@ -76,9 +79,20 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         sessions.migrate().await?;
         println!("Keeping sessions, tokens and owed conversions in Postgres.");
         serve(config, tokens, sessions, sandbox).await
+    } else if database.starts_with("redis:") {
+        let pool = Builder::from_config(Config::from_url(&database)?)
+            .with_performance_config(|performance| performance.default_command_timeout = REDIS_TIMEOUT)
+            .set_policy(ReconnectPolicy::new_constant(0, 100))
+            .build_pool(4)?;
+        pool.init().await?;
+        let (tokens, sessions) = (RedisTokenStore::new(pool.clone()), RedisStore::new(pool));
+        println!("Keeping sessions, tokens and owed conversions in Redis.");
+        serve(config, tokens, sessions, sandbox).await
     } else {
-        Err(format!("SHOP_DATABASE_URL must be sqlite://..., postgres://... or memory, not {database}")
-            .into())
+        Err(format!(
+            "SHOP_DATABASE_URL must be sqlite://..., postgres://..., redis://... or memory, not {database}"
+        )
+        .into())
     }
 }
 
@@ -89,6 +103,7 @@ async fn serve(
     sessions: impl SessionStore + Clone,
     sandbox: Option<Arc<Sandbox>>,
 ) -> Result<(), Box<dyn std::error::Error>> {
+    let stop = signal::stop();
     let addr = std::env::var("SHOP_ADDR").unwrap_or_else(|_| "127.0.0.1:3000".to_owned());
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     let addr = listener.local_addr()?;
@@ -111,7 +126,7 @@ async fn serve(
     let stopping = tokio_util::sync::CancellationToken::new();
     let server = axum::serve(listener, app).with_graceful_shutdown(stopping.clone().cancelled_owned());
     let server = tokio::spawn(async move { server.await });
-    signal::stop().await;
+    stop.await;
     println!(
         "Stopping: the server first, then the deliveries, within {} s (and a call to Sovendus under way, \
          within its request timeout).",
@@ -132,6 +147,17 @@ async fn serve(
         report.unrecorded().len()
     );
     Ok(())
+}
+
+/// For tests that run the shop through faults: `SHOP_MAX_WAIT` (seconds) caps the waits between
+/// delivery attempts, minutes to an hour otherwise, so that what failed is delivered within the
+/// test once Sovendus answers.
+fn with_test_schedule(
+    config: SovendusConfigBuilder,
+) -> Result<SovendusConfigBuilder, Box<dyn std::error::Error>> {
+    let Ok(seconds) = std::env::var("SHOP_MAX_WAIT") else { return Ok(config) };
+    let max_wait = Duration::from_secs(seconds.parse()?);
+    Ok(config.schedule(DeliverySchedule::default().first_wait(max_wait / 4).max_wait(max_wait)))
 }
 
 /// Creates the folder of a `sqlite://PATH...` database if it is missing.

@@ -1,22 +1,30 @@
 //! The signals that stop a shop gracefully.
 
-/// Resolves on SIGTERM (systemd, Docker, Kubernetes) or Ctrl-C.
-pub async fn stop() {
-    let ctrl_c = async { tokio::signal::ctrl_c().await.unwrap_or(()) };
+/// Listens for SIGTERM (systemd, Docker, Kubernetes) and Ctrl-C from now on; the future
+/// resolves on the first. Call it before the shop listens, so that a stop sent as soon as it
+/// accepts connections is graceful too.
+pub fn stop() -> impl Future<Output = ()> {
     #[cfg(unix)]
     {
-        let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(terminate) => terminate,
-            Err(error) => {
-                tracing::warn!(%error, "SIGTERM cannot be caught; only Ctrl-C stops gracefully");
-                return ctrl_c.await;
+        use tokio::signal::unix::{SignalKind, signal};
+        let signals = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()));
+        async move {
+            match signals {
+                (Ok(mut terminate), Ok(mut interrupt)) => {
+                    tokio::select! {
+                        _ = terminate.recv() => {}
+                        _ = interrupt.recv() => {}
+                    }
+                }
+                (Err(error), _) | (_, Err(error)) => {
+                    tracing::warn!(%error, "SIGTERM cannot be caught; only Ctrl-C stops gracefully");
+                    tokio::signal::ctrl_c().await.unwrap_or(());
+                }
             }
-        };
-        tokio::select! {
-            () = ctrl_c => {}
-            _ = terminate.recv() => {}
         }
     }
     #[cfg(not(unix))]
-    ctrl_c.await;
+    async {
+        tokio::signal::ctrl_c().await.unwrap_or(());
+    }
 }

@@ -128,7 +128,9 @@ impl Drop for Inner {
 
 impl Delivery {
     pub(crate) fn new(config: SovendusConfig, store: Arc<dyn TokenStore>) -> Self {
-        if let Some(misfit) = store.timeout().and_then(|timeout| config.schedule().misfit_store_timeout(timeout)) {
+        if let Some(misfit) =
+            store.timeout().and_then(|timeout| config.schedule().misfit_store_timeout(timeout))
+        {
             tracing::error!("{misfit}");
         }
         let client = SovendusClient::new(&config);

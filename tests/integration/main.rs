@@ -6,6 +6,7 @@
 mod common;
 
 mod architecture;
+mod campaign;
 mod cluster;
 mod concurrency;
 mod errors;

@@ -6,147 +6,15 @@
 
 use crate::common;
 
-use std::{
-    collections::BTreeMap,
-    net::{SocketAddr, TcpListener, TcpStream},
-    path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
-    time::{Duration, Instant},
-};
+use std::{collections::BTreeMap, time::Duration};
 
-use common::{Visitor, eventually, postgres::PostgresServer};
+use common::{
+    Visitor, eventually,
+    postgres::PostgresServer,
+    shop::{Setup, Shop, free_addr},
+};
 use http::StatusCode;
 use tower_sovendus::sandbox::{Fault, Sandbox};
-
-/// How long the shop may take to start (a fresh SQLite file is migrated first).
-const STARTUP: Duration = Duration::from_secs(30);
-
-/// The demo shop's binary, beside this test's (`cargo test` builds the examples).
-fn shop_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("the test binary's path");
-    let binary =
-        exe.parent().and_then(Path::parent).expect("target/debug/deps").join("examples").join("shop");
-    if !binary.exists() {
-        let built =
-            Command::new(env!("CARGO")).args(["build", "--example", "shop"]).status().expect("cargo runs");
-        assert!(built.success(), "the demo shop builds");
-    }
-    binary
-}
-
-/// One run of the demo shop at `addr`, sending to a sandbox.
-struct Shop {
-    child: Child,
-}
-
-/// How a shop runs: where it keeps its data, with which API key, on which clock.
-struct Setup<'a> {
-    /// Where its log goes, beside its SQLite file if it has one.
-    dir: &'a Path,
-    database: String,
-    api_key: &'a str,
-    /// A `faketime` offset its clocks run at (`+20s`), if any.
-    clock: Option<&'a str>,
-}
-
-impl<'a> Setup<'a> {
-    /// On the SQLite file `shop.db` in `dir`, with the sandbox's API key, on this host's clock.
-    fn sqlite(dir: &'a Path) -> Self {
-        let database = format!("sqlite://{}?mode=rwc", dir.join("shop.db").display());
-        Self { dir, database, api_key: Sandbox::API_KEY, clock: None }
-    }
-
-    /// On the Postgres database `url`, logging to `dir`.
-    fn postgres(dir: &'a Path, url: String) -> Self {
-        Self { dir, database: url, api_key: Sandbox::API_KEY, clock: None }
-    }
-}
-
-impl Shop {
-    /// Starts the shop on its SQLite file in `dir` with `api_key`, and waits until it accepts
-    /// connections.
-    fn start(dir: &Path, addr: SocketAddr, sandbox: &Sandbox, api_key: &str) -> Self {
-        Self::launch(&Setup { api_key, ..Setup::sqlite(dir) }, addr, sandbox)
-    }
-
-    /// Starts the shop as `setup` says, and waits until it accepts connections.
-    fn launch(setup: &Setup<'_>, addr: SocketAddr, sandbox: &Sandbox) -> Self {
-        let dir = setup.dir;
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(dir.join(format!("shop-{}.log", addr.port())))
-            .expect("a log file");
-        let mut command = match setup.clock {
-            Some(offset) => {
-                let mut faketime = Command::new("faketime");
-                faketime.args(["-f", offset]).arg(shop_binary());
-                faketime
-            }
-            None => Command::new(shop_binary()),
-        };
-        let child = command
-            .env("SHOP_ADDR", addr.to_string())
-            .env("SHOP_DATABASE_URL", &setup.database)
-            .env("SOVENDUS_PRODUCT_ID", Sandbox::PRODUCT_ID)
-            .env("SOVENDUS_API_KEY", setup.api_key)
-            .env("SOVENDUS_ENDPOINT", sandbox.endpoint())
-            .env("RUST_LOG", "tower_sovendus=debug,info")
-            .stdout(log.try_clone().expect("a log file"))
-            .stderr(log)
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("the demo shop starts");
-        let mut shop = Self { child };
-        let started = Instant::now();
-        while TcpStream::connect(addr).is_err() {
-            if let Some(status) = shop.child.try_wait().expect("the shop's status") {
-                panic!("the demo shop exited at start ({status}); see its log in {}", dir.display());
-            }
-            assert!(
-                started.elapsed() < STARTUP,
-                "the demo shop did not start; see its log in {}",
-                dir.display()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        shop
-    }
-
-    /// Kills the shop at once (SIGKILL): no shutdown, no last write.
-    fn kill(mut self) {
-        self.child.kill().expect("SIGKILL");
-        self.child.wait().expect("the shop ends");
-    }
-
-    /// Sends SIGTERM and returns how long the shop took to exit (at most `within`).
-    fn terminate(mut self, within: Duration) -> Duration {
-        let sent = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
-        assert!(sent.is_ok_and(|status| status.success()), "SIGTERM sent");
-        let sent = Instant::now();
-        while sent.elapsed() < within {
-            if let Some(status) = self.child.try_wait().expect("the shop's status") {
-                assert!(status.success(), "the shop exits cleanly on SIGTERM: {status}");
-                return sent.elapsed();
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        self.child.kill().ok();
-        panic!("the shop did not exit within {within:?} of SIGTERM");
-    }
-}
-
-impl Drop for Shop {
-    fn drop(&mut self) {
-        self.child.kill().ok();
-        self.child.wait().ok();
-    }
-}
-
-/// A free port on loopback: the shop keeps it across its restarts.
-fn free_addr() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0").and_then(|listener| listener.local_addr()).expect("a free port")
-}
 
 /// A visitor lands from Sovendus with `token`, puts a product in the cart and orders.
 async fn land_and_order(visitor: &Visitor, token: &str) {
@@ -276,7 +144,7 @@ async fn sigterm_lets_the_call_in_flight_finish_on_postgres_too() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let setup = Setup::postgres(dir.path(), postgres.database("shop").await);
+    let setup = Setup::shared(dir.path(), postgres.database("shop").await);
     sigterm_lets_the_call_in_flight_finish(&setup, "1095752fb409-sigterm-pg").await;
 }
 
@@ -292,8 +160,8 @@ async fn two_instances_whose_clocks_differ_by_20_seconds_book_every_order_once()
     let dir = tempfile::tempdir().unwrap();
     let sandbox = Sandbox::start().await.unwrap();
     sandbox.fail_every(1, [Fault::Delay(Duration::from_secs(8))]);
-    let on_time = Setup::postgres(dir.path(), postgres.database("shop").await);
-    let ahead = Setup { clock: Some("+20s"), ..Setup::postgres(dir.path(), on_time.database.clone()) };
+    let on_time = Setup::shared(dir.path(), postgres.database("shop").await);
+    let ahead = Setup { clock: Some("+20s"), ..Setup::shared(dir.path(), on_time.database.clone()) };
     let (first, second) = (free_addr(), free_addr());
     let _on_time = Shop::launch(&on_time, first, &sandbox);
     let _ahead = Shop::launch(&ahead, second, &sandbox);
@@ -323,7 +191,7 @@ async fn a_database_stopped_for_25_seconds_right_after_a_200_books_it_once() {
     let dir = tempfile::tempdir().unwrap();
     let (sandbox, addr) = (Sandbox::start().await.unwrap(), free_addr());
     sandbox.fail_every(1, [Fault::Delay(Duration::from_secs(2))]);
-    let _shop = Shop::launch(&Setup::postgres(dir.path(), postgres.database("shop").await), addr, &sandbox);
+    let _shop = Shop::launch(&Setup::shared(dir.path(), postgres.database("shop").await), addr, &sandbox);
     land_and_order(&Visitor::new(addr), "1095752fb409-db-stopped").await;
     assert!(eventually(Duration::from_secs(20), async || sandbox.calls_received() == 1).await, "being sent");
     // Sovendus answers 200 two seconds later, to a shop whose database is stopped.

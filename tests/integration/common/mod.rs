@@ -5,6 +5,7 @@ pub mod counters;
 pub mod faulty;
 pub mod postgres;
 pub mod redis;
+pub mod shop;
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 

@@ -98,6 +98,23 @@ impl RedisServer {
         }
     }
 
+    /// Stops the server (SIGSTOP): connections stay open and nothing answers until
+    /// [`resume`](Self::resume).
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Lets a [paused](Self::pause) server go on (SIGCONT).
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let child = self.child.as_ref().expect("a running server");
+        let sent = Command::new("kill").args([signal, &child.id().to_string()]).status();
+        assert!(sent.is_ok_and(|status| status.success()), "kill {signal} sent to redis-server");
+    }
+
     /// Starts the server again on the same port and directory.
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "kill the server first");
