@@ -9,8 +9,9 @@ use crate::common;
 use std::{collections::BTreeMap, time::Duration};
 
 use common::{
-    Visitor, eventually,
-    postgres::PostgresServer,
+    Visitor,
+    database::{Database, Kind},
+    eventually,
     shop::{Setup, Shop, free_addr},
 };
 use http::StatusCode;
@@ -139,28 +140,43 @@ async fn sigterm_lets_the_call_in_flight_finish_and_a_restart_sends_nothing_agai
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_lets_the_call_in_flight_finish_on_postgres_too() {
-    let Some(postgres) = PostgresServer::start("sigterm_lets_the_call_in_flight_finish_on_postgres_too")
+    let Some(database) =
+        Database::start(Kind::Postgres, "sigterm_lets_the_call_in_flight_finish_on_postgres_too")
     else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let setup = Setup::shared(dir.path(), postgres.database("shop").await);
-    sigterm_lets_the_call_in_flight_finish(&setup, "1095752fb409-sigterm-pg").await;
+    sigterm_lets_the_call_in_flight_finish(
+        &Setup::shared(dir.path(), database.url().await),
+        "1095752fb409-sigterm-pg",
+    )
+    .await;
 }
 
-/// Two instances on one Postgres, the second with every clock 20 s ahead (`faketime`), and
-/// Sovendus answering in 8 s: judged on each instance's own clock, the one ahead would see the
-/// other's leases (15 s) run out at once and send their conversions again. On the database's
-/// clock, every order is booked once, whichever instance took it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_instances_whose_clocks_differ_by_20_seconds_book_every_order_once() {
-    let Some(postgres) = PostgresServer::start("two_instances_whose_clocks_differ_by_20_seconds") else {
+async fn sigterm_lets_the_call_in_flight_finish_on_redis_too() {
+    let Some(database) = Database::start(Kind::Redis, "sigterm_lets_the_call_in_flight_finish_on_redis_too")
+    else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
+    sigterm_lets_the_call_in_flight_finish(
+        &Setup::shared(dir.path(), database.url().await),
+        "1095752fb409-sigterm-rd",
+    )
+    .await;
+}
+
+/// Two instances on one store, the second with every clock 20 s ahead (libfaketime), and
+/// Sovendus answering in 8 s: judged on each instance's own clock, the one ahead would see the
+/// other's leases (15 s) run out at once and send their conversions again. On the store's
+/// clock, every order is booked once, whichever instance took it.
+async fn two_instances_whose_clocks_differ_by_20_seconds(kind: Kind, test: &str) {
+    let Some(database) = Database::start(kind, test) else { return };
+    let dir = tempfile::tempdir().unwrap();
     let sandbox = Sandbox::start().await.unwrap();
     sandbox.fail_every(1, [Fault::Delay(Duration::from_secs(8))]);
-    let on_time = Setup::shared(dir.path(), postgres.database("shop").await);
+    let on_time = Setup::shared(dir.path(), database.url().await);
     let ahead = Setup { clock: Some("+20s"), ..Setup::shared(dir.path(), on_time.database.clone()) };
     let (first, second) = (free_addr(), free_addr());
     let _on_time = Shop::launch(&on_time, first, &sandbox);
@@ -180,25 +196,37 @@ async fn two_instances_whose_clocks_differ_by_20_seconds_book_every_order_once()
     assert_eq!(arrivals(&sandbox), once, "every order booked once");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_whose_clocks_differ_by_20_seconds_book_every_order_once() {
+    two_instances_whose_clocks_differ_by_20_seconds(
+        Kind::Postgres,
+        "two_instances_whose_clocks_differ (postgres)",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_whose_clocks_differ_by_20_seconds_book_every_order_once_on_redis() {
+    two_instances_whose_clocks_differ_by_20_seconds(Kind::Redis, "two_instances_whose_clocks_differ (redis)")
+        .await;
+}
+
 /// The database stopped (SIGSTOP) as Sovendus booked a conversion, for 25 s: longer than the
 /// lease and the store's timeout. The 200 is recorded once the database is back, and the
 /// conversion is not sent again; the shop then takes orders as before.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_database_stopped_for_25_seconds_right_after_a_200_books_it_once() {
-    let Some(postgres) = PostgresServer::start("a_database_stopped_for_25_seconds_right_after_a_200") else {
-        return;
-    };
+async fn a_database_stopped_for_25_seconds_right_after_a_200(kind: Kind, test: &str) {
+    let Some(database) = Database::start(kind, test) else { return };
     let dir = tempfile::tempdir().unwrap();
     let (sandbox, addr) = (Sandbox::start().await.unwrap(), free_addr());
     sandbox.fail_every(1, [Fault::Delay(Duration::from_secs(2))]);
-    let _shop = Shop::launch(&Setup::shared(dir.path(), postgres.database("shop").await), addr, &sandbox);
+    let _shop = Shop::launch(&Setup::shared(dir.path(), database.url().await), addr, &sandbox);
     land_and_order(&Visitor::new(addr), "1095752fb409-db-stopped").await;
     assert!(eventually(Duration::from_secs(20), async || sandbox.calls_received() == 1).await, "being sent");
     // Sovendus answers 200 two seconds later, to a shop whose database is stopped.
-    postgres.pause();
+    database.pause();
     assert!(eventually(Duration::from_secs(10), async || sandbox.accepted().len() == 1).await, "booked");
     tokio::time::sleep(Duration::from_secs(23)).await;
-    postgres.resume();
+    database.resume();
 
     sandbox.stop_faults();
     let visitor = Visitor::new(addr);
@@ -209,4 +237,15 @@ async fn a_database_stopped_for_25_seconds_right_after_a_200_books_it_once() {
         ["1095752fb409-db-stopped", "1095752fb409-db-back"]
     );
     assert_eq!(arrivals(&sandbox).values().sum::<usize>(), 2, "one call each: {:?}", arrivals(&sandbox));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_stopped_for_25_seconds_right_after_a_200_books_it_once() {
+    a_database_stopped_for_25_seconds_right_after_a_200(Kind::Postgres, "a_database_stopped (postgres)")
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_stopped_for_25_seconds_right_after_a_200_books_it_once() {
+    a_database_stopped_for_25_seconds_right_after_a_200(Kind::Redis, "a_database_stopped (redis)").await;
 }

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod counters;
+pub mod database;
 pub mod faulty;
 pub mod postgres;
 pub mod redis;

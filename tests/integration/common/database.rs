@@ -1,0 +1,50 @@
+//! [`Database`]: a real Postgres or Redis server that demo shops as processes share.
+
+use super::{postgres::PostgresServer, redis::RedisServer};
+
+/// Which server a [`Database`] is.
+#[derive(Debug, Clone, Copy)]
+pub enum Kind {
+    Postgres,
+    Redis,
+}
+
+/// A server of this test's own, for shops to share.
+pub enum Database {
+    Postgres(PostgresServer),
+    Redis(RedisServer),
+}
+
+impl Database {
+    /// Starts a server of `kind`, or `None` if it is not installed (see each server's `start`).
+    pub fn start(kind: Kind, test: &str) -> Option<Self> {
+        match kind {
+            Kind::Postgres => PostgresServer::start(test).map(Self::Postgres),
+            Kind::Redis => RedisServer::start(test).map(Self::Redis),
+        }
+    }
+
+    /// The URL the shops' `SHOP_DATABASE_URL` takes: on Postgres, a new database's.
+    pub async fn url(&self) -> String {
+        match self {
+            Self::Postgres(postgres) => postgres.database("shop").await,
+            Self::Redis(redis) => redis.url(),
+        }
+    }
+
+    /// Stops every process of the server (SIGSTOP).
+    pub fn pause(&self) {
+        match self {
+            Self::Postgres(postgres) => postgres.pause(),
+            Self::Redis(redis) => redis.pause(),
+        }
+    }
+
+    /// Lets a paused server go on (SIGCONT).
+    pub fn resume(&self) {
+        match self {
+            Self::Postgres(postgres) => postgres.resume(),
+            Self::Redis(redis) => redis.resume(),
+        }
+    }
+}
