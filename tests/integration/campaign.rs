@@ -11,7 +11,7 @@
 //! twice with such a fault during its first call is counted as such; any other double, and any
 //! loss, fails the campaign.
 //!
-//! `CAMPAIGN_SEED` replays a run, `CAMPAIGN_SECONDS` sets how long the faults go on (45 by
+//! `CAMPAIGN_SEED` replays a run, `CAMPAIGN_SECONDS` sets how long the faults go on (30 by
 //! default); `scripts/campaign.sh` runs long ones and prints the figures.
 
 use crate::common;
@@ -27,9 +27,8 @@ use std::{
 };
 
 use common::{
+    database::{Database, Kind, on_each},
     eventually,
-    postgres::PostgresServer,
-    redis::RedisServer,
     shop::{Setup, Shop, free_addr},
 };
 use futures_util::FutureExt;
@@ -52,23 +51,22 @@ const SLOWEST_ANSWER: Duration = Duration::from_secs(10);
 /// The demo shop's lease.
 const LEASE: Duration = Duration::from_secs(15);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn three_instances_on_postgres_book_every_order_once_through_a_storm_of_faults() {
-    let Some(postgres) = PostgresServer::start("campaign on postgres") else { return };
-    let url = postgres.database("shop").await;
-    let pool = PgPool::connect(&url).await.unwrap();
-    let store = SqlTokenStore::postgres(pool);
-    store.migrate().await.unwrap();
-    let pause = |paused: bool| if paused { postgres.pause() } else { postgres.resume() };
-    Campaign::from_env("postgres").run(&url, &store, pause).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn three_instances_on_redis_book_every_order_once_through_a_storm_of_faults() {
-    let Some(redis) = RedisServer::start("campaign on redis") else { return };
-    let store = RedisTokenStore::new(redis.pool().await);
-    let pause = |paused: bool| if paused { redis.pause() } else { redis.resume() };
-    Campaign::from_env("redis").run(&redis.url(), &store, pause).await;
+#[test]
+fn three_instances_book_every_order_once_through_a_storm_of_faults() {
+    on_each(|kind| async move {
+        let Some(database) = Database::start(kind, "the fault campaign") else { return };
+        let url = database.url().await;
+        let store: Box<dyn TokenStore> = match &database {
+            Database::Postgres(_) => {
+                let store = SqlTokenStore::postgres(PgPool::connect(&url).await.unwrap());
+                store.migrate().await.unwrap();
+                Box::new(store)
+            }
+            Database::Redis(redis) => Box::new(RedisTokenStore::new(redis.pool().await)),
+        };
+        let pause = |paused: bool| if paused { database.pause() } else { database.resume() };
+        Campaign::from_env(kind).run(&url, &*store, pause).await;
+    });
 }
 
 /// One campaign: its seed, length and what it saw.
@@ -94,13 +92,17 @@ enum Said {
 }
 
 impl Campaign {
-    fn from_env(name: &'static str) -> Self {
+    fn from_env(kind: Kind) -> Self {
+        let name = match kind {
+            Kind::Postgres => "postgres",
+            Kind::Redis => "redis",
+        };
         let seed =
             std::env::var("CAMPAIGN_SEED").ok().and_then(|seed| seed.parse().ok()).unwrap_or_else(|| {
                 SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_secs()
             });
         let seconds =
-            std::env::var("CAMPAIGN_SECONDS").ok().and_then(|seconds| seconds.parse().ok()).unwrap_or(45);
+            std::env::var("CAMPAIGN_SECONDS").ok().and_then(|seconds| seconds.parse().ok()).unwrap_or(30);
         Self {
             name,
             seed,
@@ -115,7 +117,7 @@ impl Campaign {
     }
 
     /// Runs the campaign against the store at `url`, read through `store`, paused by `pause`.
-    async fn run(self, url: &str, store: &impl TokenStore, pause: impl Fn(bool)) {
+    async fn run(self, url: &str, store: &dyn TokenStore, pause: impl Fn(bool)) {
         eprintln!(
             "campaign on {}: CAMPAIGN_SEED={} CAMPAIGN_SECONDS={}",
             self.name,
@@ -212,7 +214,7 @@ impl Campaign {
 
     /// Waits until the store holds nothing owed, and longer than a lease, then checks every
     /// booking against the store and the orders.
-    async fn judge(&self, store: &impl TokenStore, sandbox: &Sandbox, said: &BTreeMap<String, Said>) {
+    async fn judge(&self, store: &dyn TokenStore, sandbox: &Sandbox, said: &BTreeMap<String, Said>) {
         let settled = async || {
             let counts = store.counts().await.unwrap();
             counts.owed + counts.parked == 0

@@ -10,7 +10,7 @@ use std::{collections::BTreeMap, time::Duration};
 
 use common::{
     Visitor,
-    database::{Database, Kind},
+    database::{Database, Kind, on_each},
     eventually,
     shop::{Setup, Shop, free_addr},
 };
@@ -138,33 +138,14 @@ async fn sigterm_lets_the_call_in_flight_finish_and_a_restart_sends_nothing_agai
     sigterm_lets_the_call_in_flight_finish(&Setup::sqlite(dir.path()), "1095752fb409-sigterm").await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_lets_the_call_in_flight_finish_on_postgres_too() {
-    let Some(database) =
-        Database::start(Kind::Postgres, "sigterm_lets_the_call_in_flight_finish_on_postgres_too")
-    else {
-        return;
-    };
-    let dir = tempfile::tempdir().unwrap();
-    sigterm_lets_the_call_in_flight_finish(
-        &Setup::shared(dir.path(), database.url().await),
-        "1095752fb409-sigterm-pg",
-    )
-    .await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_lets_the_call_in_flight_finish_on_redis_too() {
-    let Some(database) = Database::start(Kind::Redis, "sigterm_lets_the_call_in_flight_finish_on_redis_too")
-    else {
-        return;
-    };
-    let dir = tempfile::tempdir().unwrap();
-    sigterm_lets_the_call_in_flight_finish(
-        &Setup::shared(dir.path(), database.url().await),
-        "1095752fb409-sigterm-rd",
-    )
-    .await;
+#[test]
+fn sigterm_lets_the_call_in_flight_finish_on_postgres_and_redis_too() {
+    on_each(|kind| async move {
+        let Some(database) = Database::start(kind, "sigterm_lets_the_call_in_flight_finish") else { return };
+        let dir = tempfile::tempdir().unwrap();
+        let setup = Setup::shared(dir.path(), database.url().await);
+        sigterm_lets_the_call_in_flight_finish(&setup, &format!("1095752fb409-sigterm-{kind:?}")).await;
+    });
 }
 
 /// Two instances on one store, the second with every clock 20 s ahead (libfaketime), and
@@ -196,19 +177,11 @@ async fn two_instances_whose_clocks_differ_by_20_seconds(kind: Kind, test: &str)
     assert_eq!(arrivals(&sandbox), once, "every order booked once");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_instances_whose_clocks_differ_by_20_seconds_book_every_order_once() {
-    two_instances_whose_clocks_differ_by_20_seconds(
-        Kind::Postgres,
-        "two_instances_whose_clocks_differ (postgres)",
-    )
-    .await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_instances_whose_clocks_differ_by_20_seconds_book_every_order_once_on_redis() {
-    two_instances_whose_clocks_differ_by_20_seconds(Kind::Redis, "two_instances_whose_clocks_differ (redis)")
-        .await;
+#[test]
+fn two_instances_whose_clocks_differ_by_20_seconds_book_every_order_once() {
+    on_each(|kind| {
+        two_instances_whose_clocks_differ_by_20_seconds(kind, "two_instances_whose_clocks_differ")
+    });
 }
 
 /// The database stopped (SIGSTOP) as Sovendus booked a conversion, for 25 s: longer than the
@@ -239,13 +212,7 @@ async fn a_database_stopped_for_25_seconds_right_after_a_200(kind: Kind, test: &
     assert_eq!(arrivals(&sandbox).values().sum::<usize>(), 2, "one call each: {:?}", arrivals(&sandbox));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_database_stopped_for_25_seconds_right_after_a_200_books_it_once() {
-    a_database_stopped_for_25_seconds_right_after_a_200(Kind::Postgres, "a_database_stopped (postgres)")
-        .await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redis_stopped_for_25_seconds_right_after_a_200_books_it_once() {
-    a_database_stopped_for_25_seconds_right_after_a_200(Kind::Redis, "a_database_stopped (redis)").await;
+#[test]
+fn a_database_stopped_for_25_seconds_right_after_a_200_books_it_once() {
+    on_each(|kind| a_database_stopped_for_25_seconds_right_after_a_200(kind, "a_database_stopped"));
 }

@@ -9,6 +9,28 @@ pub enum Kind {
     Redis,
 }
 
+/// Runs `test` on Postgres and on Redis at once, each on a thread and runtime of its own: the
+/// runs wait on processes and timers, not on the CPU, so together they take as long as one. A
+/// run's panic is the test's.
+pub fn on_each<F, Fut>(test: F)
+where
+    F: Fn(Kind) -> Fut + Copy + Send + 'static,
+    Fut: Future<Output = ()>,
+{
+    let runs = [Kind::Postgres, Kind::Redis].map(|kind| {
+        std::thread::spawn(move || {
+            let runtime =
+                tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+            runtime.block_on(test(kind));
+        })
+    });
+    for run in runs {
+        if let Err(failed) = run.join() {
+            std::panic::resume_unwind(failed);
+        }
+    }
+}
+
 /// A server of this test's own, for shops to share.
 pub enum Database {
     Postgres(PostgresServer),
