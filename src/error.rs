@@ -83,9 +83,10 @@ pub enum SovendusError {
     #[error("the Sovendus background delivery is shutting down")]
     ShuttingDown,
     /// The [token store](crate::store::TokenStore) failed as the order took the token, before
-    /// anything was sent. Mostly nothing changed (Redis down, say), and the token stays with
-    /// the visitor; but a write that timed out or was cut off may have gone through, and then
-    /// the conversion is owed: [`recorded`](Self::recorded) tells which.
+    /// anything was sent. Either nothing changed (the store refused), and the token stays with
+    /// the visitor; or a write timed out or was cut off (a store that stopped answering, Redis
+    /// down with the client queueing commands), and it may have gone through:
+    /// [`recorded`](Self::recorded) tells which.
     #[error("the Sovendus conversion was not sent: {0}")]
     Store(#[source] StoreError),
 }

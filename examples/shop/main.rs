@@ -13,6 +13,7 @@
 //! keep everything in memory. The
 //! default is the SQLite file `target/demo-shop.db`, so a restart keeps carts, visitors' tokens
 //! and owed conversions. `SHOP_ADDR` changes where it listens (default 127.0.0.1:3000).
+//! `SHOP_MAX_WAIT` (seconds), for tests, caps the waits between delivery attempts.
 //! SIGTERM and Ctrl-C stop it gracefully, within 10 seconds: what is still being delivered
 //! then stays owed in the database, for the next start.
 
@@ -56,7 +57,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             "SOVENDUS_API_KEY is not set: conversions go to the embedded sandbox at {}.",
             sandbox.endpoint()
         );
-        (sandbox.config().build()?, Some(Arc::new(sandbox)))
+        (with_test_schedule(sandbox.config())?.build()?, Some(Arc::new(sandbox)))
     };
 
     let database = std::env::var("SHOP_DATABASE_URL").unwrap_or_else(|_| DEFAULT_DATABASE.to_owned());

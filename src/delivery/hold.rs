@@ -50,7 +50,7 @@ mod tests {
 
     #[test]
     fn a_hold_is_lost_or_goes_stale_without_renewals() {
-        let lease = Duration::from_secs(60);
+        let lease = Duration::from_millis(600);
         let fresh = Hold::new(lease, Instant::now());
         assert!(fresh.is_held());
         fresh.lose();

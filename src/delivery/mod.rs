@@ -170,9 +170,8 @@ impl Delivery {
     /// Makes every parked conversion due now, once the configuration is fixed, and wakes this
     /// instance's workers; returns how many there were.
     pub async fn retry_parked(&self) -> Result<u64, StoreError> {
-        let clock = &self.inner.sender.clock;
-        clock.read(self.store()).await?;
-        let woken = self.store().wake_parked(clock.at_most()).await?;
+        let now = self.inner.sender.clock.read_at_most(self.store()).await?;
+        let woken = self.store().wake_parked(now).await?;
         self.inner.workers.wake.notify_one();
         Ok(woken)
     }
@@ -184,9 +183,8 @@ impl Delivery {
     /// Sovendus refused (422) is refused again. Its last call may have reached Sovendus
     /// unanswered, so a revived conversion may be booked twice: revive on purpose, one by one.
     pub async fn retry_dead(&self, id: ConversionId) -> Result<bool, StoreError> {
-        let clock = &self.inner.sender.clock;
-        clock.read(self.store()).await?;
-        let revived = self.store().revive(id, clock.at_most()).await?;
+        let now = self.inner.sender.clock.read_at_most(self.store()).await?;
+        let revived = self.store().revive(id, now).await?;
         if revived {
             tracing::info!(%id, "a dead Sovendus conversion is owed again");
             self.inner.workers.wake.notify_one();
@@ -303,8 +301,7 @@ impl Delivery {
     ) -> Result<Option<(OwedConversion, Option<(Lease, Instant)>)>, SovendusError> {
         let sender = &self.inner.sender;
         let taken = async {
-            // A clock that cannot be read changed nothing.
-            sender.clock.read_if_stale(self.store()).await.map_err(StoreError::backend)?;
+            sender.clock.read_if_stale(self.store()).await?;
             let lease = leased.then(|| sender.new_lease());
             let ordered_at = sender.clock.at_most();
             let conversion = NewConversion {

@@ -203,6 +203,10 @@ impl Sender {
     async fn keep_renewing(&self, conversion: &OwedConversion, lease: Lease, hold: &Hold) {
         loop {
             tokio::time::sleep(self.schedule.renew_every()).await;
+            // A reading the claims have not refreshed for long is read again first.
+            if let Err(error) = self.clock.read_if_stale(&*self.store).await {
+                tracing::warn!(%error, "could not read the token store's clock");
+            }
             let asked = Instant::now();
             let renewed = Lease { until: self.clock.at_least() + self.schedule.lease, ..lease };
             match self.store.renew(conversion.id, renewed).await {

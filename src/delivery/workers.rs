@@ -126,13 +126,12 @@ impl Workers {
 /// count (so that a backlog costs a claim per batch, not per conversion), waking on an order
 /// of its own, after the poll interval, or when a batch of room came free.
 async fn claim_and_deliver(sender: Arc<Sender>, workers: Arc<Workers>) {
-    if let Err(error) = sender.clock.read(&*sender.store).await {
-        tracing::warn!(%error, "could not read the token store's clock");
-    }
-    match sender.store.wake_parked(sender.clock.at_most()).await {
+    let woken = async { sender.store.wake_parked(sender.clock.read_at_most(&*sender.store).await?).await };
+    match woken.await {
         Ok(0) => {}
         Ok(woken) => tracing::info!(woken, "parked Sovendus conversions are due again"),
-        Err(error) => tracing::error!(%error, "could not make the parked Sovendus conversions due"),
+        Err(error) => tracing::error!(%error,
+            "could not make the parked Sovendus conversions due: they are at their next attempt, or on retry_parked"),
     }
     let schedule = sender.schedule;
     let sending = Arc::new(Semaphore::new(workers.count));
@@ -189,9 +188,9 @@ async fn claim(
     sender: &Sender,
     limit: usize,
 ) -> Result<(Vec<OwedConversion>, Lease, std::time::Instant), StoreError> {
-    sender.clock.read(&*sender.store).await?;
+    let now = sender.clock.read_at_most(&*sender.store).await?;
     let (lease, since) = sender.new_lease();
-    let claimed = sender.store.claim(sender.clock.at_most(), limit, lease).await?;
+    let claimed = sender.store.claim(now, limit, lease).await?;
     Ok((claimed, lease, since))
 }
 

@@ -366,17 +366,31 @@ async fn a_dead_conversion_can_be_revived(store: &impl TokenStore, t: SystemTime
     assert_eq!(claim_ids(store, t, 1, held).await, [id], "{rule}");
     assert!(store.settle(id, held.id, settlement(ConversionState::Dead, None, t)).await.unwrap(), "{rule}");
     assert!(!store.revive(other, t + MINUTE).await.unwrap(), "{rule}: an owed one is not dead");
+    // Parked (due a day later), then claimed then and delivered: neither is dead.
+    for (state, due) in
+        [(ConversionState::Parked, t + Duration::from_millis(1)), (ConversionState::Delivered, t + DAY)]
+    {
+        let held = lease(due + MINUTE);
+        assert_eq!(claim_ids(store, due, 1, held).await, [other], "{rule}");
+        let next = (state == ConversionState::Parked).then_some(t + DAY);
+        assert!(store.settle(other, held.id, settlement(state, next, t)).await.unwrap(), "{rule}");
+        assert!(!store.revive(other, t + MINUTE).await.unwrap(), "{rule}: a {state} one is not dead");
+    }
     assert!(!store.revive(ConversionId::random(), t + MINUTE).await.unwrap(), "{rule}: an unknown one");
     assert!(store.revive(id, t + MINUTE).await.unwrap(), "{rule}");
     assert!(!store.revive(id, t + MINUTE).await.unwrap(), "{rule}: once");
     let counts = store.counts().await.unwrap();
-    assert_eq!((counts.owed, counts.dead), (2, 0), "{rule}: {counts:?}");
+    assert_eq!((counts.owed, counts.dead, counts.delivered), (1, 0, 1), "{rule}: {counts:?}");
     let listed = store.list(ConversionState::Owed, 10).await.unwrap();
     let revived = listed.iter().find(|conversion| conversion.id == id).expect("listed owed");
     assert_eq!((revived.attempts, revived.settled_at), (1, None), "{rule}: attempts kept, not settled");
     assert_eq!(revived.next_attempt_at, Some(t + MINUTE), "{rule}: due when revived");
     assert!(claim_ids(store, t + MINUTE, 10, lease(t + 2 * MINUTE)).await.contains(&id), "{rule}: claimed");
-    assert_eq!(store.purge(t + DAY, t + DAY).await.unwrap(), 0, "{rule}: no longer settled");
+    assert_eq!(
+        store.purge(t + DAY, t + DAY).await.unwrap(),
+        1,
+        "{rule}: the delivered one, not the revived one"
+    );
 }
 
 async fn purging_removes_old_settled_conversions_only(store: &impl TokenStore, t: SystemTime) {

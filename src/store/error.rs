@@ -6,7 +6,9 @@ use std::time::Duration;
 ///
 /// It carries the store's own error as its source; never a token or a secret. A store that
 /// timed out, or was cut off once the request had left, may have done what it was asked
-/// ([`is_outcome_unknown`](Self::is_outcome_unknown)); any other error means it did nothing.
+/// ([`is_outcome_unknown`](Self::is_outcome_unknown)). The crate's stores report an order's
+/// [`take`](super::TokenStore::take) so whenever its write may have gone through: any other
+/// error of a take means it did nothing.
 ///
 /// ```
 /// use std::time::Duration;
@@ -26,7 +28,7 @@ pub enum StoreError {
     /// The store did not answer within its timeout: what was asked may have been done.
     #[error("the token store did not answer within {0:?}")]
     TimedOut(Duration),
-    /// The store answered with an error, or could not be reached: nothing was done.
+    /// The store answered with an error, or could not be reached.
     #[error("the token store failed: {0}")]
     Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// The connection broke after the request had left, before the answer came (a commit cut

@@ -40,7 +40,8 @@
 //!   whose wall clocks disagree judge due times and leases alike: Postgres' `clock_timestamp()`,
 //!   Redis' `TIME`, the process's monotonic clock for the memory store, the host's wall clock
 //!   for SQLite (whose instances share a host). Between two readings an instance counts on its
-//!   monotonic clock, so neither a wall-clock step nor a paused process moves a lease.
+//!   monotonic clock, so neither a wall-clock step nor a paused process moves a lease. Captures'
+//!   expiry and the purge's cut-off, days long, stay on the instances' wall clocks.
 //! - [`capture`](TokenStore::capture) keeps one capture per key; under
 //!   [`Attribution::FirstClick`](crate::config::Attribution::FirstClick) a live capture wins, under [`Attribution::LastClick`](crate::config::Attribution::LastClick) the new
 //!   one replaces it.
@@ -101,11 +102,10 @@ pub use self::{
 #[async_trait]
 pub trait TokenStore: fmt::Debug + Send + Sync + 'static {
     /// The store's clock: what every instance sharing the store judges due times and leases
-    /// by (see the [module](self)). The default is this process's wall clock, right for a store
-    /// whose instances share a host; a store shared over the network answers its server's.
-    async fn now(&self) -> Result<SystemTime, StoreError> {
-        Ok(SystemTime::now())
-    }
+    /// by (see the [module](self)). A store shared over the network answers its server's; one
+    /// whose instances share a host may answer `SystemTime::now()`. A store that wraps another
+    /// answers the inner one's.
+    async fn now(&self) -> Result<SystemTime, StoreError>;
 
     /// How long the store waits on one operation before giving up, if it gives up: a lease
     /// must leave a renewal that long to land (see

@@ -27,6 +27,8 @@
 //!   entries, 500 a script: no script holds Redis for long.
 //! - `list`, `counts` and `find` read a consistent view in one script each. `captured` is a
 //!   plain `GET`.
+//! - `revive` makes a dead conversion owed again; `now` reads `TIME` on the node that holds the
+//!   store's keys (a failover to a replica steps it by the two hosts' difference).
 //!
 //! The scripts that follow an index (`claim`, `list`, `find`, `wake_parked`, `purge`) build the
 //! conversions' keys from the prefix, in the store's one slot; every other key is declared.
@@ -374,11 +376,9 @@ where
     }
 
     async fn now(&self) -> Result<SystemTime, StoreError> {
-        let time = CustomCommand::new("TIME", ClusterHash::Random, false);
-        let reply = self.timed(async {
-            self.client.custom::<Value, _>(time, Vec::<String>::new()).await.map_err(StoreError::backend)
-        });
-        let parts = reply.await?.into_array();
+        // Asked of the node that holds the store's keys: on a cluster, each node has its clock.
+        let parts =
+            self.timed(self.script(&TIME_SCRIPT, vec![self.keys.due()], Vec::new())).await?.into_array();
         let part = |at: usize| parts.get(at).and_then(Value::as_u64);
         match (part(0), part(1)) {
             (Some(seconds), Some(micros)) => {

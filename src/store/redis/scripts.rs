@@ -205,7 +205,8 @@ return woken
 
 /// Makes a dead conversion owed, due at a time; answers 1 if it was dead.
 ///
-/// KEYS: conversion, due, settled, state:owed, state:parked, state:dead. ARGV: id, due at.
+/// KEYS: conversion, due, settled, state:owed, state:parked, state:dead, state:delivered.
+/// ARGV: id, due at.
 const REVIVE: &str = r"
 if redis.call('HGET', KEYS[1], 'state') ~= 'dead' then
   return 0
@@ -296,6 +297,14 @@ pub(super) static RENEW_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::from
 pub(super) static SETTLE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::from_lua(SETTLE));
 pub(super) static MEMBERS_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::from_lua(MEMBERS));
 pub(super) static WAKE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::from_lua(WAKE));
+/// The server's clock, `{seconds, microseconds}`, read on the node that holds the keys.
+///
+/// KEYS: due.
+const TIME: &str = r"
+return redis.call('TIME')
+";
+
+pub(super) static TIME_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::from_lua(TIME));
 pub(super) static REVIVE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::from_lua(REVIVE));
 pub(super) static PURGE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::from_lua(PURGE));
 pub(super) static LIST_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::from_lua(LIST));

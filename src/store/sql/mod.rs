@@ -12,8 +12,8 @@
 //!   index on `due_at`.
 //! - `sovendus_schema`: the migrations applied.
 //!
-//! Times are BIGINT milliseconds since the Unix epoch, always the caller's: no query reads the
-//! database's clock. The migrations are this module's own (`migrations/`), not sqlx's, whose
+//! Times are BIGINT milliseconds since the Unix epoch, always the caller's, who reads them from
+//! the database's clock (Postgres) through [`TokenStore::now`]. The migrations are this module's own (`migrations/`), not sqlx's, whose
 //! `_sqlx_migrations` table belongs to the application.
 
 mod migrate;

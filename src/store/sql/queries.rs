@@ -2,8 +2,8 @@
 //! (sqlx's SQLite driver reads `$1`-style placeholders too) except what [`Dialect`] holds: the
 //! claim, whose Postgres form skips the rows other claims hold, and how migrations queue.
 //!
-//! Times are bound as BIGINT milliseconds since the Unix epoch, always the caller's: no query
-//! reads the database's clock.
+//! Times are bound as BIGINT milliseconds since the Unix epoch, always the caller's; the caller
+//! reads them from the database's clock ([`Dialect::now`]), which no other query reads.
 
 /// The columns an [`OwedConversion`](crate::store::OwedConversion) is read from, in a
 /// `concat!`.
@@ -73,7 +73,7 @@ pub(super) const SQLITE: Dialect = Dialect {
 pub(super) const POSTGRES: Dialect = Dialect {
     name: "postgres",
     claim: claim!(" FOR UPDATE SKIP LOCKED"),
-    now: Some("SELECT (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT"),
+    now: Some("SELECT floor(EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT"),
     before_migrations: &[],
     open_migration: &["SELECT pg_advisory_xact_lock(8317997214792447347)", CREATE_SCHEMA_TABLE],
 };

@@ -14,6 +14,12 @@ use tower_sovendus::sandbox::Sandbox;
 /// loader's own library folder.
 const FAKETIME_LIBRARY: &str = "/usr/$LIB/faketime/libfaketimeMT.so.1";
 
+/// Whether Debian's libfaketime is installed, in any of the loader's library folders.
+fn faketime_installed() -> bool {
+    let folders = std::fs::read_dir("/usr/lib").into_iter().flatten().flatten();
+    folders.into_iter().any(|folder| folder.path().join("faketime/libfaketimeMT.so.1").is_file())
+}
+
 /// How long the shop may take to start (a fresh SQLite file is migrated first).
 const STARTUP: Duration = Duration::from_secs(30);
 
@@ -78,7 +84,12 @@ impl Shop {
         let mut command = Command::new(shop_binary());
         if let Some(offset) = setup.clock {
             // libfaketime preloaded as `faketime -m -f OFFSET` does, without its wrapper
-            // process: signals reach the shop itself.
+            // process: signals reach the shop itself. Without it the loader would only warn, and
+            // the shop would run on the host's clock.
+            assert!(
+                faketime_installed(),
+                "a shop on another clock needs libfaketime ({FAKETIME_LIBRARY}); install Debian's faketime"
+            );
             command.env("LD_PRELOAD", FAKETIME_LIBRARY).env("FAKETIME", offset);
         }
         if let Some(max_wait) = setup.max_wait {
