@@ -239,6 +239,12 @@ impl Visitors {
 
 /// The session layer a shop should use: Lax, and not `Secure` because the tests speak plain
 /// HTTP on loopback.
+/// Sends `signal` (`-STOP`, `-CONT`, `-TERM`) to the process `child`, with `kill`.
+pub fn signal(child: &std::process::Child, signal: &str) {
+    let sent = std::process::Command::new("kill").args([signal, &child.id().to_string()]).status();
+    assert!(sent.is_ok_and(|status| status.success()), "kill {signal} sent to process {}", child.id());
+}
+
 pub fn session_layer<S: SessionStore + Clone>(store: S) -> SessionManagerLayer<S> {
     SessionManagerLayer::new(store).with_same_site(SameSite::Lax).with_secure(false)
 }

@@ -110,9 +110,7 @@ impl RedisServer {
     }
 
     fn signal(&self, signal: &str) {
-        let child = self.child.as_ref().expect("a running server");
-        let sent = Command::new("kill").args([signal, &child.id().to_string()]).status();
-        assert!(sent.is_ok_and(|status| status.success()), "kill {signal} sent to redis-server");
+        super::signal(self.child.as_ref().expect("a running server"), signal);
     }
 
     /// Starts the server again on the same port and directory.

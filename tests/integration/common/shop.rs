@@ -135,8 +135,7 @@ impl Shop {
     }
 
     fn signal(&self, signal: &str) {
-        let sent = Command::new("kill").args([signal, &self.child.id().to_string()]).status();
-        assert!(sent.is_ok_and(|status| status.success()), "kill {signal} sent");
+        super::signal(&self.child, signal);
     }
 
     /// Kills the shop at once (SIGKILL): no shutdown, no last write.
