@@ -30,7 +30,7 @@ use tower_sovendus::{
     store::{
         Capture, ConversionCounts, ConversionId, ConversionState, Lease, LeaseId, MokaTokenStore, NewCapture,
         NewConversion, OwedConversion, RedisTokenStore, Settlement, SqlTokenStore, StoreError, Taken,
-        TokenKey, TokenStore, async_trait,
+        TokenKey, TokenStore, VoidOutcome, async_trait,
         fred::prelude::{Builder, ClientLike, Config},
         sqlx::{
             PgPool, SqlitePool,
@@ -112,6 +112,14 @@ impl TokenStore for Timed {
 
     async fn take(&self, key: TokenKey, conversion: NewConversion) -> Result<Taken, StoreError> {
         self.store.take(key, conversion).await
+    }
+
+    async fn owe(&self, capture: Capture, conversion: NewConversion) -> Result<Taken, StoreError> {
+        self.store.owe(capture, conversion).await
+    }
+
+    async fn void(&self, id: ConversionId, now: SystemTime) -> Result<VoidOutcome, StoreError> {
+        self.store.void(id, now).await
     }
 
     async fn claim(

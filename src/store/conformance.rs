@@ -23,7 +23,7 @@ use std::{
 
 use super::{
     Capture, ConversionCounts, ConversionId, ConversionState, Lease, LeaseId, NewCapture, NewConversion,
-    OwedConversion, Settlement, Taken, TokenKey, TokenStore, records::to_the_millisecond,
+    OwedConversion, Settlement, Taken, TokenKey, TokenStore, VoidOutcome, records::to_the_millisecond,
 };
 use crate::{config::Attribution, ids::OrderRef};
 
@@ -44,6 +44,8 @@ where
     a_take_makes_the_capture_an_owed_conversion(&new_store().await, t).await;
     an_expired_capture_is_not_taken(&new_store().await, t).await;
     a_token_is_converted_once(&new_store().await, t).await;
+    a_kept_capture_is_owed_once(&new_store().await, t).await;
+    voiding_stops_what_is_not_delivered(&new_store().await, t).await;
     concurrent_takes_make_one_conversion(Arc::new(new_store().await), t).await;
     a_conversion_taken_with_a_lease_is_claimed_once_it_runs_out(&new_store().await, t).await;
     claims_take_what_is_due_the_earliest_first(&new_store().await, t).await;
@@ -193,15 +195,99 @@ async fn an_expired_capture_is_not_taken(store: &impl TokenStore, t: SystemTime)
 
 async fn a_token_is_converted_once(store: &impl TokenStore, t: SystemTime) {
     let rule = "a token is converted once";
+    // Another visitor landed with the same token (a shared link) before the order.
+    store.capture(2, landing("token", Attribution::LastClick, t, DAY)).await.unwrap();
     let first = owed(store, 1, "token", t).await;
+    assert_eq!(captured_token(store, 2, t).await, None, "{rule}: a converted token is no longer captured");
+    let taken = store.take(2, order(t, None, None)).await.unwrap();
+    assert_eq!(taken, Taken::AlreadyConverted(first.id), "{rule}");
+    assert_eq!(captured_token(store, 2, t).await, None, "{rule}: the capture went all the same");
     // The same landing again (a bookmark, a reload), on the same visitor and on another.
     for key in [1, 2] {
-        store.capture(key, landing("token", Attribution::LastClick, t, DAY)).await.unwrap();
-        let taken = store.take(key, order(t, None, None)).await.unwrap();
-        assert_eq!(taken, Taken::AlreadyConverted(first.id), "{rule}");
-        assert_eq!(captured_token(store, key, t).await, None, "{rule}: the capture went all the same");
+        let kept = store.capture(key, landing("token", Attribution::LastClick, t, DAY)).await.unwrap();
+        assert!(!kept, "{rule}: a converted token is not captured again");
+        assert_eq!(store.take(key, order(t, None, None)).await.unwrap(), Taken::NoCapture, "{rule}");
     }
+    // Nor does it replace a live capture under last click.
+    store.capture(3, landing("fresh", Attribution::LastClick, t, DAY)).await.unwrap();
+    assert!(!store.capture(3, landing("token", Attribution::LastClick, t, DAY)).await.unwrap(), "{rule}");
+    assert_eq!(captured_token(store, 3, t).await.as_deref(), Some("fresh"), "{rule}: the live capture stays");
     assert_eq!(store.counts().await.unwrap().owed, 1, "{rule}");
+}
+
+async fn a_kept_capture_is_owed_once(store: &impl TokenStore, t: SystemTime) {
+    let rule = "a kept capture is owed once";
+    // The order kept its capture, and a crash came before the take: the capture is still there.
+    store.capture(1, landing("token", Attribution::LastClick, t, DAY)).await.unwrap();
+    let Taken::Owed(owed) = store.owe(capture("token"), order(t, Some("A-1"), None)).await.unwrap() else {
+        panic!("{rule}: a kept capture is owed");
+    };
+    assert_eq!((owed.state, owed.order.as_ref().map(OrderRef::as_str)), (ConversionState::Owed, Some("A-1")));
+    let again = store.owe(capture("token"), order(t, Some("A-1"), None)).await.unwrap();
+    assert_eq!(again, Taken::AlreadyConverted(owed.id), "{rule}: owed twice");
+    assert_eq!(captured_token(store, 1, t).await, None, "{rule}: the capture left in place is spent");
+    let taken = store.take(1, order(t, None, None)).await.unwrap();
+    assert_eq!(taken, Taken::AlreadyConverted(owed.id), "{rule}: and converts nothing");
+    assert_eq!(claim_ids(store, t, 10, lease(t + MINUTE)).await, [owed.id], "{rule}: due at once");
+    let found = store.find(&"A-1".parse().expect("a valid order reference")).await.unwrap();
+    assert_eq!(found.map(|conversion| conversion.id), Some(owed.id), "{rule}: found by its order");
+}
+
+async fn voiding_stops_what_is_not_delivered(store: &impl TokenStore, t: SystemTime) {
+    let rule = "voiding stops what is not delivered";
+    let ms = Duration::from_millis;
+    let owed_one = owed(store, 1, "owed", t).await;
+    let (dead, held, delivered) = (
+        owed(store, 2, "dead", t + ms(1)).await,
+        owed(store, 3, "held", t + ms(2)).await,
+        owed(store, 4, "delivered", t + ms(3)).await,
+    );
+    let voided = store.void(owed_one.id, t).await.unwrap();
+    assert!(
+        matches!(&voided, VoidOutcome::Voided(c) if c.state == ConversionState::Voided && c.settled_at == Some(t)),
+        "{rule}: an owed one is voided, now: {voided:?}"
+    );
+    let first = lease(t + MINUTE);
+    assert_eq!(
+        claim_ids(store, t + ms(3), 10, first).await,
+        [dead.id, held.id, delivered.id],
+        "{rule}: not claimed"
+    );
+    assert!(store.settle(dead.id, first.id, settlement(ConversionState::Dead, None, t)).await.unwrap());
+    let ok = Settlement { last_error: None, ..settlement(ConversionState::Delivered, None, t + ms(5)) };
+    assert!(store.settle(delivered.id, first.id, ok.clone()).await.unwrap());
+    assert!(matches!(store.void(dead.id, t).await.unwrap(), VoidOutcome::Voided(_)), "{rule}: a dead one");
+    assert!(
+        matches!(store.void(held.id, t + ms(10)).await.unwrap(), VoidOutcome::Sending(c) if c.id == held.id),
+        "{rule}: not while a live lease holds it"
+    );
+    assert!(
+        matches!(store.void(delivered.id, t).await.unwrap(), VoidOutcome::Delivered(c) if c.settled_at == Some(t + ms(5))),
+        "{rule}: a delivered one says when"
+    );
+    assert!(
+        matches!(store.void(owed_one.id, t).await.unwrap(), VoidOutcome::AlreadyVoided(_)),
+        "{rule}: twice"
+    );
+    assert_eq!(store.void(ConversionId::random(), t).await.unwrap(), VoidOutcome::NotFound, "{rule}");
+    assert!(
+        matches!(store.void(held.id, t + MINUTE).await.unwrap(), VoidOutcome::Voided(_)),
+        "{rule}: lease over"
+    );
+    let retry = settlement(ConversionState::Owed, Some(t + MINUTE), t + MINUTE);
+    assert!(!store.settle(held.id, first.id, retry).await.unwrap(), "{rule}: its old lease settles nothing");
+    assert!(claim_ids(store, t + DAY, 10, lease(t + DAY + MINUTE)).await.is_empty(), "{rule}: never due");
+    let counts = store.counts().await.unwrap();
+    assert_eq!(
+        (counts.owed, counts.dead, counts.voided, counts.delivered),
+        (0, 0, 3, 1),
+        "{rule}: {counts:?}"
+    );
+    assert_eq!(store.list(ConversionState::Voided, 10).await.unwrap().len(), 3, "{rule}: listed");
+    // A 200 that comes back after the void (a call out when its lease ran out) is the truth.
+    assert!(store.settle(held.id, first.id, ok).await.unwrap(), "{rule}: a late 200 is recorded");
+    assert_eq!(store.counts().await.unwrap().delivered, 2, "{rule}");
+    assert_eq!(store.purge(t + MINUTE, t + MINUTE).await.unwrap(), 4, "{rule}: voided ones are purged too");
 }
 
 async fn concurrent_takes_make_one_conversion<S: TokenStore>(store: Arc<S>, t: SystemTime) {
@@ -325,7 +411,7 @@ async fn settlements_decide_what_comes_next(store: &impl TokenStore, t: SystemTi
         assert!(store.settle(id, held.id, settlement(state, next, t + MINUTE)).await.unwrap(), "{rule}");
         ids.push(id);
     }
-    let counts = ConversionCounts { owed: 1, parked: 1, dead: 1, delivered: 1 };
+    let counts = ConversionCounts { owed: 1, parked: 1, dead: 1, delivered: 1, voided: 0 };
     assert_eq!(store.counts().await.unwrap(), counts, "{rule}");
     assert!(claim_ids(store, t + 29 * MINUTE, 10, lease(t + DAY)).await.is_empty(), "{rule}: not due yet");
     let due: HashSet<ConversionId> =

@@ -18,7 +18,8 @@ use moka::{
 
 use super::{
     Capture, ConversionCounts, ConversionId, ConversionState, Lease, LeaseId, NewCapture, NewConversion,
-    OwedConversion, Settlement, StoreError, Taken, TokenKey, TokenStore, async_trait, records::to_millis,
+    OwedConversion, Settlement, StoreError, Taken, TokenKey, TokenStore, VoidOutcome, async_trait,
+    records::to_millis,
 };
 use crate::{
     config::{Attribution, DEFAULT_QUEUE_CAPACITY},
@@ -193,6 +194,26 @@ impl MokaTokenStore {
     }
 
     /// Where `product` stands in the store's list, adding it if it is new.
+    /// Whether `token` has a conversion.
+    fn converted(&self, token: &SovReqToken) -> bool {
+        lock(&self.conversions).by_token.contains_key(token)
+    }
+
+    /// Makes `capture` an owed conversion unless its token has one, or the store is full.
+    fn owe_now(&self, capture: Capture, conversion: NewConversion) -> Result<Taken, StoreError> {
+        let mut conversions = lock(&self.conversions);
+        if let Some(id) = conversions.by_token.get(&capture.token) {
+            return Ok(Taken::AlreadyConverted(*id));
+        }
+        if conversions.unsettled() >= self.max_owed {
+            return Err(StoreError::Full(format!("{} owed conversions", self.max_owed)));
+        }
+        let lease = conversion.lease;
+        let owed = OwedConversion::new(capture, conversion);
+        conversions.insert(Entry { conversion: owed.clone(), lease });
+        Ok(Taken::Owed(owed))
+    }
+
     fn product_index(&self, product: &ProductId) -> Result<u16, StoreError> {
         let position = |products: &[ProductId]| products.iter().position(|known| known == product);
         let known = position(&self.products.read().unwrap_or_else(|poisoned| poisoned.into_inner()));
@@ -243,6 +264,9 @@ impl TokenStore for MokaTokenStore {
     async fn capture(&self, key: TokenKey, new: NewCapture) -> Result<bool, StoreError> {
         let now = to_millis(new.at);
         self.sweep_now_and_then(now);
+        if self.converted(&new.capture.token) {
+            return Ok(false);
+        }
         let expires_at = to_millis(new.expires_at());
         let captured = Captured {
             product: self.product_index(&new.capture.product)?,
@@ -267,7 +291,7 @@ impl TokenStore for MokaTokenStore {
     }
 
     async fn captured(&self, key: TokenKey, now: SystemTime) -> Result<Option<Capture>, StoreError> {
-        Ok(self.live(key, to_millis(now)).await)
+        Ok(self.live(key, to_millis(now)).await.filter(|capture| !self.converted(&capture.token)))
     }
 
     async fn take(&self, key: TokenKey, conversion: NewConversion) -> Result<Taken, StoreError> {
@@ -276,21 +300,36 @@ impl TokenStore for MokaTokenStore {
         let Some(capture) = self.capture_of(captured.clone(), to_millis(conversion.ordered_at)) else {
             return Ok(Taken::NoCapture);
         };
-        {
-            let mut conversions = lock(&self.conversions);
-            if let Some(id) = conversions.by_token.get(&capture.token) {
-                return Ok(Taken::AlreadyConverted(*id));
-            }
-            if conversions.unsettled() < self.max_owed {
-                let lease = conversion.lease;
-                let owed = OwedConversion::new(capture, conversion);
-                conversions.insert(Entry { conversion: owed.clone(), lease });
-                return Ok(Taken::Owed(owed));
-            }
+        let owed = self.owe_now(capture, conversion);
+        if matches!(owed, Err(StoreError::Full(_))) {
+            // Back with the visitor, unless a newer click came meanwhile.
+            self.captures.entry(key).or_insert(captured).await;
         }
-        // Full: back with the visitor, unless a newer click came meanwhile.
-        self.captures.entry(key).or_insert(captured).await;
-        Err(StoreError::Full(format!("{} owed conversions", self.max_owed)))
+        owed
+    }
+
+    async fn owe(&self, capture: Capture, conversion: NewConversion) -> Result<Taken, StoreError> {
+        self.owe_now(capture, conversion)
+    }
+
+    async fn void(&self, id: ConversionId, now: SystemTime) -> Result<VoidOutcome, StoreError> {
+        let mut conversions = lock(&self.conversions);
+        let Some(entry) = conversions.by_id.get(&id) else { return Ok(VoidOutcome::NotFound) };
+        let conversion = entry.conversion.clone();
+        match conversion.state {
+            ConversionState::Delivered => return Ok(VoidOutcome::Delivered(conversion)),
+            ConversionState::Voided => return Ok(VoidOutcome::AlreadyVoided(conversion)),
+            _ if entry.lease.is_some_and(|lease| lease.until > now) => {
+                return Ok(VoidOutcome::Sending(conversion));
+            }
+            _ => {}
+        }
+        let Some(entry) = conversions.take(id) else { return Ok(VoidOutcome::NotFound) };
+        let mut conversion = entry.conversion;
+        (conversion.state, conversion.next_attempt_at, conversion.settled_at) =
+            (ConversionState::Voided, None, Some(now));
+        conversions.insert(Entry { conversion: conversion.clone(), lease: None });
+        Ok(VoidOutcome::Voided(conversion))
     }
 
     async fn claim(

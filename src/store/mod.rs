@@ -23,6 +23,7 @@
 //! | parked | Sovendus refused the shop's configuration (403, 404, 405, unknown product) | claimed when due, and at every start; never dies of age |
 //! | dead | Sovendus does not know the token; or no answer for the whole schedule | sent again only if [revived](TokenStore::revive); purged after the retention |
 //! | delivered | Sovendus answered 200 | never sent again; purged after the retention |
+//! | voided | the shop took the order back before delivery ([`void`](TokenStore::void)) | never sent; purged after the retention |
 //!
 //! A delivery [claims](TokenStore::claim) due conversions under a [`Lease`], renews it while it
 //! sends, and [settles](TokenStore::settle) each with its outcome. A lease that runs out (its
@@ -45,8 +46,11 @@
 //! - [`capture`](TokenStore::capture) keeps one capture per key; under
 //!   [`Attribution::FirstClick`](crate::config::Attribution::FirstClick) a live capture wins, under [`Attribution::LastClick`](crate::config::Attribution::LastClick) the new
 //!   one replaces it.
-//! - [`take`](TokenStore::take) is atomic, and makes at most one conversion per token, ever
-//!   (while the conversion is kept): a token taken before is [`Taken::AlreadyConverted`].
+//! - [`take`](TokenStore::take) and [`owe`](TokenStore::owe) are atomic, and make at most one
+//!   conversion per token, ever (while the conversion is kept): a token taken before is
+//!   [`Taken::AlreadyConverted`]. A converted token is not captured again, and no longer
+//!   [`captured`](TokenStore::captured): what the shop sees is what an order would take.
+//! - [`void`](TokenStore::void) never voids a conversion a live lease holds, nor one delivered.
 //! - [`claim`](TokenStore::claim) is atomic across everything sharing the store: of concurrent
 //!   claims, each conversion goes to one.
 //! - [`renew`](TokenStore::renew) and [`settle`](TokenStore::settle) do nothing unless the
@@ -84,8 +88,10 @@ pub use sqlx;
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use self::redis::{DEFAULT_REDIS_PREFIX, DEFAULT_REDIS_TIMEOUT, RedisTokenStore};
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub(crate) use self::sql::Refusal;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 #[cfg_attr(docsrs, doc(cfg(any(feature = "sqlite", feature = "postgres"))))]
-pub use self::sql::{DEFAULT_SQL_TIMEOUT, SqlTokenStore};
+pub use self::sql::{DEFAULT_SQL_TIMEOUT, SqlConnection, SqlTokenStore};
 use crate::ids::OrderRef;
 
 pub use self::{
@@ -93,9 +99,32 @@ pub use self::{
     memory::MokaTokenStore,
     records::{
         Capture, ConversionCounts, ConversionId, ConversionState, Lease, LeaseId, NewCapture, NewConversion,
-        OwedConversion, Settlement, Taken, TokenKey,
+        OwedConversion, Settlement, Taken, TokenKey, VoidOutcome,
     },
 };
+
+/// The layer's store, if the shop's own transactions can join it: a `SqlTokenStore`.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Joinable(
+    #[cfg(any(feature = "sqlite", feature = "postgres"))] pub(crate) Option<SqlTokenStore>,
+);
+
+impl Joinable {
+    /// `store`, if it is a `SqlTokenStore` (or one in an `Arc`).
+    #[cfg_attr(not(any(feature = "sqlite", feature = "postgres")), allow(unused_variables))]
+    pub(crate) fn of<S: TokenStore>(store: &S) -> Self {
+        #[cfg(any(feature = "sqlite", feature = "postgres"))]
+        {
+            let store: &dyn std::any::Any = store;
+            let sql = store
+                .downcast_ref::<SqlTokenStore>()
+                .or_else(|| store.downcast_ref::<std::sync::Arc<SqlTokenStore>>().map(|store| &**store));
+            Self(sql.cloned())
+        }
+        #[cfg(not(any(feature = "sqlite", feature = "postgres")))]
+        Self()
+    }
+}
 
 /// Where captures wait for their order and owed conversions for Sovendus; see the
 /// [module](self) for the records and the rules every store keeps.
@@ -114,17 +143,29 @@ pub trait TokenStore: fmt::Debug + Send + Sync + 'static {
         None
     }
 
-    /// Stores a landing's capture for `key`; returns whether it was kept (under first-click, a
-    /// live capture wins).
+    /// Stores a landing's capture for `key`; returns whether it was kept: not when its token was
+    /// converted before, nor under first-click when a live capture is there.
     async fn capture(&self, key: TokenKey, capture: NewCapture) -> Result<bool, StoreError>;
 
-    /// The capture for `key`, if it is live at `now`; left in place.
+    /// The capture for `key`, if it is live at `now` and its token was not converted since
+    /// (by another visitor's order, or a re-landing); left in place.
     async fn captured(&self, key: TokenKey, now: SystemTime) -> Result<Option<Capture>, StoreError>;
 
     /// In one atomic step: removes the capture for `key`, if it is live at the conversion's
     /// `ordered_at`, and makes it an owed conversion, due at once (or once the conversion's
     /// lease runs out, if it comes with one).
     async fn take(&self, key: TokenKey, conversion: NewConversion) -> Result<Taken, StoreError>;
+
+    /// In one atomic step: makes `capture` an owed conversion, due at once, unless its token
+    /// has one ([`Taken::AlreadyConverted`]). For the capture a shop kept with its order, when
+    /// a crash came between the order's commit and its take; any capture of the token is left
+    /// in place (no take converts it again). Never [`Taken::NoCapture`].
+    async fn owe(&self, capture: Capture, conversion: NewConversion) -> Result<Taken, StoreError>;
+
+    /// In one atomic step: voids the conversion `id` if it is owed, parked or dead and no lease
+    /// on it is live at `now`; says what it found (see [`VoidOutcome`]). A delivered outcome
+    /// [settled](Self::settle) later is recorded all the same: the truth wins.
+    async fn void(&self, id: ConversionId, now: SystemTime) -> Result<VoidOutcome, StoreError>;
 
     /// Leases up to `limit` owed or parked conversions due at `now` (their next attempt
     /// reached, and no live lease on them), the earliest due first.
@@ -204,6 +245,14 @@ impl<S: TokenStore + ?Sized> TokenStore for std::sync::Arc<S> {
 
     async fn take(&self, key: TokenKey, conversion: NewConversion) -> Result<Taken, StoreError> {
         (**self).take(key, conversion).await
+    }
+
+    async fn owe(&self, capture: Capture, conversion: NewConversion) -> Result<Taken, StoreError> {
+        (**self).owe(capture, conversion).await
+    }
+
+    async fn void(&self, id: ConversionId, now: SystemTime) -> Result<VoidOutcome, StoreError> {
+        (**self).void(id, now).await
     }
 
     async fn claim(

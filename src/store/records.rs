@@ -180,25 +180,28 @@ pub enum ConversionState {
     Dead,
     /// Sovendus accepted it.
     Delivered,
+    /// The shop took its order back before it was delivered: never sent.
+    Voided,
 }
 
 impl ConversionState {
     /// Every state, in the order of the table.
-    pub const ALL: [Self; 4] = [Self::Owed, Self::Parked, Self::Dead, Self::Delivered];
+    pub const ALL: [Self; 5] = [Self::Owed, Self::Parked, Self::Dead, Self::Delivered, Self::Voided];
 
-    /// The state's name, as stores keep it: `owed`, `parked`, `dead`, `delivered`.
+    /// The state's name, as stores keep it: `owed`, `parked`, `dead`, `delivered`, `voided`.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Owed => "owed",
             Self::Parked => "parked",
             Self::Dead => "dead",
             Self::Delivered => "delivered",
+            Self::Voided => "voided",
         }
     }
 
-    /// Whether the conversion is done with: dead or delivered.
+    /// Whether the conversion is done with: dead, delivered or voided.
     pub fn is_settled(self) -> bool {
-        matches!(self, Self::Dead | Self::Delivered)
+        matches!(self, Self::Dead | Self::Delivered | Self::Voided)
     }
 }
 
@@ -215,7 +218,7 @@ impl FromStr for ConversionState {
         Self::ALL
             .into_iter()
             .find(|state| state.as_str() == value)
-            .ok_or_else(|| StoreError::Unreadable("a conversion's state is not one of the four".to_owned()))
+            .ok_or_else(|| StoreError::Unreadable("a conversion's state is not one of the five".to_owned()))
     }
 }
 
@@ -357,6 +360,25 @@ pub enum Taken {
     AlreadyConverted(ConversionId),
 }
 
+/// What [`TokenStore::void`](super::TokenStore::void) found, and did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum VoidOutcome {
+    /// The conversion was owed, parked or dead, and no delivery held it: it is voided now, and
+    /// never sent. As it is now.
+    Voided(OwedConversion),
+    /// Sovendus booked it: its `settled_at` says when. Sovendus has no API to take a booking
+    /// back; tell them the token and the time.
+    Delivered(OwedConversion),
+    /// It was voided before.
+    AlreadyVoided(OwedConversion),
+    /// A delivery holds it and may be calling Sovendus right now: nothing changed. Ask again
+    /// once its lease has run out (the delivery has ended by then).
+    Sending(OwedConversion),
+    /// No such conversion.
+    NotFound,
+}
+
 /// How many conversions a store holds in each state.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -369,6 +391,8 @@ pub struct ConversionCounts {
     pub dead: u64,
     /// Accepted by Sovendus.
     pub delivered: u64,
+    /// Taken back by the shop before delivery.
+    pub voided: u64,
 }
 
 impl ConversionCounts {
@@ -379,6 +403,7 @@ impl ConversionCounts {
             ConversionState::Parked => self.parked,
             ConversionState::Dead => self.dead,
             ConversionState::Delivered => self.delivered,
+            ConversionState::Voided => self.voided,
         }
     }
 
@@ -402,6 +427,7 @@ impl ConversionCounts {
             ConversionState::Parked => &mut self.parked,
             ConversionState::Dead => &mut self.dead,
             ConversionState::Delivered => &mut self.delivered,
+            ConversionState::Voided => &mut self.voided,
         }
     }
 }

@@ -9,7 +9,7 @@ use crate::{
     ids::OrderRef,
     ids::ProductId,
     ids::SovReqToken,
-    store::{Capture, ConversionId, LeaseId, OwedConversion, StoreError, records::from_millis},
+    store::{Capture, ConversionId, LeaseId, OwedConversion, StoreError, VoidOutcome, records::from_millis},
 };
 
 /// What the take script did.
@@ -37,6 +37,26 @@ impl Took {
             (Some("owed"), Some(product), Some(token)) => Self::Owed { product, token },
             _ => Self::Corrupt,
         }
+    }
+}
+
+/// What the void script's `reply` says about the conversion `id`: `{'none'}`, or what it found
+/// (or did) and the conversion's fields as they are now.
+pub(super) fn void_outcome(id: &str, reply: Value) -> Result<VoidOutcome, StoreError> {
+    let mut reply = reply.into_array().into_iter();
+    let what = reply.next().and_then(Value::into_string).unwrap_or_default();
+    if what == "none" {
+        return Ok(VoidOutcome::NotFound);
+    }
+    let fields = reply.next().unwrap_or(Value::Null);
+    let conversion =
+        decode_record(id, fields).map_err(|(id, corrupt)| unreadable_conversion(id, &corrupt))?;
+    match what.as_str() {
+        "voided" => Ok(VoidOutcome::Voided(conversion)),
+        "delivered" => Ok(VoidOutcome::Delivered(conversion)),
+        "already" => Ok(VoidOutcome::AlreadyVoided(conversion)),
+        "sending" => Ok(VoidOutcome::Sending(conversion)),
+        _ => Err(unreadable_conversion(Some(conversion.id), &Corrupt::Field("state"))),
     }
 }
 
@@ -255,5 +275,27 @@ mod tests {
         assert_eq!(Took::from_reply(reply(&["owed", "p", "t"])), owed);
         assert_eq!(Took::from_reply(reply(&["corrupt"])), Took::Corrupt);
         assert_eq!(Took::from_reply(Value::Null), Took::Corrupt);
+    }
+
+    #[test]
+    fn the_void_scripts_answers_are_read() {
+        let id = ConversionId::from(7).to_string();
+        let reply = |what: &str, record: &[(&str, &str)]| {
+            Value::Array(vec![what.into(), Value::Array(fields(record))])
+        };
+        let voided = |outcome| match outcome {
+            Ok(VoidOutcome::Voided(conversion)) => Some(conversion.state),
+            _ => None,
+        };
+        assert!(matches!(void_outcome(&id, Value::Array(vec!["none".into()])), Ok(VoidOutcome::NotFound)));
+        let mut record = RECORD.to_vec();
+        record.retain(|(name, _)| *name != "state");
+        record.push(("state", "voided"));
+        assert_eq!(voided(void_outcome(&id, reply("voided", &record))), Some(ConversionState::Voided));
+        assert!(matches!(void_outcome(&id, reply("already", &record)), Ok(VoidOutcome::AlreadyVoided(_))));
+        assert!(matches!(void_outcome(&id, reply("sending", &RECORD)), Ok(VoidOutcome::Sending(_))));
+        assert!(matches!(void_outcome(&id, reply("delivered", &RECORD)), Ok(VoidOutcome::Delivered(_))));
+        assert!(void_outcome(&id, reply("corrupt", &RECORD)).is_err());
+        assert!(void_outcome(&id, Value::Array(vec!["corrupt".into(), Value::Integer(0)])).is_err());
     }
 }

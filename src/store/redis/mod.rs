@@ -8,14 +8,18 @@
 //! its source once after `NOSCRIPT`), so it is atomic across instances. Times are the caller's,
 //! passed in as milliseconds since the Unix epoch; no script reads Redis' clock.
 //!
-//! - `capture` under first-click keeps a capture live at the landing's time (by the
-//!   `expires_at` in its value), else writes the new one; under last-click a plain
-//!   `SET … PX` replaces it.
+//! - `capture` writes nothing for a token that has a conversion (`tokens`); under first-click
+//!   it keeps a capture live at the landing's time (by the `expires_at` in its value), else
+//!   it writes the new one (`SET … PX`).
 //! - `take` reads the capture and deletes it; an expired one makes nothing, a known token
 //!   (`tokens`) answers the conversion it went into, and otherwise the conversion is written
 //!   with its indexes, due at the order's time or at the end of the lease it comes with. The
 //!   script checks the capture's product ID and token by the same rules as [`ProductId`] and
-//!   [`SovReqToken`], and refuses a malformed capture without changing anything.
+//!   [`SovReqToken`], and refuses a malformed capture without changing anything. `owe`
+//!   writes the conversion the same way (one Lua function, `convert`), from the capture it is
+//!   given, and leaves captures alone.
+//! - `void` reads the conversion's state and lease and, if it is owed, parked or dead and no
+//!   live lease holds it, makes it voided: out of `due`, into `settled` at the time given.
 //! - `claim` leases the due IDs (`ZRANGEBYSCORE due -inf now LIMIT 0 n`), earliest first, and
 //!   re-scores them to their lease's end (or their next attempt, if later). A claimed record
 //!   that does not decode is marked dead by a second script (`bury`), if the lease still holds.
@@ -25,8 +29,8 @@
 //! - `wake_parked` reads the parked IDs, then makes those still parked due now, 500 a script;
 //!   `purge` removes the conversions settled before a time with their `tokens` and `orders`
 //!   entries, 500 a script: no script holds Redis for long.
-//! - `list`, `counts` and `find` read a consistent view in one script each. `captured` is a
-//!   plain `GET`.
+//! - `list`, `counts` and `find` read a consistent view in one script each; `captured` reads
+//!   the capture and whether its token has a conversion in one.
 //! - `revive` makes a dead conversion owed again; `now` reads `TIME` on the node that holds the
 //!   store's keys (a failover to a replica steps it by the two hosts' difference).
 //!
@@ -47,21 +51,22 @@ use fred::{
     clients::Pool,
     error::ErrorKind,
     interfaces::{KeysInterface, LuaInterface},
-    types::{ClusterHash, CustomCommand, Expiration, Value, scripts::Script},
+    types::{ClusterHash, CustomCommand, Value, scripts::Script},
 };
 use tokio::sync::OnceCell;
 
 use self::{
     codec::{
         Corrupt, MALFORMED, Took, decode_capture, decode_record, encode_capture, lease_text, records,
-        text_or_null, unreadable_capture, unreadable_conversion,
+        text_or_null, unreadable_capture, unreadable_conversion, void_outcome,
     },
     keys::Keys,
     scripts::*,
 };
 use super::{
     Capture, ConversionCounts, ConversionId, ConversionState, Lease, LeaseId, NewCapture, NewConversion,
-    OwedConversion, Settlement, StoreError, Taken, TokenKey, TokenStore, async_trait, records::to_millis,
+    OwedConversion, Settlement, StoreError, Taken, TokenKey, TokenStore, VoidOutcome, async_trait,
+    records::to_millis,
 };
 use crate::{
     config::Attribution,
@@ -99,7 +104,7 @@ const BATCH: usize = 500;
 /// | `{p}:conversion:<id>` | hash | the [`OwedConversion`]'s fields, and `lease`, `lease_until` while leased |
 /// | `{p}:due` | sorted set | owed and parked IDs by when they are due: their next attempt, or their lease's end if later |
 /// | `{p}:state:<state>` | sorted set | the IDs in each state by `ordered_at`, for `list` and `counts` |
-/// | `{p}:settled` | sorted set | delivered and dead IDs by `settled_at`, for `purge` |
+/// | `{p}:settled` | sorted set | delivered, dead and voided IDs by `settled_at`, for `purge` |
 /// | `{p}:tokens` | hash | token → ID: one conversion per token, ever, while it is kept |
 /// | `{p}:orders` | hash | the shop's order reference → ID, for `find` |
 ///
@@ -240,12 +245,6 @@ where
         })
     }
 
-    /// `GET key`, as text if it is there.
-    async fn get(&self, key: String) -> Result<Option<String>, StoreError> {
-        let value: Value = self.client.get(key).await.map_err(StoreError::backend)?;
-        text_or_null(value).ok_or_else(|| unreadable_capture(MALFORMED))
-    }
-
     /// Runs on a Redis whose `maxmemory-policy` may evict keys without an expiry (`allkeys-*`),
     /// logging an ERROR at the first operation instead of refusing every operation. Under such
     /// a policy Redis may drop owed conversions silently, once it reaches `maxmemory`: only
@@ -313,25 +312,29 @@ where
 
     /// Runs the take script on the capture stored under `key`.
     async fn take_script(&self, key: TokenKey, conversion: &NewConversion) -> Result<Took, StoreError> {
-        let id = conversion.id.to_string();
-        let keys = vec![
-            self.keys.capture(key),
-            self.keys.conversion(&id),
+        let mut keys = vec![self.keys.capture(key)];
+        keys.extend(self.convert_keys(conversion));
+        let args = convert_args(conversion);
+        Ok(Took::from_reply(self.script(&TAKE_SCRIPT, keys, args).await?))
+    }
+
+    /// Runs the owe script on `capture`.
+    async fn owe_script(&self, capture: &Capture, conversion: &NewConversion) -> Result<Took, StoreError> {
+        let mut args = convert_args(conversion);
+        args.extend([capture.product.as_str().to_owned(), capture.token.as_str().to_owned()]);
+        Ok(Took::from_reply(self.script(&OWE_SCRIPT, self.convert_keys(conversion), args).await?))
+    }
+
+    /// The script keys `convert` writes `conversion` under: its record, `tokens`, `orders`,
+    /// `due` and `state:owed`.
+    fn convert_keys(&self, conversion: &NewConversion) -> Vec<String> {
+        vec![
+            self.keys.conversion(&conversion.id.to_string()),
             self.keys.tokens(),
             self.keys.orders(),
             self.keys.due(),
             self.keys.state(ConversionState::Owed),
-        ];
-        let next_attempt_at = conversion.lease.map_or(conversion.ordered_at, |lease| lease.until);
-        let args = vec![
-            id,
-            to_millis(conversion.ordered_at).to_string(),
-            to_millis(next_attempt_at).to_string(),
-            conversion.order.as_ref().map(|order| order.as_str().to_owned()).unwrap_or_default(),
-            conversion.lease.map(|lease| lease_text(lease.id)).unwrap_or_default(),
-            conversion.lease.map(|lease| to_millis(lease.until).to_string()).unwrap_or_default(),
-        ];
-        Ok(Took::from_reply(self.script(&TAKE_SCRIPT, keys, args).await?))
+        ]
     }
 
     /// What `took` makes of `conversion`.
@@ -393,30 +396,48 @@ where
     async fn capture(&self, key: TokenKey, new: NewCapture) -> Result<bool, StoreError> {
         let value = encode_capture(&new.capture, to_millis(new.expires_at()));
         let px = i64::try_from(new.ttl.as_millis()).unwrap_or(i64::MAX).max(1);
-        let key = self.keys.capture(key);
-        if new.attribution == Attribution::LastClick {
-            let set = self.client.set::<Value, _, _>(key, value, Some(Expiration::PX(px)), None, false);
-            self.timed(async { set.await.map_err(StoreError::backend) }).await?;
-            return Ok(true);
-        }
-        let args = vec![value, px.to_string(), to_millis(new.at).to_string()];
-        let kept = self.timed(self.script(&CAPTURE_FIRST_CLICK_SCRIPT, vec![key], args)).await?;
+        let keys = vec![self.keys.capture(key), self.keys.tokens()];
+        let first_click = new.attribution == Attribution::FirstClick;
+        let args = vec![
+            value,
+            px.to_string(),
+            to_millis(new.at).to_string(),
+            new.capture.token.as_str().to_owned(),
+            if first_click { "1" } else { "0" }.to_owned(),
+        ];
+        let kept = self.timed(self.script(&CAPTURE_SCRIPT, keys, args)).await?;
         Ok(kept.as_i64() == Some(1))
     }
 
     async fn captured(&self, key: TokenKey, now: SystemTime) -> Result<Option<Capture>, StoreError> {
-        let now = to_millis(now);
-        self.timed(async {
-            let Some(value) = self.get(self.keys.capture(key)).await? else { return Ok(None) };
-            let (expires_at, capture) = decode_capture(&value)?;
-            Ok((expires_at > now).then_some(capture))
-        })
-        .await
+        let keys = vec![self.keys.capture(key), self.keys.tokens()];
+        let reply = self.timed(self.script(&CAPTURED_SCRIPT, keys, Vec::new())).await?;
+        let mut reply = reply.into_array().into_iter();
+        let Some(value) =
+            text_or_null(reply.next().unwrap_or(Value::Null)).ok_or_else(|| unreadable_capture(MALFORMED))?
+        else {
+            return Ok(None);
+        };
+        let (expires_at, capture) = decode_capture(&value)?;
+        let converted = reply.next().and_then(|converted| converted.as_i64()) == Some(1);
+        Ok((expires_at > to_millis(now) && !converted).then_some(capture))
     }
 
     async fn take(&self, key: TokenKey, conversion: NewConversion) -> Result<Taken, StoreError> {
         let took = self.timed(self.take_script(key, &conversion)).await?;
         self.taken(took, conversion)
+    }
+
+    async fn owe(&self, capture: Capture, conversion: NewConversion) -> Result<Taken, StoreError> {
+        let took = self.timed(self.owe_script(&capture, &conversion)).await?;
+        self.taken(took, conversion)
+    }
+
+    async fn void(&self, id: ConversionId, now: SystemTime) -> Result<VoidOutcome, StoreError> {
+        let id = id.to_string();
+        let args = vec![id.clone(), to_millis(now).to_string()];
+        let reply = self.timed(self.script(&VOID_SCRIPT, self.settle_keys(&id), args)).await?;
+        void_outcome(&id, reply)
     }
 
     async fn claim(
@@ -566,6 +587,20 @@ where
             }
         }
     }
+}
+
+/// The script arguments `convert` writes `conversion` with: its ID, `ordered_at`, when it is
+/// due, its order or '', its lease or '' and the lease's end.
+fn convert_args(conversion: &NewConversion) -> Vec<String> {
+    let next_attempt_at = conversion.lease.map_or(conversion.ordered_at, |lease| lease.until);
+    vec![
+        conversion.id.to_string(),
+        to_millis(conversion.ordered_at).to_string(),
+        to_millis(next_attempt_at).to_string(),
+        conversion.order.as_ref().map(|order| order.as_str().to_owned()).unwrap_or_default(),
+        conversion.lease.map(|lease| lease_text(lease.id)).unwrap_or_default(),
+        conversion.lease.map(|lease| to_millis(lease.until).to_string()).unwrap_or_default(),
+    ]
 }
 
 impl<C> fmt::Debug for RedisTokenStore<C> {

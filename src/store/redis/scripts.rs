@@ -14,19 +14,74 @@ local function valid(value, longest)
 end
 ";
 
-/// First-click: keeps a capture live at the landing's time, else stores the new one.
+/// Stores a capture unless its token has a conversion, or (first-click) a capture live at the
+/// landing's time is there; answers 1 if it stored it.
 ///
-/// KEYS: capture. ARGV: value, PX, the landing's time.
-const CAPTURE_FIRST_CLICK: &str = r"
-local held = redis.call('GET', KEYS[1])
-if held then
-  local expires_at = tonumber(string.match(held, '^(%d+)/'))
-  if expires_at and expires_at > tonumber(ARGV[3]) then
-    return 0
+/// KEYS: capture, tokens. ARGV: value, PX, the landing's time, token, '1' for first-click.
+const CAPTURE: &str = r"
+if redis.call('HEXISTS', KEYS[2], ARGV[4]) == 1 then
+  return 0
+end
+if ARGV[5] == '1' then
+  local held = redis.call('GET', KEYS[1])
+  if held then
+    local expires_at = tonumber(string.match(held, '^(%d+)/'))
+    if expires_at and expires_at > tonumber(ARGV[3]) then
+      return 0
+    end
   end
 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return 1
+";
+
+/// The capture, `{value, 1 if its token has a conversion else 0}`, or `{}`.
+///
+/// KEYS: capture, tokens.
+const CAPTURED: &str = r"
+local held = redis.call('GET', KEYS[1])
+if not held then
+  return {}
+end
+local token = string.match(held, '^%d+/[^/]+/([^/]+)$')
+if token and redis.call('HEXISTS', KEYS[2], token) == 1 then
+  return {held, 1}
+end
+return {held, 0}
+";
+
+/// `convert(first, product, token)`: makes an owed conversion of `product` and `token`, unless
+/// the token has one. Answers `{'converted', id}` or `{'owed', product, token}`.
+///
+/// KEYS from `first` on: conversion, tokens, orders, due, state:owed. ARGV: id, ordered_at,
+/// next_attempt_at, order or '', lease or '', lease_until.
+const LUA_CONVERT: &str = r"
+local function convert(first, product, token)
+  local conversion, tokens, orders, due, owed =
+    KEYS[first], KEYS[first + 1], KEYS[first + 2], KEYS[first + 3], KEYS[first + 4]
+  local known = redis.call('HGET', tokens, token)
+  if known then
+    return {'converted', known}
+  end
+  local fields = {'token', token, 'product', product, 'ordered_at', ARGV[2], 'state', 'owed',
+    'attempts', '0', 'next_attempt_at', ARGV[3]}
+  if ARGV[4] ~= '' then
+    table.insert(fields, 'order')
+    table.insert(fields, ARGV[4])
+    redis.call('HSET', orders, ARGV[4], ARGV[1])
+  end
+  if ARGV[5] ~= '' then
+    table.insert(fields, 'lease')
+    table.insert(fields, ARGV[5])
+    table.insert(fields, 'lease_until')
+    table.insert(fields, ARGV[6])
+  end
+  redis.call('HSET', conversion, unpack(fields))
+  redis.call('HSET', tokens, token, ARGV[1])
+  redis.call('ZADD', due, ARGV[3], ARGV[1])
+  redis.call('ZADD', owed, ARGV[2], ARGV[1])
+  return {'owed', product, token}
+end
 ";
 
 /// Takes the capture into an owed conversion. Answers `{'none'}`, `{'corrupt'}`, `{'expired'}`, `{'converted', id}` or
@@ -47,28 +102,55 @@ redis.call('DEL', KEYS[1])
 if tonumber(expires_at) <= tonumber(ARGV[2]) then
   return {'expired'}
 end
-local known = redis.call('HGET', KEYS[3], token)
-if known then
-  return {'converted', known}
+return convert(2, product, token)
+";
+
+/// Makes a kept capture an owed conversion, unless its token has one; captures stay.
+/// Answers `{'converted', id}` or `{'owed', product, token}`.
+///
+/// KEYS: conversion, tokens, orders, due, state:owed. ARGV: id, ordered_at, next_attempt_at,
+/// order or '', lease or '', lease_until, product, token.
+const OWE: &str = r"
+return convert(1, ARGV[7], ARGV[8])
+";
+
+/// Voids a conversion owed, parked or dead that no live lease holds. Answers `{'none'}`, or
+/// `{what, fields}` (`0` for a key that is not a hash) with what as `'voided'` (now),
+/// `'delivered'`, `'already'` (voided before), `'sending'` (a live lease holds it) or
+/// `'corrupt'`.
+///
+/// KEYS: conversion, due, settled, state:owed, state:parked, state:dead, state:delivered,
+/// state:voided. ARGV: id, now.
+const VOID: &str = r"
+local kind = redis.call('TYPE', KEYS[1]).ok
+if kind == 'none' then
+  return {'none'}
 end
-local fields = {'token', token, 'product', product, 'ordered_at', ARGV[2], 'state', 'owed',
-  'attempts', '0', 'next_attempt_at', ARGV[3]}
-if ARGV[4] ~= '' then
-  table.insert(fields, 'order')
-  table.insert(fields, ARGV[4])
-  redis.call('HSET', KEYS[4], ARGV[4], ARGV[1])
+if kind ~= 'hash' then
+  return {'corrupt', 0}
 end
-if ARGV[5] ~= '' then
-  table.insert(fields, 'lease')
-  table.insert(fields, ARGV[5])
-  table.insert(fields, 'lease_until')
-  table.insert(fields, ARGV[6])
+local state = redis.call('HGET', KEYS[1], 'state')
+if state == 'delivered' then
+  return {'delivered', redis.call('HGETALL', KEYS[1])}
 end
-redis.call('HSET', KEYS[2], unpack(fields))
-redis.call('HSET', KEYS[3], token, ARGV[1])
-redis.call('ZADD', KEYS[5], ARGV[3], ARGV[1])
-redis.call('ZADD', KEYS[6], ARGV[2], ARGV[1])
-return {'owed', product, token}
+if state == 'voided' then
+  return {'already', redis.call('HGETALL', KEYS[1])}
+end
+if state ~= 'owed' and state ~= 'parked' and state ~= 'dead' then
+  return {'corrupt', redis.call('HGETALL', KEYS[1])}
+end
+local held_until = tonumber(redis.call('HGET', KEYS[1], 'lease_until'))
+if held_until and held_until > tonumber(ARGV[2]) then
+  return {'sending', redis.call('HGETALL', KEYS[1])}
+end
+for i = 2, 7 do
+  redis.call('ZREM', KEYS[i], ARGV[1])
+end
+redis.call('ZADD', KEYS[8], tonumber(redis.call('HGET', KEYS[1], 'ordered_at')) or 0, ARGV[1])
+redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
+redis.call('HSET', KEYS[1], 'state', 'voided', 'settled_at', ARGV[2])
+redis.call('HDEL', KEYS[1], 'lease', 'lease_until', 'next_attempt_at')
+return {'voided', redis.call('HGETALL', KEYS[1])}
 ";
 
 /// Leases the due conversions, earliest first. Answers `{id, fields, id, fields, …}`, with
@@ -99,14 +181,14 @@ return claimed
 
 /// Marks a claimed conversion that cannot be read dead, if the lease still holds.
 ///
-/// KEYS: conversion, due, settled, state:owed, state:parked, state:dead, state:delivered.
-/// ARGV: id, lease, now.
+/// KEYS: conversion, due, settled, state:owed, state:parked, state:dead, state:delivered,
+/// state:voided. ARGV: id, lease, now.
 const BURY: &str = r"
 if redis.call('HGET', KEYS[1], 'lease') ~= ARGV[2] then
   return 0
 end
 redis.call('ZREM', KEYS[2], ARGV[1])
-for i = 4, 7 do
+for i = 4, 8 do
   redis.call('ZREM', KEYS[i], ARGV[1])
 end
 redis.call('ZADD', KEYS[6], tonumber(redis.call('HGET', KEYS[1], 'ordered_at')) or 0, ARGV[1])
@@ -136,10 +218,11 @@ return 1
 ";
 
 /// Ends the lease with the delivery's outcome, if it is the conversion's; a 200 (`delivered`)
-/// whatever the lease, unless the conversion is delivered already.
+/// whatever the lease (a voided conversion's included), unless the conversion is delivered
+/// already.
 ///
-/// KEYS: conversion, due, settled, state:owed, state:parked, state:dead, state:delivered.
-/// ARGV: id, lease, state, attempts, next_attempt_at or '', settled_at or '', '1' if there is
+/// KEYS: conversion, due, settled, state:owed, state:parked, state:dead, state:delivered,
+/// state:voided. ARGV: id, lease, state, attempts, next_attempt_at or '', settled_at or '', '1' if there is
 /// an error, the error.
 const SETTLE: &str = r"
 if redis.call('HGET', KEYS[1], 'lease') ~= ARGV[2] then
@@ -148,8 +231,9 @@ if redis.call('HGET', KEYS[1], 'lease') ~= ARGV[2] then
     return 0
   end
 end
-local into = ({owed = KEYS[4], parked = KEYS[5], dead = KEYS[6], delivered = KEYS[7]})[ARGV[3]]
-for i = 2, 7 do
+local into = ({owed = KEYS[4], parked = KEYS[5], dead = KEYS[6], delivered = KEYS[7],
+  voided = KEYS[8]})[ARGV[3]]
+for i = 2, 8 do
   redis.call('ZREM', KEYS[i], ARGV[1])
 end
 redis.call('ZADD', into, tonumber(redis.call('HGET', KEYS[1], 'ordered_at')) or 0, ARGV[1])
@@ -205,8 +289,8 @@ return woken
 
 /// Makes a dead conversion owed, due at a time; answers 1 if it was dead.
 ///
-/// KEYS: conversion, due, settled, state:owed, state:parked, state:dead, state:delivered.
-/// ARGV: id, due at.
+/// KEYS: conversion, due, settled, state:owed, state:parked, state:dead, state:delivered,
+/// state:voided. ARGV: id, due at.
 const REVIVE: &str = r"
 if redis.call('HGET', KEYS[1], 'state') ~= 'dead' then
   return 0
@@ -222,8 +306,8 @@ return 1
 
 /// Removes up to a batch of the conversions settled before a time; answers how many.
 ///
-/// KEYS: settled, due, tokens, orders, state:owed, state:parked, state:dead, state:delivered.
-/// ARGV: settled before (exclusive), batch, the conversions' key prefix.
+/// KEYS: settled, due, tokens, orders, state:owed, state:parked, state:dead, state:delivered,
+/// state:voided. ARGV: settled before (exclusive), batch, the conversions' key prefix.
 const PURGE: &str = r"
 local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[1], 'LIMIT', 0, ARGV[2])
 for _, id in ipairs(ids) do
@@ -239,7 +323,7 @@ for _, id in ipairs(ids) do
     end
   end
   redis.call('DEL', key)
-  for _, index in ipairs({1, 2, 5, 6, 7, 8}) do
+  for _, index in ipairs({1, 2, 5, 6, 7, 8, 9}) do
     redis.call('ZREM', KEYS[index], id)
   end
 end
@@ -266,10 +350,13 @@ return listed
 
 /// How many conversions are in each state.
 ///
-/// KEYS: state:owed, state:parked, state:dead, state:delivered.
+/// KEYS: state:owed, state:parked, state:dead, state:delivered, state:voided.
 const COUNTS: &str = r"
-return {redis.call('ZCARD', KEYS[1]), redis.call('ZCARD', KEYS[2]), redis.call('ZCARD', KEYS[3]),
-  redis.call('ZCARD', KEYS[4])}
+local counts = {}
+for i = 1, #KEYS do
+  counts[i] = redis.call('ZCARD', KEYS[i])
+end
+return counts
 ";
 
 /// The conversion of an order: `{}`, or `{id, fields}` (`0` for a key missing or not a hash).
@@ -287,10 +374,13 @@ end
 return {id, 0}
 ";
 
-pub(super) static CAPTURE_FIRST_CLICK_SCRIPT: LazyLock<Script> =
-    LazyLock::new(|| Script::from_lua(CAPTURE_FIRST_CLICK));
+pub(super) static CAPTURE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::from_lua(CAPTURE));
+pub(super) static CAPTURED_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::from_lua(CAPTURED));
 pub(super) static TAKE_SCRIPT: LazyLock<Script> =
-    LazyLock::new(|| Script::from_lua(format!("{LUA_VALID}{TAKE}")));
+    LazyLock::new(|| Script::from_lua(format!("{LUA_VALID}{LUA_CONVERT}{TAKE}")));
+pub(super) static OWE_SCRIPT: LazyLock<Script> =
+    LazyLock::new(|| Script::from_lua(format!("{LUA_CONVERT}{OWE}")));
+pub(super) static VOID_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::from_lua(VOID));
 pub(super) static CLAIM_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::from_lua(CLAIM));
 pub(super) static BURY_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::from_lua(BURY));
 pub(super) static RENEW_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::from_lua(RENEW));

@@ -19,6 +19,7 @@
 mod migrate;
 mod queries;
 mod read;
+mod transaction;
 
 use std::{
     collections::HashSet,
@@ -31,7 +32,7 @@ use sqlx::Row;
 use self::queries::Dialect;
 use super::{
     Capture, ConversionCounts, ConversionId, ConversionState, Lease, LeaseId, NewCapture, NewConversion,
-    OwedConversion, Settlement, StoreError, Taken, TokenKey, TokenStore, async_trait,
+    OwedConversion, Settlement, StoreError, Taken, TokenKey, TokenStore, VoidOutcome, async_trait,
     records::{from_millis, to_millis},
 };
 use crate::{config::Attribution, ids::OrderRef};
@@ -39,6 +40,9 @@ use crate::{config::Attribution, ids::OrderRef};
 /// How long [`SqlTokenStore`] waits for the database before it gives up on one operation: 5
 /// seconds.
 pub const DEFAULT_SQL_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub(crate) use self::transaction::Refusal;
+pub use self::transaction::SqlConnection;
 
 /// A [`TokenStore`] in SQLite or Postgres: durable, and on Postgres shared by every instance of
 /// the shop (a visitor who lands on one instance and orders on another converts, once).
@@ -94,6 +98,9 @@ pub struct SqlTokenStore {
     /// again. Clones share it.
     #[cfg(feature = "sqlite")]
     writes: std::sync::Arc<tokio::sync::Mutex<()>>,
+    /// The identity `migrate` gave the database, once read: a shop's transaction is checked
+    /// against it. Clones share it.
+    database: std::sync::Arc<tokio::sync::OnceCell<String>>,
 }
 
 /// The pool of one of the backends.
@@ -128,6 +135,73 @@ macro_rules! on_pool {
 }
 use on_pool;
 
+/// The take's statements on `$connection` (a transaction, or a `&mut` connection, of either
+/// backend), in the caller's transaction: removes the capture for `$key` and makes it the
+/// owed conversion `$conversion`. Returns early with `Err` when a statement failed (roll
+/// back); else evaluates to what to answer once committed.
+macro_rules! take_on {
+    ($connection:ident, $key:expr, $conversion:expr) => {{
+        use $crate::store::sql::{backend, queries, read};
+        let conversion: $crate::store::NewConversion = $conversion;
+        let ordered_at = $crate::store::records::to_millis(conversion.ordered_at);
+        // The write first: on SQLite it takes the write lock at once, so concurrent takes
+        // queue for it instead of failing to upgrade a read lock.
+        let removed = sqlx::query(queries::TAKE_CAPTURE)
+            .bind($key.to_string())
+            .fetch_all(&mut *$connection)
+            .await
+            .map_err(backend)?;
+        match removed.first().map(|row| read::live_capture(row, ordered_at)) {
+            Some(Ok(Some(capture))) => $crate::store::sql::insert_on!($connection, capture, conversion),
+            None | Some(Ok(None)) => Ok($crate::store::Taken::NoCapture),
+            Some(Err(error)) => {
+                // Removed all the same: see the type's doc.
+                read::refused("capture", None, &error);
+                Err(error)
+            }
+        }
+    }};
+}
+use take_on;
+
+/// Makes `$capture` the owed conversion `$conversion` on `$connection`, unless its token has
+/// one: as [`take_on`].
+macro_rules! insert_on {
+    ($connection:ident, $capture:expr, $conversion:expr) => {{
+        use $crate::store::sql::{backend, due_at, lease_text, queries, read};
+        use $crate::store::{OwedConversion, Taken, records::to_millis};
+        let conversion: $crate::store::NewConversion = $conversion;
+        let lease = conversion.lease;
+        let owed = OwedConversion::new($capture, conversion);
+        let inserted = sqlx::query(queries::INSERT_CONVERSION)
+            .bind(owed.id.to_string())
+            .bind(owed.token.as_str())
+            .bind(owed.product.as_str())
+            .bind(owed.order.as_ref().map($crate::ids::OrderRef::as_str))
+            .bind(to_millis(owed.ordered_at))
+            .bind(owed.next_attempt_at.map(to_millis))
+            .bind(lease.map(|lease| lease_text(lease.id)))
+            .bind(lease.map(|lease| to_millis(lease.until)))
+            .bind(due_at(owed.next_attempt_at, lease))
+            .execute(&mut *$connection)
+            .await
+            .map_err(backend)?;
+        if inserted.rows_affected() == 1 {
+            Ok(Taken::Owed(owed))
+        } else {
+            let existing: String = sqlx::query_scalar(queries::CONVERSION_OF_TOKEN)
+                .bind(owed.token.as_str())
+                .fetch_one(&mut *$connection)
+                .await
+                .map_err(backend)?;
+            read::conversion_id(&existing)
+                .map(Taken::AlreadyConverted)
+                .inspect_err(|error| read::refused("conversion", None, error))
+        }
+    }};
+}
+use insert_on;
+
 impl SqlTokenStore {
     /// A store on a SQLite pool, with the [`DEFAULT_SQL_TIMEOUT`].
     ///
@@ -135,7 +209,12 @@ impl SqlTokenStore {
     #[cfg(feature = "sqlite")]
     #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
     pub fn sqlite(pool: sqlx::SqlitePool) -> Self {
-        Self { pool: Pool::Sqlite(pool), timeout: DEFAULT_SQL_TIMEOUT, writes: Default::default() }
+        Self {
+            pool: Pool::Sqlite(pool),
+            timeout: DEFAULT_SQL_TIMEOUT,
+            writes: Default::default(),
+            database: Default::default(),
+        }
     }
 
     /// A store on a Postgres pool, with the [`DEFAULT_SQL_TIMEOUT`].
@@ -147,6 +226,7 @@ impl SqlTokenStore {
             timeout: DEFAULT_SQL_TIMEOUT,
             #[cfg(feature = "sqlite")]
             writes: Default::default(),
+            database: Default::default(),
         }
     }
 
@@ -287,59 +367,54 @@ impl TokenStore for SqlTokenStore {
     }
 
     async fn take(&self, key: TokenKey, conversion: NewConversion) -> Result<Taken, StoreError> {
-        let ordered_at = to_millis(conversion.ordered_at);
         self.writing(async {
             on_pool!(self, |pool| {
                 let mut transaction = pool.begin().await.map_err(backend)?;
-                // The write first: on SQLite it takes the write lock at once, so concurrent
-                // takes queue for it instead of failing to upgrade a read lock.
-                let removed = sqlx::query(queries::TAKE_CAPTURE)
-                    .bind(key.to_string())
-                    .fetch_all(&mut *transaction)
-                    .await
-                    .map_err(backend)?;
-                let capture = match removed.first().map(|row| read::live_capture(row, ordered_at)) {
-                    Some(Ok(Some(capture))) => capture,
-                    None | Some(Ok(None)) => {
-                        transaction.commit().await.map_err(backend)?;
-                        return Ok(Taken::NoCapture);
-                    }
-                    Some(Err(error)) => {
-                        // Removed all the same: see the type's doc.
-                        read::refused("capture", None, &error);
-                        transaction.commit().await.map_err(backend)?;
-                        return Err(error);
-                    }
-                };
-                let lease = conversion.lease;
-                let owed = OwedConversion::new(capture, conversion);
-                let inserted = sqlx::query(queries::INSERT_CONVERSION)
-                    .bind(owed.id.to_string())
-                    .bind(owed.token.as_str())
-                    .bind(owed.product.as_str())
-                    .bind(owed.order.as_ref().map(OrderRef::as_str))
-                    .bind(to_millis(owed.ordered_at))
-                    .bind(owed.next_attempt_at.map(to_millis))
-                    .bind(lease.map(|lease| lease_text(lease.id)))
-                    .bind(lease.map(|lease| to_millis(lease.until)))
-                    .bind(due_at(owed.next_attempt_at, lease))
-                    .execute(&mut *transaction)
-                    .await
-                    .map_err(backend)?;
-                let taken = if inserted.rows_affected() == 1 {
-                    Ok(Taken::Owed(owed))
-                } else {
-                    let existing: String = sqlx::query_scalar(queries::CONVERSION_OF_TOKEN)
-                        .bind(owed.token.as_str())
-                        .fetch_one(&mut *transaction)
-                        .await
-                        .map_err(backend)?;
-                    read::conversion_id(&existing)
-                        .map(Taken::AlreadyConverted)
-                        .inspect_err(|error| read::refused("conversion", None, error))
-                };
+                let taken = take_on!(transaction, key, conversion);
                 transaction.commit().await.map_err(at_commit)?;
                 taken
+            })
+        })
+        .await
+    }
+
+    async fn owe(&self, capture: Capture, conversion: NewConversion) -> Result<Taken, StoreError> {
+        self.writing(async {
+            on_pool!(self, |pool| {
+                let mut transaction = pool.begin().await.map_err(backend)?;
+                let taken = insert_on!(transaction, capture, conversion);
+                transaction.commit().await.map_err(at_commit)?;
+                taken
+            })
+        })
+        .await
+    }
+
+    async fn void(&self, id: ConversionId, now: SystemTime) -> Result<VoidOutcome, StoreError> {
+        self.writing(async {
+            on_pool!(self, |pool| {
+                let voided = sqlx::query(queries::VOID)
+                    .bind(id.to_string())
+                    .bind(to_millis(now))
+                    .fetch_optional(pool)
+                    .await
+                    .map_err(at_commit)?;
+                if let Some(row) = voided {
+                    return read::conversion(&row).map(VoidOutcome::Voided);
+                }
+                let found = sqlx::query(queries::CONVERSION)
+                    .bind(id.to_string())
+                    .fetch_optional(pool)
+                    .await
+                    .map_err(backend)?;
+                let Some(row) = found else { return Ok(VoidOutcome::NotFound) };
+                let conversion = read::conversion(&row)?;
+                Ok(match conversion.state {
+                    ConversionState::Delivered => VoidOutcome::Delivered(conversion),
+                    ConversionState::Voided => VoidOutcome::AlreadyVoided(conversion),
+                    // Owed, parked or dead, under a live lease.
+                    _ => VoidOutcome::Sending(conversion),
+                })
             })
         })
         .await

@@ -83,17 +83,20 @@ pub(super) const POSTGRES: Dialect = Dialect {
 pub(super) const RECORD_MIGRATION: &str = "INSERT INTO sovendus_schema (version, name, applied_at) \
      VALUES ($1, $2, $3) ON CONFLICT (version) DO NOTHING";
 
-/// Stores a capture under `$1`; an existing one is replaced if `$5` (last click) or if it
-/// expired by `$6`. Affects no row when the existing capture wins.
+/// Stores a capture under `$1`, unless token `$2` has a conversion; an existing capture is
+/// replaced if `$5` (last click) or if it expired by `$6`. Affects no row when the token was
+/// converted, or the existing capture wins.
 pub(super) const CAPTURE: &str = "INSERT INTO sovendus_captures (visitor_key, token, product_id, expires_at) \
-     VALUES ($1, $2, $3, $4) \
+     SELECT $1, $2, $3, $4 \
+     WHERE NOT EXISTS (SELECT 1 FROM sovendus_conversions WHERE token = $2) \
      ON CONFLICT (visitor_key) DO UPDATE \
      SET token = excluded.token, product_id = excluded.product_id, expires_at = excluded.expires_at \
      WHERE $5 OR sovendus_captures.expires_at <= $6";
 
-/// The capture under `$1`, if it is live at `$2`.
-pub(super) const CAPTURED: &str =
-    "SELECT token, product_id FROM sovendus_captures WHERE visitor_key = $1 AND expires_at > $2";
+/// The capture under `$1`, if it is live at `$2` and its token has no conversion.
+pub(super) const CAPTURED: &str = "SELECT token, product_id FROM sovendus_captures \
+     WHERE visitor_key = $1 AND expires_at > $2 \
+     AND NOT EXISTS (SELECT 1 FROM sovendus_conversions WHERE token = sovendus_captures.token)";
 
 /// Removes the capture under `$1`, returning it.
 pub(super) const TAKE_CAPTURE: &str =
@@ -172,6 +175,30 @@ pub(super) const WAKE_PARKED: &str = "UPDATE sovendus_conversions \
 pub(super) const REVIVE: &str = "UPDATE sovendus_conversions \
      SET state = 'owed', next_attempt_at = $2, due_at = $2, settled_at = NULL, lease_id = NULL, lease_until = NULL \
      WHERE id = $1 AND state = 'dead'";
+
+/// Voids conversion `$1` at `$2` if it is owed, parked or dead and no lease on it is live.
+pub(super) const VOID: &str = concat!(
+    "UPDATE sovendus_conversions \
+     SET state = 'voided', settled_at = $2, next_attempt_at = NULL, due_at = NULL, lease_id = NULL, lease_until = NULL \
+     WHERE id = $1 AND state IN ('owed', 'parked', 'dead') AND (lease_until IS NULL OR lease_until <= $2) \
+     RETURNING ",
+    conversion_columns!()
+);
+
+/// Conversion `$1`.
+pub(super) const CONVERSION: &str =
+    concat!("SELECT ", conversion_columns!(), " FROM sovendus_conversions WHERE id = $1");
+
+/// Whether conversion `$1` is there (committed).
+pub(super) const CONVERSION_EXISTS: &str = "SELECT COUNT(*) FROM sovendus_conversions WHERE id = $1";
+
+/// The database's identity: the ID [`SqlTokenStore::migrate`](super::SqlTokenStore::migrate)
+/// gave it.
+pub(super) const DATABASE_ID: &str = "SELECT id FROM sovendus_database";
+
+/// Gives the database the identity `$1`, unless it has one.
+pub(super) const NAME_DATABASE: &str =
+    "INSERT INTO sovendus_database (one, id) VALUES (1, $1) ON CONFLICT (one) DO NOTHING";
 
 /// Removes the conversions settled before `$1`.
 pub(super) const PURGE_CONVERSIONS: &str = "DELETE FROM sovendus_conversions WHERE settled_at < $1";

@@ -12,7 +12,7 @@ use tower_sovendus::{
     OrderRef,
     store::{
         Capture, ConversionCounts, ConversionId, ConversionState, Lease, LeaseId, NewCapture, NewConversion,
-        OwedConversion, Settlement, StoreError, Taken, TokenKey, TokenStore,
+        OwedConversion, Settlement, StoreError, Taken, TokenKey, TokenStore, VoidOutcome,
     },
 };
 
@@ -105,6 +105,14 @@ impl<S: TokenStore> TokenStore for FaultyStore<S> {
                 Err(StoreError::TimedOut(Duration::from_secs(5)))
             }
         }
+    }
+
+    async fn owe(&self, capture: Capture, conversion: NewConversion) -> Result<Taken, StoreError> {
+        self.inner.owe(capture, conversion).await
+    }
+
+    async fn void(&self, id: ConversionId, now: SystemTime) -> Result<VoidOutcome, StoreError> {
+        self.inner.void(id, now).await
     }
 
     async fn claim(

@@ -14,7 +14,8 @@ CREATE INDEX sovendus_captures_expires_at ON sovendus_captures (expires_at);
 
 -- An order's conversion, by its ID (32 lowercase hexadecimal digits). One per token, ever,
 -- while it is kept. `due_at` is when it may be claimed: the later of its next attempt and
--- the end of its lease while it is owed or parked, NULL once it is dead or delivered.
+-- the end of its lease while it is owed or parked, NULL once it is settled (dead, delivered,
+-- voided).
 CREATE TABLE sovendus_conversions (
     id TEXT PRIMARY KEY NOT NULL,
     token TEXT NOT NULL UNIQUE,
@@ -39,3 +40,10 @@ CREATE INDEX sovendus_conversions_order_ref ON sovendus_conversions (order_ref);
 CREATE INDEX sovendus_conversions_state_ordered_at ON sovendus_conversions (state, ordered_at, id);
 -- The purge removes the conversions settled before the retention.
 CREATE INDEX sovendus_conversions_settled_at ON sovendus_conversions (settled_at);
+
+-- The database's identity, one row given by the first migration: a transaction that joins a
+-- conversion to an order is checked to run on the store's database.
+CREATE TABLE sovendus_database (
+    one INTEGER PRIMARY KEY NOT NULL CHECK (one = 1),
+    id TEXT NOT NULL
+);
