@@ -55,10 +55,11 @@ async fn redis_pool(url: &str) -> Result<Pool, Box<dyn std::error::Error>> {
 
 async fn order(conversion: SovendusConversion) -> String {
     match conversion.send().await {
-        Ok(Outcome::Sent(_)) => "order placed, Sovendus conversion sent\n".to_owned(),
-        Ok(_) => "order placed\n".to_owned(),
-        // Redis down (SovendusError::Store) or Sovendus failing: the token is kept.
-        Err(error) => format!("order placed; Sovendus will be retried: {error}\n"),
+        Ok(Outcome::Sent { .. }) => "order placed, Sovendus conversion sent\n".to_owned(),
+        // Owed (retried by any instance), parked, converted before, no token, or unknown.
+        Ok(outcome) => format!("order placed; Sovendus conversion: {outcome:?}\n"),
+        // Nothing recorded (Redis refused): the token stays with the visitor.
+        Err(error) => format!("order placed; Sovendus conversion not recorded: {error}\n"),
     }
 }
 

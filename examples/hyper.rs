@@ -24,11 +24,17 @@ async fn handle(request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Inf
     let (status, text) = match (request.method(), request.uri().path()) {
         (&Method::POST, "/order") => match SovendusConversion::from_extensions(request.extensions()).await {
             Ok(conversion) => match conversion.send().await {
-                Ok(Outcome::Sent(_)) => {
+                Ok(Outcome::Sent { .. }) => {
                     (StatusCode::OK, "order placed, Sovendus conversion sent\n".to_owned())
                 }
-                Ok(_) => (StatusCode::OK, "order placed, no Sovendus token for this visitor\n".to_owned()),
-                Err(error) => (StatusCode::OK, format!("order placed; Sovendus will be retried: {error}\n")),
+                Ok(outcome @ (Outcome::Owed { .. } | Outcome::Parked { .. })) => {
+                    (StatusCode::OK, format!("order placed, Sovendus conversion owed: {outcome:?}\n"))
+                }
+                Ok(_) => (StatusCode::OK, "order placed, no Sovendus conversion for this order\n".to_owned()),
+                // Nothing recorded: the token stays with the visitor.
+                Err(error) => {
+                    (StatusCode::OK, format!("order placed; Sovendus conversion not recorded: {error}\n"))
+                }
             },
             // A setup mistake: the text says which layer is missing.
             Err(rejection) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{rejection}\n")),

@@ -82,60 +82,16 @@ pub enum SovendusError {
     /// conversions; the token is kept.
     #[error("the Sovendus background delivery is shutting down")]
     ShuttingDown,
-    /// The [token store](crate::store::TokenStore) failed as the order took the token, before
-    /// anything was sent. Either nothing changed (the store refused), and the token stays with
-    /// the visitor; or a write timed out or was cut off (a store that stopped answering, Redis
-    /// down with the client queueing commands), and it may have gone through:
-    /// [`recorded`](Self::recorded) tells which.
-    #[error("the Sovendus conversion was not sent: {0}")]
+    /// The [token store](crate::store::TokenStore) refused as the order took the token:
+    /// nothing changed, and the token stays with the visitor. (A store that may have written
+    /// answers [`Outcome::Unknown`](crate::Outcome::Unknown) instead.)
+    #[error("the Sovendus conversion was not recorded: {0}")]
     Store(#[source] StoreError),
-}
-
-/// Whether an order's conversion is recorded in the store, for the workers to deliver: what an
-/// order handler learns from [`SovendusError::recorded`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Recorded {
-    /// The conversion is recorded: owed, parked or dead as the error says; the workers deliver
-    /// an owed or parked one. The visitor's token is spent.
-    Yes,
-    /// Nothing changed: the token, if any, stays with the visitor, and their next order sends
-    /// it. Do not send it another way.
-    No,
-    /// The store did not say: either the conversion is owed (and delivered by the workers), or
-    /// nothing changed (and the token stays with the visitor). The take is atomic, so it is
-    /// never both, nor lost: nothing to do, and [`Delivery::find`](crate::Delivery::find)
-    /// tells later, for an order sent with its reference.
-    Unknown,
-}
-
-impl SovendusError {
-    /// Whether the conversion this error answers is recorded in the store (see [`Recorded`]).
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// use tower_sovendus::{Recorded, SovendusError, store::StoreError};
-    ///
-    /// assert_eq!(SovendusError::Timeout.recorded(), Recorded::Yes, "owed, retried on the schedule");
-    /// assert_eq!(SovendusError::QueueFull.recorded(), Recorded::No);
-    /// let timed_out = SovendusError::Store(StoreError::TimedOut(Duration::from_secs(5)));
-    /// assert_eq!(timed_out.recorded(), Recorded::Unknown);
-    /// ```
-    pub fn recorded(&self) -> Recorded {
-        match self {
-            Self::Store(error) if error.is_outcome_unknown() => Recorded::Unknown,
-            Self::Store(_) | Self::QueueFull | Self::ShuttingDown => Recorded::No,
-            Self::InvalidApiKey
-            | Self::InvalidProductOrToken { .. }
-            | Self::WrongUrl { .. }
-            | Self::Unavailable { .. }
-            | Self::RateLimited { .. }
-            | Self::UnexpectedStatus { .. }
-            | Self::Timeout
-            | Self::Connection(_)
-            | Self::Cancelled => Recorded::Yes,
-        }
-    }
+    /// The order's transaction cannot take the conversion: the layer's store is not a
+    /// `SqlTokenStore`, or the transaction is on another database than the store's. Nothing was
+    /// written; a setup mistake.
+    #[error("the order's transaction is not on the Sovendus token store's database: {0}")]
+    OtherDatabase(String),
 }
 
 impl SovendusError {
@@ -156,7 +112,8 @@ impl SovendusError {
             Self::InvalidApiKey
             | Self::InvalidProductOrToken { .. }
             | Self::WrongUrl { .. }
-            | Self::UnexpectedStatus { .. } => false,
+            | Self::UnexpectedStatus { .. }
+            | Self::OtherDatabase(_) => false,
         }
     }
 

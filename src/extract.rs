@@ -6,7 +6,7 @@ use http::Extensions;
 use tower_sessions::Session;
 
 use crate::{
-    delivery::{Delivery, Outcome, QueueOutcome},
+    delivery::{Delivery, Outcome},
     error::SovendusError,
     ids::{OrderRef, ProductId, SovReqToken},
     store::{Capture, TokenKey},
@@ -19,31 +19,39 @@ use crate::{
 #[derive(Clone)]
 pub(crate) struct Handoff(pub(crate) Delivery);
 
-/// The visitor's Sovendus conversion, taken from the request: send it from the order handler.
+/// The visitor's Sovendus conversion, taken from the request: record it from the order handler.
 ///
 /// In axum it is an extractor; elsewhere, build it with
 /// [`from_extensions`](Self::from_extensions). It needs [`SovendusLayer`](crate::SovendusLayer)
 /// and tower-sessions' `SessionManagerLayer` around the handler, and finds both in the
 /// request's extensions, whatever middleware runs the handler.
 ///
-/// Sending makes the visitor's token an owed conversion, in the store, in one atomic step:
-/// the visitor's next order sends nothing more, and the conversion is delivered until
+/// Recording makes the visitor's token an owed conversion, in the store, in one atomic step:
+/// the visitor's next order records nothing more, and the conversion is delivered until
 /// Sovendus answers, by this instance or another, after a restart too (see
-/// [`delivery`](crate::delivery)).
+/// [`delivery`](crate::delivery)). Three ways, each answering an [`Outcome`]; `Err` only when
+/// nothing was recorded:
+///
+/// - `owe_in(&mut *transaction)` (SQL stores): in the order's own transaction, so the
+///   conversion commits, or rolls back, with the order.
+/// - [`send`](Self::send): after the order's commit, delivered at once (the page waits).
+/// - [`send_in_background`](Self::send_in_background): after the commit, delivered by the
+///   workers.
 ///
 /// ```
-/// use axum::{Router, http::StatusCode, response::IntoResponse, routing::post};
+/// use axum::{Router, http::StatusCode, routing::post};
 /// use tower_sovendus::{Outcome, SovendusConversion};
 ///
-/// async fn order(conversion: SovendusConversion) -> impl IntoResponse {
-///     let token = conversion.token().cloned(); // Option<SovReqToken>: keep it with the order
-///     match conversion.for_order("A-10427".parse().expect("a short reference")).send().await {
-///         Ok(_) => {} // sent, or no token
-///         // Typed: InvalidApiKey, InvalidProductOrToken, WrongUrl, Unavailable, ... The
-///         // conversion stays owed (or parked) and is delivered later; the order succeeded.
-///         Err(e) => tracing::warn!(error = %e, "Sovendus conversion not delivered yet"),
+/// async fn order(conversion: SovendusConversion) -> StatusCode {
+///     // ...the order committed, with `conversion.token()` kept beside it.
+///     let order = "A-10427".parse().expect("a short reference");
+///     match conversion.for_order(order).send().await {
+///         Ok(Outcome::Sent { .. }) => tracing::info!("booked"),
+///         Ok(Outcome::Parked { error, .. }) => tracing::error!(%error, "check the Sovendus setup"),
+///         Ok(outcome) => tracing::info!(?outcome, "recorded or nothing to record"),
+///         // Nothing recorded: the token stays with the visitor, for their next order.
+///         Err(error) => tracing::warn!(%error, "Sovendus conversion not recorded"),
 ///     }
-///     let _ = token;
 ///     StatusCode::OK
 /// }
 ///
@@ -91,11 +99,13 @@ impl SovendusConversion {
         Ok(Self { delivery, key, capture, order: None })
     }
 
-    /// The visitor's token, if they came from Sovendus and no order has taken it yet. Store
-    /// it with the order to find it again for a cancellation.
+    /// The visitor's token, if they came from Sovendus and no order has converted it: what
+    /// recording the conversion would book. Keep it with the order (and the
+    /// [product](Self::product_id)), for a cancellation, and for
+    /// [`Delivery::owe`](crate::Delivery::owe) after a crash.
     ///
     /// `None` too if the [token store](crate::store::TokenStore) could not be asked (logged);
-    /// [`send`](Self::send) and [`send_in_background`](Self::send_in_background) ask it again.
+    /// recording asks it again.
     pub fn token(&self) -> Option<&SovReqToken> {
         self.capture.as_ref().map(|capture| &capture.token)
     }
@@ -112,16 +122,61 @@ impl SovendusConversion {
         self
     }
 
+    /// Makes the visitor's token an owed conversion inside the order's own transaction, on
+    /// `connection` (`&mut *transaction`, sqlx's): it commits with the order, and a rollback
+    /// leaves the token with the visitor. The workers deliver it once committed (woken at
+    /// once); nothing more to do after the commit. Needs a [`SqlTokenStore`](crate::SqlTokenStore)
+    /// on the transaction's database.
+    ///
+    /// Answers [`Outcome::Owed`] (owed once committed), [`Outcome::AlreadyConverted`] or
+    /// [`Outcome::NoToken`]. `Err` means nothing was written: the store's statement failed
+    /// ([`SovendusError::Store`]; the transaction is then best rolled back), or the transaction
+    /// is on another database than the store's ([`SovendusError::OtherDatabase`], checked for
+    /// every order). It takes no lock of the crate's and has no timeout of its own: it waits
+    /// for the database as the transaction's own statements do. Of two transactions taking one
+    /// visitor's token, the second waits for the first and then finds it taken (Postgres), or
+    /// never runs beside it (SQLite runs one write transaction at a time).
+    ///
+    /// ```no_run
+    /// use axum::{Router, extract::State, http::StatusCode, routing::post};
+    /// use tower_sovendus::{SovendusConversion, store::sqlx::SqlitePool};
+    ///
+    /// async fn order(State(pool): State<SqlitePool>, conversion: SovendusConversion) -> Result<String, StatusCode> {
+    ///     let fail = |_| StatusCode::INTERNAL_SERVER_ERROR;
+    ///     let mut transaction = pool.begin().await.map_err(fail)?;
+    ///     sqlx::query("INSERT INTO orders (reference) VALUES ('A-10427')")
+    ///         .execute(&mut *transaction).await.map_err(fail)?;
+    ///     let order = "A-10427".parse().expect("a short reference");
+    ///     let outcome = conversion.for_order(order).owe_in(&mut *transaction).await;
+    ///     let outcome = outcome.map_err(|error| { tracing::error!(%error); StatusCode::INTERNAL_SERVER_ERROR })?;
+    ///     transaction.commit().await.map_err(fail)?;
+    ///     Ok(format!("thank you ({:?})", outcome.recorded()))
+    /// }
+    ///
+    /// # let pool = SqlitePool::connect_lazy("sqlite::memory:").unwrap();
+    /// let app: Router = Router::new().route("/order", post(order)).with_state(pool);
+    /// ```
+    #[cfg(any(feature = "sqlite", feature = "postgres"))]
+    #[cfg_attr(docsrs, doc(cfg(any(feature = "sqlite", feature = "postgres"))))]
+    pub async fn owe_in<'c>(
+        &self,
+        connection: impl Into<crate::store::SqlConnection<'c>>,
+    ) -> Result<Outcome, SovendusError> {
+        self.delivery.owe_in(self.key, self.order.clone(), connection.into()).await
+    }
+
     /// Makes the visitor's token an owed conversion and delivers it now, with the quick
-    /// [retries](crate::RetryPolicy); returns what Sovendus answered.
+    /// [retries](crate::RetryPolicy); returns where it stands: [`Outcome::Sent`] (booked),
+    /// [`Owed`](Outcome::Owed) (retried on the schedule), [`Parked`](Outcome::Parked) (the
+    /// shop's setup is wrong), [`Dead`](Outcome::Dead), [`AlreadyConverted`](Outcome::AlreadyConverted),
+    /// [`NoToken`](Outcome::NoToken) or [`Unknown`](Outcome::Unknown). Call it after the order
+    /// committed.
     ///
     /// Of concurrent orders, double submits and reloads of one visitor, one makes the token
-    /// owed; the others get [`Outcome::NoToken`]. An error means the first delivery failed:
-    /// the conversion stays owed (5xx, 429, no answer) or is parked (403, 404, 405, an unknown
-    /// product) and is delivered later; only a 422 "Token not found." or "Invalid API
-    /// parameters." makes it dead. A [`SovendusError::Store`] means nothing changed: the token
-    /// stays with the visitor. The delivery runs on its own task, so a visitor who closes the
-    /// page mid-send loses nothing.
+    /// owed; the others get [`Outcome::AlreadyConverted`] or [`Outcome::NoToken`]. `Err` means
+    /// nothing was recorded (the store refused or is full): the token stays with the visitor.
+    /// The delivery runs on its own task, so a visitor who closes the page mid-send loses
+    /// nothing.
     ///
     /// The quick retries make the order page wait (up to the policy's `max_elapsed`); shops
     /// that do not show the result use [`send_in_background`](Self::send_in_background).
@@ -133,19 +188,21 @@ impl SovendusConversion {
     }
 
     /// Makes the visitor's token an owed conversion and returns: a delivery worker sends it
-    /// promptly, with the same retries, and the order page never waits on Sovendus.
+    /// promptly, with the same retries, and the order page never waits on Sovendus. Answers
+    /// [`Outcome::Owed`], [`AlreadyConverted`](Outcome::AlreadyConverted),
+    /// [`NoToken`](Outcome::NoToken) or [`Unknown`](Outcome::Unknown).
     ///
-    /// A [`SovendusError::Store`] means nothing changed (the token stays with the visitor); a
-    /// [`SovendusError::ShuttingDown`] that the workers were stopped, the token kept too.
+    /// `Err` means nothing was recorded and the token stays with the visitor: the store
+    /// refused or is full, or the workers were stopped ([`SovendusError::ShuttingDown`]).
     ///
     /// ```
     /// use axum::{Router, routing::post};
-    /// use tower_sovendus::{QueueOutcome, SovendusConversion};
+    /// use tower_sovendus::{Outcome, SovendusConversion};
     ///
     /// async fn order(conversion: SovendusConversion) -> &'static str {
     ///     match conversion.send_in_background().await {
-    ///         Ok(QueueOutcome::Queued) => "thank you (conversion on its way)",
-    ///         Ok(_) => "thank you", // no token
+    ///         Ok(Outcome::Owed { .. }) => "thank you (conversion on its way)",
+    ///         Ok(_) => "thank you", // no token, converted before, or the store did not say
     ///         Err(error) => {
     ///             tracing::warn!(%error, "Sovendus conversion kept for a later order");
     ///             "thank you"
@@ -155,10 +212,10 @@ impl SovendusConversion {
     ///
     /// let app: Router = Router::new().route("/order", post(order));
     /// ```
-    pub async fn send_in_background(&self) -> Result<QueueOutcome, SovendusError> {
+    pub async fn send_in_background(&self) -> Result<Outcome, SovendusError> {
         match self.key {
             Some(key) => self.delivery.send_in_background(key, self.order.clone()).await,
-            None => Ok(QueueOutcome::NoToken),
+            None => Ok(Outcome::NoToken),
         }
     }
 }

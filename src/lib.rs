@@ -112,12 +112,12 @@ pub use self::{
     config::{
         Attribution, ConfigError, DeliverySchedule, RetryPolicy, SovendusConfig, SovendusConfigBuilder,
     },
-    delivery::{Delivery, DeliveryReport, Outcome, QueueOutcome},
-    error::{Recorded, SovendusError},
+    delivery::{Delivery, DeliveryReport, Outcome, Recorded},
+    error::SovendusError,
     extract::SovendusConversion,
     ids::{InvalidOrderRef, InvalidProductId, InvalidToken, OrderRef, ProductId, SovReqToken},
     layer::SovendusLayer,
-    store::{MokaTokenStore, StoreError},
+    store::{MokaTokenStore, StoreError, VoidOutcome},
 };
 
 /// The query parser and the masking, for the fuzz targets in `fuzz/` only (cargo fuzz builds

@@ -13,8 +13,9 @@
 //! | [`RETRIED`] | calls repeated within a delivery's quick retries | |
 //! | [`FAILED`] | deliveries that ended without a 200, by what they left | `reason`: `owed`, a parking cause (`invalid_api_key`, `wrong_url`, `unknown_product`, `unexpected_422`, `unexpected_status`), a death (`unknown_token`, `invalid_parameters`, `gave_up`), or `token_store` (nothing changed) |
 //! | [`DROPPED`] | background conversions not made owed (token kept) | `reason`: `shutting_down`, `token_store` |
+//! | [`VOIDED`] | conversions voided for an order taken back, never sent | |
 //! | [`UNREADABLE`] | records a store refused to read, never sent | |
-//! | [`CONVERSIONS`] (gauge) | conversions the store holds, read every 6 poll intervals (30 s) | `state`: `owed`, `parked`, `dead`, `delivered` |
+//! | [`CONVERSIONS`] (gauge) | conversions the store holds, read every 6 poll intervals (30 s) | `state`: `owed`, `parked`, `dead`, `delivered`, `voided` |
 //!
 //! ```
 //! use metrics_util::debugging::DebuggingRecorder;
@@ -48,6 +49,8 @@ pub const RETRIED: &str = "sovendus_conversions_retried_total";
 pub const FAILED: &str = "sovendus_conversions_failed_total";
 /// Background conversions not made owed, by `reason`; their tokens stay with the visitors.
 pub const DROPPED: &str = "sovendus_conversions_dropped_total";
+/// Conversions voided for an order taken back; they are never sent.
+pub const VOIDED: &str = "sovendus_conversions_voided_total";
 /// Records a store refused to read; they are never sent.
 pub const UNREADABLE: &str = "sovendus_records_unreadable_total";
 /// Conversions the store holds, by `state` (a gauge).
@@ -65,6 +68,7 @@ pub fn describe() {
     describe_counter!(RETRIED, "Sovendus calls repeated within a delivery's quick retries");
     describe_counter!(FAILED, "Sovendus deliveries that ended without a 200");
     describe_counter!(DROPPED, "Sovendus background conversions not made owed (token kept)");
+    describe_counter!(VOIDED, "Sovendus conversions voided for an order taken back, never sent");
     describe_counter!(UNREADABLE, "records a Sovendus token store refused to read");
     ::metrics::describe_gauge!(CONVERSIONS, "Sovendus conversions in the store, by state");
 }

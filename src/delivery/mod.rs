@@ -58,6 +58,7 @@
 
 mod clock;
 mod hold;
+mod outcome;
 mod report;
 mod sender;
 mod verdict;
@@ -69,42 +70,22 @@ use std::{
     time::{Duration, Instant},
 };
 
-pub use self::report::{DeliveryReport, PendingConversion};
-use self::{sender::Sender, workers::Workers};
+pub use self::{
+    outcome::{Outcome, Recorded},
+    report::{DeliveryReport, PendingConversion},
+};
+use self::{sender::Sender, verdict::Verdict, workers::Workers};
 use crate::{
-    client::{Receipt, SovendusClient},
+    client::SovendusClient,
     config::SovendusConfig,
     error::SovendusError,
-    ids::OrderRef,
+    ids::{OrderRef, ProductId, SovReqToken},
     metrics,
     store::{
-        ConversionCounts, ConversionId, ConversionState, Lease, NewConversion, OwedConversion, StoreError,
-        Taken, TokenKey, TokenStore,
+        Capture, ConversionCounts, ConversionId, ConversionState, Joinable, Lease, NewConversion,
+        OwedConversion, StoreError, Taken, TokenKey, TokenStore, VoidOutcome,
     },
 };
-
-/// What [`send`](crate::SovendusConversion::send) ended in when it did not fail.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[must_use]
-#[non_exhaustive]
-pub enum Outcome {
-    /// Sovendus accepted the conversion (200).
-    Sent(Receipt),
-    /// The visitor has no token: they did not come from Sovendus, or their conversion was
-    /// already made owed by an earlier order.
-    NoToken,
-}
-
-/// What [`send_in_background`](crate::SovendusConversion::send_in_background) did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[must_use]
-#[non_exhaustive]
-pub enum QueueOutcome {
-    /// The conversion is owed, in the store; a worker delivers it promptly.
-    Queued,
-    /// The visitor has no token: nothing to send.
-    NoToken,
-}
 
 /// The handle to a layer's delivery: its store, client and workers. Clones
 /// share them. Take it with [`SovendusLayer::delivery`](crate::SovendusLayer::delivery); see
@@ -117,6 +98,9 @@ pub struct Delivery {
 struct Inner {
     sender: Arc<Sender>,
     workers: Arc<Workers>,
+    /// The store again, if the shop's transactions can join it.
+    #[cfg_attr(not(any(feature = "sqlite", feature = "postgres")), allow(dead_code))]
+    joinable: Joinable,
 }
 
 impl Drop for Inner {
@@ -127,7 +111,7 @@ impl Drop for Inner {
 }
 
 impl Delivery {
-    pub(crate) fn new(config: SovendusConfig, store: Arc<dyn TokenStore>) -> Self {
+    pub(crate) fn new(config: SovendusConfig, store: Arc<dyn TokenStore>, joinable: Joinable) -> Self {
         if let Some(misfit) =
             store.timeout().and_then(|timeout| config.schedule().misfit_store_timeout(timeout))
         {
@@ -136,7 +120,7 @@ impl Delivery {
         let client = SovendusClient::new(&config);
         let sender = Arc::new(Sender::new(store, client, *config.schedule()));
         let workers = Arc::new(Workers::new(config.workers()));
-        let delivery = Self { inner: Arc::new(Inner { sender, workers }) };
+        let delivery = Self { inner: Arc::new(Inner { sender, workers, joinable }) };
         delivery.start();
         delivery
     }
@@ -250,19 +234,27 @@ impl Delivery {
         key: TokenKey,
         order: Option<OrderRef>,
     ) -> Result<Outcome, SovendusError> {
-        let Some((conversion, Some((lease, since)))) = self.take(key, order, true).await? else {
-            return Ok(Outcome::NoToken);
+        let store = self.store();
+        let (owed, lease) = match self.record(true, order, |conversion| store.take(key, conversion)).await? {
+            Recording::Owed(owed, Some(lease)) => (owed, lease),
+            Recording::Owed(owed, None) => return Ok(Outcome::Owed { id: owed.id, error: None }),
+            Recording::Done(outcome) => return Ok(outcome),
         };
         let sender = Arc::clone(&self.inner.sender);
-        let task =
-            tokio::spawn(
-                async move { sender.deliver(&conversion, (lease, since), &never_cancelled()).await },
-            );
-        match task.await {
-            Ok(result) => result.map(Outcome::Sent),
+        let id = owed.id;
+        let task = tokio::spawn(async move { sender.deliver(&owed, lease, &never_cancelled()).await });
+        let error = match task.await {
+            Ok(Ok(receipt)) => return Ok(Outcome::Sent { id, receipt }),
+            Ok(Err(error)) => error,
             Err(join_error) if join_error.is_panic() => std::panic::resume_unwind(join_error.into_panic()),
-            Err(_) => Err(SovendusError::Cancelled),
-        }
+            // The runtime is shutting down: the conversion stays owed, due at once.
+            Err(_) => SovendusError::Cancelled,
+        };
+        Ok(match Verdict::of(&error) {
+            Verdict::Owed => Outcome::Owed { id, error: Some(error) },
+            Verdict::Parked(_) => Outcome::Parked { id, error },
+            Verdict::Dead(_) => Outcome::Dead { id, error },
+        })
     }
 
     /// Makes the capture for `key` owed, in one step, for a worker to deliver.
@@ -270,7 +262,141 @@ impl Delivery {
         &self,
         key: TokenKey,
         order: Option<OrderRef>,
-    ) -> Result<QueueOutcome, SovendusError> {
+    ) -> Result<Outcome, SovendusError> {
+        let store = self.store();
+        self.owe_for_workers(order, |conversion| store.take(key, conversion)).await
+    }
+
+    /// Makes `token`, captured for `product`, an owed conversion of `order`, unless the token
+    /// was converted before ([`Outcome::AlreadyConverted`]); the workers deliver it.
+    ///
+    /// For a shop whose store cannot join its order's transaction (Redis, memory): it keeps
+    /// the visitor's [token](crate::SovendusConversion::token) and
+    /// [product](crate::SovendusConversion::product_id) with the order, in the order's
+    /// transaction, and sends after the commit. An order a crash left between its commit and
+    /// its send still has them, and this makes its conversion owed: at start, or on a timer,
+    /// for the orders that recorded no outcome. The store makes one conversion per token, so
+    /// calling it for an order that did send, or twice, books nothing more. With
+    /// [`MokaTokenStore`](crate::MokaTokenStore), which forgets every conversion on a restart,
+    /// only in the process that took the order.
+    pub async fn owe(
+        &self,
+        order: OrderRef,
+        token: SovReqToken,
+        product: ProductId,
+    ) -> Result<Outcome, SovendusError> {
+        let store = self.store();
+        let capture = Capture { token, product };
+        self.owe_for_workers(Some(order), |conversion| store.owe(capture, conversion)).await
+    }
+
+    /// Voids the conversion of `order`, so that it is never sent: for an order taken back
+    /// (cancelled, refunded) before Sovendus booked it. Says what it found: see
+    /// [`VoidOutcome`]. A conversion Sovendus booked is
+    /// [`Delivered`](VoidOutcome::Delivered), with its token and the time: Sovendus has no API
+    /// to take a booking back, so tell them. One a delivery is sending right now is
+    /// [`Sending`](VoidOutcome::Sending): ask again once the call has ended (within the
+    /// [request timeout](crate::SovendusConfigBuilder::request_timeout) and the lease).
+    ///
+    /// Only for an order whose conversion was recorded with its reference
+    /// ([`for_order`](crate::SovendusConversion::for_order)).
+    pub async fn void(&self, order: &OrderRef) -> Result<VoidOutcome, StoreError> {
+        let Some(conversion) = self.store().find(order).await? else { return Ok(VoidOutcome::NotFound) };
+        let now = self.inner.sender.clock.read_at_most(self.store()).await?;
+        let voided = self.store().void(conversion.id, now).await?;
+        match &voided {
+            VoidOutcome::Voided(conversion) => {
+                tracing::info!(id = %conversion.id, token = %conversion.token, "Sovendus conversion voided");
+                ::metrics::counter!(metrics::VOIDED).increment(1);
+            }
+            VoidOutcome::Delivered(conversion) => {
+                tracing::warn!(id = %conversion.id, token = %conversion.token,
+                "an order taken back was booked by Sovendus: tell them its token")
+            }
+            _ => {}
+        }
+        Ok(voided)
+    }
+
+    /// Takes the capture for `key`, if any, into an owed conversion of `order` inside the
+    /// shop's transaction on `connection`; wakes the workers once it is committed.
+    #[cfg(any(feature = "sqlite", feature = "postgres"))]
+    pub(crate) async fn owe_in(
+        &self,
+        key: Option<TokenKey>,
+        order: Option<OrderRef>,
+        mut connection: crate::store::SqlConnection<'_>,
+    ) -> Result<Outcome, SovendusError> {
+        use crate::store::Refusal;
+        let Some(store) = self.inner.joinable.0.clone() else {
+            return Err(SovendusError::OtherDatabase(format!(
+                "the layer's token store is {:?}, not a SqlTokenStore",
+                self.inner.sender.store
+            )));
+        };
+        // Checked for every order, token or not: a setup mistake shows on the first.
+        let key = key.unwrap_or_default();
+        let sender = &self.inner.sender;
+        sender.clock.read_if_stale(self.store()).await.map_err(SovendusError::Store)?;
+        let conversion = NewConversion {
+            id: ConversionId::random(),
+            order,
+            ordered_at: sender.clock.at_most(),
+            lease: None,
+        };
+        match store.take_in(&mut connection, key, conversion).await {
+            Ok(Taken::Owed(owed)) => {
+                tracing::info!(id = %owed.id, token = %owed.token, "Sovendus conversion owed, once the order commits");
+                self.wake_once_committed(store, owed.id);
+                Ok(Outcome::Owed { id: owed.id, error: None })
+            }
+            Ok(taken) => Ok(not_owed(taken)),
+            Err(Refusal::OtherDatabase(why)) => {
+                tracing::error!(%why, "SovendusConversion::owe_in: the order's transaction is on another database");
+                Err(SovendusError::OtherDatabase(why))
+            }
+            // A failed statement wrote nothing; the shop's transaction fails with it.
+            Err(Refusal::Store(error)) => Err(SovendusError::Store(error)),
+        }
+    }
+
+    /// Wakes the workers once the conversion `id` is committed, looking more and more seldom;
+    /// gives up after about 8 seconds (rolled back, or a long transaction: the workers' next
+    /// poll finds it).
+    #[cfg(any(feature = "sqlite", feature = "postgres"))]
+    fn wake_once_committed(&self, store: crate::store::SqlTokenStore, id: ConversionId) {
+        const LOOKS: u32 = 12;
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+        let workers = Arc::downgrade(&self.inner.workers);
+        runtime.spawn(async move {
+            let mut wait = Duration::from_millis(2);
+            for _ in 0..LOOKS {
+                tokio::time::sleep(wait).await;
+                let Some(workers) = workers.upgrade() else { return };
+                if workers.stop.is_cancelled() {
+                    return;
+                }
+                if store.is_committed(id).await.unwrap_or(false) {
+                    ::metrics::counter!(metrics::OWED).increment(1);
+                    ::metrics::counter!(metrics::QUEUED).increment(1);
+                    workers.wake.notify_one();
+                    return;
+                }
+                wait = (wait * 2).min(Duration::from_secs(15));
+            }
+        });
+    }
+
+    /// Records a conversion with `write`, for the workers to deliver, and wakes them.
+    async fn owe_for_workers<F, Fut>(
+        &self,
+        order: Option<OrderRef>,
+        write: F,
+    ) -> Result<Outcome, SovendusError>
+    where
+        F: FnOnce(NewConversion) -> Fut,
+        Fut: Future<Output = Result<Taken, StoreError>>,
+    {
         let workers = &self.inner.workers;
         if workers.stop.is_cancelled() {
             workers.dropped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -278,68 +404,89 @@ impl Delivery {
             tracing::warn!("Sovendus delivery is shutting down; the token stays with the visitor");
             return Err(SovendusError::ShuttingDown);
         }
-        let taken = self.take(key, order, false).await.inspect_err(|_| {
+        let recorded = self.record(false, order, write).await.inspect_err(|_| {
             workers.dropped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             ::metrics::counter!(metrics::DROPPED, "reason" => "token_store").increment(1);
         })?;
-        if taken.is_none() {
-            return Ok(QueueOutcome::NoToken);
-        }
+        let owed = match recorded {
+            Recording::Owed(owed, _) => owed,
+            Recording::Done(outcome) => return Ok(outcome),
+        };
         ::metrics::counter!(metrics::QUEUED).increment(1);
         self.start();
         workers.wake.notify_one();
-        Ok(QueueOutcome::Queued)
+        Ok(Outcome::Owed { id: owed.id, error: None })
     }
 
-    /// Takes the capture for `key` into an owed conversion, ordered now on the store's clock,
-    /// logged and counted; under a lease of this instance's if `leased`, for sending at once.
-    async fn take(
+    /// Records a conversion of `order` with `write` (a take, or an owe), ordered now on the
+    /// store's clock, logged and counted; under a lease of this instance's if `leased`, for
+    /// sending at once. `Err` only when nothing was recorded.
+    async fn record<F, Fut>(
         &self,
-        key: TokenKey,
-        order: Option<OrderRef>,
         leased: bool,
-    ) -> Result<Option<(OwedConversion, Option<(Lease, Instant)>)>, SovendusError> {
+        order: Option<OrderRef>,
+        write: F,
+    ) -> Result<Recording, SovendusError>
+    where
+        F: FnOnce(NewConversion) -> Fut,
+        Fut: Future<Output = Result<Taken, StoreError>>,
+    {
         let sender = &self.inner.sender;
         let taken = async {
             sender.clock.read_if_stale(self.store()).await?;
             let lease = leased.then(|| sender.new_lease());
-            let ordered_at = sender.clock.at_most();
             let conversion = NewConversion {
                 id: ConversionId::random(),
                 order,
-                ordered_at,
+                ordered_at: sender.clock.at_most(),
                 lease: lease.map(|(lease, _)| lease),
             };
-            self.store().take(key, conversion).await.map(|taken| (taken, lease))
+            write(conversion).await.map(|taken| (taken, lease))
         };
         match taken.await {
             Ok((Taken::Owed(owed), lease)) => {
                 tracing::info!(id = %owed.id, token = %owed.token, "Sovendus conversion owed");
                 ::metrics::counter!(metrics::OWED).increment(1);
-                Ok(Some((owed, lease)))
+                Ok(Recording::Owed(owed, lease))
             }
-            Ok((Taken::NoCapture, _)) => Ok(None),
-            Ok((Taken::AlreadyConverted(id), _)) => {
-                tracing::info!(%id, "the visitor's token was converted before; not sent again");
-                Ok(None)
-            }
+            Ok((taken, _)) => Ok(Recording::Done(not_owed(taken))),
             Err(StoreError::Full(what)) => {
                 tracing::error!(%what, "Sovendus conversion not made owed: the store is full; the token stays with the visitor");
                 ::metrics::counter!(metrics::FAILED, "reason" => "queue_full").increment(1);
                 Err(SovendusError::QueueFull)
             }
             Err(error) => {
+                ::metrics::counter!(metrics::FAILED, "reason" => "token_store").increment(1);
                 if error.is_outcome_unknown() {
                     tracing::error!(%error, "the token store did not say whether the Sovendus conversion was made owed: \
                         if it was, it is delivered; if not, the token stays with the visitor");
+                    Ok(Recording::Done(Outcome::Unknown(error)))
                 } else {
                     // Nothing changed: the token, if any, stays with the visitor.
                     tracing::error!(%error, "Sovendus conversion not made owed: the token store failed");
+                    Err(SovendusError::Store(error))
                 }
-                ::metrics::counter!(metrics::FAILED, "reason" => "token_store").increment(1);
-                Err(SovendusError::Store(error))
             }
         }
+    }
+}
+
+/// What recording a conversion came to.
+enum Recording {
+    /// Owed now; under this lease of this instance's, if one was asked for.
+    Owed(OwedConversion, Option<(Lease, Instant)>),
+    /// Nothing owed by this order: no token, converted before, or unknown.
+    Done(Outcome),
+}
+
+/// What a take or an owe that made no conversion answers.
+fn not_owed(taken: Taken) -> Outcome {
+    match taken {
+        Taken::AlreadyConverted(id) => {
+            tracing::info!(%id, "the visitor's token was converted before; not sent again");
+            Outcome::AlreadyConverted(id)
+        }
+        _ => Outcome::NoToken,
     }
 }
 

@@ -32,7 +32,7 @@ async fn concurrent_orders_after_a_failure_send_nothing_more_and_the_owed_one_go
     .await;
     shop.get("/landing?sovReqToken=12345-test-123-12345").await;
     shop.sandbox.fault_next(1, Fault::Status(http::StatusCode::BAD_GATEWAY));
-    assert_eq!(shop.order().await, "unavailable 502");
+    assert_eq!(shop.order().await, "owed: unavailable 502");
 
     let outcomes = shop.concurrent_orders(20).await;
     assert!(outcomes.iter().all(|o| o == "no_token"), "the first order took it: {outcomes:?}");

@@ -46,7 +46,7 @@ async fn wrong_api_key_is_403_and_parks_it() {
     })
     .await;
     landed(&shop).await;
-    assert_eq!(shop.order().await, "invalid_api_key");
+    assert_eq!(shop.order().await, "parked: invalid_api_key");
     assert_eq!(shop.sandbox.conversions()[0].status(), Some(StatusCode::FORBIDDEN));
     assert_left_in(&shop, TOKEN, ConversionState::Parked).await;
 }
@@ -57,7 +57,7 @@ async fn wrong_url_is_404_and_parks_it() {
     let endpoint = format!("{}/wrong-base", sandbox.endpoint());
     let shop = TestShop::with(sandbox, |config| config.endpoint(endpoint).retry(quick_retries())).await;
     landed(&shop).await;
-    assert_eq!(shop.order().await, "wrong_url 404: Invalid API call.");
+    assert_eq!(shop.order().await, "parked: wrong_url 404: Invalid API call.");
     assert_left_in(&shop, TOKEN, ConversionState::Parked).await;
 }
 
@@ -66,7 +66,7 @@ async fn method_not_allowed_is_405_and_parks_it() {
     let shop = TestShop::with(Sandbox::start().await.unwrap(), |config| config.retry(quick_retries())).await;
     landed(&shop).await;
     shop.sandbox.fault_next(1, Fault::Status(StatusCode::METHOD_NOT_ALLOWED));
-    assert_eq!(shop.order().await, "wrong_url 405: Invalid API call.");
+    assert_eq!(shop.order().await, "parked: wrong_url 405: Invalid API call.");
     assert_left_in(&shop, TOKEN, ConversionState::Parked).await;
 }
 
@@ -75,7 +75,7 @@ async fn unknown_token_is_422_with_sovendus_message_and_dead() {
     let sandbox = Sandbox::builder().known_tokens(["another-token"]).start().await.unwrap();
     let shop = TestShop::with(sandbox, |config| config.retry(quick_retries())).await;
     shop.get("/landing?sovReqToken=unknown-token").await;
-    assert_eq!(shop.order().await, "invalid_product_or_token: Token not found.");
+    assert_eq!(shop.order().await, "dead: invalid_product_or_token: Token not found.");
     assert_left_in(&shop, "unknown-token", ConversionState::Dead).await;
 }
 
@@ -87,7 +87,7 @@ async fn unknown_product_is_422_with_sovendus_message_and_parks_it() {
         TestShop::with(sandbox, |config| config.extra_product_id("retired-product").retry(quick_retries()))
             .await;
     shop.get(&format!("/landing?sovReqToken={TOKEN}&sovReqProductId=retired-product")).await;
-    assert_eq!(shop.order().await, "invalid_product_or_token: External product id not found.");
+    assert_eq!(shop.order().await, "parked: invalid_product_or_token: External product id not found.");
     assert_left_in(&shop, TOKEN, ConversionState::Parked).await;
 }
 
@@ -97,7 +97,7 @@ async fn server_error_leaves_it_owed() {
         TestShop::with(Sandbox::start().await.unwrap(), |config| config.retry(RetryPolicy::never())).await;
     landed(&shop).await;
     shop.sandbox.fault_next(1, Fault::Status(StatusCode::INTERNAL_SERVER_ERROR));
-    assert_eq!(shop.order().await, "unavailable 500");
+    assert_eq!(shop.order().await, "owed: unavailable 500");
     assert_left_in(&shop, TOKEN, ConversionState::Owed).await;
 }
 
@@ -110,7 +110,7 @@ async fn timeout_leaves_it_owed() {
     .await;
     landed(&shop).await;
     shop.sandbox.fault_next(1, Fault::Delay(Duration::from_secs(2)));
-    assert_eq!(shop.order().await, "timeout");
+    assert_eq!(shop.order().await, "owed: timeout");
     assert_left_in(&shop, TOKEN, ConversionState::Owed).await;
 }
 
@@ -120,7 +120,7 @@ async fn refused_connection_leaves_it_owed() {
         TestShop::with(Sandbox::start().await.unwrap(), |config| config.retry(RetryPolicy::never())).await;
     landed(&shop).await;
     shop.sandbox.fault_next(1, Fault::Refuse);
-    assert_eq!(shop.order().await, "connection");
+    assert_eq!(shop.order().await, "owed: connection");
     assert_left_in(&shop, TOKEN, ConversionState::Owed).await;
 }
 

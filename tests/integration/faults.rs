@@ -57,7 +57,7 @@ async fn server_errors_beyond_the_attempts_leave_it_owed_and_the_schedule_delive
     let shop = shop(|config| config.retry(quick_retries().max_attempts(3)).schedule(quick_schedule())).await;
     landed(&shop).await;
     shop.sandbox.fault_next(3, Fault::Status(StatusCode::SERVICE_UNAVAILABLE));
-    assert_eq!(shop.order().await, "unavailable 503");
+    assert_eq!(shop.order().await, "owed: unavailable 503");
     assert_eq!(shop.sandbox.conversions().len(), 3, "bounded quick attempts");
     assert_eq!(shop.pending_token().await, "", "owed now, no longer the visitor's");
     // No visitor comes back: the workers deliver it on the schedule.
@@ -82,7 +82,7 @@ async fn the_time_budget_bounds_the_quick_attempts_and_leaves_it_owed() {
     let shop = shop(|config| config.retry(policy)).await;
     landed(&shop).await;
     shop.sandbox.fail_every(1, [Fault::Status(StatusCode::SERVICE_UNAVAILABLE)]);
-    assert_eq!(shop.order().await, "unavailable 503");
+    assert_eq!(shop.order().await, "owed: unavailable 503");
     // 50 ms waits within 500 ms: at most 11 attempts, however fast the machine.
     let calls = shop.sandbox.conversions().len();
     assert!((2..=11).contains(&calls), "{calls} attempts");
@@ -162,7 +162,7 @@ async fn a_retry_after_beyond_the_time_budget_ends_the_quick_attempts_and_the_sc
     landed(&shop).await;
     shop.sandbox.fault_next(1, Fault::RateLimited(Duration::from_secs(3600)));
     let ordered = SystemTime::now();
-    assert_eq!(shop.order().await, "rate_limited");
+    assert_eq!(shop.order().await, "owed: rate_limited");
     assert_eq!(shop.sandbox.conversions().len(), 1);
     let owed = shop.delivery.list(ConversionState::Owed, 10).await.unwrap();
     let next = owed[0].next_attempt_at.expect("owed conversions are due some time");
@@ -191,7 +191,7 @@ async fn an_unknown_token_is_dead_after_one_call() {
     let shop = shop(|config| config.schedule(quick_schedule())).await;
     landed(&shop).await;
     shop.sandbox.fault_next(1, Fault::Status(StatusCode::UNPROCESSABLE_ENTITY));
-    assert_eq!(shop.order().await, "invalid_product_or_token: Invalid API parameters.");
+    assert_eq!(shop.order().await, "dead: invalid_product_or_token: Invalid API parameters.");
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(statuses(&shop.sandbox.conversions()), [Some(422)], "never retried");
     let dead = shop.delivery.list(ConversionState::Dead, 10).await.unwrap();
@@ -209,7 +209,7 @@ async fn background_delivery_returns_at_once_and_delivers_promptly() {
     // The API is slow, the order page is not.
     shop.sandbox.fault_next(1, Fault::Delay(Duration::from_secs(2)));
     let started = SystemTime::now();
-    assert_eq!(shop.order_in_background().await, "queued");
+    assert_eq!(shop.order_in_background().await, "owed");
     let calls = shop.sandbox.wait_for_conversions(1, Duration::from_secs(10)).await;
     assert_eq!(statuses(&calls), [Some(200)]);
     assert!(calls[0].received_at().duration_since(started).unwrap() < Duration::from_secs(2));
@@ -228,8 +228,8 @@ async fn a_full_store_of_owed_conversions_is_a_clear_error_and_keeps_the_token()
         visitor.get(&format!("/landing?sovReqToken={token}")).await;
     }
     shop.sandbox.take_down().await;
-    assert_eq!(visitors[0].order_in_background().await, "queued");
-    assert_eq!(visitors[1].order_in_background().await, "queued");
+    assert_eq!(visitors[0].order_in_background().await, "owed");
+    assert_eq!(visitors[1].order_in_background().await, "owed");
     assert_eq!(visitors[2].order_in_background().await, "queue_full");
     assert_eq!(visitors[2].pending_token().await, "visitor-c", "kept with the visitor");
 
@@ -258,7 +258,7 @@ async fn a_shutdown_while_the_api_hangs_leaves_every_conversion_owed_for_the_nex
     // Every call hangs: the workers hold all five when the shutdown comes.
     shop.sandbox.fail_every(1, [Fault::Delay(Duration::from_secs(60))]);
     for visitor in &visitors {
-        assert_eq!(visitor.order_in_background().await, "queued");
+        assert_eq!(visitor.order_in_background().await, "owed");
     }
     assert!(eventually(Duration::from_secs(10), async || shop.sandbox.calls_received() == 5).await);
 
@@ -310,7 +310,7 @@ async fn a_thousand_background_conversions_through_a_flaky_api_are_each_booked_o
     );
     let visitors = common::Visitors::land(&shop, VISITORS).await;
     let queued = visitors.order_in_background(&shop).await;
-    assert!(queued.iter().all(|said| said == "queued"), "{queued:?}");
+    assert!(queued.iter().all(|said| said == "owed"), "{queued:?}");
 
     let delivered = async || shop.delivery.counts().await.unwrap().delivered == VISITORS as u64;
     assert!(eventually(Duration::from_secs(120), delivered).await, "{:?}", shop.delivery.counts().await);
@@ -334,8 +334,8 @@ async fn background_workers_and_the_shops_own_retries_race_and_book_each_token_o
     // Each visitor's order goes to the queue, and the shop also sends it itself, twice.
     let (queued, first, second) =
         tokio::join!(visitors.order_in_background(&shop), visitors.order(&shop), visitors.order(&shop),);
-    assert!(queued.iter().all(|said| said == "queued" || said == "no_token"), "{queued:?}");
-    let ends = ["sent", "no_token", "unavailable 502"];
+    assert!(queued.iter().all(|said| said == "owed" || said == "no_token"), "{queued:?}");
+    let ends = ["sent", "no_token", "owed: unavailable 502"];
     assert!(first.iter().chain(&second).all(|said| ends.contains(&said.as_str())), "{first:?} {second:?}");
     // A failed first delivery leaves its conversion owed; the workers deliver it.
     let delivered = async || shop.delivery.counts().await.unwrap().delivered == VISITORS as u64;

@@ -84,7 +84,7 @@ async fn land_and_order(client: reqwest::Client, landing: SocketAddr, order: Soc
     let cookie = cookie.split(';').next().unwrap().to_owned();
     let ordered =
         client.post(format!("http://{order}/order-in-background")).header(http::header::COOKIE, cookie);
-    assert_eq!(ordered.send().await.unwrap().text().await.unwrap(), "queued");
+    assert_eq!(ordered.send().await.unwrap().text().await.unwrap(), "owed");
 }
 
 /// The whole scenario on one store, made for each instance by `stores`.

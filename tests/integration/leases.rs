@@ -79,7 +79,7 @@ async fn a_delivery_that_lost_its_lease_starts_no_further_attempt() {
     let shop = shop(&store, Duration::from_millis(300), slow_retries()).await;
     store.renewals(Renewals::Lost);
     shop.sandbox.fail_every(1, [Fault::Status(StatusCode::SERVICE_UNAVAILABLE)]);
-    assert_eq!(shop.order().await, "unavailable 503");
+    assert_eq!(shop.order().await, "owed: unavailable 503");
     assert_eq!(shop.sandbox.calls_received(), 1, "no attempt after the lease was lost");
 }
 
@@ -91,14 +91,14 @@ async fn a_delivery_that_cannot_renew_for_most_of_its_lease_starts_no_further_at
     let shop = shop(&store, Duration::from_millis(300), slow_retries()).await;
     store.renewals(Renewals::Fail);
     shop.sandbox.fail_every(1, [Fault::Status(StatusCode::SERVICE_UNAVAILABLE)]);
-    assert_eq!(shop.order().await, "unavailable 503");
+    assert_eq!(shop.order().await, "owed: unavailable 503");
     assert_eq!(shop.sandbox.calls_received(), 1, "no attempt on a lease that may have run out");
 
     // Renewals that work keep the quick retries going: all five attempts.
     let store = faulty();
     let shop = self::shop(&store, Duration::from_millis(300), slow_retries()).await;
     shop.sandbox.fail_every(1, [Fault::Status(StatusCode::SERVICE_UNAVAILABLE)]);
-    assert_eq!(shop.order().await, "unavailable 503");
+    assert_eq!(shop.order().await, "owed: unavailable 503");
     assert_eq!(shop.sandbox.calls_received(), 5, "every quick retry, under a lease renewed");
 }
 

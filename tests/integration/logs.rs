@@ -89,7 +89,7 @@ async fn api_key_and_whole_token_never_appear() {
     // A background conversion cut off by the shutdown deadline while the API is down.
     shop.get(&format!("/landing?sovReqToken={TOKEN}-4")).await;
     shop.sandbox.take_down().await;
-    assert_eq!(shop.order_in_background().await, "queued");
+    assert_eq!(shop.order_in_background().await, "owed");
     assert_eq!(shop.delivery.shutdown(Duration::from_millis(300)).await.left().len(), 1);
     shop.sandbox.bring_up().await.unwrap();
     // A hostile value that embeds the key.

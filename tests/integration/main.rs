@@ -28,4 +28,5 @@ mod shop_process;
 mod sql_store;
 mod store_failures;
 mod token_store;
+mod transaction;
 mod without_axum;

@@ -45,27 +45,27 @@ async fn every_counter_counts_what_happened() {
 
     // Owed, left to the workers, retried once, sent.
     shop.sandbox.fault_next(1, Fault::Status(StatusCode::INTERNAL_SERVER_ERROR));
-    assert_eq!(sent.order_in_background().await, "queued");
+    assert_eq!(sent.order_in_background().await, "owed");
     shop.sandbox.wait_for_conversions(2, Duration::from_secs(10)).await;
 
     // A wrong configuration: parked.
     parked.get("/landing?sovReqToken=visitor-parked").await;
     shop.sandbox.fault_next(1, Fault::Status(StatusCode::FORBIDDEN));
-    assert_eq!(parked.order().await, "invalid_api_key");
+    assert_eq!(parked.order().await, "parked: invalid_api_key");
 
     // Retried once, then still owed.
     owed.get("/landing?sovReqToken=visitor-owed").await;
     shop.sandbox.fault_next(2, Fault::Status(StatusCode::SERVICE_UNAVAILABLE));
-    assert_eq!(owed.order().await, "unavailable 503");
+    assert_eq!(owed.order().await, "owed: unavailable 503");
 
     // Refused for good: dead.
     dead.get("/landing?sovReqToken=visitor-dead").await;
     shop.sandbox.fault_next(1, Fault::Status(StatusCode::UNPROCESSABLE_ENTITY));
-    assert_eq!(dead.order().await, "invalid_product_or_token: Invalid API parameters.");
+    assert_eq!(dead.order().await, "dead: invalid_product_or_token: Invalid API parameters.");
 
     // The gauges catch up within six poll intervals.
     let mut readings = Readings::new(&snapshotter);
-    let expected = [("dead", 1.0), ("delivered", 1.0), ("owed", 1.0), ("parked", 1.0)];
+    let expected = [("dead", 1.0), ("delivered", 1.0), ("owed", 1.0), ("parked", 1.0), ("voided", 0.0)];
     let every_state_counted = async || readings.read().gauges(metrics::CONVERSIONS) == expected;
     assert!(
         common::eventually(Duration::from_secs(10), every_state_counted).await,

@@ -79,7 +79,7 @@ async fn parked_conversions_go_through_once_the_configuration_is_fixed_and_at_a_
     let shop = TestShop::on_stores(sandbox, configure, tokens.clone(), sessions.clone()).await;
     for (index, visitor) in [shop.new_visitor(), shop.new_visitor()].iter().enumerate() {
         visitor.get(&format!("/landing?sovReqToken=visitor-{index}")).await;
-        assert_eq!(visitor.order().await, "invalid_api_key");
+        assert_eq!(visitor.order().await, "parked: invalid_api_key");
     }
     let parked = shop.delivery.list(ConversionState::Parked, 10).await.unwrap();
     assert_eq!(parked.len(), 2, "parked, not lost");
@@ -113,7 +113,7 @@ async fn retry_parked_sends_them_now() {
     .await;
     shop.get("/landing?sovReqToken=12345-test-123-12345").await;
     shop.sandbox.fault_next(1, Fault::Status(StatusCode::NOT_FOUND));
-    assert_eq!(shop.order().await, "wrong_url 404: Invalid API call.");
+    assert_eq!(shop.order().await, "parked: wrong_url 404: Invalid API call.");
     assert_eq!(shop.delivery.counts().await.unwrap().parked, 1);
 
     assert_eq!(shop.delivery.retry_parked().await.unwrap(), 1);
@@ -139,7 +139,7 @@ async fn landed_on_a_one_second_schedule() -> TestShop {
 async fn a_conversion_no_attempt_gets_through_is_given_up_at_the_end_of_the_schedule() {
     let shop = landed_on_a_one_second_schedule().await;
     shop.sandbox.fail_every(1, [Fault::Status(StatusCode::SERVICE_UNAVAILABLE)]);
-    assert_eq!(shop.order().await, "unavailable 503");
+    assert_eq!(shop.order().await, "owed: unavailable 503");
     let dead = async || shop.delivery.counts().await.unwrap().dead == 1;
     assert!(eventually(Duration::from_secs(10), dead).await, "{:?}", shop.delivery.counts().await);
     let calls = shop.sandbox.conversions().len();
@@ -163,7 +163,7 @@ async fn a_parked_conversion_never_dies_of_age() {
     let shop = landed_on_a_one_second_schedule().await;
     // A rotated API key: every call refused, for longer than the whole schedule.
     shop.sandbox.fail_every(1, [Fault::Status(StatusCode::FORBIDDEN)]);
-    assert_eq!(shop.order().await, "invalid_api_key");
+    assert_eq!(shop.order().await, "parked: invalid_api_key");
     // Six calls reach the end of the schedule (at 0, 0.1, 0.2, 0.4, 0.8 and 1 s); the eighth
     // comes two waits past it.
     let past_the_end = async || shop.sandbox.conversions().len() >= 8;
@@ -214,7 +214,7 @@ async fn the_waits_between_attempts_grow() {
     shop.get("/landing?sovReqToken=12345-test-123-12345").await;
     shop.sandbox.fault_next(4, Fault::Status(StatusCode::BAD_GATEWAY));
     let ordered = SystemTime::now();
-    assert_eq!(shop.order().await, "unavailable 502");
+    assert_eq!(shop.order().await, "owed: unavailable 502");
     let calls = shop.sandbox.wait_for_conversions(5, Duration::from_secs(30)).await;
     let at: Vec<Duration> =
         calls.iter().map(|call| call.received_at().duration_since(ordered).unwrap()).collect();
@@ -241,9 +241,9 @@ async fn counts_and_lists_show_every_state() {
     .await;
     let script = [
         ("known-1", None, "sent"),
-        ("known-2", Some(Fault::Status(StatusCode::SERVICE_UNAVAILABLE)), "unavailable 503"),
-        ("known-3", Some(Fault::Status(StatusCode::FORBIDDEN)), "invalid_api_key"),
-        ("unknown", None, "invalid_product_or_token: Token not found."),
+        ("known-2", Some(Fault::Status(StatusCode::SERVICE_UNAVAILABLE)), "owed: unavailable 503"),
+        ("known-3", Some(Fault::Status(StatusCode::FORBIDDEN)), "parked: invalid_api_key"),
+        ("unknown", None, "dead: invalid_product_or_token: Token not found."),
     ];
     for (token, fault, said) in script {
         let visitor = shop.new_visitor();

@@ -58,7 +58,7 @@ async fn redis_killed_then_restarted() {
     // An order on C gets the typed error; nothing reaches Sovendus. Whether the take ran is
     // unknown to the store (fred may send a command it queued once Redis is back): here it did
     // not, and the token converts below.
-    assert_eq!(early_on_c.order().await, "token_store, outcome unknown");
+    assert_eq!(early_on_c.order().await, "unknown");
     assert!(sandbox.conversions().is_empty());
 
     redis.restart();

@@ -14,7 +14,7 @@ use tower_sovendus::{
 async fn order(request: Request<String>) -> Result<Response<String>, Infallible> {
     let said = match SovendusConversion::from_extensions(request.extensions()).await {
         Ok(conversion) => match conversion.send().await {
-            Ok(Outcome::Sent(_)) => "sent",
+            Ok(Outcome::Sent { .. }) => "sent",
             Ok(Outcome::NoToken) => "no_token",
             Ok(other) => panic!("a new outcome: {other:?}"),
             Err(_) => "error",

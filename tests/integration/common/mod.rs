@@ -20,9 +20,8 @@ use serde::Deserialize;
 use tokio::{net::TcpListener, task::JoinHandle};
 use tower_sessions::{MemoryStore, Session, SessionManagerLayer, SessionStore, cookie::SameSite};
 use tower_sovendus::{
-    Delivery, DeliverySchedule, Outcome, QueueOutcome, Recorded, RetryPolicy, SovendusConfig,
-    SovendusConfigBuilder, SovendusConversion, SovendusError, SovendusLayer, sandbox::Sandbox,
-    store::TokenStore,
+    Delivery, DeliverySchedule, Outcome, RetryPolicy, SovendusConfig, SovendusConfigBuilder,
+    SovendusConversion, SovendusError, SovendusLayer, sandbox::Sandbox, store::TokenStore,
 };
 
 /// The session cookie's name (tower-sessions' default).
@@ -321,37 +320,42 @@ async fn order_for(Path(order): Path<String>, conversion: SovendusConversion) ->
 }
 
 async fn order_in_background(conversion: SovendusConversion) -> String {
-    match conversion.send_in_background().await {
-        Ok(QueueOutcome::Queued) => "queued".to_owned(),
-        Ok(QueueOutcome::NoToken) => "no_token".to_owned(),
+    describe(conversion.send_in_background().await)
+}
+
+/// What an order's conversion ended in, as tests compare it: the state, then what Sovendus
+/// answered (`owed: unavailable 503`), or the error that recorded nothing.
+pub fn describe(result: Result<Outcome, SovendusError>) -> String {
+    match result {
+        Ok(Outcome::Sent { .. }) => "sent".to_owned(),
+        Ok(Outcome::Owed { error: None, .. }) => "owed".to_owned(),
+        Ok(Outcome::Owed { error: Some(error), .. }) => format!("owed: {}", describe_error(error)),
+        Ok(Outcome::Parked { error, .. }) => format!("parked: {}", describe_error(error)),
+        Ok(Outcome::Dead { error, .. }) => format!("dead: {}", describe_error(error)),
+        Ok(Outcome::AlreadyConverted(_)) => "already_converted".to_owned(),
+        Ok(Outcome::NoToken) => "no_token".to_owned(),
+        Ok(Outcome::Unknown(_)) => "unknown".to_owned(),
         Ok(other) => format!("{other:?}"),
-        Err(error) => describe(Err(error)),
+        Err(error) => describe_error(error),
     }
 }
 
-pub fn describe(result: Result<Outcome, SovendusError>) -> String {
-    match result {
-        Ok(Outcome::Sent(_)) => "sent".to_owned(),
-        Ok(Outcome::NoToken) => "no_token".to_owned(),
-        Ok(other) => format!("{other:?}"),
-        Err(SovendusError::InvalidApiKey) => "invalid_api_key".to_owned(),
-        Err(SovendusError::InvalidProductOrToken { message }) => {
-            format!("invalid_product_or_token: {message}")
-        }
-        Err(SovendusError::WrongUrl { status, message }) => {
-            format!("wrong_url {}: {message}", status.as_u16())
-        }
-        Err(SovendusError::Unavailable { status, .. }) => format!("unavailable {}", status.as_u16()),
-        Err(SovendusError::RateLimited { .. }) => "rate_limited".to_owned(),
-        Err(SovendusError::Timeout) => "timeout".to_owned(),
-        Err(SovendusError::Connection(_)) => "connection".to_owned(),
-        Err(SovendusError::QueueFull) => "queue_full".to_owned(),
-        Err(SovendusError::ShuttingDown) => "shutting_down".to_owned(),
-        Err(error @ SovendusError::Store(_)) if error.recorded() == Recorded::Unknown => {
-            "token_store, outcome unknown".to_owned()
-        }
-        Err(SovendusError::Store(_)) => "token_store".to_owned(),
-        Err(error) => format!("error {error}"),
+fn describe_error(error: SovendusError) -> String {
+    match error {
+        SovendusError::InvalidApiKey => "invalid_api_key".to_owned(),
+        SovendusError::InvalidProductOrToken { message } => format!("invalid_product_or_token: {message}"),
+        SovendusError::WrongUrl { status, message } => format!("wrong_url {}: {message}", status.as_u16()),
+        SovendusError::Unavailable { status, .. } => format!("unavailable {}", status.as_u16()),
+        SovendusError::RateLimited { .. } => "rate_limited".to_owned(),
+        SovendusError::UnexpectedStatus { status, .. } => format!("unexpected_status {}", status.as_u16()),
+        SovendusError::Timeout => "timeout".to_owned(),
+        SovendusError::Connection(_) => "connection".to_owned(),
+        SovendusError::Cancelled => "cancelled".to_owned(),
+        SovendusError::QueueFull => "queue_full".to_owned(),
+        SovendusError::ShuttingDown => "shutting_down".to_owned(),
+        SovendusError::Store(_) => "token_store".to_owned(),
+        SovendusError::OtherDatabase(why) => format!("other_database: {why}"),
+        error => format!("error {error}"),
     }
 }
 
