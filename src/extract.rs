@@ -61,7 +61,9 @@ pub(crate) struct Handoff(pub(crate) Delivery);
 pub struct SovendusConversion {
     delivery: Delivery,
     key: Option<TokenKey>,
-    capture: Option<Capture>,
+    /// The visitor's capture, looked up at the first ask: an order that never asks costs the
+    /// store no read.
+    capture: tokio::sync::OnceCell<Option<Capture>>,
     order: Option<OrderRef>,
 }
 
@@ -88,15 +90,20 @@ impl SovendusConversion {
         delivery.start();
         let session = extensions.get::<Session>().ok_or(SovendusConversionRejection::MissingSessionLayer)?;
         let key = visitor::token_key(session).await.map_err(SovendusConversionRejection::Session)?;
-        let capture = match key {
-            Some(key) => delivery.store().captured(key, SystemTime::now()).await.unwrap_or_else(|error| {
-                // The page goes on; sending asks the store again.
+        Ok(Self { delivery, key, capture: tokio::sync::OnceCell::new(), order: None })
+    }
+
+    /// The visitor's live capture, asked of the store once.
+    async fn capture(&self) -> Option<&Capture> {
+        let captured = self.capture.get_or_init(|| async {
+            let key = self.key?;
+            self.delivery.store().captured(key, SystemTime::now()).await.unwrap_or_else(|error| {
+                // The page goes on; recording asks the store again.
                 tracing::warn!(%error, "could not look up the Sovendus token: the token store failed");
                 None
-            }),
-            None => None,
-        };
-        Ok(Self { delivery, key, capture, order: None })
+            })
+        });
+        captured.await.as_ref()
     }
 
     /// The visitor's token, if they came from Sovendus and no order has converted it: what
@@ -104,15 +111,17 @@ impl SovendusConversion {
     /// [product](Self::product_id)), for a cancellation, and for
     /// [`Delivery::owe`](crate::Delivery::owe) after a crash.
     ///
-    /// `None` too if the [token store](crate::store::TokenStore) could not be asked (logged);
-    /// recording asks it again.
-    pub fn token(&self) -> Option<&SovReqToken> {
-        self.capture.as_ref().map(|capture| &capture.token)
+    /// The store is asked at the first call (one read), not when the extractor runs: an order
+    /// handler that only records the conversion costs the store no read. `None` too if the
+    /// [token store](crate::store::TokenStore) could not be asked (logged); recording asks it
+    /// again.
+    pub async fn token(&self) -> Option<&SovReqToken> {
+        self.capture().await.map(|capture| &capture.token)
     }
 
-    /// The product the token will be booked for.
-    pub fn product_id(&self) -> Option<&ProductId> {
-        self.capture.as_ref().map(|capture| &capture.product)
+    /// The product the token will be booked for (see [`token`](Self::token)).
+    pub async fn product_id(&self) -> Option<&ProductId> {
+        self.capture().await.map(|capture| &capture.product)
     }
 
     /// Keeps the shop's reference of the order with the conversion, so that
@@ -222,10 +231,11 @@ impl SovendusConversion {
 
 impl std::fmt::Debug for SovendusConversion {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let capture = self.capture.get().and_then(Option::as_ref);
         f.debug_struct("SovendusConversion")
-            .field("token", &self.token())
-            .field("product_id", &self.product_id())
-            .finish()
+            .field("token", &capture.map(|capture| &capture.token))
+            .field("product_id", &capture.map(|capture| &capture.product))
+            .finish_non_exhaustive()
     }
 }
 

@@ -9,8 +9,10 @@
 //! landing   GET /any/path?sovReqToken=T      SessionManagerLayer ─► SovendusLayer ─► handler
 //!                                            the token is captured against the session
 //! order     POST /order                      handler(conversion: SovendusConversion)
-//!                                            conversion.send().await: in one step the capture
-//!                                            becomes an owed conversion, then it is sent
+//!                                            SQL store: in the order's own transaction,
+//!                                            conversion.owe_in(&mut *tx): the capture becomes
+//!                                            an owed conversion if, and when, the order commits
+//!                                            any store, after the commit: conversion.send()
 //! owed      the delivery workers of any instance, after a restart too, claim what is due
 //!           (a lease, renewed while they send), send it, and settle it by the answer
 //! ```
@@ -22,10 +24,12 @@
 //! use tower_sovendus::{Outcome, SovendusConfig, SovendusConversion, SovendusLayer};
 //!
 //! async fn order(conversion: SovendusConversion) -> &'static str {
+//!     // ...after the order committed (on a SQL store, `owe_in` joins its transaction).
 //!     match conversion.send().await {
-//!         Ok(Outcome::Sent(_)) => "thank you (conversion sent)",
-//!         Ok(_) => "thank you", // no token: not a Sovendus visitor, or converted before
-//!         Err(error) => { tracing::warn!(%error, "kept for a later attempt"); "thank you" }
+//!         Ok(Outcome::Sent { .. }) => "thank you (conversion sent)",
+//!         Ok(Outcome::Owed { .. } | Outcome::Parked { .. }) => "thank you (conversion on its way)",
+//!         Ok(_) => "thank you", // no token, converted before, dead, or the store did not say
+//!         Err(error) => { tracing::warn!(%error, "nothing recorded: the token is kept"); "thank you" }
 //!     }
 //! }
 //!
@@ -54,6 +58,7 @@
 //! - **dead**: never sent again: Sovendus does not know the token, or never answered within
 //!   the schedule.
 //! - **delivered**: Sovendus answered 200. One 200 per token, ever.
+//! - **voided**: the shop took the order back before delivery ([`Delivery::void`]): never sent.
 //!
 //! # Where the names live
 //!

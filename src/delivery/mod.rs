@@ -3,10 +3,12 @@
 //! the configuration's [`DeliverySchedule`](crate::DeliverySchedule).
 //!
 //! An order makes its visitor's capture an *owed conversion*, in the store, in one atomic step
-//! (see [`store`](crate::store)). [`send`](crate::SovendusConversion::send) then delivers it at
-//! once, with the quick [retries](crate::RetryPolicy), and returns what Sovendus answered;
-//! [`send_in_background`](crate::SovendusConversion::send_in_background) leaves that to the
-//! workers. Whatever the first delivery ends in, the answer decides what comes next:
+//! (see [`store`](crate::store)), inside the order's own transaction on a SQL store
+//! (`owe_in`), or after its commit. [`send`](crate::SovendusConversion::send) then delivers it
+//! at once, with the quick [retries](crate::RetryPolicy), and returns where it stands (an
+//! [`Outcome`]); [`send_in_background`](crate::SovendusConversion::send_in_background) and
+//! `owe_in` leave that to the workers. Whatever the first delivery ends in, the answer decides
+//! what comes next:
 //!
 //! | answer | state | next |
 //! |---|---|---|
@@ -14,6 +16,7 @@
 //! | 5xx, 429, a timeout, a broken connection | owed | retried on the schedule |
 //! | 403, 404, 405, 422 "External product id not found.", any other status | parked | ERROR logged once per cause; retried on the schedule (past its end, every `max_wait`), and at every start; never dies of age |
 //! | 422 "Token not found." or "Invalid API parameters." | dead | never retried; kept for inspection |
+//! | the shop voids the order first ([`Delivery::void`]) | voided | never sent; kept for inspection |
 //!
 //! The workers of every instance sharing the store claim what is due, under a lease renewed
 //! while they send, so each conversion is delivered by one at a time, and a crashed instance's
@@ -334,8 +337,8 @@ impl Delivery {
                 self.inner.sender.store
             )));
         };
-        // Checked for every order, token or not: a setup mistake shows on the first.
-        let key = key.unwrap_or_default();
+        // Nothing to write, nothing to check: the database is checked with the first write.
+        let Some(key) = key else { return Ok(Outcome::NoToken) };
         let sender = &self.inner.sender;
         sender.clock.read_if_stale(self.store()).await.map_err(SovendusError::Store)?;
         let conversion = NewConversion {

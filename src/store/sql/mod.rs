@@ -141,17 +141,24 @@ use on_pool;
 /// back); else evaluates to what to answer once committed.
 macro_rules! take_on {
     ($connection:ident, $key:expr, $conversion:expr) => {{
-        use $crate::store::sql::{backend, queries, read};
-        let conversion: $crate::store::NewConversion = $conversion;
-        let ordered_at = $crate::store::records::to_millis(conversion.ordered_at);
         // The write first: on SQLite it takes the write lock at once, so concurrent takes
         // queue for it instead of failing to upgrade a read lock.
-        let removed = sqlx::query(queries::TAKE_CAPTURE)
+        let removed = sqlx::query($crate::store::sql::queries::TAKE_CAPTURE)
             .bind($key.to_string())
             .fetch_all(&mut *$connection)
             .await
-            .map_err(backend)?;
-        match removed.first().map(|row| read::live_capture(row, ordered_at)) {
+            .map_err($crate::store::sql::backend)?;
+        $crate::store::sql::taken_from!($connection, removed, $conversion)
+    }};
+}
+
+/// The rest of [`take_on`], given the rows the removal of the capture returned.
+macro_rules! taken_from {
+    ($connection:ident, $removed:expr, $conversion:expr) => {{
+        use $crate::store::sql::read;
+        let conversion: $crate::store::NewConversion = $conversion;
+        let ordered_at = $crate::store::records::to_millis(conversion.ordered_at);
+        match $removed.first().map(|row| read::live_capture(row, ordered_at)) {
             Some(Ok(Some(capture))) => $crate::store::sql::insert_on!($connection, capture, conversion),
             None | Some(Ok(None)) => Ok($crate::store::Taken::NoCapture),
             Some(Err(error)) => {
@@ -162,7 +169,7 @@ macro_rules! take_on {
         }
     }};
 }
-use take_on;
+use taken_from;
 
 /// Makes `$capture` the owed conversion `$conversion` on `$connection`, unless its token has
 /// one: as [`take_on`].

@@ -102,6 +102,11 @@ pub(super) const CAPTURED: &str = "SELECT token, product_id FROM sovendus_captur
 pub(super) const TAKE_CAPTURE: &str =
     "DELETE FROM sovendus_captures WHERE visitor_key = $1 RETURNING token, product_id, expires_at";
 
+/// Removes the capture under `$1`, returning it, if the database is the one named `$2`.
+pub(super) const TAKE_CAPTURE_OF_DATABASE: &str = "DELETE FROM sovendus_captures \
+     WHERE visitor_key = $1 AND EXISTS (SELECT 1 FROM sovendus_database WHERE id = $2) \
+     RETURNING token, product_id, expires_at";
+
 /// A new owed conversion, unless its token has one.
 pub(super) const INSERT_CONVERSION: &str = "INSERT INTO sovendus_conversions \
      (id, token, product_id, order_ref, ordered_at, state, attempts, next_attempt_at, lease_id, lease_until, due_at) \

@@ -1,7 +1,7 @@
 //! The shop's own transaction taking the visitor's capture: [`SqlConnection`], and the take
 //! on it. The order and its conversion then commit, or roll back, together.
 
-use super::{Dialect, Pool, SqlTokenStore, backend, on_pool, queries, take_on};
+use super::{Dialect, Pool, SqlTokenStore, backend, on_pool, queries, taken_from};
 use crate::store::{NewConversion, StoreError, Taken, TokenKey};
 
 /// A connection of the shop's, inside the transaction that writes an order: what
@@ -110,8 +110,9 @@ impl SqlTokenStore {
 
     /// Takes the capture for `key` into `conversion` on the shop's `connection`, inside its
     /// transaction: owed once it commits, nothing if it rolls back. Refuses a connection to
-    /// another database than the store's. Waits for the shop's database as the shop's own
-    /// statements do (no timeout of the store's: the transaction is the shop's).
+    /// another database than the store's, before it writes: the removal of the capture names
+    /// the store's database. Waits for the shop's database as the shop's own statements do (no
+    /// timeout of the store's: the transaction is the shop's).
     pub(crate) async fn take_in(
         &self,
         shop: &mut SqlConnection<'_>,
@@ -121,15 +122,13 @@ impl SqlTokenStore {
         let ours = self.database_id().await.map_err(Refusal::Store)?;
         on_connection!(self, shop, |_pool, connection| {
             let connection = &mut **connection;
-            let theirs: Result<String, _> =
-                sqlx::query_scalar(queries::DATABASE_ID).fetch_one(&mut *connection).await;
-            match theirs {
-                Ok(theirs) if theirs == ours => {}
-                Ok(_) => {
-                    return Err(Refusal::OtherDatabase(
-                        "the transaction's database is not the token store's".to_owned(),
-                    ));
-                }
+            let removed = sqlx::query(queries::TAKE_CAPTURE_OF_DATABASE)
+                .bind(key.to_string())
+                .bind(&ours)
+                .fetch_all(&mut *connection)
+                .await;
+            let removed = match removed {
+                Ok(removed) => removed,
                 Err(sqlx::Error::Database(_)) => {
                     return Err(Refusal::OtherDatabase(
                         "the transaction's database has no Sovendus tables (SqlTokenStore::migrate ran on another)"
@@ -137,8 +136,21 @@ impl SqlTokenStore {
                     ));
                 }
                 Err(error) => return Err(Refusal::Store(backend(error))),
+            };
+            if removed.is_empty() {
+                // No capture here, or not the store's database: which?
+                let theirs: String = sqlx::query_scalar(queries::DATABASE_ID)
+                    .fetch_one(&mut *connection)
+                    .await
+                    .map_err(|error| Refusal::Store(backend(error)))?;
+                if theirs != ours {
+                    return Err(Refusal::OtherDatabase(
+                        "the transaction's database is not the token store's".to_owned(),
+                    ));
+                }
             }
-            let taken: Result<Taken, StoreError> = async { take_on!(connection, key, conversion) }.await;
+            let taken: Result<Taken, StoreError> =
+                async { taken_from!(connection, removed, conversion) }.await;
             taken.map_err(Refusal::Store)
         })
     }

@@ -303,7 +303,7 @@ async fn login(session: Session) -> &'static str {
 }
 
 async fn token(conversion: SovendusConversion) -> String {
-    conversion.token().map(|token| token.as_str().to_owned()).unwrap_or_default()
+    conversion.token().await.map(|token| token.as_str().to_owned()).unwrap_or_default()
 }
 
 /// Says what became of the conversion, one word and details.
