@@ -132,6 +132,18 @@ def figures():
                 continue
             out.append(Figure(f"{what} on {label} vs the embedded store", candidate / memory, None, True,
                               f"{us(candidate)} vs {us(memory)} per operation"))
+    for backend, label in [("sqlite", "SQLite (WAL, synchronous FULL)"), ("sqlite_normal", "SQLite (WAL, NORMAL)"),
+                           ("postgres", "Postgres"), ("postgres_async", "Postgres (synchronous_commit off)")]:
+        order = read_json("order", f"{backend}.json")
+        if order:
+            for mode, what, target in [("transaction", "in its transaction", 1.25),
+                                       ("delivering", "and its delivery on the same machine", None)]:
+                blocks = order[mode]
+                ratio = statistics.median(s / p for s, p in zip(blocks["sovendus"], blocks["plain"]))
+                out.append(Figure(f"Order with its conversion {what} on {label} vs without", ratio, target, True,
+                                  f"{us(statistics.median(blocks['sovendus']))} vs "
+                                  f"{us(statistics.median(blocks['plain']))} per order; median of "
+                                  f"{len(blocks['plain'])} paired blocks of {order['block']}"))
     backlog = read_json("backlog", "drain.json")
     if backlog:
         for backend, measured in backlog["stores"].items():
