@@ -1,6 +1,9 @@
 //! The demo shop's routes and pages, kept apart from `main` so tests can serve the same shop.
 
-use std::sync::{Arc, Mutex};
+#[path = "orders.rs"]
+mod orders;
+
+use std::{collections::BTreeMap, sync::Arc, time::SystemTime};
 
 use axum::{
     Form, Router,
@@ -13,35 +16,39 @@ use serde::Deserialize;
 use tower::ServiceBuilder;
 use tower_sessions::{Session, SessionManagerLayer, SessionStore, cookie::SameSite};
 use tower_sovendus::{
-    Delivery, OrderRef, QueueOutcome, SovReqToken, SovendusConversion, SovendusLayer, sandbox::Sandbox,
-    store::ConversionState,
+    Delivery, OrderRef, SovendusConversion, SovendusLayer, VoidOutcome,
+    sandbox::Sandbox,
+    store::{ConversionState, OwedConversion, StoreError},
 };
 
-/// What the shop sells.
-const CATALOG: &[(u32, &str, &str)] =
-    &[(1, "Walking boots", "49.90"), (2, "Wool socks", "9.90"), (3, "Rain jacket", "89.00")];
+use self::orders::{NewOrder, Order, Placed};
+pub use self::orders::{Orders, Stock};
+
+/// What the shop sells: ID, name, price and initial stock. The map is a limited edition, to
+/// sell out.
+const CATALOG: &[(u32, &str, &str, i64)] = &[
+    (1, "Walking boots", "49.90", 100),
+    (2, "Wool socks", "9.90", 100),
+    (3, "Rain jacket", "89.00", 100),
+    (4, "Signed trail map", "19.00", 3),
+];
 
 /// The session key of the visitor's latest order, for a repeated click on "order".
 const LAST_ORDER: &str = "last_order";
 
-/// One placed order, with the Sovendus token kept for cancellations.
-#[derive(Debug, Clone)]
-pub struct Order {
-    pub id: usize,
-    pub items: Vec<u32>,
-    pub token: Option<SovReqToken>,
-    pub conversion: String,
-}
+/// How many orders the order list shows.
+const LISTED_ORDERS: i64 = 100;
 
 #[derive(Clone)]
 struct Shop {
     sandbox: Option<Arc<Sandbox>>,
     delivery: Delivery,
-    orders: Arc<Mutex<Vec<Order>>>,
+    orders: Orders,
 }
 
-/// The whole shop: its pages behind `sovendus` inside `sessions`, in one `layer` call (axum
-/// then wraps each route once, not once per layer).
+/// The whole shop, its orders in memory: its pages behind `sovendus` inside `sessions`, in one
+/// `layer` call (axum then wraps each route once, not once per layer).
+#[allow(dead_code, reason = "the tests' and the load test's shop; `main` keeps its orders in a database")]
 pub fn router<S>(
     sovendus: SovendusLayer,
     sessions: SessionManagerLayer<S>,
@@ -50,7 +57,21 @@ pub fn router<S>(
 where
     S: SessionStore + Clone,
 {
-    pages(sovendus.delivery(), sandbox).layer(ServiceBuilder::new().layer(sessions).layer(sovendus))
+    router_with(Orders::in_memory(&Stock::default()), sovendus, sessions, sandbox)
+}
+
+/// The whole shop with `orders`.
+pub fn router_with<S>(
+    orders: Orders,
+    sovendus: SovendusLayer,
+    sessions: SessionManagerLayer<S>,
+    sandbox: Option<Arc<Sandbox>>,
+) -> Router
+where
+    S: SessionStore + Clone,
+{
+    pages_with(orders, sovendus.delivery(), sandbox)
+        .layer(ServiceBuilder::new().layer(sessions).layer(sovendus))
 }
 
 /// The session layer of the demo: `SameSite=Lax`, so that the click-through from Sovendus
@@ -64,8 +85,15 @@ pub fn sessions<S: SessionStore>(
     SessionManagerLayer::new(store).with_same_site(same_site).with_secure(secure_cookie)
 }
 
-/// The shop's pages, without any layer; `delivery` is the Sovendus layer's.
+/// The shop's pages, its orders in memory, without any layer; `delivery` is the Sovendus
+/// layer's.
+#[allow(dead_code, reason = "the load test's shop; `main` keeps its orders in a database")]
 pub fn pages(delivery: Delivery, sandbox: Option<Arc<Sandbox>>) -> Router {
+    pages_with(Orders::in_memory(&Stock::default()), delivery, sandbox)
+}
+
+/// The shop's pages with `orders`, without any layer.
+pub fn pages_with(orders: Orders, delivery: Delivery, sandbox: Option<Arc<Sandbox>>) -> Router {
     Router::new()
         .route("/", get(home))
         .route("/products/{id}", get(product))
@@ -73,10 +101,13 @@ pub fn pages(delivery: Delivery, sandbox: Option<Arc<Sandbox>>) -> Router {
         .route("/login", get(login_form).post(login))
         .route("/checkout", get(checkout))
         .route("/order", post(order))
-        .route("/thank-you/{id}", get(thank_you))
+        .route("/thank-you/{reference}", get(thank_you))
+        .route("/orders", get(order_list))
+        .route("/orders/{reference}", get(order_page))
+        .route("/orders/{reference}/cancel", post(cancel))
         .route("/sandbox", get(sandbox_log))
         .route("/sandbox/retry-parked", post(retry_parked))
-        .with_state(Shop { sandbox, delivery, orders: Arc::default() })
+        .with_state(Shop { sandbox, delivery, orders })
 }
 
 fn page(title: &str, body: &str) -> Html<String> {
@@ -86,12 +117,12 @@ fn page(title: &str, body: &str) -> Html<String> {
          nav a{{margin-right:1rem}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:.3rem .6rem}}\
          .note{{background:#f4f7ff;border-left:4px solid #36c;padding:.5rem 1rem}}</style></head>\
          <body><nav><a href=/>Home</a><a href=/cart>Cart</a><a href=/login>Login</a><a href=/checkout>Checkout</a>\
-         <a href=/sandbox>Sandbox log</a></nav><h1>{title}</h1>{body}</body></html>"
+         <a href=/orders>Orders</a><a href=/sandbox>Sandbox log</a></nav><h1>{title}</h1>{body}</body></html>"
     ))
 }
 
 fn product_name(id: u32) -> Option<&'static str> {
-    CATALOG.iter().find(|(known, ..)| *known == id).map(|(_, name, _)| *name)
+    CATALOG.iter().find(|(known, ..)| *known == id).map(|(_, name, ..)| *name)
 }
 
 async fn cart_of(session: &Session) -> Vec<u32> {
@@ -102,12 +133,23 @@ async fn user_of(session: &Session) -> Option<String> {
     session.get("user").await.ok().flatten()
 }
 
-async fn home(session: Session, conversion: SovendusConversion) -> Html<String> {
+async fn home(State(shop): State<Shop>, session: Session, conversion: SovendusConversion) -> Html<String> {
+    let stock = shop.orders.stock().await.unwrap_or_else(|error| {
+        tracing::warn!(%error, "could not read the stock");
+        BTreeMap::new()
+    });
     let products: String = CATALOG
         .iter()
-        .map(|(id, name, price)| format!("<li><a href=/products/{id}>{name}</a> · {price} €</li>"))
+        .map(|(id, name, price, _)| {
+            let left = match stock.get(id) {
+                Some(0) => format!(" · <span id=stock-{id}>sold out</span>"),
+                Some(left) => format!(" · <span id=stock-{id}>{left} in stock</span>"),
+                None => String::new(),
+            };
+            format!("<li><a href=/products/{id}>{name}</a> · {price} €{left}</li>")
+        })
         .collect();
-    let visitor = match conversion.token() {
+    let visitor = match conversion.token().await {
         // Display masks the token: only its first 8 characters are shown.
         Some(token) => format!("<p class=note id=sovendus>You came from Sovendus (token {token}).</p>"),
         None => "<p id=sovendus>No Sovendus token for this visit.</p>".to_owned(),
@@ -120,7 +162,7 @@ async fn home(session: Session, conversion: SovendusConversion) -> Html<String> 
 }
 
 async fn product(Path(id): Path<u32>) -> Response {
-    let Some((id, name, price)) = CATALOG.iter().find(|(known, ..)| *known == id) else {
+    let Some((id, name, price, _)) = CATALOG.iter().find(|(known, ..)| *known == id) else {
         return (StatusCode::NOT_FOUND, page("Not found", "<p>No such product.</p>")).into_response();
     };
     page(
@@ -199,75 +241,284 @@ async fn checkout(session: Session) -> Html<String> {
     )
 }
 
-async fn order(State(shop): State<Shop>, session: Session, conversion: SovendusConversion) -> Response {
-    let items = cart_of(&session).await;
+#[derive(Deserialize)]
+struct Checkout {
+    #[serde(default)]
+    shipping: String,
+}
+
+async fn order(
+    State(shop): State<Shop>,
+    session: Session,
+    conversion: SovendusConversion,
+    Form(checkout): Form<Checkout>,
+) -> Response {
+    let mut items = cart_of(&session).await;
     if items.is_empty() {
         // A second click on "order" after the first emptied the cart: show that order again.
-        let last_order: Option<usize> = session.get(LAST_ORDER).await.ok().flatten();
-        let page = last_order.map_or_else(|| "/checkout".to_owned(), |id| format!("/thank-you/{id}"));
+        let last_order: Option<String> = session.get(LAST_ORDER).await.ok().flatten();
+        let page =
+            last_order.map_or_else(|| "/checkout".to_owned(), |reference| format!("/thank-you/{reference}"));
         return Redirect::to(&page).into_response();
     }
-    // Keep the token with the order: Sovendus asks for it on cancellations.
-    let token = conversion.token().cloned();
-    let id = {
-        let mut orders = shop.orders.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let id = orders.len() + 1;
-        orders.push(Order { id, items, token, conversion: String::new() });
-        id
-    };
-    // The order's reference goes with the conversion, to find it again for a cancellation.
-    let reference = OrderRef::new(format!("order-{id}-{}", std::process::id()));
-    let conversion = match reference {
-        Ok(reference) => conversion.for_order(reference),
-        Err(_) => conversion,
-    };
-    // The page never waits on Sovendus: the conversion is owed, and a worker delivers it.
-    let said = match conversion.send_in_background().await {
-        Ok(QueueOutcome::Queued) => "Sovendus conversion on its way.".to_owned(),
-        Ok(_) => "No Sovendus conversion for this order.".to_owned(),
+    let shipping = if checkout.shipping == "express" { "express" } else { "standard" };
+    let from_sovendus = conversion.token().await.is_some();
+    // The stock, the order and its Sovendus conversion: one transaction on SQLite and Postgres.
+    let placed = shop
+        .orders
+        .place(&NewOrder { items: items.clone(), shipping: shipping.to_owned() }, conversion)
+        .await;
+    let reference = match placed {
+        Ok(Placed::Order(reference)) => reference,
+        Ok(Placed::SoldOut(product)) => {
+            // Rolled back: nothing was booked, and the token stays with the visitor.
+            items.retain(|item| *item != product);
+            if session.insert("cart", items).await.is_err() {
+                return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+            }
+            let name = product_name(product).unwrap_or("A product");
+            let token = if from_sovendus {
+                " Your Sovendus voucher stays with your visit, for your next order."
+            } else {
+                ""
+            };
+            let body = format!(
+                "<p class=note id=sold-out>Sorry, {name} is sold out: your order is not placed. \
+                 We took it out of your cart.{token}</p><p><a href=/cart>Back to your cart</a></p>"
+            );
+            return (StatusCode::CONFLICT, page("Sold out", &body)).into_response();
+        }
         Err(error) => {
-            format!("Sovendus conversion not sent yet: {error}. The token is kept for a later order.")
+            tracing::error!(%error, "order not placed");
+            let body = format!(
+                "<p class=note id=not-placed>Your order could not be placed: {}. Nothing was booked, and \
+                 your cart is kept: please try again.</p>",
+                html_text(&error.to_string())
+            );
+            return (StatusCode::SERVICE_UNAVAILABLE, page("Order not placed", &body)).into_response();
         }
     };
-    if let Some(order) = shop
-        .orders
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-        .iter_mut()
-        .find(|order| order.id == id)
+    if session.insert("cart", Vec::<u32>::new()).await.is_err()
+        || session.insert(LAST_ORDER, reference.as_str()).await.is_err()
     {
-        order.conversion = said;
-    }
-    if session.insert("cart", Vec::<u32>::new()).await.is_err() {
-        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
-    }
-    if session.insert(LAST_ORDER, id).await.is_err() {
         return StatusCode::INTERNAL_SERVER_ERROR.into_response();
     }
     // Post/redirect/get: reloading the thank-you page never places the order again.
-    Redirect::to(&format!("/thank-you/{id}")).into_response()
+    Redirect::to(&format!("/thank-you/{reference}")).into_response()
 }
 
-async fn thank_you(State(shop): State<Shop>, Path(id): Path<usize>) -> Response {
-    let orders = shop.orders.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    let Some(order) = orders.iter().find(|order| order.id == id) else {
-        return (StatusCode::NOT_FOUND, page("Not found", "<p>No such order.</p>")).into_response();
+async fn thank_you(State(shop): State<Shop>, Path(reference): Path<String>) -> Response {
+    order_view(&shop, &reference, true).await
+}
+
+async fn order_page(State(shop): State<Shop>, Path(reference): Path<String>) -> Response {
+    order_view(&shop, &reference, false).await
+}
+
+/// The order `reference`, from the database, with its conversion's state now.
+async fn order_view(shop: &Shop, reference: &str, thank_you: bool) -> Response {
+    let (reference, order) = match find_order(shop, reference).await {
+        Ok(found) => found,
+        Err(response) => return response,
     };
+    let live = shop.delivery.find(&reference).await;
     let kept = match &order.token {
         // Display masks the token: only its first 8 characters are shown.
-        Some(token) => {
-            format!("<p>Sovendus token kept with the order, for cancellations: <code>{token}</code></p>")
-        }
+        Some(token) => format!(
+            "<p id=token>Sovendus token kept with the order, for cancellations: <code>{token}</code>, \
+             for product <code>{}</code></p>",
+            html_text(order.product.as_deref().unwrap_or_default())
+        ),
         None => String::new(),
     };
+    let status = match order.cancelled_at {
+        Some(at) => format!(
+            "<p id=order-state>Order <code>{reference}</code> is cancelled ({}).</p>\
+             <p class=note id=cancellation>{}</p>",
+            httpdate::fmt_http_date(at),
+            cancellation(&live)
+        ),
+        None => format!(
+            "<p id=order-state>Order <code>{reference}</code> is placed, {} shipping.</p>\
+             <form method=post action=/orders/{reference}/cancel>\
+             <button id=cancel>Cancel the order</button></form>",
+            html_text(&order.shipping)
+        ),
+    };
     let body = format!(
-        "<p>Order #{} is placed.</p>{}<p class=note id=conversion>{}</p>{kept}\
-         <p><a href=/sandbox>See what the sandbox received</a></p>",
-        order.id,
+        "{status}{}<p class=note id=conversion>{}</p>{kept}<p id=state>{}</p>\
+         <p><a href=/orders>All orders</a> · <a href=/sandbox>See what the sandbox received</a></p>",
         items_list(&order.items),
-        order.conversion
+        said(&order),
+        live_state(&live),
     );
-    page("Thank you!", &body).into_response()
+    let title = if thank_you { "Thank you!".to_owned() } else { format!("Order {reference}") };
+    page(&title, &body).into_response()
+}
+
+/// The order `reference` from the database, or the page that says why not.
+async fn find_order(shop: &Shop, reference: &str) -> Result<(OrderRef, Order), Response> {
+    let not_found = || (StatusCode::NOT_FOUND, page("Not found", "<p>No such order.</p>")).into_response();
+    let reference = OrderRef::new(reference).map_err(|_| not_found())?;
+    match shop.orders.find(&reference).await {
+        Ok(Some(order)) => Ok((reference, order)),
+        Ok(None) => Err(not_found()),
+        Err(error) => {
+            tracing::error!(%error, "could not read an order");
+            Err(unavailable("Order", &error.to_string()))
+        }
+    }
+}
+
+/// What the order said of its conversion when it was placed.
+fn said(order: &Order) -> &'static str {
+    match order.conversion.as_deref() {
+        Some("owed" | "parked") => "Sovendus conversion on its way.",
+        Some("sent") => "Sovendus booked the conversion.",
+        Some("dead") => "Sovendus refused the conversion.",
+        Some("already converted") => {
+            "No Sovendus conversion for this order: an earlier order converted the visitor's token."
+        }
+        None if order.token.is_some() => {
+            "Sovendus conversion not recorded yet: the shop records it from the order at its next start."
+        }
+        _ => "No Sovendus conversion for this order.",
+    }
+}
+
+/// The conversion's state in the store now.
+fn live_state(live: &Result<Option<OwedConversion>, StoreError>) -> String {
+    let conversion = match live {
+        Ok(Some(conversion)) => conversion,
+        Ok(None) => return "Now: no Sovendus conversion in the store for this order.".to_owned(),
+        Err(error) => {
+            return format!("Now: the Sovendus conversion cannot be read: {}", html_text(&error.to_string()));
+        }
+    };
+    let at = |time: Option<SystemTime>| time.map(httpdate::fmt_http_date).unwrap_or_default();
+    let error = conversion.last_error.as_deref().map(|error| format!(" Last error: {}.", html_text(error)));
+    let error = error.unwrap_or_default();
+    let calls = conversion.attempts;
+    match conversion.state {
+        ConversionState::Owed => {
+            format!("Now: owed, {calls} calls so far, next {}.{error}", at(conversion.next_attempt_at))
+        }
+        ConversionState::Parked => {
+            format!(
+                "Now: parked, Sovendus refused the shop's setup; next {}.{error}",
+                at(conversion.next_attempt_at)
+            )
+        }
+        ConversionState::Dead => format!("Now: dead, never sent again.{error}"),
+        ConversionState::Delivered => format!("Now: booked by Sovendus on {}.", at(conversion.settled_at)),
+        ConversionState::Voided => "Now: voided, never sent.".to_owned(),
+        state => format!("Now: {state}."),
+    }
+}
+
+/// What the cancellation of an order did to its conversion, found by `live`.
+fn cancellation(live: &Result<Option<OwedConversion>, StoreError>) -> String {
+    match live {
+        Ok(Some(conversion)) if conversion.state == ConversionState::Delivered => format!(
+            "Sovendus booked its conversion before the cancellation, and has no API to take it back: tell \
+             Sovendus the token <code id=tell-token>{}</code>, booked on <span id=booked-at>{}</span>.",
+            // The whole token, for Sovendus.
+            conversion.token.as_str(),
+            conversion.settled_at.map(httpdate::fmt_http_date).unwrap_or_default()
+        ),
+        Ok(Some(conversion)) if conversion.state == ConversionState::Voided => {
+            "Its Sovendus conversion is voided: it is never sent.".to_owned()
+        }
+        Ok(Some(conversion)) => format!("Its Sovendus conversion is {}.", conversion.state),
+        Ok(None) => "It had no Sovendus conversion.".to_owned(),
+        Err(error) => format!("Its Sovendus conversion cannot be read: {}", html_text(&error.to_string())),
+    }
+}
+
+/// Cancels an order: its conversion first (voided, unless Sovendus has it already), then the
+/// order, with its stock back.
+async fn cancel(State(shop): State<Shop>, Path(reference): Path<String>) -> Response {
+    let (reference, order) = match find_order(&shop, &reference).await {
+        Ok(found) => found,
+        Err(response) => return response,
+    };
+    let page_of_order = Redirect::to(&format!("/orders/{reference}")).into_response();
+    if order.cancelled_at.is_some() {
+        return page_of_order;
+    }
+    match shop.delivery.void(&reference).await {
+        // A call to Sovendus may be under way: its answer decides, so the order stays.
+        Ok(VoidOutcome::Sending(_)) => {
+            let body = format!(
+                "<p class=note id=cancellation>The Sovendus conversion of order <code>{reference}</code> is \
+                 being sent right now, try again in a moment.</p>\
+                 <form method=post action=/orders/{reference}/cancel>\
+                 <button id=cancel>Cancel the order</button></form>"
+            );
+            return (StatusCode::CONFLICT, page("Not cancelled yet", &body)).into_response();
+        }
+        Ok(outcome) => {
+            let conversion = match outcome {
+                VoidOutcome::Voided(_) | VoidOutcome::AlreadyVoided(_) => "voided",
+                VoidOutcome::Delivered(_) => "booked by Sovendus before",
+                _ => "none",
+            };
+            tracing::info!(order = %reference, conversion, "cancelling an order");
+        }
+        Err(error) => {
+            tracing::error!(%error, "could not void a Sovendus conversion");
+            return unavailable("Not cancelled", &error.to_string());
+        }
+    }
+    match shop.orders.cancel(&reference).await {
+        Ok(_) => page_of_order,
+        Err(error) => {
+            tracing::error!(%error, "could not cancel an order");
+            unavailable("Not cancelled", &error.to_string())
+        }
+    }
+}
+
+async fn order_list(State(shop): State<Shop>) -> Response {
+    let orders = match shop.orders.latest(LISTED_ORDERS).await {
+        Ok(orders) => orders,
+        Err(error) => return unavailable("Orders", &error.to_string()),
+    };
+    if orders.is_empty() {
+        return page("Orders", "<p id=orders>No orders yet.</p>").into_response();
+    }
+    let rows: String = orders
+        .iter()
+        .map(|(order, items)| {
+            let reference = &order.reference;
+            // Display masks the token.
+            let token = order.token.as_ref().map(ToString::to_string).unwrap_or_default();
+            let status = if order.cancelled_at.is_some() { "cancelled" } else { "placed" };
+            format!(
+                "<tr><td><a href=/orders/{reference}>{reference}</a></td><td>{}</td><td>{items}</td>\
+                 <td>{}</td><td><code>{token}</code></td><td>{}</td><td>{status}</td></tr>",
+                httpdate::fmt_http_date(order.placed_at),
+                html_text(&order.shipping),
+                order.conversion.as_deref().unwrap_or("not recorded"),
+            )
+        })
+        .collect();
+    let table = format!(
+        "<table id=orders><tr><th>Order</th><th>Placed</th><th>Items</th><th>Shipping</th>\
+         <th>Sovendus token</th>\
+         <th>Conversion</th><th>Status</th></tr>{rows}</table>"
+    );
+    page("Orders", &format!("<p>The latest {LISTED_ORDERS} orders, the newest first.</p>{table}"))
+        .into_response()
+}
+
+/// A 503 page: `what` failed for `why`.
+fn unavailable(what: &str, why: &str) -> Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        page(what, &format!("<p class=note>Please try again: {}</p>", html_text(why))),
+    )
+        .into_response()
 }
 
 async fn sandbox_log(State(shop): State<Shop>) -> Html<String> {
@@ -319,8 +570,8 @@ async fn conversions_report(delivery: &Delivery) -> String {
         Err(error) => return format!("<p class=note>The conversions cannot be read: {error}</p>"),
     };
     let mut report = format!(
-        "<h2>Conversions</h2><p id=counts>owed {}, parked {}, dead {}, delivered {}</p>",
-        counts.owed, counts.parked, counts.dead, counts.delivered
+        "<h2>Conversions</h2><p id=counts>owed {}, parked {}, dead {}, delivered {}, voided {}</p>",
+        counts.owed, counts.parked, counts.dead, counts.delivered, counts.voided
     );
     for state in [ConversionState::Owed, ConversionState::Parked, ConversionState::Dead] {
         let Ok(listed) = delivery.list(state, 50).await else { continue };

@@ -10,12 +10,30 @@
 //!
 //! Sessions, captured tokens and owed conversions live in `SHOP_DATABASE_URL`: a sqlx URL
 //! (`sqlite://PATH?mode=rwc`, `postgres://...`), a Redis URL (`redis://...`), or `memory` to
-//! keep everything in memory. The
-//! default is the SQLite file `target/demo-shop.db`, so a restart keeps carts, visitors' tokens
-//! and owed conversions. `SHOP_ADDR` changes where it listens (default 127.0.0.1:3000).
-//! `SHOP_MAX_WAIT` (seconds), for tests, caps the waits between delivery attempts.
-//! SIGTERM and Ctrl-C stop it gracefully, within 10 seconds: what is still being delivered
-//! then stays owed in the database, for the next start.
+//! keep everything in memory. The default is the SQLite file `target/demo-shop.db`, so a
+//! restart keeps carts, visitors' tokens, owed conversions and orders.
+//!
+//! **Orders.** On SQLite and Postgres the orders (their items, the visitor's token and product,
+//! what recording the conversion answered) and the products' stock live in the same database,
+//! on the same pool: one transaction takes the stock, makes the visitor's token an owed
+//! conversion (`SovendusConversion::owe_in`) and writes the order, so the conversion commits
+//! with the order or not at all (a sold-out product rolls everything back, and the visitor
+//! keeps their token). An order can be cancelled from its page (`Delivery::void`).
+//!
+//! **Redis and memory** cannot join the shop's transaction. There the orders live in a SQLite
+//! database of their own, `SHOP_ORDERS_URL` (default `target/demo-shop-orders.db` for Redis,
+//! `sqlite::memory:` for memory): the order's transaction keeps the visitor's token and product
+//! with it, the conversion is recorded after the commit (`send_in_background`), and at start
+//! the shop makes owed (`Delivery::owe`) the conversions of the orders that kept a token and
+//! recorded no outcome: a crash between the commit and the send. The store makes one
+//! conversion per token, so an order whose conversion was recorded after all books nothing more.
+//!
+//! `SHOP_ADDR` changes where it listens (default 127.0.0.1:3000). `SHOP_STOCK` sets the initial
+//! stock of a database that has none yet, as `PRODUCT=COUNT` pairs (`4=1,1=500`; the catalog's
+//! defaults otherwise). For tests: `SHOP_MAX_WAIT` (seconds) caps the waits between delivery
+//! attempts, and `SHOP_CRASH_AFTER_COMMIT=1` aborts the process right after an order's commit,
+//! before it answers. SIGTERM and Ctrl-C stop it gracefully, within 10 seconds: what is still
+//! being delivered then stays owed in the database, for the next start.
 
 mod app;
 mod signal;
@@ -36,8 +54,12 @@ use tower_sovendus::{
 };
 use tracing_subscriber::EnvFilter;
 
+use self::app::{Orders, Stock};
+
 /// Where the shop keeps its data unless `SHOP_DATABASE_URL` says otherwise.
 const DEFAULT_DATABASE: &str = "sqlite://target/demo-shop.db?mode=rwc";
+/// Where the orders of a shop on Redis live unless `SHOP_ORDERS_URL` says otherwise.
+const DEFAULT_ORDERS_BESIDE_REDIS: &str = "sqlite://target/demo-shop-orders.db?mode=rwc";
 /// How long a shutdown may take: the server's connections, then the deliveries under way.
 const DRAIN: Duration = Duration::from_secs(10);
 
@@ -60,26 +82,36 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         (with_test_schedule(sandbox.config())?.build()?, Some(Arc::new(sandbox)))
     };
 
+    let stock = match std::env::var("SHOP_STOCK") {
+        Ok(spec) => spec.parse::<Stock>()?,
+        Err(_) => Stock::default(),
+    };
+    let orders_apart =
+        |default: &str| std::env::var("SHOP_ORDERS_URL").unwrap_or_else(|_| default.to_owned());
+
     let database = std::env::var("SHOP_DATABASE_URL").unwrap_or_else(|_| DEFAULT_DATABASE.to_owned());
     if database == "memory" {
         println!("Keeping sessions, tokens and owed conversions in memory: a restart loses them.");
         let tokens = MokaTokenStore::new(config.max_tokens()).with_max_owed(config.queue_capacity());
-        serve(config, tokens, MemoryStore::default(), sandbox).await
+        let orders = open_orders_apart(&orders_apart("sqlite::memory:"), &stock).await?;
+        serve(config, tokens, MemoryStore::default(), orders, sandbox).await
     } else if database.starts_with("sqlite:") {
         create_parent_folder(&database)?;
         let pool = SqlitePool::connect(&database).await?;
-        let (tokens, sessions) = (SqlTokenStore::sqlite(pool.clone()), SqliteStore::new(pool));
+        let (tokens, sessions) = (SqlTokenStore::sqlite(pool.clone()), SqliteStore::new(pool.clone()));
         tokens.migrate().await?;
         sessions.migrate().await?;
-        println!("Keeping sessions, tokens and owed conversions in {database}.");
-        serve(config, tokens, sessions, sandbox).await
+        let orders = Orders::joined_sqlite(pool, &stock).await?;
+        println!("Keeping sessions, tokens, owed conversions and orders in {database}.");
+        serve(config, tokens, sessions, orders, sandbox).await
     } else if database.starts_with("postgres:") || database.starts_with("postgresql:") {
         let pool = PgPool::connect(&database).await?;
-        let (tokens, sessions) = (SqlTokenStore::postgres(pool.clone()), PostgresStore::new(pool));
+        let (tokens, sessions) = (SqlTokenStore::postgres(pool.clone()), PostgresStore::new(pool.clone()));
         tokens.migrate().await?;
         sessions.migrate().await?;
-        println!("Keeping sessions, tokens and owed conversions in Postgres.");
-        serve(config, tokens, sessions, sandbox).await
+        let orders = Orders::joined_postgres(pool, &stock).await?;
+        println!("Keeping sessions, tokens, owed conversions and orders in Postgres.");
+        serve(config, tokens, sessions, orders, sandbox).await
     } else if database.starts_with("redis:") {
         let pool = Builder::from_config(Config::from_url(&database)?)
             .with_performance_config(|performance| performance.default_command_timeout = REDIS_TIMEOUT)
@@ -88,7 +120,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         pool.init().await?;
         let (tokens, sessions) = (RedisTokenStore::new(pool.clone()), RedisStore::new(pool));
         println!("Keeping sessions, tokens and owed conversions in Redis.");
-        serve(config, tokens, sessions, sandbox).await
+        let orders = open_orders_apart(&orders_apart(DEFAULT_ORDERS_BESIDE_REDIS), &stock).await?;
+        serve(config, tokens, sessions, orders, sandbox).await
     } else {
         Err(format!(
             "SHOP_DATABASE_URL must be sqlite://..., postgres://..., redis://... or memory, not {database}"
@@ -97,11 +130,26 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
 }
 
+/// The orders in a SQLite database of their own at `url`, for a token store that cannot join
+/// the shop's transaction.
+async fn open_orders_apart(url: &str, stock: &Stock) -> Result<Orders, Box<dyn std::error::Error>> {
+    if !url.starts_with("sqlite:") {
+        return Err(format!("SHOP_ORDERS_URL must be sqlite://... or sqlite::memory:, not {url}").into());
+    }
+    create_parent_folder(url)?;
+    let orders = Orders::apart(url, stock).await?;
+    println!(
+        "Keeping orders in {url}, apart from the tokens: a conversion is recorded after its order's commit."
+    );
+    Ok(orders)
+}
+
 /// Serves the shop until SIGTERM or Ctrl-C, then stops within [`DRAIN`].
 async fn serve(
     config: SovendusConfig,
     tokens: impl TokenStore,
     sessions: impl SessionStore + Clone,
+    orders: Orders,
     sandbox: Option<Arc<Sandbox>>,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let stop = signal::stop();
@@ -112,18 +160,40 @@ async fn serve(
     let delivery = sovendus.delivery();
     let counts = delivery.counts().await?;
     println!(
-        "Conversions in the store: {} owed, {} parked, {} dead, {} delivered.",
-        counts.owed, counts.parked, counts.dead, counts.delivered
+        "Conversions in the store: {} owed, {} parked, {} dead, {} delivered, {} voided.",
+        counts.owed, counts.parked, counts.dead, counts.delivered, counts.voided
     );
+    let crash_after_commit = std::env::var("SHOP_CRASH_AFTER_COMMIT").is_ok_and(|crash| crash == "1");
+    if crash_after_commit {
+        println!("SHOP_CRASH_AFTER_COMMIT=1: the shop aborts right after its first order's commit.");
+    }
+    let orders = orders.crash_after_commit(crash_after_commit);
+    if !orders.is_joined() {
+        // Orders a crash left between their commit and their send: their conversions are
+        // owed now. In the background, so that a slow store does not hold the start.
+        let (orders, delivery) = (orders.clone(), delivery.clone());
+        tokio::spawn(async move {
+            match orders.owe_unrecorded(&delivery).await {
+                Ok(0) => {}
+                Ok(count) => tracing::info!(
+                    count,
+                    "recorded the Sovendus conversions of orders a crash left unrecorded"
+                ),
+                Err(error) => tracing::error!(%error, "could not read the orders left unrecorded"),
+            }
+        });
+    }
     println!();
     println!("Trail Shop is open. Arrive as a visitor from Sovendus:");
     println!("    http://{addr}/?sovReqToken=12345-test-123-12345");
     println!("then add something to the cart, check out, and see what Sovendus received:");
     println!("    http://{addr}/sandbox");
+    println!("Your orders, and a button to cancel each:");
+    println!("    http://{addr}/orders");
     println!();
 
     // Plain HTTP on loopback for the demo, so the session cookie cannot be `Secure`.
-    let app = app::router(sovendus, app::sessions(sessions, SameSite::Lax, false), sandbox);
+    let app = app::router_with(orders, sovendus, app::sessions(sessions, SameSite::Lax, false), sandbox);
     let stopping = tokio_util::sync::CancellationToken::new();
     let server = axum::serve(listener, app).with_graceful_shutdown(stopping.clone().cancelled_owned());
     let server = tokio::spawn(async move { server.await });

@@ -50,6 +50,8 @@ const MAX_WAIT: Duration = Duration::from_secs(8);
 const SLOWEST_ANSWER: Duration = Duration::from_secs(10);
 /// The demo shop's lease.
 const LEASE: Duration = Duration::from_secs(15);
+/// The stock of the boots every visitor orders: more than any campaign sells.
+const STOCK: &str = "1=1000000";
 
 #[test]
 fn three_instances_book_every_order_once_through_a_storm_of_faults() {
@@ -128,8 +130,12 @@ impl Campaign {
         let sandbox = Sandbox::start().await.unwrap();
         let mut rng = fastrand::Rng::with_seed(self.seed);
         let addrs: Vec<SocketAddr> = (0..INSTANCES).map(|_| free_addr()).collect();
-        let setup =
-            |clock| Setup { clock, max_wait: Some(MAX_WAIT), ..Setup::shared(dir.path(), url.to_owned()) };
+        let setup = |clock| Setup {
+            clock,
+            max_wait: Some(MAX_WAIT),
+            stock: Some(STOCK),
+            ..Setup::shared(dir.path(), url.to_owned())
+        };
         let mut shops: Vec<Shop> = addrs
             .iter()
             .zip(CLOCKS)

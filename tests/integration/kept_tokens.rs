@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use common::{TestShop, quick_schedule, redis::RedisServer};
 use tower_sessions::MemoryStore;
-use tower_sovendus::{OrderRef, Outcome, SovReqToken, SovendusConfigBuilder, sandbox::Sandbox, store::TokenStore};
+use tower_sovendus::{
+    OrderRef, Outcome, SovReqToken, SovendusConfigBuilder, sandbox::Sandbox, store::TokenStore,
+};
 
 fn quick(config: SovendusConfigBuilder) -> SovendusConfigBuilder {
     config.schedule(quick_schedule())

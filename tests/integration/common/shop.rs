@@ -42,6 +42,7 @@ pub struct Shop {
 }
 
 /// How a shop runs: where it keeps its data, with which API key, on which clock.
+#[derive(Clone)]
 pub struct Setup<'a> {
     /// Where its log goes, beside its SQLite file if it has one.
     pub dir: &'a Path,
@@ -51,18 +52,31 @@ pub struct Setup<'a> {
     pub clock: Option<&'a str>,
     /// The longest wait between delivery attempts, if shorter than the schedule's hour.
     pub max_wait: Option<Duration>,
+    /// The initial stock, as `SHOP_STOCK` takes it (`4=1`), if not the catalog's.
+    pub stock: Option<&'a str>,
+    /// Whether the shop aborts right after an order's commit (`SHOP_CRASH_AFTER_COMMIT`).
+    pub crash_after_commit: bool,
 }
 
 impl<'a> Setup<'a> {
     /// On the SQLite file `shop.db` in `dir`, with the sandbox's API key, on this host's clock.
     pub fn sqlite(dir: &'a Path) -> Self {
         let database = format!("sqlite://{}?mode=rwc", dir.join("shop.db").display());
-        Self { dir, database, api_key: Sandbox::API_KEY, clock: None, max_wait: None }
+        Self::shared(dir, database)
     }
 
-    /// On the Postgres database or Redis at `url`, logging to `dir`.
+    /// On the Postgres database or Redis at `url`, logging to `dir` (on Redis, the orders are
+    /// kept in `dir` too).
     pub fn shared(dir: &'a Path, url: String) -> Self {
-        Self { dir, database: url, api_key: Sandbox::API_KEY, clock: None, max_wait: None }
+        Self {
+            dir,
+            database: url,
+            api_key: Sandbox::API_KEY,
+            clock: None,
+            max_wait: None,
+            stock: None,
+            crash_after_commit: false,
+        }
     }
 }
 
@@ -76,11 +90,8 @@ impl Shop {
     /// Starts the shop as `setup` says, and waits until it accepts connections.
     pub fn launch(setup: &Setup<'_>, addr: SocketAddr, sandbox: &Sandbox) -> Self {
         let dir = setup.dir;
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(dir.join(format!("shop-{}.log", addr.port())))
-            .expect("a log file");
+        let log_path = dir.join(format!("shop-{}.log", addr.port()));
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path).expect("a log file");
         let mut command = Command::new(shop_binary());
         if let Some(offset) = setup.clock {
             // libfaketime preloaded as `faketime -m -f OFFSET` does, without its wrapper
@@ -95,9 +106,17 @@ impl Shop {
         if let Some(max_wait) = setup.max_wait {
             command.env("SHOP_MAX_WAIT", max_wait.as_secs().to_string());
         }
+        if let Some(stock) = setup.stock {
+            command.env("SHOP_STOCK", stock);
+        }
+        if setup.crash_after_commit {
+            command.env("SHOP_CRASH_AFTER_COMMIT", "1");
+        }
         let child = command
             .env("SHOP_ADDR", addr.to_string())
             .env("SHOP_DATABASE_URL", &setup.database)
+            // The orders of a shop on Redis, which live apart from its store; unused on SQL.
+            .env("SHOP_ORDERS_URL", format!("sqlite://{}?mode=rwc", dir.join("orders.db").display()))
             .env("SOVENDUS_PRODUCT_ID", Sandbox::PRODUCT_ID)
             .env("SOVENDUS_API_KEY", setup.api_key)
             .env("SOVENDUS_ENDPOINT", sandbox.endpoint())
@@ -111,7 +130,7 @@ impl Shop {
         let started = Instant::now();
         while TcpStream::connect(addr).is_err() {
             if let Some(status) = shop.child.try_wait().expect("the shop's status") {
-                panic!("the demo shop exited at start ({status}); see its log in {}", dir.display());
+                panic!("the demo shop exited at start ({status}); its log ends:\n{}", last_lines(&log_path));
             }
             assert!(
                 started.elapsed() < STARTUP,
@@ -144,6 +163,20 @@ impl Shop {
         self.child.wait().expect("the shop ends");
     }
 
+    /// Waits until the shop has aborted by itself (`SHOP_CRASH_AFTER_COMMIT`), at most `within`.
+    pub fn crashed(mut self, within: Duration) {
+        let started = Instant::now();
+        while started.elapsed() < within {
+            if let Some(status) = self.child.try_wait().expect("the shop's status") {
+                use std::os::unix::process::ExitStatusExt;
+                assert_eq!(status.signal(), Some(libc::SIGABRT), "the shop aborted: {status}");
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("the shop did not abort within {within:?}");
+    }
+
     /// Sends SIGTERM and returns how long the shop took to exit (at most `within`).
     pub fn terminate(mut self, within: Duration) -> Duration {
         self.signal("-TERM");
@@ -165,6 +198,13 @@ impl Drop for Shop {
         self.child.kill().ok();
         self.child.wait().ok();
     }
+}
+
+/// The last lines of the log at `path`: why a shop exited, as its temporary folder goes.
+fn last_lines(path: &Path) -> String {
+    let log = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = log.lines().collect();
+    lines[lines.len().saturating_sub(20)..].join("\n")
 }
 
 /// A free port on loopback: the shop keeps it across its restarts.
