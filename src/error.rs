@@ -87,11 +87,13 @@ pub enum SovendusError {
     /// answers [`Outcome::Unknown`](crate::Outcome::Unknown) instead.)
     #[error("the Sovendus conversion was not recorded: {0}")]
     Store(#[source] StoreError),
-    /// The order's transaction cannot take the conversion: the layer's store is not a
-    /// `SqlTokenStore`, or the transaction is on another database than the store's. Nothing was
-    /// written; a setup mistake.
-    #[error("the order's transaction is not on the Sovendus token store's database: {0}")]
-    OtherDatabase(String),
+    /// The order's transaction cannot take the conversion (`owe_in`): the layer's store is not
+    /// a `SqlTokenStore`, the connection is not in a transaction, or the transaction is on
+    /// another database than the store's. A setup mistake; nothing of the crate's was written.
+    /// On Postgres, a statement that failed (a missing table) aborted the transaction: roll it
+    /// back.
+    #[error("the order's transaction cannot take the Sovendus conversion: {0}")]
+    Unjoinable(String),
 }
 
 impl SovendusError {
@@ -113,7 +115,7 @@ impl SovendusError {
             | Self::InvalidProductOrToken { .. }
             | Self::WrongUrl { .. }
             | Self::UnexpectedStatus { .. }
-            | Self::OtherDatabase(_) => false,
+            | Self::Unjoinable(_) => false,
         }
     }
 

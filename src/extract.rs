@@ -138,13 +138,21 @@ impl SovendusConversion {
     /// on the transaction's database.
     ///
     /// Answers [`Outcome::Owed`] (owed once committed), [`Outcome::AlreadyConverted`] or
-    /// [`Outcome::NoToken`]. `Err` means nothing was written: the store's statement failed
-    /// ([`SovendusError::Store`]; the transaction is then best rolled back), or the transaction
-    /// is on another database than the store's ([`SovendusError::OtherDatabase`], checked for
-    /// every order). It takes no lock of the crate's and has no timeout of its own: it waits
-    /// for the database as the transaction's own statements do. Of two transactions taking one
-    /// visitor's token, the second waits for the first and then finds it taken (Postgres), or
-    /// never runs beside it (SQLite runs one write transaction at a time).
+    /// [`Outcome::NoToken`]. On `Err`, roll the transaction back: a statement of the take
+    /// failed ([`SovendusError::Store`]; on Postgres that aborted the transaction, and a commit
+    /// would silently roll the order back), or the transaction cannot take the conversion
+    /// ([`SovendusError::Unjoinable`]: not the store's database, not a transaction). Once
+    /// rolled back, nothing is recorded and the token is the visitor's. The database is checked
+    /// with the take's own statement, so an order without a token checks nothing: a setup
+    /// mistake shows on the first order of a Sovendus visitor. The check is of an identity
+    /// [`migrate`](crate::SqlTokenStore::migrate) gives the database: a copy of it (a restored
+    /// backup, a copied file) passes.
+    ///
+    /// It takes no lock of the crate's, no second connection of the pool, and has no timeout
+    /// of its own: it waits for the database as the transaction's own statements do. Of two
+    /// transactions taking one visitor's token, the second waits for the first and then finds
+    /// it taken (Postgres, at `READ COMMITTED`), or never runs beside it (SQLite runs one write
+    /// transaction at a time).
     ///
     /// ```no_run
     /// use axum::{Router, extract::State, http::StatusCode, routing::post};

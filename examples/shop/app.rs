@@ -266,7 +266,7 @@ async fn order(
     // The stock, the order and its Sovendus conversion: one transaction on SQLite and Postgres.
     let placed = shop
         .orders
-        .place(&NewOrder { items: items.clone(), shipping: shipping.to_owned() }, conversion)
+        .place(&NewOrder { items: items.clone(), shipping: shipping.to_owned() }, conversion, &shop.delivery)
         .await;
     let reference = match placed {
         Ok(Placed::Order(reference)) => reference,

@@ -23,7 +23,7 @@
 //! **Redis and memory** cannot join the shop's transaction. There the orders live in a SQLite
 //! database of their own, `SHOP_ORDERS_URL` (default `target/demo-shop-orders.db` for Redis,
 //! `sqlite::memory:` for memory): the order's transaction keeps the visitor's token and product
-//! with it, the conversion is recorded after the commit (`send_in_background`), and at start
+//! with it, the conversion is recorded after the commit from what it kept (`Delivery::owe`), and at start
 //! the shop makes owed (`Delivery::owe`) the conversions of the orders that kept a token and
 //! recorded no outcome: a crash between the commit and the send. The store makes one
 //! conversion per token, so an order whose conversion was recorded after all books nothing more.

@@ -5,7 +5,7 @@
 //! transaction (`owe_in`), and commit or roll back together. Redis and memory cannot join the
 //! shop's transaction, so the orders live in a SQLite database of their own: an order keeps the
 //! visitor's token and product in its transaction, its conversion is recorded after the commit
-//! (`send_in_background`), and [`Orders::owe_unrecorded`], run at start, makes the conversions
+//! from what it kept (`Delivery::owe`), and [`Orders::owe_unrecorded`], run at start, makes the conversions
 //! of orders a crash left between the two owed (`Delivery::owe`).
 
 use std::{
@@ -63,9 +63,13 @@ const LATEST: &str = "SELECT reference, placed_at, shipping, sovendus_token, sov
      cancelled_at, (SELECT COUNT(*) FROM shop_order_items \
                     WHERE shop_order_items.order_ref = shop_orders.reference) \
      FROM shop_orders ORDER BY placed_at DESC, reference LIMIT $1";
-/// The orders that kept a token and recorded no outcome.
+/// The orders placed after `$1` that kept a token and recorded no outcome.
 const UNRECORDED: &str = "SELECT reference, sovendus_token, sovendus_product FROM shop_orders \
-     WHERE conversion IS NULL AND sovendus_token IS NOT NULL AND cancelled_at IS NULL ORDER BY placed_at";
+     WHERE conversion IS NULL AND sovendus_token IS NOT NULL AND cancelled_at IS NULL AND placed_at > $1 \
+     ORDER BY placed_at";
+/// How far back the start looks for orders left unrecorded: the token's TTL (the default), within
+/// which the store keeps every converted token, so that a recovered order books no token twice.
+const RECOVER_FOR: Duration = Duration::from_secs(30 * 24 * 60 * 60);
 const RECORD: &str = "UPDATE shop_orders SET conversion = $2 WHERE reference = $1";
 const CANCEL: &str = "UPDATE shop_orders SET cancelled_at = $2 WHERE reference = $1 AND cancelled_at IS NULL";
 /// Puts the items of order `$1` back in stock.
@@ -281,11 +285,13 @@ impl Orders {
     ///
     /// On SQLite and Postgres one transaction writes the stock, the conversion and the order:
     /// they commit together, or not at all. Otherwise the order keeps the visitor's token and
-    /// product, and its conversion is recorded after the commit.
+    /// product, and its conversion is recorded after the commit from what it kept
+    /// (`delivery.owe`).
     pub async fn place(
         &self,
         order: &NewOrder,
         conversion: SovendusConversion,
+        delivery: &Delivery,
     ) -> Result<Placed, OrderError> {
         let reference = new_reference();
         let conversion = conversion.for_order(reference.clone());
@@ -330,10 +336,10 @@ impl Orders {
         if self.crash_after_commit {
             std::process::abort();
         }
-        if outcome.is_none() {
-            // Recorded after the commit: a crash in between leaves the order with its token
-            // and no outcome, for `owe_unrecorded` at the next start.
-            match conversion.send_in_background().await {
+        if let (None, Some(token), Some(product)) = (outcome, token, product) {
+            // Recorded after the commit, from what the order kept: a crash in between leaves the
+            // order with its token and no outcome, for `owe_unrecorded` at the next start.
+            match delivery.owe(reference.clone(), token, product).await {
                 Ok(outcome) => self.record(&reference, &outcome).await,
                 Err(error) => tracing::warn!(%error, order = %reference,
                     "Sovendus conversion not recorded: kept with the order, owed at the next start"),
@@ -358,8 +364,9 @@ impl Orders {
     /// one conversion per token, so an order whose conversion was recorded after all books
     /// nothing more. Returns how many were recorded now.
     pub async fn owe_unrecorded(&self, delivery: &Delivery) -> Result<usize, sqlx::Error> {
+        let since = millis(SystemTime::now() - RECOVER_FOR);
         let rows: Vec<(String, String, Option<String>)> =
-            on_db!(&self.db, pool => sqlx::query_as(UNRECORDED).fetch_all(pool).await?);
+            on_db!(&self.db, pool => sqlx::query_as(UNRECORDED).bind(since).fetch_all(pool).await?);
         let mut recorded = 0;
         for (reference, token, product) in rows {
             let parsed = (OrderRef::new(&reference), SovReqToken::new(&token), product.map(ProductId::new));

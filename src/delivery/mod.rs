@@ -276,12 +276,15 @@ impl Delivery {
     /// For a shop whose store cannot join its order's transaction (Redis, memory): it keeps
     /// the visitor's [token](crate::SovendusConversion::token) and
     /// [product](crate::SovendusConversion::product_id) with the order, in the order's
-    /// transaction, and sends after the commit. An order a crash left between its commit and
-    /// its send still has them, and this makes its conversion owed: at start, or on a timer,
-    /// for the orders that recorded no outcome. The store makes one conversion per token, so
-    /// calling it for an order that did send, or twice, books nothing more. With
-    /// [`MokaTokenStore`](crate::MokaTokenStore), which forgets every conversion on a restart,
-    /// only in the process that took the order.
+    /// transaction, and calls this after the commit: what is booked is what the order kept. An
+    /// order a crash left between its commit and this call still has them: call it again at
+    /// start, or on a timer, for the orders that recorded no outcome. The store makes one
+    /// conversion per token while it keeps the conversion
+    /// ([`keep_settled_for`](crate::DeliverySchedule::keep_settled_for), at least the token's
+    /// TTL), so calling it for an order that did record, or twice, books nothing more; past
+    /// that retention it would book again, so recover only orders younger than the token's TTL.
+    /// With [`MokaTokenStore`](crate::MokaTokenStore), which forgets every conversion on a
+    /// restart, only in the process that took the order.
     pub async fn owe(
         &self,
         order: OrderRef,
@@ -302,7 +305,10 @@ impl Delivery {
     /// [request timeout](crate::SovendusConfigBuilder::request_timeout) and the lease).
     ///
     /// Only for an order whose conversion was recorded with its reference
-    /// ([`for_order`](crate::SovendusConversion::for_order)).
+    /// ([`for_order`](crate::SovendusConversion::for_order)). Void first, and cancel the order
+    /// in the shop's database once this answered: a crash in between leaves a live order whose
+    /// conversion is void (its commission unpaid), never a cancelled one booked. A voided token
+    /// stays converted: the visitor's next order books nothing for it.
     pub async fn void(&self, order: &OrderRef) -> Result<VoidOutcome, StoreError> {
         let Some(conversion) = self.store().find(order).await? else { return Ok(VoidOutcome::NotFound) };
         let now = self.inner.sender.clock.read_at_most(self.store()).await?;
@@ -332,10 +338,9 @@ impl Delivery {
     ) -> Result<Outcome, SovendusError> {
         use crate::store::Refusal;
         let Some(store) = self.inner.joinable.0.clone() else {
-            return Err(SovendusError::OtherDatabase(format!(
-                "the layer's token store is {:?}, not a SqlTokenStore",
-                self.inner.sender.store
-            )));
+            return Err(SovendusError::Unjoinable(
+                "the layer's token store is not a SqlTokenStore (nor an `Arc` of one)".to_owned(),
+            ));
         };
         // Nothing to write, nothing to check: the database is checked with the first write.
         let Some(key) = key else { return Ok(Outcome::NoToken) };
@@ -354,9 +359,9 @@ impl Delivery {
                 Ok(Outcome::Owed { id: owed.id, error: None })
             }
             Ok(taken) => Ok(not_owed(taken)),
-            Err(Refusal::OtherDatabase(why)) => {
+            Err(Refusal::Unjoinable(why)) => {
                 tracing::error!(%why, "SovendusConversion::owe_in: the order's transaction is on another database");
-                Err(SovendusError::OtherDatabase(why))
+                Err(SovendusError::Unjoinable(why))
             }
             // A failed statement wrote nothing; the shop's transaction fails with it.
             Err(Refusal::Store(error)) => Err(SovendusError::Store(error)),
@@ -385,7 +390,7 @@ impl Delivery {
                     workers.wake.notify_one();
                     return;
                 }
-                wait = (wait * 2).min(Duration::from_secs(15));
+                wait *= 2;
             }
         });
     }

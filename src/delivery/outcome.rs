@@ -67,15 +67,19 @@ pub enum Outcome {
         /// What Sovendus answered.
         error: SovendusError,
     },
-    /// The visitor's token was converted by an earlier order (a double submit, a reload, a
-    /// second order): nothing more is booked.
+    /// The visitor's token was converted by another order: one that took the same link's token
+    /// in another session (a link opened in two browsers), an order racing this one, or
+    /// [`Delivery::owe`](crate::Delivery::owe). Nothing more is booked.
     AlreadyConverted(ConversionId),
-    /// The visitor has no token: they did not come from Sovendus, or their token expired.
+    /// The visitor has no token: they did not come from Sovendus, their token expired, or an
+    /// earlier order of theirs took it (a double submit, a reload, a second order).
     NoToken,
     /// The store did not answer whether it recorded the conversion (it timed out, or was cut
     /// off, after the write may have gone through). The take is atomic: either the conversion
-    /// is owed and the workers deliver it, or nothing changed and the token stays with the
-    /// visitor. Never both, never lost: nothing to do.
+    /// is owed and the workers deliver it, or nothing changed and the token is still the
+    /// visitor's, for their next order. Never both. To book it with this order whichever it
+    /// was, call [`Delivery::owe`](crate::Delivery::owe) with the token and product the order
+    /// kept: it makes one conversion per token.
     Unknown(StoreError),
 }
 

@@ -119,7 +119,9 @@ impl Capturer {
                     tracing::info!("captured Sovendus token");
                     ::metrics::counter!(metrics::CAPTURED).increment(1);
                 }
-                Ok(false) => tracing::info!("kept the earlier Sovendus token (first-click)"),
+                Ok(false) => tracing::info!(
+                    "Sovendus token not stored: converted before, or an earlier live one wins (first-click)"
+                ),
                 Err(error) => {
                     tracing::error!(%error, "lost a Sovendus token");
                     metrics::refused(error.reason());

@@ -217,8 +217,10 @@ async fn a_token_is_converted_once(store: &impl TokenStore, t: SystemTime) {
 
 async fn a_kept_capture_is_owed_once(store: &impl TokenStore, t: SystemTime) {
     let rule = "a kept capture is owed once";
-    // The order kept its capture, and a crash came before the take: the capture is still there.
+    // The order kept its capture, and a crash came before the take: the capture is still there
+    // (and another visitor's capture of the same link).
     store.capture(1, landing("token", Attribution::LastClick, t, DAY)).await.unwrap();
+    store.capture(2, landing("token", Attribution::LastClick, t, DAY)).await.unwrap();
     let Taken::Owed(owed) = store.owe(capture("token"), order(t, Some("A-1"), None)).await.unwrap() else {
         panic!("{rule}: a kept capture is owed");
     };
@@ -228,6 +230,10 @@ async fn a_kept_capture_is_owed_once(store: &impl TokenStore, t: SystemTime) {
     assert_eq!(captured_token(store, 1, t).await, None, "{rule}: the capture left in place is spent");
     let taken = store.take(1, order(t, None, None)).await.unwrap();
     assert_eq!(taken, Taken::AlreadyConverted(owed.id), "{rule}: and converts nothing");
+    // Nor does a spent capture keep a new click out under first click.
+    let fresh = landing("fresh", Attribution::FirstClick, t, DAY);
+    assert!(store.capture(2, fresh).await.unwrap(), "{rule}: a spent capture does not win");
+    assert_eq!(captured_token(store, 2, t).await.as_deref(), Some("fresh"), "{rule}");
     assert_eq!(claim_ids(store, t, 10, lease(t + MINUTE)).await, [owed.id], "{rule}: due at once");
     let found = store.find(&"A-1".parse().expect("a valid order reference")).await.unwrap();
     assert_eq!(found.map(|conversion| conversion.id), Some(owed.id), "{rule}: found by its order");
@@ -270,11 +276,13 @@ async fn voiding_stops_what_is_not_delivered(store: &impl TokenStore, t: SystemT
         "{rule}: twice"
     );
     assert_eq!(store.void(ConversionId::random(), t).await.unwrap(), VoidOutcome::NotFound, "{rule}");
-    assert!(
-        matches!(store.void(held.id, t + MINUTE).await.unwrap(), VoidOutcome::Voided(_)),
-        "{rule}: lease over"
-    );
-    let retry = settlement(ConversionState::Owed, Some(t + MINUTE), t + MINUTE);
+    // A lease run out, its delivery never settled (its instance died mid-call): still held.
+    let ran_out = store.void(held.id, t + 2 * MINUTE).await.unwrap();
+    assert!(matches!(ran_out, VoidOutcome::Sending(_)), "{rule}: a lease run out unsettled: {ran_out:?}");
+    let retry = settlement(ConversionState::Owed, Some(t + 2 * MINUTE), t + MINUTE);
+    assert!(store.settle(held.id, first.id, retry.clone()).await.unwrap(), "{rule}: settled, owed");
+    let settled = store.void(held.id, t + MINUTE).await.unwrap();
+    assert!(matches!(settled, VoidOutcome::Voided(_)), "{rule}: once settled: {settled:?}");
     assert!(!store.settle(held.id, first.id, retry).await.unwrap(), "{rule}: its old lease settles nothing");
     assert!(claim_ids(store, t + DAY, 10, lease(t + DAY + MINUTE)).await.is_empty(), "{rule}: never due");
     let counts = store.counts().await.unwrap();

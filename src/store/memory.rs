@@ -56,7 +56,6 @@ const SWEEP_INTERVAL: Duration = Duration::from_secs(10 * 60);
 /// let layer = SovendusLayer::with_store(config, MokaTokenStore::new(10_000).with_max_owed(1_000));
 /// # Ok::<(), tower_sovendus::ConfigError>(())
 /// ```
-#[derive(Debug)]
 pub struct MokaTokenStore {
     captures: Cache<TokenKey, Captured>,
     /// Every product ID captured so far, in the order first seen: [`Captured::product`] points
@@ -69,6 +68,17 @@ pub struct MokaTokenStore {
     /// The store's clock: the wall clock at its creation, then the monotonic clock, so that a
     /// wall-clock step moves no lease.
     started: (SystemTime, Instant),
+}
+
+impl std::fmt::Debug for MokaTokenStore {
+    /// Sizes only: never the captures or conversions it holds.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MokaTokenStore")
+            .field("captures", &self.captures.entry_count())
+            .field("conversions", &lock(&self.conversions).by_id.len())
+            .field("max_owed", &self.max_owed)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A captured token, waiting for its order.
@@ -282,7 +292,12 @@ impl TokenStore for MokaTokenStore {
             .entry(key)
             .and_compute_with(|entry| async move {
                 match entry {
-                    Some(entry) if entry.value().expires_at > now => Op::Nop,
+                    // A live capture wins, unless its token was converted since.
+                    Some(entry)
+                        if entry.value().expires_at > now && !self.converted(&entry.value().token) =>
+                    {
+                        Op::Nop
+                    }
                     _ => Op::Put(captured),
                 }
             })
@@ -319,9 +334,8 @@ impl TokenStore for MokaTokenStore {
         match conversion.state {
             ConversionState::Delivered => return Ok(VoidOutcome::Delivered(conversion)),
             ConversionState::Voided => return Ok(VoidOutcome::AlreadyVoided(conversion)),
-            _ if entry.lease.is_some_and(|lease| lease.until > now) => {
-                return Ok(VoidOutcome::Sending(conversion));
-            }
+            // A delivery holds it, or held it and never settled: its call may be out.
+            _ if entry.lease.is_some() => return Ok(VoidOutcome::Sending(conversion)),
             _ => {}
         }
         let Some(entry) = conversions.take(id) else { return Ok(VoidOutcome::NotFound) };

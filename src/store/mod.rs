@@ -50,7 +50,8 @@
 //!   conversion per token, ever (while the conversion is kept): a token taken before is
 //!   [`Taken::AlreadyConverted`]. A converted token is not captured again, and no longer
 //!   [`captured`](TokenStore::captured): what the shop sees is what an order would take.
-//! - [`void`](TokenStore::void) never voids a conversion a live lease holds, nor one delivered.
+//! - [`void`](TokenStore::void) never voids a conversion a delivery holds (a lease not settled,
+//!   run out or not), nor one delivered.
 //! - [`claim`](TokenStore::claim) is atomic across everything sharing the store: of concurrent
 //!   claims, each conversion goes to one.
 //! - [`renew`](TokenStore::renew) and [`settle`](TokenStore::settle) do nothing unless the
@@ -162,9 +163,10 @@ pub trait TokenStore: fmt::Debug + Send + Sync + 'static {
     /// in place (no take converts it again). Never [`Taken::NoCapture`].
     async fn owe(&self, capture: Capture, conversion: NewConversion) -> Result<Taken, StoreError>;
 
-    /// In one atomic step: voids the conversion `id` if it is owed, parked or dead and no lease
-    /// on it is live at `now`; says what it found (see [`VoidOutcome`]). A delivered outcome
-    /// [settled](Self::settle) later is recorded all the same: the truth wins.
+    /// In one atomic step: voids the conversion `id` at `now` if it is owed, parked or dead and
+    /// no delivery holds it: no lease, live or run out but unsettled (a claim's lease stays until
+    /// its delivery settles, or another claims it and settles); says what it found (see
+    /// [`VoidOutcome`]).
     async fn void(&self, id: ConversionId, now: SystemTime) -> Result<VoidOutcome, StoreError>;
 
     /// Leases up to `limit` owed or parked conversions due at `now` (their next attempt

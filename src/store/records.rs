@@ -271,7 +271,7 @@ pub struct OwedConversion {
     pub next_attempt_at: Option<SystemTime>,
     /// Why its last attempt failed, if it did.
     pub last_error: Option<String>,
-    /// When it was delivered or became dead.
+    /// When it was delivered, became dead, or was voided.
     pub settled_at: Option<SystemTime>,
 }
 
@@ -365,15 +365,17 @@ pub enum Taken {
 #[non_exhaustive]
 pub enum VoidOutcome {
     /// The conversion was owed, parked or dead, and no delivery held it: it is voided now, and
-    /// never sent. As it is now.
+    /// never sent again. As it is now. (A call cut off unanswered before, by a crash or a
+    /// pause, may still have reached Sovendus: the window no client can close.)
     Voided(OwedConversion),
     /// Sovendus booked it: its `settled_at` says when. Sovendus has no API to take a booking
     /// back; tell them the token and the time.
     Delivered(OwedConversion),
     /// It was voided before.
     AlreadyVoided(OwedConversion),
-    /// A delivery holds it and may be calling Sovendus right now: nothing changed. Ask again
-    /// once its lease has run out (the delivery has ended by then).
+    /// A delivery holds it, and may be calling Sovendus right now or recording a 200: nothing
+    /// changed. Ask again once its call has ended (within the request timeout; a delivery
+    /// whose instance died is taken over once its lease runs out, and settled).
     Sending(OwedConversion),
     /// No such conversion.
     NotFound,

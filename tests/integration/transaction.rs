@@ -61,6 +61,9 @@ struct OrderForm {
     /// How long to hold the transaction open after the take, in milliseconds.
     #[serde(default)]
     hold: u64,
+    /// Pass a connection of the pool, outside any transaction.
+    #[serde(default)]
+    bare: bool,
 }
 
 /// Inserts the order and owes its conversion in one transaction; answers what `owe_in` said,
@@ -74,6 +77,10 @@ async fn order_in_transaction(
     let insert = "INSERT INTO orders (reference) VALUES ($1)";
     macro_rules! in_transaction {
         ($pool:expr) => {{
+            if form.bare {
+                let mut connection = $pool.acquire().await.unwrap();
+                return format!("{} 0", describe(conversion.owe_in(&mut *connection).await));
+            }
             let mut transaction = $pool.begin().await.unwrap();
             // The order's write first: on SQLite the transaction holds the write lock from here.
             sqlx::query(insert).bind(&form.reference).execute(&mut *transaction).await.unwrap();
@@ -81,7 +88,7 @@ async fn order_in_transaction(
             let outcome = conversion.owe_in(&mut *transaction).await;
             let took = started.elapsed().as_millis();
             tokio::time::sleep(Duration::from_millis(form.hold)).await;
-            if form.roll_back {
+            if form.roll_back || outcome.is_err() {
                 transaction.rollback().await.unwrap();
             } else {
                 transaction.commit().await.unwrap();
@@ -243,6 +250,14 @@ async fn a_transaction_on_another_database_is_refused() {
     if let Some(server) = &server {
         let (_, postgres) = database(Backend::Postgres(server), "another_backend").await;
         cases.push((store.clone(), postgres, "the transaction is on postgres, the token store on sqlite"));
+        // On Postgres, the failed statement aborts the order's transaction: it is rolled back.
+        let (postgres_store, _) = database(Backend::Postgres(server), "the_postgres_store").await;
+        let bare = PgPool::connect(&server.database("bare").await).await.unwrap();
+        cases.push((
+            postgres_store,
+            Orders::Postgres(bare),
+            "the transaction's database has no Sovendus tables",
+        ));
     }
     for (store, orders, why) in cases {
         let sandbox = Sandbox::start().await.unwrap();
@@ -252,7 +267,7 @@ async fn a_transaction_on_another_database_is_refused() {
         assert_eq!(shop.new_visitor().order_in_transaction("D-0", false, 0).await, "no_token");
         shop.get("/landing?sovReqToken=elsewhere-1").await;
         let said = shop.order_in_transaction("D-1", false, 0).await;
-        assert!(said.starts_with("other_database: ") && said.contains(why), "{said}");
+        assert!(said.starts_with("unjoinable: ") && said.contains(why), "{said}");
         assert_eq!(shop.pending_token().await, "elsewhere-1", "nothing taken");
     }
     // A layer on a store no transaction can join.
@@ -264,6 +279,18 @@ async fn a_transaction_on_another_database_is_refused() {
     let said = shop.order_in_transaction("E-1", false, 0).await;
     assert!(said.contains("not a SqlTokenStore"), "{said}");
     assert_eq!(shop.pending_token().await, "memory-1");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_outside_a_transaction_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (shop, _) = shop_on(Backend::Sqlite(dir.path()), "bare_connection").await;
+    shop.get("/landing?sovReqToken=no-transaction-1").await;
+    let response =
+        shop.client.post(shop.url("/order-in-transaction?reference=G-1&bare=true")).send().await.unwrap();
+    let said = response.text().await.unwrap();
+    assert!(said.starts_with("unjoinable: the connection is not in a transaction"), "{said}");
+    assert_eq!(shop.pending_token().await, "no-transaction-1", "nothing taken");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -15,7 +15,7 @@ end
 ";
 
 /// Stores a capture unless its token has a conversion, or (first-click) a capture live at the
-/// landing's time is there; answers 1 if it stored it.
+/// landing's time, of a token not converted since, is there; answers 1 if it stored it.
 ///
 /// KEYS: capture, tokens. ARGV: value, PX, the landing's time, token, '1' for first-click.
 const CAPTURE: &str = r"
@@ -26,7 +26,9 @@ if ARGV[5] == '1' then
   local held = redis.call('GET', KEYS[1])
   if held then
     local expires_at = tonumber(string.match(held, '^(%d+)/'))
-    if expires_at and expires_at > tonumber(ARGV[3]) then
+    local token = string.match(held, '^%d+/[^/]+/([^/]+)$')
+    local spent = token and redis.call('HEXISTS', KEYS[2], token) == 1
+    if expires_at and expires_at > tonumber(ARGV[3]) and not spent then
       return 0
     end
   end
@@ -114,10 +116,10 @@ const OWE: &str = r"
 return convert(1, ARGV[7], ARGV[8])
 ";
 
-/// Voids a conversion owed, parked or dead that no live lease holds. Answers `{'none'}`, or
-/// `{what, fields}` (`0` for a key that is not a hash) with what as `'voided'` (now),
-/// `'delivered'`, `'already'` (voided before), `'sending'` (a live lease holds it) or
-/// `'corrupt'`.
+/// Voids a conversion owed, parked or dead that no delivery holds (no lease, live or run
+/// out, left unsettled). Answers `{'none'}`, or `{what, fields}` (`0` for a key that is not a
+/// hash) with what as `'voided'` (now), `'delivered'`, `'already'` (voided before),
+/// `'sending'` (a delivery holds it) or `'corrupt'`.
 ///
 /// KEYS: conversion, due, settled, state:owed, state:parked, state:dead, state:delivered,
 /// state:voided. ARGV: id, now.
@@ -139,8 +141,8 @@ end
 if state ~= 'owed' and state ~= 'parked' and state ~= 'dead' then
   return {'corrupt', redis.call('HGETALL', KEYS[1])}
 end
-local held_until = tonumber(redis.call('HGET', KEYS[1], 'lease_until'))
-if held_until and held_until > tonumber(ARGV[2]) then
+local lease = redis.call('HGET', KEYS[1], 'lease')
+if lease and lease ~= '' then
   return {'sending', redis.call('HGETALL', KEYS[1])}
 end
 for i = 2, 7 do

@@ -70,6 +70,9 @@ impl SqlTokenStore {
             // Instances migrating at once: the first names it, the others find it named.
             let id = format!("{:032x}", fastrand::u128(..));
             sqlx::query(queries::NAME_DATABASE).bind(id).execute(pool).await.map_err(backend)?;
+            let id: String =
+                sqlx::query_scalar(queries::DATABASE_ID).fetch_one(pool).await.map_err(backend)?;
+            self.know_database(id);
             Ok(())
         })
     }

@@ -84,14 +84,15 @@ pub(super) const RECORD_MIGRATION: &str = "INSERT INTO sovendus_schema (version,
      VALUES ($1, $2, $3) ON CONFLICT (version) DO NOTHING";
 
 /// Stores a capture under `$1`, unless token `$2` has a conversion; an existing capture is
-/// replaced if `$5` (last click) or if it expired by `$6`. Affects no row when the token was
-/// converted, or the existing capture wins.
+/// replaced if `$5` (last click), if it expired by `$6`, or if its token was converted since.
+/// Affects no row when the token was converted, or the existing capture wins.
 pub(super) const CAPTURE: &str = "INSERT INTO sovendus_captures (visitor_key, token, product_id, expires_at) \
      SELECT $1, $2, $3, $4 \
      WHERE NOT EXISTS (SELECT 1 FROM sovendus_conversions WHERE token = $2) \
      ON CONFLICT (visitor_key) DO UPDATE \
      SET token = excluded.token, product_id = excluded.product_id, expires_at = excluded.expires_at \
-     WHERE $5 OR sovendus_captures.expires_at <= $6";
+     WHERE $5 OR sovendus_captures.expires_at <= $6 \
+        OR EXISTS (SELECT 1 FROM sovendus_conversions WHERE token = sovendus_captures.token)";
 
 /// The capture under `$1`, if it is live at `$2` and its token has no conversion.
 pub(super) const CAPTURED: &str = "SELECT token, product_id FROM sovendus_captures \
@@ -181,11 +182,12 @@ pub(super) const REVIVE: &str = "UPDATE sovendus_conversions \
      SET state = 'owed', next_attempt_at = $2, due_at = $2, settled_at = NULL, lease_id = NULL, lease_until = NULL \
      WHERE id = $1 AND state = 'dead'";
 
-/// Voids conversion `$1` at `$2` if it is owed, parked or dead and no lease on it is live.
+/// Voids conversion `$1` at `$2` if it is owed, parked or dead and no delivery holds it (no
+/// lease, live or run out and unsettled: its call may be out, or its 200 unrecorded).
 pub(super) const VOID: &str = concat!(
     "UPDATE sovendus_conversions \
      SET state = 'voided', settled_at = $2, next_attempt_at = NULL, due_at = NULL, lease_id = NULL, lease_until = NULL \
-     WHERE id = $1 AND state IN ('owed', 'parked', 'dead') AND (lease_until IS NULL OR lease_until <= $2) \
+     WHERE id = $1 AND state IN ('owed', 'parked', 'dead') AND lease_id IS NULL \
      RETURNING ",
     conversion_columns!()
 );

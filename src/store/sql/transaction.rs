@@ -6,7 +6,7 @@ use crate::store::{NewConversion, StoreError, Taken, TokenKey};
 
 /// A connection of the shop's, inside the transaction that writes an order: what
 /// `SovendusConversion::owe_in` takes (feature `sqlite` or `postgres`). Made from sqlx's
-/// `&mut *transaction` (or any `&mut SqliteConnection`, `&mut PgConnection`).
+/// `&mut *transaction`; a connection that is not in a transaction is refused.
 ///
 /// ```no_run
 /// use tower_sovendus::store::{SqlConnection, sqlx::SqlitePool};
@@ -59,7 +59,7 @@ impl std::fmt::Debug for SqlConnection<'_> {
 #[derive(Debug)]
 pub(crate) enum Refusal {
     /// It is on another database than the store's: why.
-    OtherDatabase(String),
+    Unjoinable(String),
     /// The database failed.
     Store(StoreError),
 }
@@ -74,13 +74,20 @@ macro_rules! on_connection {
             (Pool::Sqlite($pool), Connection::Sqlite($connection)) => $body,
             #[cfg(feature = "postgres")]
             (Pool::Postgres($pool), Connection::Postgres($connection)) => $body,
-            _ => Err(Refusal::OtherDatabase(format!(
+            _ => Err(Refusal::Unjoinable(format!(
                 "the transaction is on {}, the token store on {}",
                 $shop.backend(),
                 $store.dialect().name
             ))),
         }
     }};
+}
+
+/// Whether `error` says a table is missing: the database is not one `migrate` ran on.
+fn is_missing_table(error: &sqlx::Error) -> bool {
+    let sqlx::Error::Database(error) = error else { return false };
+    // Postgres' undefined_table; SQLite has no code of its own for it.
+    error.code().as_deref() == Some("42P01") || error.message().starts_with("no such table")
 }
 
 impl SqlConnection<'_> {
@@ -122,6 +129,11 @@ impl SqlTokenStore {
         let ours = self.database_id().await.map_err(Refusal::Store)?;
         on_connection!(self, shop, |_pool, connection| {
             let connection = &mut **connection;
+            if !sqlx::Connection::is_in_transaction(connection) {
+                return Err(Refusal::Unjoinable(
+                    "the connection is not in a transaction: pass `&mut *transaction`".to_owned(),
+                ));
+            }
             let removed = sqlx::query(queries::TAKE_CAPTURE_OF_DATABASE)
                 .bind(key.to_string())
                 .bind(&ours)
@@ -129,8 +141,8 @@ impl SqlTokenStore {
                 .await;
             let removed = match removed {
                 Ok(removed) => removed,
-                Err(sqlx::Error::Database(_)) => {
-                    return Err(Refusal::OtherDatabase(
+                Err(error) if is_missing_table(&error) => {
+                    return Err(Refusal::Unjoinable(
                         "the transaction's database has no Sovendus tables (SqlTokenStore::migrate ran on another)"
                             .to_owned(),
                     ));
@@ -144,7 +156,7 @@ impl SqlTokenStore {
                     .await
                     .map_err(|error| Refusal::Store(backend(error)))?;
                 if theirs != ours {
-                    return Err(Refusal::OtherDatabase(
+                    return Err(Refusal::Unjoinable(
                         "the transaction's database is not the token store's".to_owned(),
                     ));
                 }
@@ -153,6 +165,13 @@ impl SqlTokenStore {
                 async { taken_from!(connection, removed, conversion) }.await;
             taken.map_err(Refusal::Store)
         })
+    }
+
+    /// Reads the identity [`migrate`](Self::migrate) gave the database into the store, so that
+    /// a take inside a shop's transaction never waits for a second connection of the pool.
+    pub(super) fn know_database(&self, id: String) {
+        // Set once: a second migrate of the same store finds the same identity.
+        let _ = self.database.set(id);
     }
 
     /// Whether conversion `id` is committed, as the store's pool sees it.

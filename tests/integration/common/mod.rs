@@ -354,7 +354,7 @@ fn describe_error(error: SovendusError) -> String {
         SovendusError::QueueFull => "queue_full".to_owned(),
         SovendusError::ShuttingDown => "shutting_down".to_owned(),
         SovendusError::Store(_) => "token_store".to_owned(),
-        SovendusError::OtherDatabase(why) => format!("other_database: {why}"),
+        SovendusError::Unjoinable(why) => format!("unjoinable: {why}"),
         error => format!("error {error}"),
     }
 }
