@@ -345,7 +345,8 @@ impl Delivery {
         // Nothing to write, nothing to check: the database is checked with the first write.
         let Some(key) = key else { return Ok(Outcome::NoToken) };
         let sender = &self.inner.sender;
-        sender.clock.read_if_stale(self.store()).await.map_err(SovendusError::Store)?;
+        // The workers' last reading of the store's clock (they read it at every poll): reading
+        // it here would take a second connection of the pool while the order holds one.
         let conversion = NewConversion {
             id: ConversionId::random(),
             order,
