@@ -67,12 +67,11 @@ pub enum Outcome {
         /// What Sovendus answered.
         error: SovendusError,
     },
-    /// The visitor's token was converted by another order: one that took the same link's token
-    /// in another session (a link opened in two browsers), an order racing this one, or
-    /// [`Delivery::owe`](crate::Delivery::owe). Nothing more is booked.
+    /// The visitor's token was converted by an earlier order: theirs (a double submit, a
+    /// reload, a second order), one racing this one, one in another session with the same
+    /// link, or [`Delivery::owe`](crate::Delivery::owe). Nothing more is booked.
     AlreadyConverted(ConversionId),
-    /// The visitor has no token: they did not come from Sovendus, their token expired, or an
-    /// earlier order of theirs took it (a double submit, a reload, a second order).
+    /// The visitor has no token: they did not come from Sovendus, or their token expired.
     NoToken,
     /// The store did not answer whether it recorded the conversion (it timed out, or was cut
     /// off, after the write may have gone through). The take is atomic: either the conversion

@@ -170,8 +170,9 @@ async fn a_take_makes_the_capture_an_owed_conversion(store: &impl TokenStore, t:
         settled_at: None,
     };
     assert_eq!(owed, expected, "{rule}");
-    assert_eq!(captured_token(store, 1, t + MINUTE).await, None, "{rule}: the capture went");
-    assert_eq!(store.take(1, order(t + MINUTE, None, None)).await.unwrap(), Taken::NoCapture, "{rule}: once");
+    assert_eq!(captured_token(store, 1, t + MINUTE).await, None, "{rule}: the capture is spent");
+    let again = store.take(1, order(t + MINUTE, None, None)).await.unwrap();
+    assert_eq!(again, Taken::AlreadyConverted(owed.id), "{rule}: once");
     assert_eq!(
         store.counts().await.unwrap(),
         ConversionCounts { owed: 1, ..ConversionCounts::default() },
@@ -201,13 +202,16 @@ async fn a_token_is_converted_once(store: &impl TokenStore, t: SystemTime) {
     assert_eq!(captured_token(store, 2, t).await, None, "{rule}: a converted token is no longer captured");
     let taken = store.take(2, order(t, None, None)).await.unwrap();
     assert_eq!(taken, Taken::AlreadyConverted(first.id), "{rule}");
-    assert_eq!(captured_token(store, 2, t).await, None, "{rule}: the capture went all the same");
-    // The same landing again (a bookmark, a reload), on the same visitor and on another.
+    assert_eq!(captured_token(store, 2, t).await, None, "{rule}: the capture is spent");
+    // The same landing again (a bookmark, a reload), on the same visitor and on another; and
+    // the visitor's next order.
     for key in [1, 2] {
         let kept = store.capture(key, landing("token", Attribution::LastClick, t, DAY)).await.unwrap();
         assert!(!kept, "{rule}: a converted token is not captured again");
-        assert_eq!(store.take(key, order(t, None, None)).await.unwrap(), Taken::NoCapture, "{rule}");
+        let taken = store.take(key, order(t, None, None)).await.unwrap();
+        assert_eq!(taken, Taken::AlreadyConverted(first.id), "{rule}: the spent capture says so");
     }
+    assert_eq!(store.take(9, order(t, None, None)).await.unwrap(), Taken::NoCapture, "{rule}: no capture");
     // Nor does it replace a live capture under last click.
     store.capture(3, landing("fresh", Attribution::LastClick, t, DAY)).await.unwrap();
     assert!(!store.capture(3, landing("token", Attribution::LastClick, t, DAY)).await.unwrap(), "{rule}");
@@ -308,6 +312,8 @@ async fn concurrent_takes_make_one_conversion<S: TokenStore>(store: Arc<S>, t: S
     }
     let taken = tasks.join_all().await;
     assert_eq!(taken.iter().filter(|taken| matches!(taken, Taken::Owed(_))).count(), 1, "{rule}: {taken:?}");
+    let others = taken.iter().filter(|taken| matches!(taken, Taken::AlreadyConverted(_))).count();
+    assert_eq!(others, 15, "{rule}: the others learn it is converted: {taken:?}");
     assert_eq!(store.counts().await.unwrap().owed, 1, "{rule}");
 }
 

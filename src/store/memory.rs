@@ -310,17 +310,13 @@ impl TokenStore for MokaTokenStore {
     }
 
     async fn take(&self, key: TokenKey, conversion: NewConversion) -> Result<Taken, StoreError> {
-        // Of concurrent takes, one gets the capture out of the cache.
-        let Some(captured) = self.captures.remove(&key).await else { return Ok(Taken::NoCapture) };
-        let Some(capture) = self.capture_of(captured.clone(), to_millis(conversion.ordered_at)) else {
+        // The capture stays: once its token is converted it tells the visitor's next order so,
+        // until it expires. Of concurrent takes, one converts the token (under the lock).
+        let Some(captured) = self.captures.get(&key).await else { return Ok(Taken::NoCapture) };
+        let Some(capture) = self.capture_of(captured, to_millis(conversion.ordered_at)) else {
             return Ok(Taken::NoCapture);
         };
-        let owed = self.owe_now(capture, conversion);
-        if matches!(owed, Err(StoreError::Full(_))) {
-            // Back with the visitor, unless a newer click came meanwhile.
-            self.captures.entry(key).or_insert(captured).await;
-        }
-        owed
+        self.owe_now(capture, conversion)
     }
 
     async fn owe(&self, capture: Capture, conversion: NewConversion) -> Result<Taken, StoreError> {

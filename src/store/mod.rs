@@ -13,8 +13,9 @@
 //!
 //! A landing leaves a [`Capture`] (the token and the product its landing chose) under the
 //! visitor's [`TokenKey`], for the token's TTL. An order [takes](TokenStore::take) it: in one
-//! atomic step the capture goes and an [`OwedConversion`] comes, so the visitor's next order
-//! finds nothing to send, and no crash between two writes can lose or double it. An owed
+//! atomic step an [`OwedConversion`] of its token comes, and no crash between two writes can
+//! lose or double it. The capture stays, spent: the visitor's next order finds its token
+//! converted ([`Taken::AlreadyConverted`]) until the capture expires. An owed
 //! conversion moves through these [states](ConversionState):
 //!
 //! | state | what it means | next |
@@ -152,9 +153,10 @@ pub trait TokenStore: fmt::Debug + Send + Sync + 'static {
     /// (by another visitor's order, or a re-landing); left in place.
     async fn captured(&self, key: TokenKey, now: SystemTime) -> Result<Option<Capture>, StoreError>;
 
-    /// In one atomic step: removes the capture for `key`, if it is live at the conversion's
-    /// `ordered_at`, and makes it an owed conversion, due at once (or once the conversion's
-    /// lease runs out, if it comes with one).
+    /// In one atomic step: makes the capture for `key`, if it is live at the conversion's
+    /// `ordered_at`, an owed conversion, due at once (or once the conversion's lease runs out,
+    /// if it comes with one); or answers the conversion its token has. The capture stays (a
+    /// store may remove one it cannot read).
     async fn take(&self, key: TokenKey, conversion: NewConversion) -> Result<Taken, StoreError>;
 
     /// In one atomic step: makes `capture` an owed conversion, due at once, unless its token

@@ -355,8 +355,8 @@ pub enum Taken {
     Owed(OwedConversion),
     /// There was no live capture.
     NoCapture,
-    /// The capture's token was taken before, into this conversion: the capture went, and no
-    /// second conversion was made.
+    /// The capture's token was converted before, into this conversion (by this visitor's
+    /// earlier order, or another's): no second conversion was made.
     AlreadyConverted(ConversionId),
 }
 

@@ -53,8 +53,8 @@ async fn captured_on_one_instance_ordered_on_another_posts_once() {
 
     assert_eq!(on_b.pending_token().await, TOKEN, "B sees A's capture");
     assert_eq!(on_b.order().await, "sent");
-    assert_eq!(on_a.order().await, "no_token", "A sees B's conversion");
-    assert_eq!(on_b.order().await, "no_token");
+    assert_eq!(on_a.order().await, "already_converted", "A sees B's conversion");
+    assert_eq!(on_b.order().await, "already_converted");
 
     let posts = sandbox.conversions();
     assert_eq!(posts.len(), 1);
@@ -95,7 +95,7 @@ async fn twenty_concurrent_orders_across_two_instances_post_once() {
 
     let outcomes: Vec<_> = via_a.into_iter().chain(via_b).collect();
     assert_eq!(outcomes.iter().filter(|o| *o == "sent").count(), 1, "{outcomes:?}");
-    assert_eq!(outcomes.iter().filter(|o| *o == "no_token").count(), 19, "{outcomes:?}");
+    assert_eq!(outcomes.iter().filter(|o| *o == "already_converted").count(), 19, "{outcomes:?}");
     assert_eq!(sandbox.conversions().len(), 1);
 }
 
@@ -115,7 +115,7 @@ async fn an_instance_rebuilt_between_capture_and_order_sends_the_conversion() {
     let after = Instance::start(&redis, &sandbox, |config| config).await;
     let visitor = visitor.at(after.addr);
     assert_eq!(visitor.order().await, "sent");
-    assert_eq!(visitor.order().await, "no_token");
+    assert_eq!(visitor.order().await, "already_converted");
     assert_eq!(sandbox.conversions().len(), 1);
 }
 
@@ -181,7 +181,7 @@ async fn redis_dying_mid_send_does_not_post_twice_when_it_returns() {
     );
     // Even once the lease has run out, no order sends it again.
     tokio::time::sleep_until(leased_before).await;
-    assert_eq!(on_b.order().await, "no_token");
+    assert_eq!(on_b.order().await, "already_converted");
     assert_eq!(sandbox.accepted().len(), 1, "posted once");
 }
 

@@ -20,7 +20,7 @@ async fn fifty_concurrent_orders_send_one_post() {
     let outcomes = shop.concurrent_orders(50).await;
 
     assert_eq!(outcomes.iter().filter(|o| *o == "sent").count(), 1, "{outcomes:?}");
-    assert_eq!(outcomes.iter().filter(|o| *o == "no_token").count(), 49, "{outcomes:?}");
+    assert_eq!(outcomes.iter().filter(|o| *o == "already_converted").count(), 49, "{outcomes:?}");
     assert_eq!(shop.sandbox.conversions().len(), 1);
 }
 
@@ -35,7 +35,7 @@ async fn concurrent_orders_after_a_failure_send_nothing_more_and_the_owed_one_go
     assert_eq!(shop.order().await, "owed: unavailable 502");
 
     let outcomes = shop.concurrent_orders(20).await;
-    assert!(outcomes.iter().all(|o| o == "no_token"), "the first order took it: {outcomes:?}");
+    assert!(outcomes.iter().all(|o| o == "already_converted"), "the first order converted it: {outcomes:?}");
     let delivered = async || shop.delivery.counts().await.unwrap().delivered == 1;
     assert!(common::eventually(Duration::from_secs(10), delivered).await);
     assert_eq!(shop.sandbox.accepted().len(), 1);

@@ -26,7 +26,7 @@ async fn landed(shop: &TestShop) {
 /// visitor's second order sends nothing more.
 async fn assert_left_in(shop: &TestShop, token: &str, state: ConversionState) {
     assert_eq!(shop.pending_token().await, "", "the order took the token");
-    assert_eq!(shop.order().await, "no_token");
+    assert_eq!(shop.order().await, "already_converted");
     let calls = shop.sandbox.conversions();
     assert_eq!(calls.len(), 1, "no quick retry: {calls:?}");
     assert!(calls[0].path().ends_with(&format!("/{token}/api")), "{calls:?}");

@@ -37,7 +37,7 @@ fn statuses(calls: &[Conversion]) -> Vec<Option<u16>> {
 async fn assert_booked_once(shop: &TestShop) {
     assert_eq!(shop.pending_token().await, "");
     let calls = shop.sandbox.conversions().len();
-    assert_eq!(shop.order().await, "no_token");
+    assert_eq!(shop.order().await, "already_converted");
     assert_eq!(shop.sandbox.conversions().len(), calls, "nothing is sent after the 200");
     assert_eq!(shop.sandbox.accepted().len(), 1, "{:?}", shop.sandbox.conversions());
 }
@@ -334,8 +334,8 @@ async fn background_workers_and_the_shops_own_retries_race_and_book_each_token_o
     // Each visitor's order goes to the queue, and the shop also sends it itself, twice.
     let (queued, first, second) =
         tokio::join!(visitors.order_in_background(&shop), visitors.order(&shop), visitors.order(&shop),);
-    assert!(queued.iter().all(|said| said == "owed" || said == "no_token"), "{queued:?}");
-    let ends = ["sent", "no_token", "owed: unavailable 502"];
+    assert!(queued.iter().all(|said| said == "owed" || said == "already_converted"), "{queued:?}");
+    let ends = ["sent", "already_converted", "owed: unavailable 502"];
     assert!(first.iter().chain(&second).all(|said| ends.contains(&said.as_str())), "{first:?} {second:?}");
     // A failed first delivery leaves its conversion owed; the workers deliver it.
     let delivered = async || shop.delivery.counts().await.unwrap().delivered == VISITORS as u64;

@@ -29,7 +29,7 @@ async fn landing_then_order_sends_exactly_what_sovendus_expects() {
 
     // Sent once: the token is gone, a second order sends nothing.
     assert_eq!(shop.pending_token().await, "");
-    assert_eq!(shop.order().await, "no_token");
+    assert_eq!(shop.order().await, "already_converted");
     assert_eq!(shop.sandbox.conversions().len(), 1);
 }
 

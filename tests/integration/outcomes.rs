@@ -61,7 +61,7 @@ async fn a_landing_again_with_a_converted_token_shows_and_books_nothing() {
     // The same link again, from the browser's history.
     shop.get("/landing?sovReqToken=converted-1").await;
     assert_eq!(shop.pending_token().await, "", "not captured again");
-    assert_eq!(shop.order().await, "no_token");
+    assert_eq!(shop.order().await, "already_converted");
     // Nor does it push out a fresh token under last click (the default).
     shop.get("/landing?sovReqToken=fresh-1").await;
     shop.get("/landing?sovReqToken=converted-1").await;

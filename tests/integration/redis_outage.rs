@@ -65,9 +65,9 @@ async fn redis_killed_then_restarted() {
 
     // Back: each early token is sent once, from any instance; the lost ones are not there.
     assert_eq!(early_on_a.at(b.addr).order().await, "sent");
-    assert_eq!(early_on_a.order().await, "no_token");
+    assert_eq!(early_on_a.order().await, "already_converted");
     assert_eq!(early_on_c.order().await, "sent");
-    assert_eq!(early_on_c.order().await, "no_token");
+    assert_eq!(early_on_c.order().await, "already_converted");
     let mut posted: Vec<_> =
         sandbox.conversions().iter().map(|post| post.token().unwrap_or_default().to_owned()).collect();
     posted.sort();

@@ -197,7 +197,11 @@ async fn the_data_survives_a_redis_restart() {
     let waiting = store.captured(1, now).await.unwrap().expect("the capture is kept");
     assert_eq!(waiting.token.as_str(), "waiting-token");
     assert_eq!(claimed(&store, now).await, [owed.id]);
-    assert_eq!(store.take(2, order(now, None)).await.unwrap(), Taken::NoCapture);
+    assert_eq!(
+        store.take(2, order(now, None)).await.unwrap(),
+        Taken::AlreadyConverted(owed.id),
+        "still converted"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -182,7 +182,11 @@ async fn a_committed_order_books_its_conversion_once() {
         // Woken once the commit is seen: well before the workers' own poll, 5 s later.
         let booked = shop.sandbox.wait_for_conversions(1, Duration::from_secs(4)).await;
         assert_eq!(booked.len(), 1, "delivered after the commit, without waiting for a poll");
-        assert_eq!(shop.order_in_transaction("A-2", false, 0).await, "no_token", "the token is spent");
+        assert_eq!(
+            shop.order_in_transaction("A-2", false, 0).await,
+            "already_converted",
+            "the token is spent"
+        );
         tokio::time::sleep(Duration::from_millis(300)).await;
         assert_eq!(shop.sandbox.conversions().len(), 1, "booked once");
         let found = shop.delivery.find(&"A-1".parse().unwrap()).await.unwrap().expect("found by its order");
@@ -224,7 +228,11 @@ async fn two_transactions_for_one_token_make_one_conversion() {
         );
         let mut said = [first, second];
         said.sort();
-        assert_eq!(said, ["no_token", "owed"], "the second waited for the first, and found it taken");
+        assert_eq!(
+            said,
+            ["already_converted", "owed"],
+            "the second waited for the first, and found it taken"
+        );
         shop.sandbox.wait_for_conversions(1, Duration::from_secs(10)).await;
         tokio::time::sleep(Duration::from_millis(500)).await;
         assert_eq!(shop.sandbox.conversions().len(), 1, "booked once");

@@ -16,6 +16,7 @@ async fn order(request: Request<String>) -> Result<Response<String>, Infallible>
         Ok(conversion) => match conversion.send().await {
             Ok(Outcome::Sent { .. }) => "sent",
             Ok(Outcome::NoToken) => "no_token",
+            Ok(Outcome::AlreadyConverted(_)) => "already_converted",
             Ok(other) => panic!("a new outcome: {other:?}"),
             Err(_) => "error",
         },
@@ -62,7 +63,7 @@ async fn a_plain_tower_service_sends_the_conversion_once() {
     let (landing, cookie) = said(&mut shop, request("/?sovReqToken=12345-test-123-12345", None)).await;
     assert_eq!(landing, "sent");
     let (again, _) = said(&mut shop, request("/order", cookie.as_deref())).await;
-    assert_eq!(again, "no_token");
+    assert_eq!(again, "already_converted");
     assert_eq!(sandbox.accepted().len(), 1);
 }
 
@@ -82,6 +83,6 @@ async fn a_service_finishing_in_another_task_still_finds_the_layer() {
         ServiceBuilder::new().layer(sessions).layer(layer).service(service_fn(order_in_another_task));
     let (landing, cookie) = said(&mut spawning, request("/?sovReqToken=12345-test-123-12345", None)).await;
     assert_eq!(landing, "sent");
-    assert_eq!(said(&mut spawning, request("/order", cookie.as_deref())).await.0, "no_token");
+    assert_eq!(said(&mut spawning, request("/order", cookie.as_deref())).await.0, "already_converted");
     assert_eq!(sandbox.accepted().len(), 1);
 }

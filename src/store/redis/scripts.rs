@@ -86,8 +86,8 @@ local function convert(first, product, token)
 end
 ";
 
-/// Takes the capture into an owed conversion. Answers `{'none'}`, `{'corrupt'}`, `{'expired'}`, `{'converted', id}` or
-/// `{'owed', product, token}`.
+/// Takes the capture into an owed conversion; the capture stays. Answers `{'none'}`,
+/// `{'corrupt'}`, `{'expired'}`, `{'converted', id}` or `{'owed', product, token}`.
 ///
 /// KEYS: capture, conversion, tokens, orders, due, state:owed. ARGV: id, ordered_at,
 /// next_attempt_at, order or '', lease or '', lease_until.
@@ -100,10 +100,11 @@ local expires_at, product, token = string.match(held, '^(%d+)/([^/]+)/([^/]+)$')
 if not expires_at or not valid(product, 128) or not valid(token, 256) then
   return {'corrupt'}
 end
-redis.call('DEL', KEYS[1])
 if tonumber(expires_at) <= tonumber(ARGV[2]) then
   return {'expired'}
 end
+-- The capture stays: once its token is converted it tells the visitor's next order so, until
+-- it expires.
 return convert(2, product, token)
 ";
 

@@ -52,7 +52,7 @@ pub use self::transaction::SqlConnection;
 /// once at start, beside the session store's own.
 ///
 /// Writes that go together are one statement or one transaction, so a crash between two
-/// loses nothing: [`take`](TokenStore::take) deletes the capture and inserts the conversion in
+/// loses nothing: [`take`](TokenStore::take) locks the capture and inserts the conversion in
 /// one transaction, and a [`claim`](TokenStore::claim) is one `UPDATE`, which on Postgres skips
 /// the rows other claims hold (`FOR UPDATE SKIP LOCKED`). Each operation gives up after the
 /// [timeout](Self::with_timeout) with [`StoreError::TimedOut`]; while the database is down,
@@ -65,9 +65,9 @@ pub use self::transaction::SqlConnection;
 /// - a claimed conversion is marked dead (`last_error` = `unreadable record`), so that no claim
 ///   returns it again; [`list`](TokenStore::list) and [`find`](TokenStore::find) skip it;
 /// - a capture makes [`captured`](TokenStore::captured) and [`take`](TokenStore::take) fail
-///   with [`StoreError::Unreadable`]. `take` removes it all the same: it can never become a
-///   conversion, and left in place it would fail every order of the visitor and, under
-///   first-click attribution, keep their next landing from being captured for the token's TTL.
+///   with [`StoreError::Unreadable`]. `take` removes it: it can never become a conversion, and
+///   left in place it would fail every order of the visitor and, under first-click
+///   attribution, keep their next landing from being captured for the token's TTL.
 ///
 /// ```no_run
 /// use tower_sessions::SessionManagerLayer;
@@ -136,34 +136,37 @@ macro_rules! on_pool {
 use on_pool;
 
 /// The take's statements on `$connection` (a transaction, or a `&mut` connection, of either
-/// backend), in the caller's transaction: removes the capture for `$key` and makes it the
+/// backend), in the caller's transaction: locks the capture for `$key` and makes it the
 /// owed conversion `$conversion`. Returns early with `Err` when a statement failed (roll
 /// back); else evaluates to what to answer once committed.
 macro_rules! take_on {
     ($connection:ident, $key:expr, $conversion:expr) => {{
-        // The write first: on SQLite it takes the write lock at once, so concurrent takes
-        // queue for it instead of failing to upgrade a read lock.
-        let removed = sqlx::query($crate::store::sql::queries::TAKE_CAPTURE)
+        let held = sqlx::query($crate::store::sql::queries::TAKE_CAPTURE)
             .bind($key.to_string())
             .fetch_all(&mut *$connection)
             .await
             .map_err($crate::store::sql::backend)?;
-        $crate::store::sql::taken_from!($connection, removed, $conversion)
+        $crate::store::sql::taken_from!($connection, $key, held, $conversion)
     }};
 }
 
-/// The rest of [`take_on`], given the rows the removal of the capture returned.
+/// The rest of [`take_on`], given the rows the capture's locking write returned: the capture
+/// under `$key`, if any. An unreadable one is removed (see the type's doc).
 macro_rules! taken_from {
-    ($connection:ident, $removed:expr, $conversion:expr) => {{
+    ($connection:ident, $key:expr, $held:expr, $conversion:expr) => {{
         use $crate::store::sql::read;
         let conversion: $crate::store::NewConversion = $conversion;
         let ordered_at = $crate::store::records::to_millis(conversion.ordered_at);
-        match $removed.first().map(|row| read::live_capture(row, ordered_at)) {
+        match $held.first().map(|row| read::live_capture(row, ordered_at)) {
             Some(Ok(Some(capture))) => $crate::store::sql::insert_on!($connection, capture, conversion),
             None | Some(Ok(None)) => Ok($crate::store::Taken::NoCapture),
             Some(Err(error)) => {
-                // Removed all the same: see the type's doc.
                 read::refused("capture", None, &error);
+                sqlx::query($crate::store::sql::queries::DELETE_CAPTURE)
+                    .bind($key.to_string())
+                    .execute(&mut *$connection)
+                    .await
+                    .map_err($crate::store::sql::backend)?;
                 Err(error)
             }
         }

@@ -99,14 +99,21 @@ pub(super) const CAPTURED: &str = "SELECT token, product_id FROM sovendus_captur
      WHERE visitor_key = $1 AND expires_at > $2 \
      AND NOT EXISTS (SELECT 1 FROM sovendus_conversions WHERE token = sovendus_captures.token)";
 
-/// Removes the capture under `$1`, returning it.
-pub(super) const TAKE_CAPTURE: &str =
-    "DELETE FROM sovendus_captures WHERE visitor_key = $1 RETURNING token, product_id, expires_at";
+/// The capture under `$1`, locked by a write that changes nothing: on SQLite the take holds the
+/// write lock from here (concurrent takes queue for it instead of failing to upgrade a read
+/// lock), on Postgres the row's lock. The capture stays: once its token is converted it tells
+/// the visitor's next order so ([`Taken::AlreadyConverted`](crate::store::Taken)), until the
+/// purge removes it with its expiry. No index changes: the write touches one page.
+pub(super) const TAKE_CAPTURE: &str = "UPDATE sovendus_captures SET product_id = product_id \
+     WHERE visitor_key = $1 RETURNING token, product_id, expires_at";
 
-/// Removes the capture under `$1`, returning it, if the database is the one named `$2`.
-pub(super) const TAKE_CAPTURE_OF_DATABASE: &str = "DELETE FROM sovendus_captures \
+/// [`TAKE_CAPTURE`], if the database is the one named `$2`.
+pub(super) const TAKE_CAPTURE_OF_DATABASE: &str = "UPDATE sovendus_captures SET product_id = product_id \
      WHERE visitor_key = $1 AND EXISTS (SELECT 1 FROM sovendus_database WHERE id = $2) \
      RETURNING token, product_id, expires_at";
+
+/// Removes the capture under `$1`: an unreadable one, which can never become a conversion.
+pub(super) const DELETE_CAPTURE: &str = "DELETE FROM sovendus_captures WHERE visitor_key = $1";
 
 /// A new owed conversion, unless its token has one.
 pub(super) const INSERT_CONVERSION: &str = "INSERT INTO sovendus_conversions \

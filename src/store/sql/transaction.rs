@@ -117,7 +117,7 @@ impl SqlTokenStore {
 
     /// Takes the capture for `key` into `conversion` on the shop's `connection`, inside its
     /// transaction: owed once it commits, nothing if it rolls back. Refuses a connection to
-    /// another database than the store's, before it writes: the removal of the capture names
+    /// another database than the store's, before it writes: the capture's locking write names
     /// the store's database. Waits for the shop's database as the shop's own statements do (no
     /// timeout of the store's: the transaction is the shop's).
     pub(crate) async fn take_in(
@@ -134,13 +134,13 @@ impl SqlTokenStore {
                     "the connection is not in a transaction: pass `&mut *transaction`".to_owned(),
                 ));
             }
-            let removed = sqlx::query(queries::TAKE_CAPTURE_OF_DATABASE)
+            let held = sqlx::query(queries::TAKE_CAPTURE_OF_DATABASE)
                 .bind(key.to_string())
                 .bind(&ours)
                 .fetch_all(&mut *connection)
                 .await;
-            let removed = match removed {
-                Ok(removed) => removed,
+            let held = match held {
+                Ok(held) => held,
                 Err(error) if is_missing_table(&error) => {
                     return Err(Refusal::Unjoinable(
                         "the transaction's database has no Sovendus tables (SqlTokenStore::migrate ran on another)"
@@ -149,7 +149,7 @@ impl SqlTokenStore {
                 }
                 Err(error) => return Err(Refusal::Store(backend(error))),
             };
-            if removed.is_empty() {
+            if held.is_empty() {
                 // No capture here, or not the store's database: which?
                 let theirs: String = sqlx::query_scalar(queries::DATABASE_ID)
                     .fetch_one(&mut *connection)
@@ -162,8 +162,12 @@ impl SqlTokenStore {
                 }
             }
             let taken: Result<Taken, StoreError> =
-                async { taken_from!(connection, removed, conversion) }.await;
-            taken.map_err(Refusal::Store)
+                async { taken_from!(connection, key, held, conversion) }.await;
+            match taken {
+                // Logged, counted and removed with the order, which need not fail for it.
+                Err(StoreError::Unreadable(_)) => Ok(Taken::NoCapture),
+                taken => taken.map_err(Refusal::Store),
+            }
         })
     }
 
