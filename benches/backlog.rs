@@ -22,7 +22,7 @@ use std::{
     time::{Duration, Instant, SystemTime},
 };
 
-use tokio::{runtime::Runtime, task::JoinSet};
+use tokio::task::JoinSet;
 use tower_sovendus::{
     OrderRef, SovReqToken, SovendusClient, SovendusLayer,
     config::Attribution,
@@ -285,14 +285,7 @@ fn main() {
     {
         return; // `cargo bench -- --list` and filters: nothing of criterion's here.
     }
-    let server = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .expect("a runtime");
-    let runtime: Runtime =
-        tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a runtime");
-    let sandbox = server.block_on(Sandbox::builder().keep_calls(1).start()).expect("a sandbox");
+    let (runtime, _server, sandbox) = support::runtimes_and_sandbox();
     let dir = tempfile::tempdir().expect("a temporary folder");
     let mut results = serde_json::Map::new();
     for (name, store) in runtime.block_on(stores(dir.path())) {

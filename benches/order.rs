@@ -222,14 +222,7 @@ async fn backends(dir: &std::path::Path) -> Vec<(&'static str, Orders, SqlTokenS
 }
 
 fn order_cost(c: &mut Criterion) {
-    let server = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .expect("a runtime");
-    let runtime: Runtime =
-        tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a runtime");
-    let sandbox = server.block_on(Sandbox::builder().keep_calls(1).start()).expect("a sandbox");
+    let (runtime, _server, sandbox) = support::runtimes_and_sandbox();
     let dir = tempfile::tempdir().expect("a temporary folder");
     for (backend, orders, store) in runtime.block_on(backends(dir.path())) {
         let (app, delivery) = runtime.block_on(shop(orders, store, &sandbox));

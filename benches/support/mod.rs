@@ -8,7 +8,7 @@ use std::{path::PathBuf, process::Command, str::FromStr};
 use axum::{Router, routing::get};
 use tower::layer::util::Identity;
 use tower_sessions::{MemoryStore, SessionManagerLayer};
-use tower_sovendus::{SovendusConfig, SovendusLayer};
+use tower_sovendus::{SovendusConfig, SovendusLayer, sandbox::Sandbox};
 
 /// A page without a token, with a query as shop pages have them.
 pub const PLAIN: &str = "/products/42?color=red&size=m";
@@ -43,6 +43,20 @@ pub fn identity() -> Router {
 /// ... or none at all.
 pub fn none() -> Router {
     sessions(routes())
+}
+
+/// A runtime for what is measured, and a sandbox keeping one call, on a runtime of its own
+/// (one worker thread): Sovendus' side never takes a worker from the measured side. The sandbox
+/// runtime is returned for the sandbox to live on.
+pub fn runtimes_and_sandbox() -> (tokio::runtime::Runtime, tokio::runtime::Runtime, Sandbox) {
+    let server = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a runtime");
+    let sandbox = server.block_on(Sandbox::builder().keep_calls(1).start()).expect("a sandbox");
+    (runtime, server, sandbox)
 }
 
 /// criterion's output folder: `target/criterion`, next to the bench binary's
