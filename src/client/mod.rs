@@ -133,7 +133,7 @@ impl SovendusClient {
         product: &ProductId,
         token: &SovReqToken,
     ) -> Result<Receipt, SovendusError> {
-        self.send_under(&RetryPolicy::never(), product, token, None, &|| true).await.result
+        self.send_under(&RetryPolicy::never(), product, token, None, always).await.result
     }
 
     /// Sends a conversion for `product`, retrying under the configured [`RetryPolicy`]: for a
@@ -148,7 +148,7 @@ impl SovendusClient {
         product: &ProductId,
         token: &SovReqToken,
     ) -> Result<Receipt, SovendusError> {
-        self.send_under(&self.inner.retry, product, token, None, &|| true).await.result
+        self.send_under(&self.inner.retry, product, token, None, always).await.result
     }
 
     /// The configured retry policy.
@@ -156,21 +156,30 @@ impl SovendusClient {
         &self.inner.retry
     }
 
+    /// How long one call may take, at the most.
+    pub(crate) fn request_timeout(&self) -> Duration {
+        self.inner.timeout
+    }
+
     /// Sends under `policy`, in the `sovendus.send` span, until a 200, a terminal answer, the
     /// end of the policy, or `cancel` (which cuts a wait between calls, never a call under
     /// way: it ends within the request timeout); says how many calls it made. `held` is asked before each
-    /// wait and each attempt after the first (a delivery's lease): once it says no, no further
-    /// wait or attempt starts, and the last attempt's error is the result.
-    pub(crate) async fn send_under(
+    /// wait and each attempt after the first (a delivery's lease, renewed): once it says no, no
+    /// further wait or attempt starts, and the last attempt's error is the result.
+    pub(crate) async fn send_under<Held, Holds>(
         &self,
         policy: &RetryPolicy,
         product: &ProductId,
         token: &SovReqToken,
         cancel: Option<&CancellationToken>,
-        held: &(dyn Fn() -> bool + Send + Sync),
-    ) -> Attempted {
-        let may_go_on = |error: &SovendusError, calls: u32| {
-            let go_on = held();
+        held: Held,
+    ) -> Attempted
+    where
+        Held: Fn() -> Holds,
+        Holds: Future<Output = bool>,
+    {
+        let may_go_on = async |error: &SovendusError, calls: u32| {
+            let go_on = held().await;
             if !go_on {
                 tracing::warn!(%error, attempt = calls, "Sovendus conversion failed; no further attempt: its lease is no longer held");
             }
@@ -205,7 +214,7 @@ impl SovendusClient {
                     tracing::warn!(%error, attempt = calls, ?wait, "Sovendus conversion failed; out of quick retry time");
                     break Err(error);
                 }
-                if !may_go_on(&error, calls) {
+                if !may_go_on(&error, calls).await {
                     break Err(error);
                 }
                 tracing::warn!(%error, attempt = calls, ?wait, "Sovendus conversion failed; retrying");
@@ -213,7 +222,7 @@ impl SovendusClient {
                 if until_cancelled(cancel, tokio::time::sleep(wait)).await.is_none() {
                     break Err(SovendusError::Cancelled);
                 }
-                if !may_go_on(&error, calls) {
+                if !may_go_on(&error, calls).await {
                     break Err(error);
                 }
             };
@@ -408,4 +417,9 @@ mod tests {
         assert!(!debug.contains("XXXX-XXXXX"), "{debug}");
         assert!(debug.contains("****CRET"), "{debug}");
     }
+}
+
+/// A gate that always lets the next attempt start: for sends that hold no lease.
+async fn always() -> bool {
+    true
 }

@@ -438,6 +438,14 @@ impl SovendusConfigBuilder {
                 "keep_settled_for must be at least token_ttl: a converted token is remembered as long as it can land again",
             ));
         }
+        // An attempt starts under a fresh lease and ends within the request timeout: inside the
+        // quarantine, so no other delivery sends the conversion while the call may be out.
+        if delivery.schedule.quarantine < client.request_timeout {
+            return Err(ConfigError::new(
+                "schedule",
+                "quarantine must be at least request_timeout: a call under way ends before another delivery may send its conversion",
+            ));
+        }
         Ok(SovendusConfig { products: Products::new(products)?, capture, client, delivery })
     }
 }

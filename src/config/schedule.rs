@@ -14,10 +14,12 @@ use std::time::{Duration, SystemTime};
 /// are old, for the configuration to be fixed, and are tried at once when a delivery starts
 /// and on [`retry_parked`](crate::Delivery::retry_parked).
 ///
-/// A delivery holds each conversion it sends under a lease of `lease`, renewed while it sends:
-/// the conversions of a crashed instance are due again, for any instance, once their lease
-/// runs out. Each instance looks for due conversions every `poll_interval`, and at once when an
-/// order of its own makes one owed.
+/// A delivery holds each conversion it sends under a lease of `lease`, renewed while it sends,
+/// and starts an attempt only while its last renewal is fresh. A holder that goes silent (its
+/// instance crashed, paused, or cut off from the store) keeps the conversion for `quarantine`
+/// more: its call may be out, or its 200 heard and not yet written, and nobody sends the
+/// conversion again before it could record what it heard. Each instance looks for due
+/// conversions every `poll_interval`, and at once when an order of its own makes one owed.
 ///
 /// ```
 /// use std::time::Duration;
@@ -45,6 +47,9 @@ pub struct DeliverySchedule {
     pub keep_settled_for: Duration,
     /// How long a delivery holds a conversion without renewing its lease.
     pub lease: Duration,
+    /// How long a conversion stays with a holder gone silent, past its lease, before another
+    /// delivery may send it again.
+    pub quarantine: Duration,
     /// How often each instance looks for due conversions.
     pub poll_interval: Duration,
     /// Whether waits get a random jitter.
@@ -62,6 +67,7 @@ impl Default for DeliverySchedule {
             give_up_after: 7 * DAY,
             keep_settled_for: 30 * DAY,
             lease: Duration::from_secs(15),
+            quarantine: 5 * MINUTE,
             poll_interval: Duration::from_secs(5),
             jitter: true,
         }
@@ -96,14 +102,29 @@ impl DeliverySchedule {
 
     /// How long a delivery holds a conversion without renewing its lease (15 s by default).
     ///
-    /// A delivery renews it every third of its length, beside the call, so a call may take
-    /// longer than the lease (up to the request timeout); a delivery that could not renew it
-    /// for five sixths of its length starts no further attempt. A renewal must land within
-    /// that: the store's timeout must stay under half the lease, or a slow store makes
-    /// deliveries stop early (the layer logs an ERROR when it does not). A longer lease
-    /// delays the retry of a crashed instance's conversions by as much.
+    /// A delivery renews it a third of its length after the last renewal that went through,
+    /// beside the call, and again promptly after one that failed; a delivery whose last
+    /// renewal went through five sixths of the lease ago starts no further attempt. A renewal
+    /// must land within that: the store's timeout must stay under half the lease, or a slow
+    /// store makes deliveries stop early (the layer logs an ERROR when it does not).
     pub fn lease(mut self, lease: Duration) -> Self {
         self.lease = lease;
+        self
+    }
+
+    /// How long a conversion whose lease ran out unsettled stays with its silent holder
+    /// before another delivery may send it again (5 minutes by default): its call may still be
+    /// out, or its 200 heard and waiting for the store. The holder's settlement ends it at
+    /// once, however late.
+    ///
+    /// It bounds what the promise of one booking survives: a store outage of every instance,
+    /// a pause (SIGSTOP, a VM migration) or a cut-off of the holder shorter than it; and a step
+    /// of the store's clock shorter than `quarantine + lease / 6 - request_timeout`. It is also
+    /// how long a crashed instance's conversions wait, after their lease, for another. `build()`
+    /// refuses one shorter than the request timeout: an attempt started under a fresh lease
+    /// always ends inside it.
+    pub fn quarantine(mut self, quarantine: Duration) -> Self {
+        self.quarantine = quarantine;
         self
     }
 
@@ -127,6 +148,7 @@ impl DeliverySchedule {
             ("give_up_after", self.give_up_after),
             ("keep_settled_for", self.keep_settled_for),
             ("lease", self.lease),
+            ("quarantine", self.quarantine),
             ("poll_interval", self.poll_interval),
         ];
         if let Some((name, _)) = positive.iter().find(|(_, value)| value.is_zero()) {
@@ -160,6 +182,17 @@ impl DeliverySchedule {
     /// How often a delivery renews its lease: three times within it.
     pub(crate) fn renew_every(&self) -> Duration {
         self.lease / 3
+    }
+
+    /// How soon a failed renewal is tried again: four times within a third of the lease.
+    pub(crate) fn renew_again_after(&self) -> Duration {
+        self.lease / 12
+    }
+
+    /// How long a lease written to the store keeps its conversion from every other delivery:
+    /// the lease, then the quarantine.
+    pub(crate) fn held_for(&self) -> Duration {
+        self.lease + self.quarantine
     }
 
     /// When a conversion ordered at `ordered_at`, whose attempt failed at `now`, is due next;
@@ -268,6 +301,7 @@ mod tests {
             (DeliverySchedule::default().first_wait(Duration::ZERO), "first_wait"),
             (DeliverySchedule::default().max_wait(Duration::from_secs(1)), "max_wait"),
             (DeliverySchedule::default().lease(Duration::from_millis(10)), "lease"),
+            (DeliverySchedule::default().quarantine(Duration::ZERO), "quarantine"),
             (DeliverySchedule::default().poll_interval(Duration::ZERO), "poll_interval"),
             (DeliverySchedule::default().keep_settled_for(Duration::MAX), "every duration"),
         ];

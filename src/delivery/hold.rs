@@ -38,9 +38,19 @@ impl Hold {
         *lock(&self.renewed_at) = asked;
     }
 
-    /// A renewal found the lease in another delivery's hands.
+    /// A renewal found the lease ended: another delivery took it, or the shop voided it.
     pub(super) fn lose(&self) {
         self.lost.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether a renewal found the lease ended.
+    pub(super) fn is_lost(&self) -> bool {
+        self.lost.load(Ordering::Relaxed)
+    }
+
+    /// When the last renewal that went through was asked for (or the lease taken).
+    pub(super) fn renewed_at(&self) -> Instant {
+        *lock(&self.renewed_at)
     }
 }
 

@@ -243,9 +243,15 @@ impl Delivery {
             Recording::Owed(owed, None) => return Ok(Outcome::Owed { id: owed.id, error: None }),
             Recording::Done(outcome) => return Ok(outcome),
         };
-        let sender = Arc::clone(&self.inner.sender);
+        let (sender, workers) = (Arc::clone(&self.inner.sender), Arc::clone(&self.inner.workers));
         let id = owed.id;
-        let task = tokio::spawn(async move { sender.deliver(&owed, lease, &never_cancelled()).await });
+        // Tracked by the workers: a shutdown waits for the call, and cuts only the waits
+        // between calls, at its deadline.
+        let task = self.inner.workers.calls.spawn(async move {
+            let delivered = sender.deliver(&owed, lease, &workers.cut).await;
+            workers.note_if_cut(&owed, &delivered);
+            delivered
+        });
         let error = match task.await {
             Ok(Ok(receipt)) => return Ok(Outcome::Sent { id, receipt }),
             Ok(Err(error)) => error,
@@ -311,8 +317,26 @@ impl Delivery {
     /// stays converted: the visitor's next order books nothing for it.
     pub async fn void(&self, order: &OrderRef) -> Result<VoidOutcome, StoreError> {
         let Some(conversion) = self.store().find(order).await? else { return Ok(VoidOutcome::NotFound) };
-        let now = self.inner.sender.clock.read_at_most(self.store()).await?;
-        let voided = self.store().void(conversion.id, now).await?;
+        let sender = &self.inner.sender;
+        // A delivery under way ends its call within the request timeout, and starts no further
+        // one once it learns of the void, at its next renewal: the void waits that long for it.
+        let patience = self.client().request_timeout() + sender.schedule.renew_every();
+        let until = Instant::now() + patience;
+        let mut wait = Duration::from_millis(10);
+        let mut waited = false;
+        let voided = loop {
+            let now = sender.clock.read_at_most(self.store()).await?;
+            match self.store().void(conversion.id, now).await? {
+                VoidOutcome::Sending(_) if Instant::now() + wait < until => {
+                    waited = true;
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_millis(500));
+                }
+                // Voided by the settlement of the delivery it waited for.
+                VoidOutcome::AlreadyVoided(conversion) if waited => break VoidOutcome::Voided(conversion),
+                outcome => break outcome,
+            }
+        };
         match &voided {
             VoidOutcome::Voided(conversion) => {
                 tracing::info!(id = %conversion.id, token = %conversion.token, "Sovendus conversion voided");
@@ -321,6 +345,11 @@ impl Delivery {
             VoidOutcome::Delivered(conversion) => {
                 tracing::warn!(id = %conversion.id, token = %conversion.token,
                 "an order taken back was booked by Sovendus: tell them its token")
+            }
+            VoidOutcome::Sending(conversion) => {
+                tracing::warn!(id = %conversion.id, token = %conversion.token,
+                "a Sovendus conversion to void is held by a delivery that went silent: voided once it \
+                 settles, or once its lease and quarantine run out; never sent again meanwhile")
             }
             _ => {}
         }
@@ -497,11 +526,6 @@ fn not_owed(taken: Taken) -> Outcome {
         }
         _ => Outcome::NoToken,
     }
-}
-
-/// A token no one cancels: a delivery started by an order handler runs to its end.
-fn never_cancelled() -> tokio_util::sync::CancellationToken {
-    tokio_util::sync::CancellationToken::new()
 }
 
 impl fmt::Debug for Delivery {

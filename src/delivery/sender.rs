@@ -28,12 +28,13 @@ use crate::{
     sync::lock,
 };
 
-/// How settling is repeated while the store fails: waits from 100 ms doubling to 5 s, for as
-/// long as the process lives.
+/// How settling is repeated while the store fails: waits from 100 ms doubling to 1 s, for as
+/// long as the process lives, so that the holder writes what it heard within a second of the
+/// store's return, well inside the quarantine.
 const SETTLE_RETRY: RetryPolicy = RetryPolicy {
     max_attempts: u32::MAX,
     initial_backoff: Duration::from_millis(100),
-    max_backoff: Duration::from_secs(5),
+    max_backoff: Duration::from_secs(1),
     max_elapsed: Duration::MAX,
     jitter: true,
 };
@@ -55,9 +56,12 @@ pub(crate) struct Sender {
     /// Where deliveries leave their settlements, for a task that writes those that end together
     /// in one go (see [`settle_together`]); started with the first.
     settlements: OnceLock<mpsc::UnboundedSender<Ending>>,
-    /// The conversions Sovendus accepted whose settlement waits for the store: this instance
-    /// sends none of them again, and its shutdown waits for them.
+    /// The conversions Sovendus accepted whose settlement waits for the store: its shutdown
+    /// waits for them.
     unrecorded: Mutex<HashMap<ConversionId, PendingConversion>>,
+    /// The conversions this instance is sending or settling: its claims never send them again,
+    /// whatever the store's clock says of their lease.
+    in_hand: Arc<Mutex<HashSet<ConversionId>>>,
 }
 
 /// What a delivery's calls ended in, and the settlement that records it.
@@ -66,6 +70,20 @@ pub(crate) struct Sent {
     settlement: Settlement,
     /// The hold on the lease, renewed until the settlement is written.
     hold: Hold,
+    /// Keeps the conversion in this instance's hands until the settlement is written.
+    in_hand: InHand,
+}
+
+/// A conversion in this instance's hands (see [`Sender::in_hand`]) until dropped.
+pub(crate) struct InHand {
+    id: ConversionId,
+    hands: Arc<Mutex<HashSet<ConversionId>>>,
+}
+
+impl Drop for InHand {
+    fn drop(&mut self) {
+        lock(&self.hands).remove(&self.id);
+    }
 }
 
 /// A delivery's settlement, waiting to be written, and where its answer goes.
@@ -88,6 +106,7 @@ impl Sender {
             parked_causes: Mutex::default(),
             settlements: OnceLock::new(),
             unrecorded: Mutex::default(),
+            in_hand: Arc::default(),
         }
     }
 
@@ -118,7 +137,14 @@ impl Sender {
     /// A new lease, ending on the store's clock, and when this instance took it, on its own.
     pub(crate) fn new_lease(&self) -> (Lease, Instant) {
         let since = Instant::now();
-        (Lease { id: LeaseId::random(), until: self.clock.at_least() + self.schedule.lease }, since)
+        (Lease { id: LeaseId::random(), until: self.lease_end() }, since)
+    }
+
+    /// Where a lease taken or renewed now ends on the store's clock: no other delivery claims
+    /// its conversion before, and the quarantine is part of it (see
+    /// [`DeliverySchedule::quarantine`]).
+    fn lease_end(&self) -> SystemTime {
+        self.clock.at_least() + self.schedule.held_for()
     }
 
     /// Delivers `conversion` under `lease`, taken at `since`, and settles it. Its first delivery gets the quick
@@ -142,15 +168,29 @@ impl Sender {
         (lease, since): (Lease, Instant),
         cancel: &CancellationToken,
     ) -> Sent {
+        let in_hand = self.take_in_hand(conversion.id);
         let policy =
             if conversion.attempts == 0 { *self.client.retry_policy() } else { RetryPolicy::never() };
         let hold = Hold::new(self.schedule.lease, since);
-        let held = || hold.is_held();
+        // Before each wait and each attempt after the first, the lease is renewed: a void, or
+        // another delivery's claim, takes effect before the next call.
+        let may_go_on = || async { hold.is_held() && self.renew(conversion, lease, &hold).await };
         let send =
-            self.client.send_under(&policy, &conversion.product, &conversion.token, Some(cancel), &held);
+            self.client.send_under(&policy, &conversion.product, &conversion.token, Some(cancel), may_go_on);
         let Attempted { result, calls } = self.renewing(conversion, lease, &hold, send).await;
         let settlement = self.settlement(conversion, &result, calls, self.clock.at_most());
-        Sent { result, settlement, hold }
+        Sent { result, settlement, hold, in_hand }
+    }
+
+    /// Marks `id` as in this instance's hands until the guard is dropped.
+    fn take_in_hand(&self, id: ConversionId) -> InHand {
+        lock(&self.in_hand).insert(id);
+        InHand { id, hands: Arc::clone(&self.in_hand) }
+    }
+
+    /// Whether this instance is sending or settling the conversion `id`.
+    pub(crate) fn is_in_hand(&self, id: ConversionId) -> bool {
+        lock(&self.in_hand).contains(&id)
     }
 
     /// Settles what a delivery's calls ended in; returns it.
@@ -160,7 +200,7 @@ impl Sender {
         lease: Lease,
         sent: Sent,
     ) -> Result<Receipt, SovendusError> {
-        let Sent { result, settlement, hold } = sent;
+        let Sent { result, settlement, hold, in_hand } = sent;
         let delivered = settlement.state == ConversionState::Delivered;
         if delivered {
             // From Sovendus' 200 until the store records it, this instance sends it no more.
@@ -173,7 +213,7 @@ impl Sender {
             Ok(true) => {}
             Ok(false) if delivered => recorded_before(conversion),
             Ok(false) => lease_lost(conversion),
-            Err(error) => return self.settle_later(conversion, lease, settlement, error, result),
+            Err(error) => return self.settle_later(conversion, lease, settlement, error, result, in_hand),
         }
         if delivered {
             lock(&self.unrecorded).remove(&conversion.id);
@@ -198,26 +238,51 @@ impl Sender {
         }
     }
 
-    /// Renews the lease on `conversion` every third of its length, telling `hold`; ends when a
-    /// renewal finds the lease in another delivery's hands.
+    /// Renews the lease on `conversion` a third of its length after the last renewal that went
+    /// through, and promptly again after one that failed; ends when a renewal finds the lease
+    /// ended (another delivery took it, or the shop voided it).
     async fn keep_renewing(&self, conversion: &OwedConversion, lease: Lease, hold: &Hold) {
+        let mut failed = false;
         loop {
-            tokio::time::sleep(self.schedule.renew_every()).await;
-            // A reading the claims have not refreshed for long is read again first.
-            if let Err(error) = self.clock.read_if_stale(&*self.store).await {
-                tracing::warn!(%error, "could not read the token store's clock");
-            }
+            let next = if failed {
+                Instant::now() + self.schedule.renew_again_after()
+            } else {
+                hold.renewed_at() + self.schedule.renew_every()
+            };
+            tokio::time::sleep_until(next.into()).await;
             let asked = Instant::now();
-            let renewed = Lease { until: self.clock.at_least() + self.schedule.lease, ..lease };
-            match self.store.renew(conversion.id, renewed).await {
-                Ok(true) => hold.renewed(asked),
-                Ok(false) => {
-                    hold.lose();
-                    return lease_lost(conversion);
-                }
-                Err(error) => {
-                    tracing::warn!(%error, id = %conversion.id, "could not renew the lease on a Sovendus conversion")
-                }
+            if self.renew(conversion, lease, hold).await {
+                failed = hold.renewed_at() < asked;
+            } else if hold.is_lost() {
+                return;
+            } else {
+                failed = true;
+            }
+        }
+    }
+
+    /// Renews the lease on `conversion` now, telling `hold`; returns whether the lease is still
+    /// this delivery's: true after a renewal that went through, or one that failed while the
+    /// hold is fresh.
+    async fn renew(&self, conversion: &OwedConversion, lease: Lease, hold: &Hold) -> bool {
+        // A reading the claims have not refreshed for long is read again first.
+        if let Err(error) = self.clock.read_if_stale(&*self.store).await {
+            tracing::warn!(%error, "could not read the token store's clock");
+        }
+        let asked = Instant::now();
+        match self.store.renew(conversion.id, Lease { until: self.lease_end(), ..lease }).await {
+            Ok(true) => {
+                hold.renewed(asked);
+                true
+            }
+            Ok(false) => {
+                hold.lose();
+                lease_lost(conversion);
+                false
+            }
+            Err(error) => {
+                tracing::warn!(%error, id = %conversion.id, "could not renew the lease on a Sovendus conversion");
+                hold.is_held()
             }
         }
     }
@@ -299,7 +364,7 @@ impl Sender {
 
     /// Settles on a task of its own once the store answers again, however long that takes.
     /// A 200 is recorded whatever the lease then (the store's rule), and until it is, this
-    /// instance sends the conversion no more (see [`is_unrecorded`](Self::is_unrecorded)).
+    /// instance sends the conversion no more (see [`is_in_hand`](Self::is_in_hand)).
     /// Returns `result`, the delivery's, at once.
     fn settle_later<R>(
         self: &Arc<Self>,
@@ -308,6 +373,7 @@ impl Sender {
         settlement: Settlement,
         error: StoreError,
         result: R,
+        in_hand: InHand,
     ) -> R {
         let (id, token) = (conversion.id, conversion.token.clone());
         tracing::warn!(%error, %id, %token, "could not settle the Sovendus conversion yet; trying again");
@@ -329,13 +395,9 @@ impl Sender {
                 break;
             }
             lock(&sender.unrecorded).remove(&id);
+            drop(in_hand);
         });
         result
-    }
-
-    /// Whether Sovendus accepted the conversion `id` and the store has yet to record it.
-    pub(crate) fn is_unrecorded(&self, id: ConversionId) -> bool {
-        lock(&self.unrecorded).contains_key(&id)
     }
 
     /// The conversions Sovendus accepted that the store has yet to record.
@@ -391,5 +453,6 @@ fn recorded_before(conversion: &OwedConversion) {
 
 fn lease_lost(conversion: &OwedConversion) {
     tracing::warn!(id = %conversion.id, token = %conversion.token,
-        "a Sovendus delivery lost its lease to another: the conversion may be sent twice");
+        "a Sovendus delivery's lease ended (the shop voided the conversion, or another delivery took it \
+         after this one was silent past the quarantine): no further attempt");
 }

@@ -15,7 +15,7 @@ use tokio::{
     task::{JoinHandle, JoinSet},
     time::Instant,
 };
-use tokio_util::sync::CancellationToken;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use super::{report::PendingConversion, sender::Sender};
 use crate::{
@@ -43,7 +43,10 @@ pub(crate) struct Workers {
     /// No more claims: the loop ends once its deliveries have.
     pub(crate) stop: CancellationToken,
     /// Cuts the deliveries under way off (a shutdown's deadline).
-    cut: CancellationToken,
+    pub(crate) cut: CancellationToken,
+    /// The deliveries order handlers started ([`send`](crate::SovendusConversion::send)): a
+    /// shutdown waits for them as for the workers' own.
+    pub(crate) calls: TaskTracker,
     pub(crate) sent: AtomicU64,
     pub(crate) failed: AtomicU64,
     pub(crate) dropped: AtomicU64,
@@ -66,6 +69,7 @@ impl Workers {
             wake: Notify::new(),
             stop: CancellationToken::new(),
             cut: CancellationToken::new(),
+            calls: TaskTracker::new(),
             sent: AtomicU64::new(0),
             failed: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
@@ -83,21 +87,43 @@ impl Workers {
         *run = Run::Running(runtime.spawn(claim_and_deliver(Arc::clone(sender), Arc::clone(self))));
     }
 
-    /// Stops claiming, lets the deliveries under way end until `deadline`, then cuts their
-    /// waits off (a call under way ends within its request timeout, and is settled); returns
-    /// the conversions cut off.
+    /// Stops claiming, lets the deliveries under way (the workers' and the order handlers')
+    /// end until `deadline`, then cuts their waits off (a call under way ends within its
+    /// request timeout, and is settled); returns the conversions cut off.
     pub(crate) async fn stop(&self, deadline: Duration) -> Vec<PendingConversion> {
         self.stop.cancel();
+        self.calls.close();
         let run = std::mem::replace(&mut *lock(&self.run), Run::Stopped);
-        if let Run::Running(mut running) = run {
-            if tokio::time::timeout(deadline, &mut running).await.is_err() {
-                self.cut.cancel();
+        let ended = async {
+            if let Run::Running(running) = run {
                 if let Err(error) = running.await {
                     tracing::error!(%error, "the Sovendus delivery loop failed");
                 }
             }
+            self.calls.wait().await;
+        };
+        let mut ended = std::pin::pin!(ended);
+        if tokio::time::timeout(deadline, &mut ended).await.is_err() {
+            self.cut.cancel();
+            ended.await;
         }
         lock(&self.left).clone()
+    }
+
+    /// Lists `conversion` among those the shutdown cut off, if `outcome` says it was.
+    pub(crate) fn note_if_cut(
+        &self,
+        conversion: &OwedConversion,
+        outcome: &Result<crate::client::Receipt, SovendusError>,
+    ) {
+        if matches!(outcome, Err(SovendusError::Cancelled)) {
+            tracing::warn!(id = %conversion.id, token = %conversion.token,
+                "Sovendus delivery cut off by the shutdown; the conversion stays owed, due at once");
+            let mut left = lock(&self.left);
+            if left.len() < MAX_LISTED {
+                left.push(PendingConversion::of(conversion));
+            }
+        }
     }
 
     fn count_outcome(
@@ -105,17 +131,10 @@ impl Workers {
         conversion: &OwedConversion,
         outcome: &Result<crate::client::Receipt, SovendusError>,
     ) {
+        self.note_if_cut(conversion, outcome);
         match outcome {
             Ok(_) => self.sent.fetch_add(1, Ordering::Relaxed),
-            Err(SovendusError::Cancelled) => {
-                tracing::warn!(id = %conversion.id, token = %conversion.token,
-                    "Sovendus delivery cut off by the shutdown; the conversion stays owed, due at once");
-                let mut left = lock(&self.left);
-                if left.len() < MAX_LISTED {
-                    left.push(PendingConversion::of(conversion));
-                }
-                0
-            }
+            Err(SovendusError::Cancelled) => 0,
             Err(_) => self.failed.fetch_add(1, Ordering::Relaxed),
         };
     }
@@ -150,9 +169,9 @@ async fn claim_and_deliver(sender: Arc<Sender>, workers: Arc<Workers>) {
             match claim(&sender, room).await {
                 Ok((claimed, lease, since)) => {
                     batch_full = claimed.len() == room;
-                    // Those Sovendus accepted, waiting for the store to record it, are not sent again.
-                    for conversion in claimed.into_iter().filter(|claimed| !sender.is_unrecorded(claimed.id))
-                    {
+                    // What this instance is sending or settling, it never sends again: its lease
+                    // may seem run out to a store whose clock stepped, or after an outage.
+                    for conversion in claimed.into_iter().filter(|claimed| !sender.is_in_hand(claimed.id)) {
                         let Ok(held) = Arc::clone(&holding).try_acquire_owned() else { break };
                         let claim = Claim { conversion, lease, since, _held: held };
                         deliveries.spawn(deliver(
@@ -223,7 +242,9 @@ async fn deliver(sender: Arc<Sender>, workers: Arc<Workers>, claim: Claim, sendi
         match sender.store.renew(conversion.id, lease).await {
             Ok(true) => {}
             Ok(false) => {
-                return tracing::debug!(id = %conversion.id, "a claimed Sovendus conversion was taken by another delivery");
+                tracing::debug!(id = %conversion.id, "a claimed Sovendus conversion was voided, or taken by another delivery");
+                // Ends the lease of a void that waited for it; changes nothing of another's.
+                return give_back(&sender, &conversion, lease).await;
             }
             Err(error) => {
                 return tracing::warn!(%error, id = %conversion.id, "could not renew a claimed Sovendus conversion");

@@ -252,6 +252,8 @@ async fn voiding_stops_what_is_not_delivered(store: &impl TokenStore, t: SystemT
         owed(store, 3, "held", t + ms(2)).await,
         owed(store, 4, "delivered", t + ms(3)).await,
     );
+    let (silent, heard) =
+        (owed(store, 5, "silent", t + ms(4)).await, owed(store, 6, "heard", t + ms(5)).await);
     let voided = store.void(owed_one.id, t).await.unwrap();
     assert!(
         matches!(&voided, VoidOutcome::Voided(c) if c.state == ConversionState::Voided && c.settled_at == Some(t)),
@@ -259,18 +261,14 @@ async fn voiding_stops_what_is_not_delivered(store: &impl TokenStore, t: SystemT
     );
     let first = lease(t + MINUTE);
     assert_eq!(
-        claim_ids(store, t + ms(3), 10, first).await,
-        [dead.id, held.id, delivered.id],
+        claim_ids(store, t + ms(5), 10, first).await,
+        [dead.id, held.id, delivered.id, silent.id, heard.id],
         "{rule}: not claimed"
     );
     assert!(store.settle(dead.id, first.id, settlement(ConversionState::Dead, None, t)).await.unwrap());
     let ok = Settlement { last_error: None, ..settlement(ConversionState::Delivered, None, t + ms(5)) };
     assert!(store.settle(delivered.id, first.id, ok.clone()).await.unwrap());
     assert!(matches!(store.void(dead.id, t).await.unwrap(), VoidOutcome::Voided(_)), "{rule}: a dead one");
-    assert!(
-        matches!(store.void(held.id, t + ms(10)).await.unwrap(), VoidOutcome::Sending(c) if c.id == held.id),
-        "{rule}: not while a live lease holds it"
-    );
     assert!(
         matches!(store.void(delivered.id, t).await.unwrap(), VoidOutcome::Delivered(c) if c.settled_at == Some(t + ms(5))),
         "{rule}: a delivered one says when"
@@ -280,26 +278,54 @@ async fn voiding_stops_what_is_not_delivered(store: &impl TokenStore, t: SystemT
         "{rule}: twice"
     );
     assert_eq!(store.void(ConversionId::random(), t).await.unwrap(), VoidOutcome::NotFound, "{rule}");
-    // A lease run out, its delivery never settled (its instance died mid-call): still held.
-    let ran_out = store.void(held.id, t + 2 * MINUTE).await.unwrap();
-    assert!(matches!(ran_out, VoidOutcome::Sending(_)), "{rule}: a lease run out unsettled: {ran_out:?}");
+
+    // Under a live lease a void waits for the delivery: its call may be out, or its 200 unrecorded.
+    for conversion in [&held, &silent, &heard] {
+        let sending = store.void(conversion.id, t + ms(10)).await.unwrap();
+        assert!(
+            matches!(&sending, VoidOutcome::Sending(c) if c.id == conversion.id),
+            "{rule}: not while a live lease holds it: {sending:?}"
+        );
+    }
+    assert!(
+        matches!(store.void(held.id, t + ms(20)).await.unwrap(), VoidOutcome::Sending(_)),
+        "{rule}: asked again, still waiting"
+    );
+    assert!(
+        !store.renew(held.id, Lease { until: t + 2 * MINUTE, ..first }).await.unwrap(),
+        "{rule}: a void ends the lease's renewals: the delivery starts no further attempt"
+    );
+    // The delivery it waited for settles without a 200: voided, as the void asked.
     let retry = settlement(ConversionState::Owed, Some(t + 2 * MINUTE), t + MINUTE);
-    assert!(store.settle(held.id, first.id, retry.clone()).await.unwrap(), "{rule}: settled, owed");
+    assert!(store.settle(held.id, first.id, retry.clone()).await.unwrap(), "{rule}: its delivery settles");
     let settled = store.void(held.id, t + MINUTE).await.unwrap();
-    assert!(matches!(settled, VoidOutcome::Voided(_)), "{rule}: once settled: {settled:?}");
+    assert!(
+        matches!(&settled, VoidOutcome::AlreadyVoided(c) if c.settled_at == Some(t + ms(10))),
+        "{rule}: voided once its delivery settled, as of the void: {settled:?}"
+    );
     assert!(!store.settle(held.id, first.id, retry).await.unwrap(), "{rule}: its old lease settles nothing");
+    // The delivery it waited for heard a 200: the truth, delivered.
+    assert!(store.settle(heard.id, first.id, ok.clone()).await.unwrap(), "{rule}: a 200 under the void");
+    assert!(
+        matches!(store.void(heard.id, t + MINUTE).await.unwrap(), VoidOutcome::Delivered(_)),
+        "{rule}: then it says delivered"
+    );
+    // A lease (quarantine included) run out, its delivery never settled: its holder is gone.
+    let gone = store.void(silent.id, t + 2 * MINUTE).await.unwrap();
+    assert!(matches!(gone, VoidOutcome::Voided(_)), "{rule}: a lease run out unsettled: {gone:?}");
+    assert!(
+        !store.settle(silent.id, first.id, ok.clone()).await.unwrap(),
+        "{rule}: once it said voided, no 200 is recorded over it"
+    );
     assert!(claim_ids(store, t + DAY, 10, lease(t + DAY + MINUTE)).await.is_empty(), "{rule}: never due");
     let counts = store.counts().await.unwrap();
     assert_eq!(
         (counts.owed, counts.dead, counts.voided, counts.delivered),
-        (0, 0, 3, 1),
+        (0, 0, 4, 2),
         "{rule}: {counts:?}"
     );
-    assert_eq!(store.list(ConversionState::Voided, 10).await.unwrap().len(), 3, "{rule}: listed");
-    // A 200 that comes back after the void (a call out when its lease ran out) is the truth.
-    assert!(store.settle(held.id, first.id, ok).await.unwrap(), "{rule}: a late 200 is recorded");
-    assert_eq!(store.counts().await.unwrap().delivered, 2, "{rule}");
-    assert_eq!(store.purge(t + MINUTE, t + MINUTE).await.unwrap(), 4, "{rule}: voided ones are purged too");
+    assert_eq!(store.list(ConversionState::Voided, 10).await.unwrap().len(), 4, "{rule}: listed");
+    assert_eq!(store.purge(t + MINUTE, t + MINUTE).await.unwrap(), 6, "{rule}: voided ones are purged too");
 }
 
 async fn concurrent_takes_make_one_conversion<S: TokenStore>(store: Arc<S>, t: SystemTime) {

@@ -326,20 +326,29 @@ impl TokenStore for MokaTokenStore {
     async fn void(&self, id: ConversionId, now: SystemTime) -> Result<VoidOutcome, StoreError> {
         let mut conversions = lock(&self.conversions);
         let Some(entry) = conversions.by_id.get(&id) else { return Ok(VoidOutcome::NotFound) };
-        let conversion = entry.conversion.clone();
-        match conversion.state {
-            ConversionState::Delivered => return Ok(VoidOutcome::Delivered(conversion)),
-            ConversionState::Voided => return Ok(VoidOutcome::AlreadyVoided(conversion)),
-            // A delivery holds it, or held it and never settled: its call may be out.
-            _ if entry.lease.is_some() => return Ok(VoidOutcome::Sending(conversion)),
+        let state = entry.conversion.state;
+        match state {
+            ConversionState::Delivered => return Ok(VoidOutcome::Delivered(entry.conversion.clone())),
+            ConversionState::Voided if entry.lease.is_none() => {
+                return Ok(VoidOutcome::AlreadyVoided(entry.conversion.clone()));
+            }
             _ => {}
         }
-        let Some(entry) = conversions.take(id) else { return Ok(VoidOutcome::NotFound) };
-        let mut conversion = entry.conversion;
-        (conversion.state, conversion.next_attempt_at, conversion.settled_at) =
-            (ConversionState::Voided, None, Some(now));
-        conversions.insert(Entry { conversion: conversion.clone(), lease: None });
-        Ok(VoidOutcome::Voided(conversion))
+        let Some(mut entry) = conversions.take(id) else { return Ok(VoidOutcome::NotFound) };
+        if state != ConversionState::Voided {
+            let conversion = &mut entry.conversion;
+            (conversion.state, conversion.next_attempt_at, conversion.settled_at) =
+                (ConversionState::Voided, None, Some(now));
+        }
+        // A delivery holds it: its call may be out, or its 200 unrecorded. The void waits for its
+        // settlement, or for its lease (quarantine included) to run out.
+        let sending = entry.lease.is_some_and(|lease| to_millis(lease.until) > to_millis(now));
+        if !sending {
+            entry.lease = None;
+        }
+        let conversion = entry.conversion.clone();
+        conversions.insert(entry);
+        Ok(if sending { VoidOutcome::Sending(conversion) } else { VoidOutcome::Voided(conversion) })
     }
 
     async fn claim(
@@ -370,10 +379,10 @@ impl TokenStore for MokaTokenStore {
 
     async fn renew(&self, id: ConversionId, lease: Lease) -> Result<bool, StoreError> {
         let mut conversions = lock(&self.conversions);
-        let held = conversions
-            .by_id
-            .get(&id)
-            .is_some_and(|entry| entry.lease.is_some_and(|held| held.id == lease.id));
+        let held = conversions.by_id.get(&id).is_some_and(|entry| {
+            entry.conversion.state != ConversionState::Voided
+                && entry.lease.is_some_and(|held| held.id == lease.id)
+        });
         if let Some(mut entry) = held.then(|| conversions.take(id)).flatten() {
             entry.lease = Some(lease);
             conversions.insert(entry);
@@ -390,14 +399,25 @@ impl TokenStore for MokaTokenStore {
         let mut conversions = lock(&self.conversions);
         let holds = |entry: &Entry| entry.lease.is_some_and(|held| held.id == lease);
         let late_200 = |entry: &Entry| {
+            let voided = entry.conversion.state == ConversionState::Voided && entry.lease.is_none();
             settlement.state == ConversionState::Delivered
                 && entry.conversion.state != ConversionState::Delivered
+                && !voided
         };
         let settles = conversions.by_id.get(&id).is_some_and(|entry| holds(entry) || late_200(entry));
         let Some(entry) = settles.then(|| conversions.take(id)).flatten() else { return Ok(false) };
+        let conversion = match entry.conversion.state {
+            // The void waited for this delivery, which did not deliver: it stays voided.
+            ConversionState::Voided if settlement.state != ConversionState::Delivered => OwedConversion {
+                attempts: settlement.attempts,
+                last_error: settlement.last_error,
+                ..entry.conversion
+            },
+            _ => entry.conversion.settled(settlement),
+        };
         // Settled ones stay until the purge: a converted token must be known as long as it can
         // land again, however many others convert meanwhile.
-        conversions.insert(Entry { conversion: entry.conversion.settled(settlement), lease: None });
+        conversions.insert(Entry { conversion, lease: None });
         Ok(true)
     }
 

@@ -27,8 +27,11 @@
 //! | voided | the shop took the order back before delivery ([`void`](TokenStore::void)) | never sent; purged after the retention |
 //!
 //! A delivery [claims](TokenStore::claim) due conversions under a [`Lease`], renews it while it
-//! sends, and [settles](TokenStore::settle) each with its outcome. A lease that runs out (its
-//! instance crashed) makes the conversion due again, for any instance.
+//! sends, and [settles](TokenStore::settle) each with its outcome. The lease it writes covers
+//! its renewals and a quarantine after them
+//! ([`DeliverySchedule::quarantine`](crate::DeliverySchedule::quarantine)): a lease that runs
+//! out (its instance crashed, or was cut off for longer than the quarantine) makes the
+//! conversion due again, for any instance.
 //!
 //! # Writing a store
 //!
@@ -51,14 +54,17 @@
 //!   conversion per token, ever (while the conversion is kept): a token taken before is
 //!   [`Taken::AlreadyConverted`]. A converted token is not captured again, and no longer
 //!   [`captured`](TokenStore::captured): what the shop sees is what an order would take.
-//! - [`void`](TokenStore::void) never voids a conversion a delivery holds (a lease not settled,
-//!   run out or not), nor one delivered.
+//! - [`void`](TokenStore::void) voids what is owed, parked or dead; one a delivery holds (a live
+//!   lease) it marks voided and answers [`VoidOutcome::Sending`], keeping the lease: that
+//!   delivery's renewals then fail (it starts no further attempt), and its settlement leaves
+//!   it voided, unless it heard a 200. A void asked again once the lease ran out ends it.
 //! - [`claim`](TokenStore::claim) is atomic across everything sharing the store: of concurrent
 //!   claims, each conversion goes to one.
 //! - [`renew`](TokenStore::renew) and [`settle`](TokenStore::settle) do nothing unless the
-//!   lease named is the conversion's current one; but a settlement that says delivered (a 200)
-//!   is recorded whatever the lease, unless the conversion is delivered already: a late 200
-//!   ends every later delivery of it.
+//!   lease named is the conversion's current one (and a renewal nothing once it is voided); but
+//!   a settlement that says delivered (a 200) is recorded whatever the lease, unless the
+//!   conversion is delivered already, or voided with no lease left: a late 200 ends every
+//!   later delivery of it, and a void that answered [`VoidOutcome::Voided`] stays true.
 //!
 //! The trait is object-safe and declared with [`async_trait`](macro@async_trait); hand a store to
 //! [`SovendusLayer::with_store`](crate::SovendusLayer::with_store). `MokaTokenStore`'s source is
@@ -165,10 +171,11 @@ pub trait TokenStore: fmt::Debug + Send + Sync + 'static {
     /// in place (no take converts it again). Never [`Taken::NoCapture`].
     async fn owe(&self, capture: Capture, conversion: NewConversion) -> Result<Taken, StoreError>;
 
-    /// In one atomic step: voids the conversion `id` at `now` if it is owed, parked or dead and
-    /// no delivery holds it: no lease, live or run out but unsettled (a claim's lease stays until
-    /// its delivery settles, or another claims it and settles); says what it found (see
-    /// [`VoidOutcome`]).
+    /// In one atomic step: voids the conversion `id` at `now` if it is owed, parked or dead.
+    /// One a delivery holds at `now` (a live lease: its call may be out, or its 200
+    /// unrecorded) is marked voided and keeps its lease ([`VoidOutcome::Sending`]); one voided
+    /// so whose lease ran out at `now` has it ended ([`VoidOutcome::Voided`]). Says what it
+    /// found (see [`VoidOutcome`]).
     async fn void(&self, id: ConversionId, now: SystemTime) -> Result<VoidOutcome, StoreError>;
 
     /// Leases up to `limit` owed or parked conversions due at `now` (their next attempt
@@ -180,13 +187,14 @@ pub trait TokenStore: fmt::Debug + Send + Sync + 'static {
         lease: Lease,
     ) -> Result<Vec<OwedConversion>, StoreError>;
 
-    /// Extends the lease on `id` to `lease.until`, if `lease.id` still holds it; returns
-    /// whether it did.
+    /// Extends the lease on `id` to `lease.until`, if `lease.id` still holds it and the
+    /// conversion is not voided; returns whether it did.
     async fn renew(&self, id: ConversionId, lease: Lease) -> Result<bool, StoreError>;
 
-    /// Ends the lease `lease` on `id` with the delivery's outcome, if the lease still holds, or
-    /// whatever the lease for a delivered outcome on a conversion not delivered yet; returns
-    /// whether it did.
+    /// Ends the lease `lease` on `id` with the delivery's outcome, if the lease still holds (a
+    /// conversion voided meanwhile stays voided unless the outcome is delivered), or whatever
+    /// the lease for a delivered outcome on a conversion neither delivered nor voided with no
+    /// lease; returns whether it did.
     async fn settle(
         &self,
         id: ConversionId,

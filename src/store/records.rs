@@ -365,17 +365,20 @@ pub enum Taken {
 #[non_exhaustive]
 pub enum VoidOutcome {
     /// The conversion was owed, parked or dead, and no delivery held it: it is voided now, and
-    /// never sent again. As it is now. (A call cut off unanswered before, by a crash or a
-    /// pause, may still have reached Sovendus: the window no client can close.)
+    /// never sent again, and no 200 is recorded for it. As it is now. (A call that went
+    /// unanswered before, by a timeout or a broken connection, may still have reached
+    /// Sovendus: the window no client can close.)
     Voided(OwedConversion),
     /// Sovendus booked it: its `settled_at` says when. Sovendus has no API to take a booking
     /// back; tell them the token and the time.
     Delivered(OwedConversion),
     /// It was voided before.
     AlreadyVoided(OwedConversion),
-    /// A delivery holds it, and may be calling Sovendus right now or recording a 200: nothing
-    /// changed. Ask again once its call has ended (within the request timeout; a delivery
-    /// whose instance died is taken over once its lease runs out, and settled).
+    /// A delivery holds it, and may be calling Sovendus right now or recording a 200: it is
+    /// marked voided, and that delivery starts no further attempt. Its settlement decides:
+    /// voided, or delivered if Sovendus answered 200. If its holder went silent, the void
+    /// takes effect once the lease and its quarantine run out; nothing sends it meanwhile.
+    /// Ask again.
     Sending(OwedConversion),
     /// No such conversion.
     NotFound,

@@ -117,10 +117,11 @@ const OWE: &str = r"
 return convert(1, ARGV[7], ARGV[8])
 ";
 
-/// Voids a conversion owed, parked or dead that no delivery holds (no lease, live or run
-/// out, left unsettled). Answers `{'none'}`, or `{what, fields}` (`0` for a key that is not a
-/// hash) with what as `'voided'` (now), `'delivered'`, `'already'` (voided before),
-/// `'sending'` (a delivery holds it) or `'corrupt'`.
+/// Voids a conversion owed, parked or dead, or voided while a delivery held it. A delivery
+/// that holds it now (its lease, quarantine included, not run out) keeps its lease: the void
+/// waits for its settlement (`'sending'`); a lease run out is ended. Answers `{'none'}`, or
+/// `{what, fields}` (`0` for a key that is not a hash) with what as `'voided'` (now),
+/// `'delivered'`, `'already'` (voided before), `'sending'` or `'corrupt'`.
 ///
 /// KEYS: conversion, due, settled, state:owed, state:parked, state:dead, state:delivered,
 /// state:voided. ARGV: id, now.
@@ -136,23 +137,28 @@ local state = redis.call('HGET', KEYS[1], 'state')
 if state == 'delivered' then
   return {'delivered', redis.call('HGETALL', KEYS[1])}
 end
-if state == 'voided' then
+local lease = redis.call('HGET', KEYS[1], 'lease')
+local leased = lease and lease ~= ''
+if state == 'voided' and not leased then
   return {'already', redis.call('HGETALL', KEYS[1])}
 end
-if state ~= 'owed' and state ~= 'parked' and state ~= 'dead' then
+if state ~= 'owed' and state ~= 'parked' and state ~= 'dead' and state ~= 'voided' then
   return {'corrupt', redis.call('HGETALL', KEYS[1])}
 end
-local lease = redis.call('HGET', KEYS[1], 'lease')
-if lease and lease ~= '' then
+if state ~= 'voided' then
+  for i = 2, 7 do
+    redis.call('ZREM', KEYS[i], ARGV[1])
+  end
+  redis.call('ZADD', KEYS[8], tonumber(redis.call('HGET', KEYS[1], 'ordered_at')) or 0, ARGV[1])
+  redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
+  redis.call('HSET', KEYS[1], 'state', 'voided', 'settled_at', ARGV[2])
+  redis.call('HDEL', KEYS[1], 'next_attempt_at')
+end
+local held_until = tonumber(redis.call('HGET', KEYS[1], 'lease_until'))
+if leased and held_until and held_until > tonumber(ARGV[2]) then
   return {'sending', redis.call('HGETALL', KEYS[1])}
 end
-for i = 2, 7 do
-  redis.call('ZREM', KEYS[i], ARGV[1])
-end
-redis.call('ZADD', KEYS[8], tonumber(redis.call('HGET', KEYS[1], 'ordered_at')) or 0, ARGV[1])
-redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
-redis.call('HSET', KEYS[1], 'state', 'voided', 'settled_at', ARGV[2])
-redis.call('HDEL', KEYS[1], 'lease', 'lease_until', 'next_attempt_at')
+redis.call('HDEL', KEYS[1], 'lease', 'lease_until')
 return {'voided', redis.call('HGETALL', KEYS[1])}
 ";
 
@@ -201,11 +207,11 @@ redis.call('HDEL', KEYS[1], 'lease', 'lease_until', 'next_attempt_at')
 return 1
 ";
 
-/// Extends the lease, if it is the conversion's.
+/// Extends the lease, if it is the conversion's and the conversion was not voided meanwhile.
 ///
 /// KEYS: conversion, due. ARGV: id, lease, lease_until.
 const RENEW: &str = r"
-if redis.call('HGET', KEYS[1], 'lease') ~= ARGV[2] then
+if redis.call('HGET', KEYS[1], 'lease') ~= ARGV[2] or redis.call('HGET', KEYS[1], 'state') == 'voided' then
   return 0
 end
 redis.call('HSET', KEYS[1], 'lease_until', ARGV[3])
@@ -221,18 +227,28 @@ return 1
 ";
 
 /// Ends the lease with the delivery's outcome, if it is the conversion's; a 200 (`delivered`)
-/// whatever the lease (a voided conversion's included), unless the conversion is delivered
-/// already.
+/// whatever the lease, unless the conversion is delivered already, or voided by a void that
+/// waited for no delivery. A conversion voided while this delivery was out stays voided,
+/// unless it says delivered.
 ///
 /// KEYS: conversion, due, settled, state:owed, state:parked, state:dead, state:delivered,
 /// state:voided. ARGV: id, lease, state, attempts, next_attempt_at or '', settled_at or '', '1' if there is
 /// an error, the error.
 const SETTLE: &str = r"
-if redis.call('HGET', KEYS[1], 'lease') ~= ARGV[2] then
-  local state = redis.call('HGET', KEYS[1], 'state')
-  if ARGV[3] ~= 'delivered' or not state or state == 'delivered' then
+local state = redis.call('HGET', KEYS[1], 'state')
+local lease = redis.call('HGET', KEYS[1], 'lease')
+if lease ~= ARGV[2] then
+  if ARGV[3] ~= 'delivered' or not state or state == 'delivered' or (state == 'voided' and not lease) then
     return 0
   end
+end
+if state == 'voided' and ARGV[3] ~= 'delivered' then
+  redis.call('HSET', KEYS[1], 'attempts', ARGV[4])
+  redis.call('HDEL', KEYS[1], 'lease', 'lease_until')
+  if ARGV[7] == '1' then
+    redis.call('HSET', KEYS[1], 'last_error', ARGV[8])
+  end
+  return 1
 end
 local into = ({owed = KEYS[4], parked = KEYS[5], dead = KEYS[6], delivered = KEYS[7],
   voided = KEYS[8]})[ARGV[3]]

@@ -410,7 +410,13 @@ impl TokenStore for SqlTokenStore {
                     .await
                     .map_err(at_commit)?;
                 if let Some(row) = voided {
-                    return read::conversion(&row).map(VoidOutcome::Voided);
+                    let sending: bool = row.try_get("sending").map_err(backend)?;
+                    let conversion = read::conversion(&row)?;
+                    return Ok(if sending {
+                        VoidOutcome::Sending(conversion)
+                    } else {
+                        VoidOutcome::Voided(conversion)
+                    });
                 }
                 let found = sqlx::query(queries::CONVERSION)
                     .bind(id.to_string())
@@ -421,9 +427,7 @@ impl TokenStore for SqlTokenStore {
                 let conversion = read::conversion(&row)?;
                 Ok(match conversion.state {
                     ConversionState::Delivered => VoidOutcome::Delivered(conversion),
-                    ConversionState::Voided => VoidOutcome::AlreadyVoided(conversion),
-                    // Owed, parked or dead, under a live lease.
-                    _ => VoidOutcome::Sending(conversion),
+                    _ => VoidOutcome::AlreadyVoided(conversion),
                 })
             })
         })

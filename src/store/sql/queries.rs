@@ -131,16 +131,18 @@ pub(super) const BURY_UNREADABLE: &str = "UPDATE sovendus_conversions \
          settled_at = $3, lease_id = NULL, lease_until = NULL \
      WHERE id = $1 AND lease_id = $2";
 
-/// Extends lease `$2` on `$1` to `$3`.
+/// Extends lease `$2` on `$1` to `$3`, unless the conversion was voided meanwhile.
 pub(super) const RENEW: &str = "UPDATE sovendus_conversions \
      SET lease_until = $3, \
          due_at = CASE WHEN due_at IS NULL THEN NULL WHEN next_attempt_at > $3 THEN next_attempt_at ELSE $3 END \
-     WHERE id = $1 AND lease_id = $2";
+     WHERE id = $1 AND lease_id = $2 AND state <> 'voided'";
 
 /// Ends the leases of `count` conversions with their deliveries' outcomes, returning the IDs
 /// settled: those whose lease held, and those delivered whatever the lease (a 200 is recorded
-/// unless one was already): eight parameters a conversion, in the order of the `VALUES` columns (ID,
-/// lease, state, attempts, next attempt, last error, settled at, due at).
+/// unless one was already, or a void that waited for no delivery): eight parameters a
+/// conversion, in the order of the `VALUES` columns (ID, lease, state, attempts, next attempt,
+/// last error, settled at, due at). A conversion voided while its delivery was out stays
+/// voided unless that delivery says delivered.
 pub(super) fn settle_all(count: usize) -> String {
     let rows: Vec<String> = (0..count)
         .map(|row| {
@@ -151,14 +153,20 @@ pub(super) fn settle_all(count: usize) -> String {
         .collect();
     format!(
         "UPDATE sovendus_conversions \
-         SET state = s.column3, attempts = s.column4, next_attempt_at = s.column5, last_error = s.column6, \
-             settled_at = s.column7, due_at = s.column8, lease_id = NULL, lease_until = NULL \
+         SET state = CASE WHEN {stays_voided} THEN 'voided' ELSE s.column3 END, \
+             attempts = s.column4, last_error = s.column6, \
+             next_attempt_at = CASE WHEN {stays_voided} THEN NULL ELSE s.column5 END, \
+             settled_at = CASE WHEN {stays_voided} THEN sovendus_conversions.settled_at ELSE s.column7 END, \
+             due_at = CASE WHEN {stays_voided} THEN NULL ELSE s.column8 END, \
+             lease_id = NULL, lease_until = NULL \
          FROM (VALUES {}) AS s \
          WHERE sovendus_conversions.id = s.column1 \
            AND (sovendus_conversions.lease_id = s.column2 \
-                OR (s.column3 = 'delivered' AND sovendus_conversions.state <> 'delivered')) \
+                OR (s.column3 = 'delivered' AND sovendus_conversions.state <> 'delivered' \
+                    AND NOT (sovendus_conversions.state = 'voided' AND sovendus_conversions.lease_id IS NULL))) \
          RETURNING sovendus_conversions.id",
-        rows.join(", ")
+        rows.join(", "),
+        stays_voided = "(sovendus_conversions.state = 'voided' AND s.column3 <> 'delivered')",
     )
 }
 
@@ -189,13 +197,19 @@ pub(super) const REVIVE: &str = "UPDATE sovendus_conversions \
      SET state = 'owed', next_attempt_at = $2, due_at = $2, settled_at = NULL, lease_id = NULL, lease_until = NULL \
      WHERE id = $1 AND state = 'dead'";
 
-/// Voids conversion `$1` at `$2` if it is owed, parked or dead and no delivery holds it (no
-/// lease, live or run out and unsettled: its call may be out, or its 200 unrecorded).
+/// Voids conversion `$1` at `$2` if it is owed, parked or dead, or voided while a delivery
+/// held it. A delivery that holds it at `$2` (its lease, quarantine included, not run out: its
+/// call may be out, or its 200 unrecorded) keeps its lease, and `sending` says so: the void
+/// waits for its settlement. A lease run out is ended: its holder is gone.
 pub(super) const VOID: &str = concat!(
     "UPDATE sovendus_conversions \
-     SET state = 'voided', settled_at = $2, next_attempt_at = NULL, due_at = NULL, lease_id = NULL, lease_until = NULL \
-     WHERE id = $1 AND state IN ('owed', 'parked', 'dead') AND lease_id IS NULL \
-     RETURNING ",
+     SET state = 'voided', \
+         settled_at = CASE WHEN state = 'voided' THEN settled_at ELSE $2 END, \
+         next_attempt_at = NULL, due_at = NULL, \
+         lease_id = CASE WHEN lease_until > $2 THEN lease_id ELSE NULL END, \
+         lease_until = CASE WHEN lease_until > $2 THEN lease_until ELSE NULL END \
+     WHERE id = $1 AND (state IN ('owed', 'parked', 'dead') OR (state = 'voided' AND lease_id IS NOT NULL)) \
+     RETURNING lease_id IS NOT NULL AS sending, ",
     conversion_columns!()
 );
 
