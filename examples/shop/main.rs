@@ -222,13 +222,20 @@ async fn serve(
 
 /// For tests that run the shop through faults: `SHOP_MAX_WAIT` (seconds) caps the waits between
 /// delivery attempts, minutes to an hour otherwise, so that what failed is delivered within the
-/// test once Sovendus answers.
+/// test once Sovendus answers; `SHOP_QUARANTINE` (seconds) shortens the quarantine, 5 minutes
+/// otherwise, and the request timeout with it, so that a killed instance's conversions are
+/// taken over within the test.
 fn with_test_schedule(
     config: SovendusConfigBuilder,
 ) -> Result<SovendusConfigBuilder, Box<dyn std::error::Error>> {
-    let Ok(seconds) = std::env::var("SHOP_MAX_WAIT") else { return Ok(config) };
-    let max_wait = Duration::from_secs(seconds.parse()?);
-    Ok(config.schedule(DeliverySchedule::default().first_wait(max_wait / 4).max_wait(max_wait)))
+    let seconds =
+        |name| std::env::var(name).ok().map(|value| value.parse().map(Duration::from_secs)).transpose();
+    let mut schedule = DeliverySchedule::default();
+    if let Some(max_wait) = seconds("SHOP_MAX_WAIT")? {
+        schedule = schedule.first_wait(max_wait / 4).max_wait(max_wait);
+    }
+    let Some(quarantine) = seconds("SHOP_QUARANTINE")? else { return Ok(config.schedule(schedule)) };
+    Ok(config.schedule(schedule.quarantine(quarantine)).request_timeout(quarantine))
 }
 
 /// Creates the folder of a `sqlite://PATH...` database if it is missing.

@@ -306,9 +306,16 @@ impl Delivery {
     /// (cancelled, refunded) before Sovendus booked it. Says what it found: see
     /// [`VoidOutcome`]. A conversion Sovendus booked is
     /// [`Delivered`](VoidOutcome::Delivered), with its token and the time: Sovendus has no API
-    /// to take a booking back, so tell them. One a delivery is sending right now is
-    /// [`Sending`](VoidOutcome::Sending): ask again once the call has ended (within the
-    /// [request timeout](crate::SovendusConfigBuilder::request_timeout) and the lease).
+    /// to take a booking back, so tell them. One a delivery is sending right now is marked
+    /// voided, that delivery starts no further call, and this waits for the call under way (at
+    /// most the [request timeout](crate::SovendusConfigBuilder::request_timeout) and a third of
+    /// the lease): [`Voided`](VoidOutcome::Voided), or `Delivered` if Sovendus booked it. It
+    /// answers [`Sending`](VoidOutcome::Sending) only when that delivery's instance went
+    /// silent: nothing sends the conversion meanwhile; ask again once its lease and
+    /// [quarantine](crate::DeliverySchedule::quarantine) ran out. Once it answered `Voided`, no
+    /// call goes out and no 200 is recorded for the conversion.
+    ///
+    /// An `Err` (the store timed out) may still void it later: call it again until it answers.
     ///
     /// Only for an order whose conversion was recorded with its reference
     /// ([`for_order`](crate::SovendusConversion::for_order)). Void first, and cancel the order

@@ -78,7 +78,9 @@ pub enum Outcome {
     /// is owed and the workers deliver it, or nothing changed and the token is still the
     /// visitor's, for their next order. Never both. To book it with this order whichever it
     /// was, call [`Delivery::owe`](crate::Delivery::owe) with the token and product the order
-    /// kept: it makes one conversion per token.
+    /// kept: it makes one conversion per token. The write may still land after this answer (a
+    /// command queued before the store's timeout): before voiding such an order, call `owe`
+    /// until it answers, so that a [`void`](crate::Delivery::void) finds what it must stop.
     Unknown(StoreError),
 }
 

@@ -42,7 +42,7 @@ impl Instance {
             .config()
             .request_timeout(Duration::from_secs(2))
             .retry(quick_retries().max_attempts(3))
-            .schedule(quick_schedule())
+            .schedule(quick_schedule().quarantine(Duration::from_secs(2)))
             .build()
             .unwrap();
         let addr = runtime.block_on(async {

@@ -27,6 +27,7 @@ mod rejections;
 mod sandbox_record;
 mod session_store;
 mod shop_process;
+mod silent_holder;
 mod sql_store;
 mod store_failures;
 mod token_store;

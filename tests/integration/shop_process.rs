@@ -80,7 +80,7 @@ async fn a_conversion_owed_when_the_shop_is_killed_is_delivered_once_after_the_r
 
     sandbox.stop_faults();
     let _restarted = Shop::start(dir.path(), addr, &sandbox, Sandbox::API_KEY);
-    // Picked up once the killed delivery's lease (15 s) has run out.
+    // Picked up once the killed delivery's lease (15 s) and quarantine (20 s) have run out.
     assert_eq!(booked(&sandbox, 1, Duration::from_secs(60)).await, ["1095752fb409-killed"]);
     assert_eq!(sandbox.conversions()[0].status(), None, "the call cut off by the kill was not booked");
 }
@@ -142,7 +142,7 @@ fn arrivals(sandbox: &Sandbox) -> BTreeMap<String, usize> {
 }
 
 /// SIGTERM while Sovendus takes 14 s to answer: longer than the shop's 10 s drain, within the
-/// 30 s request timeout. The call is not cut at the end of the drain: the shop waits for the
+/// 20 s request timeout. The call is not cut at the end of the drain: the shop waits for the
 /// answer and records it, so the restart sends nothing again.
 async fn sigterm_lets_the_call_in_flight_finish(setup: &Setup<'_>, token: &str) {
     let (sandbox, addr) = (Sandbox::start().await.unwrap(), free_addr());

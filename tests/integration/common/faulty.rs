@@ -1,9 +1,13 @@
 //! [`FaultyStore`]: a token store that renews leases slowly, not at all, or finds them lost,
 //! cannot settle for a while, or fails an order's take before or after writing it, around a
-//! real one, for the delivery's fault tests.
+//! real one, for the delivery's fault tests; and [`StoreFaults`], what every instance sharing
+//! one store meets at once: an outage, a step of the store's clock.
 
 use std::{
-    sync::Mutex,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, AtomicI64, Ordering},
+    },
     time::{Duration, Instant, SystemTime},
 };
 
@@ -28,6 +32,8 @@ pub enum Renewals {
     Lost,
     /// Fails, as a store that is away does.
     Fail,
+    /// Waits this long, then answers that it timed out, without renewing.
+    TimeOut(Duration),
 }
 
 /// What [`FaultyStore::take`] does instead of taking.
@@ -43,23 +49,63 @@ pub enum Takes {
     TimeOutAfterWriting,
 }
 
-/// A [`TokenStore`] that passes every operation to `inner`, but renewals and takes as told, and
-/// settlements failing until a time.
+/// What every instance on one store meets at once: the store away (every operation fails, as
+/// when the database's host is unreachable or failing over), and steps of its clock.
+#[derive(Debug, Default)]
+pub struct StoreFaults {
+    away: AtomicBool,
+    clock_step_ms: AtomicI64,
+}
+
+impl StoreFaults {
+    /// Takes the store away from every instance, or brings it back.
+    pub fn away(&self, away: bool) {
+        self.away.store(away, Ordering::SeqCst);
+    }
+
+    /// Steps the store's clock by `by_ms` milliseconds, forward or (negative) back.
+    pub fn step_clock(&self, by_ms: i64) {
+        self.clock_step_ms.fetch_add(by_ms, Ordering::SeqCst);
+    }
+
+    fn check(&self) -> Result<(), StoreError> {
+        if self.away.load(Ordering::SeqCst) {
+            return Err(StoreError::backend(std::io::Error::other("the store is unreachable")));
+        }
+        Ok(())
+    }
+
+    fn stepped(&self, time: SystemTime) -> SystemTime {
+        let step = self.clock_step_ms.load(Ordering::SeqCst);
+        let by = Duration::from_millis(step.unsigned_abs());
+        if step >= 0 { time + by } else { time - by }
+    }
+}
+
+/// A [`TokenStore`] that passes every operation to `inner`, but renewals and takes as told,
+/// settlements failing until a time, and the faults it shares with other instances.
 #[derive(Debug)]
 pub struct FaultyStore<S> {
     inner: S,
     renewals: Mutex<Renewals>,
     takes: Mutex<Takes>,
     settles_fail_until: Mutex<Option<Instant>>,
+    shared: Arc<StoreFaults>,
 }
 
 impl<S: TokenStore> FaultyStore<S> {
     pub fn new(inner: S) -> Self {
+        Self::sharing(inner, Arc::default())
+    }
+
+    /// An instance's view of `inner`, meeting the faults of `shared` with every other.
+    pub fn sharing(inner: S, shared: Arc<StoreFaults>) -> Self {
         Self {
             inner,
             renewals: Mutex::default(),
             takes: Mutex::default(),
             settles_fail_until: Mutex::default(),
+            shared,
         }
     }
 
@@ -84,18 +130,22 @@ impl<S: TokenStore> TokenStore for FaultyStore<S> {
     }
 
     async fn now(&self) -> Result<SystemTime, StoreError> {
-        self.inner.now().await
+        self.shared.check()?;
+        Ok(self.shared.stepped(self.inner.now().await?))
     }
 
     async fn capture(&self, key: TokenKey, capture: NewCapture) -> Result<bool, StoreError> {
+        self.shared.check()?;
         self.inner.capture(key, capture).await
     }
 
     async fn captured(&self, key: TokenKey, now: SystemTime) -> Result<Option<Capture>, StoreError> {
+        self.shared.check()?;
         self.inner.captured(key, now).await
     }
 
     async fn take(&self, key: TokenKey, conversion: NewConversion) -> Result<Taken, StoreError> {
+        self.shared.check()?;
         let takes = *self.takes.lock().unwrap();
         match takes {
             Takes::Work => self.inner.take(key, conversion).await,
@@ -108,10 +158,12 @@ impl<S: TokenStore> TokenStore for FaultyStore<S> {
     }
 
     async fn owe(&self, capture: Capture, conversion: NewConversion) -> Result<Taken, StoreError> {
+        self.shared.check()?;
         self.inner.owe(capture, conversion).await
     }
 
     async fn void(&self, id: ConversionId, now: SystemTime) -> Result<VoidOutcome, StoreError> {
+        self.shared.check()?;
         self.inner.void(id, now).await
     }
 
@@ -121,10 +173,12 @@ impl<S: TokenStore> TokenStore for FaultyStore<S> {
         limit: usize,
         lease: Lease,
     ) -> Result<Vec<OwedConversion>, StoreError> {
+        self.shared.check()?;
         self.inner.claim(now, limit, lease).await
     }
 
     async fn renew(&self, id: ConversionId, lease: Lease) -> Result<bool, StoreError> {
+        self.shared.check()?;
         let renewals = *self.renewals.lock().unwrap();
         match renewals {
             Renewals::Work => self.inner.renew(id, lease).await,
@@ -134,6 +188,10 @@ impl<S: TokenStore> TokenStore for FaultyStore<S> {
             }
             Renewals::Lost => Ok(false),
             Renewals::Fail => Err(StoreError::backend(std::io::Error::other("the store is away"))),
+            Renewals::TimeOut(after) => {
+                tokio::time::sleep(after).await;
+                Err(StoreError::TimedOut(after))
+            }
         }
     }
 
@@ -143,6 +201,7 @@ impl<S: TokenStore> TokenStore for FaultyStore<S> {
         lease: LeaseId,
         settlement: Settlement,
     ) -> Result<bool, StoreError> {
+        self.shared.check()?;
         let failing = self.settles_fail_until.lock().unwrap().is_some_and(|until| Instant::now() < until);
         if failing {
             return Err(StoreError::backend(std::io::Error::other("the store is away")));
@@ -151,26 +210,32 @@ impl<S: TokenStore> TokenStore for FaultyStore<S> {
     }
 
     async fn list(&self, state: ConversionState, limit: usize) -> Result<Vec<OwedConversion>, StoreError> {
+        self.shared.check()?;
         self.inner.list(state, limit).await
     }
 
     async fn counts(&self) -> Result<ConversionCounts, StoreError> {
+        self.shared.check()?;
         self.inner.counts().await
     }
 
     async fn find(&self, order: &OrderRef) -> Result<Option<OwedConversion>, StoreError> {
+        self.shared.check()?;
         self.inner.find(order).await
     }
 
     async fn wake_parked(&self, now: SystemTime) -> Result<u64, StoreError> {
+        self.shared.check()?;
         self.inner.wake_parked(now).await
     }
 
     async fn revive(&self, id: ConversionId, now: SystemTime) -> Result<bool, StoreError> {
+        self.shared.check()?;
         self.inner.revive(id, now).await
     }
 
     async fn purge(&self, settled_before: SystemTime, now: SystemTime) -> Result<u64, StoreError> {
+        self.shared.check()?;
         self.inner.purge(settled_before, now).await
     }
 }

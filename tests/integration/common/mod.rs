@@ -368,14 +368,15 @@ pub fn quick_retries() -> RetryPolicy {
 }
 
 /// A delivery schedule quick enough for tests: the next attempt 200 ms after a failure, up to
-/// 1 s apart; leases of 1 s, and a quarantine of 2 s after them (for request timeouts up to
-/// 2 s); the workers look for due conversions every 50 ms.
+/// 1 s apart; leases of 1 s, then a quarantine as long as the default request timeout (a test
+/// whose instances take over each other's conversions shortens both); the workers look for due
+/// conversions every 50 ms.
 pub fn quick_schedule() -> DeliverySchedule {
     DeliverySchedule::default()
         .first_wait(Duration::from_millis(200))
         .max_wait(Duration::from_secs(1))
         .lease(Duration::from_secs(1))
-        .quarantine(Duration::from_secs(2))
+        .quarantine(Duration::from_secs(30))
         .poll_interval(Duration::from_millis(50))
 }
 

@@ -42,6 +42,10 @@ pub struct Shop {
 }
 
 /// How a shop runs: where it keeps its data, with which API key, on which clock.
+/// The demo shops' quarantine, and request timeout, in the process tests: a killed instance's
+/// conversion is sent again 35 s after its last renewal (its 15 s lease, then this).
+pub const TEST_QUARANTINE: Duration = Duration::from_secs(20);
+
 #[derive(Clone)]
 pub struct Setup<'a> {
     /// Where its log goes, beside its SQLite file if it has one.
@@ -52,6 +56,9 @@ pub struct Setup<'a> {
     pub clock: Option<&'a str>,
     /// The longest wait between delivery attempts, if shorter than the schedule's hour.
     pub max_wait: Option<Duration>,
+    /// How long a silent holder keeps its conversion past its lease (`SHOP_QUARANTINE`), and
+    /// the request timeout with it: [`TEST_QUARANTINE`] unless a test says otherwise.
+    pub quarantine: Duration,
     /// The initial stock, as `SHOP_STOCK` takes it (`4=1`), if not the catalog's.
     pub stock: Option<&'a str>,
     /// Whether the shop aborts right after an order's commit (`SHOP_CRASH_AFTER_COMMIT`).
@@ -74,6 +81,7 @@ impl<'a> Setup<'a> {
             api_key: Sandbox::API_KEY,
             clock: None,
             max_wait: None,
+            quarantine: TEST_QUARANTINE,
             stock: None,
             crash_after_commit: false,
         }
@@ -106,6 +114,7 @@ impl Shop {
         if let Some(max_wait) = setup.max_wait {
             command.env("SHOP_MAX_WAIT", max_wait.as_secs().to_string());
         }
+        command.env("SHOP_QUARANTINE", setup.quarantine.as_secs().to_string());
         if let Some(stock) = setup.stock {
             command.env("SHOP_STOCK", stock);
         }
