@@ -377,6 +377,11 @@ impl fmt::Debug for Receipt {
     }
 }
 
+/// A gate that always lets the next attempt start: for sends that hold no lease.
+async fn always() -> bool {
+    true
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -417,9 +422,4 @@ mod tests {
         assert!(!debug.contains("XXXX-XXXXX"), "{debug}");
         assert!(debug.contains("****CRET"), "{debug}");
     }
-}
-
-/// A gate that always lets the next attempt start: for sends that hold no lease.
-async fn always() -> bool {
-    true
 }

@@ -477,15 +477,14 @@ impl Delivery {
         Fut: Future<Output = Result<Taken, StoreError>>,
     {
         let sender = &self.inner.sender;
+        let id = ConversionId::random();
+        let mut taken_lease = None;
         let taken = async {
             sender.clock.read_if_stale(self.store()).await?;
             let lease = leased.then(|| sender.new_lease());
-            let conversion = NewConversion {
-                id: ConversionId::random(),
-                order,
-                ordered_at: sender.clock.at_most(),
-                lease: lease.map(|(lease, _)| lease),
-            };
+            taken_lease = lease.map(|(lease, _)| lease);
+            let conversion =
+                NewConversion { id, order, ordered_at: sender.clock.at_most(), lease: taken_lease };
             write(conversion).await.map(|taken| (taken, lease))
         };
         match taken.await {
@@ -505,6 +504,11 @@ impl Delivery {
                 if error.is_outcome_unknown() {
                     tracing::error!(%error, "the token store did not say whether the Sovendus conversion was made owed: \
                         if it was, it is delivered; if not, the token stays with the visitor");
+                    if let Some(lease) = taken_lease {
+                        // No call went out under that lease: if the take went through, the
+                        // workers may send it at once rather than after the lease's quarantine.
+                        self.give_back_later(id, lease);
+                    }
                     Ok(Recording::Done(Outcome::Unknown(error)))
                 } else {
                     // Nothing changed: the token, if any, stays with the visitor.
@@ -513,6 +517,25 @@ impl Delivery {
                 }
             }
         }
+    }
+}
+
+impl Delivery {
+    /// Ends `lease` on the conversion `id`, due at once, if a take wrote it: on a task of its
+    /// own, retried while the store fails, for as long as the lease holds.
+    fn give_back_later(&self, id: ConversionId, lease: Lease) {
+        let sender = Arc::clone(&self.inner.sender);
+        tokio::spawn(async move {
+            let until = Instant::now() + sender.schedule.lease;
+            while Instant::now() < until {
+                let now = sender.clock.at_most();
+                let due = crate::store::Settlement::new(ConversionState::Owed, 0, Some(now), None, now);
+                match sender.store.settle(id, lease.id, due).await {
+                    Ok(_) => return,
+                    Err(_) => tokio::time::sleep(sender.schedule.renew_again_after()).await,
+                }
+            }
+        });
     }
 }
 

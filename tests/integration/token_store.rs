@@ -128,8 +128,10 @@ fn a_corrupt_conversion_is_refused_counted_and_not_claimed_again() {
         assert!(store.list(ConversionState::Dead, 10).await.unwrap().is_empty(), "skipped");
         assert_eq!(store.list(ConversionState::Owed, 10).await.unwrap().len(), 1);
     });
-    // The claim's two, then the listing's one; the second claim met none.
-    assert_eq!(count(&counters, UNREADABLE, None), 3);
+    // The claim's two, the listing's one, and the stray again at the second claim: a key that is
+    // not a hash here stays due, looked at again once a lease would have run out (in a cluster
+    // it may be moving between nodes).
+    assert_eq!(count(&counters, UNREADABLE, None), 4);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

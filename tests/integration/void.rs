@@ -65,7 +65,7 @@ async fn a_delivered_order_says_what_to_tell_sovendus() {
 }
 
 #[tokio::test]
-async fn a_conversion_being_sent_is_left_alone_until_its_call_ends() {
+async fn a_void_during_a_call_waits_for_it_and_says_what_sovendus_answered() {
     let shop = shop().await;
     shop.sandbox.fault_next(1, Fault::Delay(Duration::from_millis(1_500)));
     let sending = {
@@ -77,8 +77,9 @@ async fn a_conversion_being_sent_is_left_alone_until_its_call_ends() {
         })
     };
     tokio::time::sleep(Duration::from_millis(500)).await;
+    // A call is out: the void waits for it, and Sovendus booked it.
     let voided = shop.delivery.void(&order("X-1")).await.unwrap();
-    assert!(matches!(voided, VoidOutcome::Sending(_)), "a call is out: {voided:?}");
+    assert!(matches!(voided, VoidOutcome::Delivered(_)), "the call was booked: {voided:?}");
     assert_eq!(sending.await.unwrap(), "sent");
     assert!(matches!(shop.delivery.void(&order("X-1")).await.unwrap(), VoidOutcome::Delivered(_)));
     assert_eq!(shop.sandbox.accepted().len(), 1);

@@ -450,22 +450,41 @@ where
             return Ok(Vec::new());
         }
         let now = to_millis(now);
-        let args = vec![
-            now.to_string(),
-            limit.min(i64::MAX as usize).to_string(),
-            lease_text(lease.id),
-            to_millis(lease.until).to_string(),
-            self.keys.conversions(),
-        ];
-        let reply = self.timed(self.script(&CLAIM_SCRIPT, vec![self.keys.due()], args)).await?;
+        // Every key a script touches is declared: first the IDs due, then the claim of those,
+        // each key named, which checks again that each is still due. Those another claim took
+        // in between are made up for by another round.
+        let mut replies = Vec::new();
+        let mut looked_at = 0;
+        for _round in 0..CLAIM_ROUNDS {
+            if looked_at >= limit {
+                break;
+            }
+            let due_args = vec![now.to_string(), (limit - looked_at).min(i64::MAX as usize).to_string()];
+            let due = self.timed(self.script(&DUE_SCRIPT, vec![self.keys.due()], due_args)).await?;
+            let ids: Vec<String> = due.into_array().into_iter().filter_map(|id| id.into_string()).collect();
+            if ids.is_empty() {
+                break;
+            }
+            let keys = std::iter::once(self.keys.due()).chain(ids.iter().map(|id| self.keys.conversion(id)));
+            let args = [now.to_string(), lease_text(lease.id), to_millis(lease.until).to_string()];
+            let args = args.into_iter().chain(ids.iter().cloned()).collect();
+            let reply: Vec<_> =
+                records(self.timed(self.script(&CLAIM_SCRIPT, keys.collect(), args)).await?).collect();
+            let all_taken = reply.len() == ids.len();
+            looked_at += reply.len();
+            replies.extend(reply);
+            if all_taken {
+                break;
+            }
+        }
         let mut claimed = Vec::new();
-        for (id, fields) in records(reply) {
+        for (id, fields) in replies {
             match decode_record(&id, fields) {
                 Ok(conversion) => claimed.push(conversion),
                 Err((parsed, corrupt)) => {
                     unreadable_conversion(parsed, &corrupt);
                     if corrupt == Corrupt::NotAHash {
-                        continue; // Out of `due` already.
+                        continue; // Looked at again once the lease would have run out.
                     }
                     if let Err(error) = self.bury(&id, lease.id, now).await {
                         // Claimed again once the lease runs out, and buried then.
@@ -557,9 +576,10 @@ where
         let ids: Vec<String> = ids.into_iter().filter_map(Value::into_string).collect();
         let mut woken = 0;
         for batch in ids.chunks(BATCH) {
-            let mut args = vec![to_millis(now).to_string(), self.keys.conversions()];
-            args.extend_from_slice(batch);
-            let count = self.timed(self.script(&WAKE_SCRIPT, vec![self.keys.due()], args)).await?;
+            let keys =
+                std::iter::once(self.keys.due()).chain(batch.iter().map(|id| self.keys.conversion(id)));
+            let args = std::iter::once(to_millis(now).to_string()).chain(batch.iter().cloned());
+            let count = self.timed(self.script(&WAKE_SCRIPT, keys.collect(), args.collect())).await?;
             woken += count.as_u64().unwrap_or_default();
         }
         Ok(woken)
@@ -588,6 +608,9 @@ where
         }
     }
 }
+
+/// The most rounds of a claim that others' claims took candidates from.
+const CLAIM_ROUNDS: usize = 8;
 
 /// The script arguments `convert` writes `conversion` with: its ID, `ordered_at`, when it is
 /// due, its order or '', its lease or '' and the lease's end.

@@ -162,27 +162,39 @@ redis.call('HDEL', KEYS[1], 'lease', 'lease_until')
 return {'voided', redis.call('HGETALL', KEYS[1])}
 ";
 
-/// Leases the due conversions, earliest first. Answers `{id, fields, id, fields, …}`, with
-/// `0` for the fields of an ID whose key is missing or not a hash (taken out of `due`).
+/// The IDs of the conversions due, earliest first, at most a limit: what [`CLAIM`] is then
+/// given, each with its key declared.
 ///
-/// KEYS: due. ARGV: now, limit, lease, lease_until, the conversions' key prefix.
+/// KEYS: due. ARGV: now, limit.
+const DUE: &str = r"
+return redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
+";
+
+/// Leases those of the given conversions still due, in order. Answers `{id, fields, …}`, with
+/// `0` for the fields of a conversion whose key is not a hash here: it stays in `due`, looked at
+/// again once the lease would have run out (its key may be moving between cluster nodes).
+///
+/// KEYS: due, then each conversion's key. ARGV: now, lease, lease_until, then each ID.
 const CLAIM: &str = r"
 local claimed = {}
-for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])) do
-  local key = ARGV[5] .. id
-  claimed[#claimed + 1] = id
-  if redis.call('TYPE', key).ok == 'hash' then
-    redis.call('HSET', key, 'lease', ARGV[3], 'lease_until', ARGV[4])
-    local next_at = redis.call('HGET', key, 'next_attempt_at')
-    local due = ARGV[4]
-    if tonumber(next_at) and tonumber(next_at) > tonumber(ARGV[4]) then
-      due = next_at
+for i = 2, #KEYS do
+  local id, key = ARGV[i + 2], KEYS[i]
+  local due = tonumber(redis.call('ZSCORE', KEYS[1], id))
+  if due and due <= tonumber(ARGV[1]) then
+    claimed[#claimed + 1] = id
+    if redis.call('TYPE', key).ok == 'hash' then
+      redis.call('HSET', key, 'lease', ARGV[2], 'lease_until', ARGV[3])
+      local next_at = redis.call('HGET', key, 'next_attempt_at')
+      local until_due = ARGV[3]
+      if tonumber(next_at) and tonumber(next_at) > tonumber(ARGV[3]) then
+        until_due = next_at
+      end
+      redis.call('ZADD', KEYS[1], until_due, id)
+      claimed[#claimed + 1] = redis.call('HGETALL', key)
+    else
+      redis.call('ZADD', KEYS[1], ARGV[3], id)
+      claimed[#claimed + 1] = 0
     end
-    redis.call('ZADD', KEYS[1], due, id)
-    claimed[#claimed + 1] = redis.call('HGETALL', key)
-  else
-    redis.call('ZREM', KEYS[1], id)
-    claimed[#claimed + 1] = 0
   end
 end
 return claimed
@@ -287,11 +299,11 @@ return redis.call('ZRANGE', KEYS[1], 0, -1)
 
 /// Makes the given conversions due now, those still parked; answers how many.
 ///
-/// KEYS: due. ARGV: now, the conversions' key prefix, then the IDs.
+/// KEYS: due, then each conversion's key. ARGV: now, then each ID.
 const WAKE: &str = r"
 local woken = 0
-for i = 3, #ARGV do
-  local key = ARGV[2] .. ARGV[i]
+for i = 2, #KEYS do
+  local key, id = KEYS[i], ARGV[i]
   if redis.call('TYPE', key).ok == 'hash' and redis.call('HGET', key, 'state') == 'parked' then
     redis.call('HSET', key, 'next_attempt_at', ARGV[1])
     local due = ARGV[1]
@@ -299,7 +311,7 @@ for i = 3, #ARGV do
     if tonumber(held_until) and tonumber(held_until) > tonumber(ARGV[1]) then
       due = held_until
     end
-    redis.call('ZADD', KEYS[1], due, ARGV[i])
+    redis.call('ZADD', KEYS[1], due, id)
     woken = woken + 1
   end
 end
@@ -400,6 +412,7 @@ pub(super) static TAKE_SCRIPT: LazyLock<Script> =
 pub(super) static OWE_SCRIPT: LazyLock<Script> =
     LazyLock::new(|| Script::from_lua(format!("{LUA_CONVERT}{OWE}")));
 pub(super) static VOID_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::from_lua(VOID));
+pub(super) static DUE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::from_lua(DUE));
 pub(super) static CLAIM_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::from_lua(CLAIM));
 pub(super) static BURY_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::from_lua(BURY));
 pub(super) static RENEW_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::from_lua(RENEW));
