@@ -62,6 +62,8 @@ const DEFAULT_DATABASE: &str = "sqlite://target/demo-shop.db?mode=rwc";
 const DEFAULT_ORDERS_BESIDE_REDIS: &str = "sqlite://target/demo-shop-orders.db?mode=rwc";
 /// How long a shutdown may take: the server's connections, then the deliveries under way.
 const DRAIN: Duration = Duration::from_secs(10);
+/// How often the orders left unrecorded are looked for, on Redis and in memory.
+const RECOVER_EVERY: Duration = Duration::from_secs(60);
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -169,17 +171,21 @@ async fn serve(
     }
     let orders = orders.crash_after_commit(crash_after_commit);
     if !orders.is_joined() {
-        // Orders a crash left between their commit and their send: their conversions are
-        // owed now. In the background, so that a slow store does not hold the start.
+        // Orders a crash left between their commit and their send, or whose send met the store
+        // away: their conversions are owed now, and every minute after. In the background, so
+        // that a slow store does not hold the start.
         let (orders, delivery) = (orders.clone(), delivery.clone());
         tokio::spawn(async move {
-            match orders.owe_unrecorded(&delivery).await {
-                Ok(0) => {}
-                Ok(count) => tracing::info!(
-                    count,
-                    "recorded the Sovendus conversions of orders a crash left unrecorded"
-                ),
-                Err(error) => tracing::error!(%error, "could not read the orders left unrecorded"),
+            let mut every_minute = tokio::time::interval(RECOVER_EVERY);
+            loop {
+                every_minute.tick().await;
+                match orders.owe_unrecorded(&delivery).await {
+                    Ok(0) => {}
+                    Ok(count) => {
+                        tracing::info!(count, "recorded the Sovendus conversions of orders left unrecorded")
+                    }
+                    Err(error) => tracing::error!(%error, "could not read the orders left unrecorded"),
+                }
             }
         });
     }

@@ -70,7 +70,7 @@ const UNRECORDED: &str = "SELECT reference, sovendus_token, sovendus_product FRO
 /// How far back the start looks for orders left unrecorded: the token's TTL (the default), within
 /// which the store keeps every converted token, so that a recovered order books no token twice.
 const RECOVER_FOR: Duration = Duration::from_secs(30 * 24 * 60 * 60);
-const RECORD: &str = "UPDATE shop_orders SET conversion = $2 WHERE reference = $1";
+const RECORD: &str = "UPDATE shop_orders SET conversion = $2 WHERE reference = $1 AND conversion IS NULL";
 const CANCEL: &str = "UPDATE shop_orders SET cancelled_at = $2 WHERE reference = $1 AND cancelled_at IS NULL";
 /// Puts the items of order `$1` back in stock.
 const RESTOCK: &str = "UPDATE shop_products SET stock = stock + (SELECT COUNT(*) FROM shop_order_items \
@@ -383,7 +383,7 @@ impl Orders {
                     recorded += 1;
                 }
                 Err(error) => tracing::warn!(%error, order = %reference,
-                    "Sovendus conversion still not recorded: tried again at the next start"),
+                    "Sovendus conversion still not recorded: tried again later"),
             }
         }
         Ok(recorded)
