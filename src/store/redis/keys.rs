@@ -18,11 +18,6 @@ impl Keys {
         format!("{}capture:{key}", self.tag)
     }
 
-    /// The start of every conversion's key, for the scripts that follow an index.
-    pub(super) fn conversions(&self) -> String {
-        format!("{}conversion:", self.tag)
-    }
-
     pub(super) fn conversion(&self, id: &str) -> String {
         format!("{}conversion:{id}", self.tag)
     }

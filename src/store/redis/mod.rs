@@ -11,31 +11,37 @@
 //! - `capture` writes nothing for a token that has a conversion (`tokens`); under first-click
 //!   it keeps a capture live at the landing's time (by the `expires_at` in its value), else
 //!   it writes the new one (`SET … PX`).
-//! - `take` reads the capture and deletes it; an expired one makes nothing, a known token
+//! - `take` reads the capture and leaves it, spent; an expired one makes nothing, a known token
 //!   (`tokens`) answers the conversion it went into, and otherwise the conversion is written
 //!   with its indexes, due at the order's time or at the end of the lease it comes with. The
 //!   script checks the capture's product ID and token by the same rules as [`ProductId`] and
 //!   [`SovReqToken`], and refuses a malformed capture without changing anything. `owe`
 //!   writes the conversion the same way (one Lua function, `convert`), from the capture it is
 //!   given, and leaves captures alone.
-//! - `void` reads the conversion's state and lease and, if it is owed, parked or dead and no
-//!   live lease holds it, makes it voided: out of `due`, into `settled` at the time given.
-//! - `claim` leases the due IDs (`ZRANGEBYSCORE due -inf now LIMIT 0 n`), earliest first, and
-//!   re-scores them to their lease's end (or their next attempt, if later). A claimed record
+//! - `void` reads the conversion's state and lease and, if it is owed, parked or dead, makes it
+//!   voided: out of `due`, into `settled` at the time given. A live lease stays (the void waits
+//!   for that delivery's settlement); one run out is ended.
+//! - `claim` reads the due IDs (`ZRANGEBYSCORE due -inf now LIMIT 0 n`), earliest first, then
+//!   leases those still due and re-scores them to their lease's end (or their next attempt, if
+//!   later); one whose key holds no hash stays due, at the lease's end. A claimed record
 //!   that does not decode is marked dead by a second script (`bury`), if the lease still holds.
 //! - `renew` and `settle` act only if the conversion's `lease` field is the one named; a
 //!   settlement moves the ID between the state sets and into `due` (next attempt) or
 //!   `settled` (settled_at).
 //! - `wake_parked` reads the parked IDs, then makes those still parked due now, 500 a script;
-//!   `purge` removes the conversions settled before a time with their `tokens` and `orders`
-//!   entries, 500 a script: no script holds Redis for long.
-//! - `list`, `counts` and `find` read a consistent view in one script each; `captured` reads
-//!   the capture and whether its token has a conversion in one.
+//!   `purge` reads up to 500 IDs settled before a time, then removes those still so with their
+//!   `tokens` and `orders` entries: no script holds Redis for long.
+//! - `list` and `find` read the IDs (from the state's set, or `orders`), then their records;
+//!   `counts` reads the state sets in one script; `captured` reads the capture and whether its
+//!   token has a conversion in one.
 //! - `revive` makes a dead conversion owed again; `now` reads `TIME` on the node that holds the
 //!   store's keys (a failover to a replica steps it by the two hosts' difference).
 //!
-//! The scripts that follow an index (`claim`, `list`, `find`, `wake_parked`, `purge`) build the
-//! conversions' keys from the prefix, in the store's one slot; every other key is declared.
+//! Every key a script touches is declared: the operations that follow an index (`claim`,
+//! `list`, `find`, `wake_parked`, `purge`) read the IDs first, then name each conversion's key
+//! to the script that acts on it, which checks again what it read. So Redis Cluster routes
+//! each script to the node that holds its keys, and a slot migrating key by key answers
+//! `ASK`/`TRYAGAIN`, which the client follows, instead of a key that seems missing.
 
 mod codec;
 mod keys;
@@ -367,6 +373,15 @@ where
         let args = vec![id.to_owned(), lease_text(lease), now.to_string()];
         self.timed(self.script(&BURY_SCRIPT, self.settle_keys(id), args)).await.map(drop)
     }
+
+    /// The conversions `ids`, each with its fields (`0` for a key missing or not a hash).
+    async fn read_records(&self, ids: Vec<String>) -> Result<Vec<(String, Value)>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys = ids.iter().map(|id| self.keys.conversion(id)).collect();
+        Ok(records(self.timed(self.script(&RECORDS_SCRIPT, keys, ids)).await?).collect())
+    }
 }
 
 #[async_trait]
@@ -461,7 +476,7 @@ where
             }
             let due_args = vec![now.to_string(), (limit - looked_at).min(i64::MAX as usize).to_string()];
             let due = self.timed(self.script(&DUE_SCRIPT, vec![self.keys.due()], due_args)).await?;
-            let ids: Vec<String> = due.into_array().into_iter().filter_map(|id| id.into_string()).collect();
+            let ids = ids_of(due);
             if ids.is_empty() {
                 break;
             }
@@ -532,9 +547,10 @@ where
             return Ok(Vec::new());
         }
         let last_rank = limit.min(i64::MAX as usize) - 1;
-        let args = vec![last_rank.to_string(), self.keys.conversions()];
-        let reply = self.timed(self.script(&LIST_SCRIPT, vec![self.keys.state(state)], args)).await?;
-        let listed = records(reply).filter_map(|(id, fields)| {
+        let args = vec![last_rank.to_string()];
+        let ids = self.timed(self.script(&IN_STATE_SCRIPT, vec![self.keys.state(state)], args)).await?;
+        let reply = self.read_records(ids_of(ids)).await?;
+        let listed = reply.into_iter().filter_map(|(id, fields)| {
             let decoded = decode_record(&id, fields).and_then(|conversion| {
                 // Listed under another state than its own: the indexes disagree with it.
                 let listed_right = conversion.state == state;
@@ -560,9 +576,12 @@ where
     }
 
     async fn find(&self, order: &OrderRef) -> Result<Option<OwedConversion>, StoreError> {
-        let args = vec![order.as_str().to_owned(), self.keys.conversions()];
-        let reply = self.timed(self.script(&FIND_SCRIPT, vec![self.keys.orders()], args)).await?;
-        let Some((id, fields)) = records(reply).next() else { return Ok(None) };
+        let args = vec![order.as_str().to_owned()];
+        let id = self.timed(self.script(&ORDER_SCRIPT, vec![self.keys.orders()], args)).await?;
+        let Some(id) = id.into_string() else { return Ok(None) };
+        let Some((id, fields)) = self.read_records(vec![id]).await?.into_iter().next() else {
+            return Ok(None);
+        };
         let found = decode_record(&id, fields).and_then(|conversion| {
             let found_right = conversion.order.as_ref() == Some(order);
             if found_right { Ok(conversion) } else { Err((Some(conversion.id), Corrupt::Field("order"))) }
@@ -572,8 +591,7 @@ where
 
     async fn wake_parked(&self, now: SystemTime) -> Result<u64, StoreError> {
         let parked = vec![self.keys.state(ConversionState::Parked)];
-        let ids = self.timed(self.script(&MEMBERS_SCRIPT, parked, Vec::new())).await?.into_array();
-        let ids: Vec<String> = ids.into_iter().filter_map(Value::into_string).collect();
+        let ids = ids_of(self.timed(self.script(&MEMBERS_SCRIPT, parked, Vec::new())).await?);
         let mut woken = 0;
         for batch in ids.chunks(BATCH) {
             let keys =
@@ -594,19 +612,34 @@ where
 
     async fn purge(&self, settled_before: SystemTime, _now: SystemTime) -> Result<u64, StoreError> {
         // Captures need no sweep: Redis drops each once its TTL has passed (`PX`).
-        let mut keys = vec![self.keys.settled(), self.keys.due(), self.keys.tokens(), self.keys.orders()];
-        keys.extend(ConversionState::ALL.map(|state| self.keys.state(state)));
-        let args = vec![to_millis(settled_before).to_string(), BATCH.to_string(), self.keys.conversions()];
+        // Every key a script touches is declared: first the IDs settled before, then the purge
+        // of those, each key named, which checks again that each is.
+        let mut indexes = vec![self.keys.settled(), self.keys.due(), self.keys.tokens(), self.keys.orders()];
+        indexes.extend(ConversionState::ALL.map(|state| self.keys.state(state)));
+        let before = to_millis(settled_before).to_string();
         let mut purged = 0;
         loop {
-            let count = self.timed(self.script(&PURGE_SCRIPT, keys.clone(), args.clone())).await?;
-            let count = count.as_u64().unwrap_or_default();
-            purged += count;
-            if count < BATCH as u64 {
+            let args = vec![before.clone(), BATCH.to_string()];
+            let ids = ids_of(
+                self.timed(self.script(&SETTLED_BEFORE_SCRIPT, vec![self.keys.settled()], args)).await?,
+            );
+            if ids.is_empty() {
+                return Ok(purged);
+            }
+            let keys = indexes.iter().cloned().chain(ids.iter().map(|id| self.keys.conversion(id))).collect();
+            let args = std::iter::once(before.clone()).chain(ids.iter().cloned()).collect();
+            let count = self.timed(self.script(&PURGE_SCRIPT, keys, args)).await?;
+            purged += count.as_u64().unwrap_or_default();
+            if ids.len() < BATCH {
                 return Ok(purged);
             }
         }
     }
+}
+
+/// The IDs a script answered.
+fn ids_of(reply: Value) -> Vec<String> {
+    reply.into_array().into_iter().filter_map(Value::into_string).collect()
 }
 
 /// The most rounds of a claim that others' claims took candidates from.

@@ -335,48 +335,66 @@ redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
 return 1
 ";
 
-/// Removes up to a batch of the conversions settled before a time; answers how many.
+/// The IDs of up to a batch of the conversions settled before a time: what [`PURGE`] is then
+/// given, each with its key declared.
 ///
-/// KEYS: settled, due, tokens, orders, state:owed, state:parked, state:dead, state:delivered,
-/// state:voided. ARGV: settled before (exclusive), batch, the conversions' key prefix.
-const PURGE: &str = r"
-local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[1], 'LIMIT', 0, ARGV[2])
-for _, id in ipairs(ids) do
-  local key = ARGV[3] .. id
-  if redis.call('TYPE', key).ok == 'hash' then
-    local token = redis.call('HGET', key, 'token')
-    if token and redis.call('HGET', KEYS[3], token) == id then
-      redis.call('HDEL', KEYS[3], token)
-    end
-    local order = redis.call('HGET', key, 'order')
-    if order and redis.call('HGET', KEYS[4], order) == id then
-      redis.call('HDEL', KEYS[4], order)
-    end
-  end
-  redis.call('DEL', key)
-  for _, index in ipairs({1, 2, 5, 6, 7, 8, 9}) do
-    redis.call('ZREM', KEYS[index], id)
-  end
-end
-return #ids
+/// KEYS: settled. ARGV: settled before (exclusive), batch.
+const SETTLED_BEFORE: &str = r"
+return redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[1], 'LIMIT', 0, ARGV[2])
 ";
 
-/// The conversions in one state, the earliest ordered first. Answers `{id, fields, …}`, with
-/// `0` for the fields of an ID whose key is missing or not a hash.
+/// Removes those of the given conversions still settled before a time; answers how many.
 ///
-/// KEYS: state:<state>. ARGV: the last rank to read, the conversions' key prefix.
-const LIST: &str = r"
-local listed = {}
-for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, ARGV[1])) do
-  local key = ARGV[2] .. id
-  listed[#listed + 1] = id
-  if redis.call('TYPE', key).ok == 'hash' then
-    listed[#listed + 1] = redis.call('HGETALL', key)
-  else
-    listed[#listed + 1] = 0
+/// KEYS: settled, due, tokens, orders, state:owed, state:parked, state:dead, state:delivered,
+/// state:voided, then each conversion's key. ARGV: settled before (exclusive), then each ID.
+const PURGE: &str = r"
+local purged = 0
+for i = 10, #KEYS do
+  local key, id = KEYS[i], ARGV[i - 8]
+  local settled_at = tonumber(redis.call('ZSCORE', KEYS[1], id))
+  if settled_at and settled_at < tonumber(ARGV[1]) then
+    if redis.call('TYPE', key).ok == 'hash' then
+      local token = redis.call('HGET', key, 'token')
+      if token and redis.call('HGET', KEYS[3], token) == id then
+        redis.call('HDEL', KEYS[3], token)
+      end
+      local order = redis.call('HGET', key, 'order')
+      if order and redis.call('HGET', KEYS[4], order) == id then
+        redis.call('HDEL', KEYS[4], order)
+      end
+    end
+    redis.call('DEL', key)
+    for _, index in ipairs({1, 2, 5, 6, 7, 8, 9}) do
+      redis.call('ZREM', KEYS[index], id)
+    end
+    purged = purged + 1
   end
 end
-return listed
+return purged
+";
+
+/// The IDs in one state, the earliest ordered first, up to a rank.
+///
+/// KEYS: state:<state>. ARGV: the last rank to read.
+const IN_STATE: &str = r"
+return redis.call('ZRANGE', KEYS[1], 0, ARGV[1])
+";
+
+/// The given conversions. Answers `{id, fields, …}`, with `0` for the fields of a key that is
+/// missing or not a hash.
+///
+/// KEYS: each conversion's key. ARGV: each ID.
+const RECORDS: &str = r"
+local read = {}
+for i = 1, #KEYS do
+  read[#read + 1] = ARGV[i]
+  if redis.call('TYPE', KEYS[i]).ok == 'hash' then
+    read[#read + 1] = redis.call('HGETALL', KEYS[i])
+  else
+    read[#read + 1] = 0
+  end
+end
+return read
 ";
 
 /// How many conversions are in each state.
@@ -390,19 +408,11 @@ end
 return counts
 ";
 
-/// The conversion of an order: `{}`, or `{id, fields}` (`0` for a key missing or not a hash).
+/// The ID of an order's conversion, or nothing.
 ///
-/// KEYS: orders. ARGV: the order, the conversions' key prefix.
-const FIND: &str = r"
-local id = redis.call('HGET', KEYS[1], ARGV[1])
-if not id then
-  return {}
-end
-local key = ARGV[2] .. id
-if redis.call('TYPE', key).ok == 'hash' then
-  return {id, redis.call('HGETALL', key)}
-end
-return {id, 0}
+/// KEYS: orders. ARGV: the order.
+const ORDER: &str = r"
+return redis.call('HGET', KEYS[1], ARGV[1])
 ";
 
 pub(super) static CAPTURE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::from_lua(CAPTURE));
@@ -428,7 +438,10 @@ return redis.call('TIME')
 
 pub(super) static TIME_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::from_lua(TIME));
 pub(super) static REVIVE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::from_lua(REVIVE));
+pub(super) static SETTLED_BEFORE_SCRIPT: LazyLock<Script> =
+    LazyLock::new(|| Script::from_lua(SETTLED_BEFORE));
 pub(super) static PURGE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::from_lua(PURGE));
-pub(super) static LIST_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::from_lua(LIST));
+pub(super) static IN_STATE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::from_lua(IN_STATE));
+pub(super) static RECORDS_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::from_lua(RECORDS));
 pub(super) static COUNTS_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::from_lua(COUNTS));
-pub(super) static FIND_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::from_lua(FIND));
+pub(super) static ORDER_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::from_lua(ORDER));
