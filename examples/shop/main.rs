@@ -229,8 +229,8 @@ async fn serve(
 /// For tests that run the shop through faults: `SHOP_MAX_WAIT` (seconds) caps the waits between
 /// delivery attempts, minutes to an hour otherwise, so that what failed is delivered within the
 /// test once Sovendus answers; `SHOP_QUARANTINE` (seconds) shortens the quarantine, 5 minutes
-/// otherwise, and the request timeout with it, so that a killed instance's conversions are
-/// taken over within the test.
+/// otherwise, so that a killed instance's conversions are taken over within the test, and the
+/// request timeout to at most 20 s with it.
 fn with_test_schedule(
     config: SovendusConfigBuilder,
 ) -> Result<SovendusConfigBuilder, Box<dyn std::error::Error>> {
@@ -241,7 +241,8 @@ fn with_test_schedule(
         schedule = schedule.first_wait(max_wait / 4).max_wait(max_wait);
     }
     let Some(quarantine) = seconds("SHOP_QUARANTINE")? else { return Ok(config.schedule(schedule)) };
-    Ok(config.schedule(schedule.quarantine(quarantine)).request_timeout(quarantine))
+    let request_timeout = quarantine.min(Duration::from_secs(20));
+    Ok(config.schedule(schedule.quarantine(quarantine)).request_timeout(request_timeout))
 }
 
 /// Creates the folder of a `sqlite://PATH...` database if it is missing.

@@ -46,6 +46,30 @@ impl Database {
         }
     }
 
+    /// The same, its wall clock on a file the test steps ([`step_clock`](Self::step_clock)).
+    pub fn start_on_stepped_clock(kind: Kind, test: &str) -> Option<Self> {
+        match kind {
+            Kind::Postgres => PostgresServer::start_on_stepped_clock(test).map(Self::Postgres),
+            Kind::Redis => RedisServer::start_on_stepped_clock(test).map(Self::Redis),
+        }
+    }
+
+    /// Steps the server's wall clock by `seconds`; returns its offset now.
+    pub fn step_clock(&self, seconds: i64) -> i64 {
+        match self {
+            Self::Postgres(postgres) => postgres.step_clock(seconds),
+            Self::Redis(redis) => redis.step_clock(seconds),
+        }
+    }
+
+    /// How far ahead of the host's the server's wall clock runs, in seconds (0 unless stepped).
+    pub fn clock_offset(&self) -> i64 {
+        match self {
+            Self::Postgres(postgres) => postgres.clock_offset(),
+            Self::Redis(redis) => redis.clock_offset(),
+        }
+    }
+
     /// The URL the shops' `SHOP_DATABASE_URL` takes: on Postgres, a new database's.
     pub async fn url(&self) -> String {
         match self {

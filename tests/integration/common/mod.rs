@@ -1,6 +1,7 @@
 //! A small test shop served over loopback, the sandbox, and a cookie-keeping client.
 #![allow(dead_code)]
 
+pub mod clock;
 pub mod counters;
 pub mod database;
 pub mod faulty;

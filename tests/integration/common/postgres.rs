@@ -17,6 +17,8 @@ use std::{
 
 use tower_sovendus::store::sqlx::{Connection, Executor, PgConnection};
 
+use super::clock::SteppedClock;
+
 /// Where Debian installs each major version's programs: `{INSTALLS}/{version}/bin`.
 const INSTALLS: &str = "/usr/lib/postgresql";
 /// How long a starting server may take to accept connections.
@@ -32,12 +34,23 @@ pub struct PostgresServer {
     /// The `postgres` user's IDs, when the tests run as root.
     user: Option<(u32, u32)>,
     child: Option<Child>,
+    /// Its wall clock, if a test steps it.
+    clock: Option<SteppedClock>,
 }
 
 impl PostgresServer {
     /// Starts a server, or returns `None` after saying loudly that `test` is skipped because
     /// Postgres is not installed. Under CI (`CI` set) a missing installation fails the test.
     pub fn start(test: &str) -> Option<Self> {
+        Self::start_on(test, false)
+    }
+
+    /// The same, on a wall clock the test steps with [`step_clock`](Self::step_clock).
+    pub fn start_on_stepped_clock(test: &str) -> Option<Self> {
+        Self::start_on(test, true)
+    }
+
+    fn start_on(test: &str, stepped: bool) -> Option<Self> {
         let Some(bin) = installed_bin() else {
             let missing = format!("no {INSTALLS}/*/bin/postgres");
             if std::env::var_os("CI").is_some() {
@@ -59,7 +72,8 @@ impl PostgresServer {
         if let Some((uid, gid)) = user {
             std::os::unix::fs::chown(&dir, Some(uid), Some(gid)).unwrap();
         }
-        let server = Self { bin, port, dir, user, child: None };
+        let clock = stepped.then(|| SteppedClock::new(dir.join("clock")));
+        let server = Self { bin, port, dir, user, child: None, clock };
         let initdb = server
             .command("initdb")
             .arg("-D")
@@ -126,6 +140,16 @@ impl PostgresServer {
         assert_eq!(sent, 0, "signal {signal} sent to postgres");
     }
 
+    /// How far ahead of the host's its wall clock runs, in seconds.
+    pub fn clock_offset(&self) -> i64 {
+        self.clock.as_ref().map_or(0, SteppedClock::offset)
+    }
+
+    /// Steps the server's wall clock by `seconds`; returns its offset now.
+    pub fn step_clock(&self, seconds: i64) -> i64 {
+        self.clock.as_ref().expect("a server started on a stepped clock").step(seconds)
+    }
+
     /// Starts the server again on the same port and data.
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "kill the server first");
@@ -156,8 +180,11 @@ impl PostgresServer {
         let started = Instant::now();
         loop {
             let log = std::fs::File::create(self.dir.join("postgres.log")).unwrap();
-            let child = self
-                .command("postgres")
+            let mut command = self.command("postgres");
+            if let Some(clock) = &self.clock {
+                clock.preload(&mut command);
+            }
+            let child = command
                 .arg("-D")
                 .arg(self.data())
                 .args(["-p", &self.port.to_string()])

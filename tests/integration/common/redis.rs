@@ -27,7 +27,7 @@ use tower_sovendus::{
     },
 };
 
-use super::{Visitor, session_layer, shop_routes, spawn_server};
+use super::{Visitor, clock::SteppedClock, session_layer, shop_routes, spawn_server};
 
 /// The server binary, as Debian's `redis-server` package installs it.
 const REDIS_SERVER: &str = "redis-server";
@@ -39,12 +39,23 @@ pub struct RedisServer {
     port: u16,
     dir: PathBuf,
     child: Option<Child>,
+    /// Its wall clock, if a test steps it.
+    clock: Option<SteppedClock>,
 }
 
 impl RedisServer {
     /// Starts a server, or returns `None` after saying loudly that `test` is skipped because
     /// `redis-server` is not installed. Under CI (`CI` set) a missing server fails the test.
     pub fn start(test: &str) -> Option<Self> {
+        Self::start_on(test, false)
+    }
+
+    /// The same, on a wall clock the test steps with [`step_clock`](Self::step_clock).
+    pub fn start_on_stepped_clock(test: &str) -> Option<Self> {
+        Self::start_on(test, true)
+    }
+
+    fn start_on(test: &str, stepped: bool) -> Option<Self> {
         if let Err(error) = Command::new(REDIS_SERVER).arg("--version").output() {
             if std::env::var_os("CI").is_some() {
                 panic!("{test}: `{REDIS_SERVER}` is required in CI ({error}); install Debian's redis-server");
@@ -61,7 +72,8 @@ impl RedisServer {
         let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let dir = std::env::temp_dir().join(format!("tower-sovendus-redis-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let mut server = Self { port, dir, child: None };
+        let clock = stepped.then(|| SteppedClock::new(dir.join("clock")));
+        let mut server = Self { port, dir, child: None, clock };
         server.run();
         Some(server)
     }
@@ -113,6 +125,16 @@ impl RedisServer {
         super::signal(self.child.as_ref().expect("a running server"), signal);
     }
 
+    /// How far ahead of the host's its wall clock runs, in seconds.
+    pub fn clock_offset(&self) -> i64 {
+        self.clock.as_ref().map_or(0, SteppedClock::offset)
+    }
+
+    /// Steps the server's wall clock by `seconds`; returns its offset now.
+    pub fn step_clock(&self, seconds: i64) -> i64 {
+        self.clock.as_ref().expect("a server started on a stepped clock").step(seconds)
+    }
+
     /// Starts the server again on the same port and directory.
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "kill the server first");
@@ -144,7 +166,11 @@ impl RedisServer {
     }
 
     fn run(&mut self) {
-        let child = Command::new(REDIS_SERVER)
+        let mut command = Command::new(REDIS_SERVER);
+        if let Some(clock) = &self.clock {
+            clock.preload(&mut command);
+        }
+        let child = command
             .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
             .args(["--save", "", "--appendonly", "no", "--loglevel", "warning"])
             .arg("--dir")

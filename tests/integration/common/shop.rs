@@ -10,15 +10,7 @@ use std::{
 
 use tower_sovendus::sandbox::Sandbox;
 
-/// Debian's libfaketime for threaded programs (package faketime); `$LIB` is the dynamic
-/// loader's own library folder.
-const FAKETIME_LIBRARY: &str = "/usr/$LIB/faketime/libfaketimeMT.so.1";
-
-/// Whether Debian's libfaketime is installed, in any of the loader's library folders.
-fn faketime_installed() -> bool {
-    let folders = std::fs::read_dir("/usr/lib").into_iter().flatten().flatten();
-    folders.into_iter().any(|folder| folder.path().join("faketime/libfaketimeMT.so.1").is_file())
-}
+use super::clock::{FAKETIME_LIBRARY, faketime_installed};
 
 /// How long the shop may take to start (a fresh SQLite file is migrated first).
 const STARTUP: Duration = Duration::from_secs(30);
@@ -56,8 +48,9 @@ pub struct Setup<'a> {
     pub clock: Option<&'a str>,
     /// The longest wait between delivery attempts, if shorter than the schedule's hour.
     pub max_wait: Option<Duration>,
-    /// How long a silent holder keeps its conversion past its lease (`SHOP_QUARANTINE`), and
-    /// the request timeout with it: [`TEST_QUARANTINE`] unless a test says otherwise.
+    /// How long a silent holder keeps its conversion past its lease (`SHOP_QUARANTINE`; the
+    /// request timeout is as long, at most 20 s): [`TEST_QUARANTINE`] unless a test says
+    /// otherwise.
     pub quarantine: Duration,
     /// The initial stock, as `SHOP_STOCK` takes it (`4=1`), if not the catalog's.
     pub stock: Option<&'a str>,
