@@ -471,7 +471,15 @@ async fn cancel(State(shop): State<Shop>, Path(reference): Path<String>) -> Resp
         }
     }
     match shop.orders.cancel(&reference).await {
-        Ok(_) => page_of_order,
+        Ok(_) => {
+            // The order's conversion may have been recorded between the void and the
+            // cancellation's commit (Redis and memory record it from the order, now and then):
+            // void it once more, now that no recording picks the order up.
+            if let Ok(VoidOutcome::Voided(_)) = shop.delivery.void(&reference).await {
+                tracing::info!(order = %reference, "voided a Sovendus conversion recorded during the cancellation");
+            }
+            page_of_order
+        }
         Err(error) => {
             tracing::error!(%error, "could not cancel an order");
             unavailable("Not cancelled", &error.to_string())

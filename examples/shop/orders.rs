@@ -381,6 +381,14 @@ impl Orders {
                         "Sovendus conversion of an order left unrecorded");
                     self.record(&order, &outcome).await;
                     recorded += 1;
+                    // Cancelled since it was read: its conversion goes too.
+                    let cancelled =
+                        self.find(&order).await.ok().flatten().is_some_and(|o| o.cancelled_at.is_some());
+                    if cancelled {
+                        if let Err(error) = delivery.void(&order).await {
+                            tracing::warn!(%error, order = %reference, "could not void the conversion of a cancelled order");
+                        }
+                    }
                 }
                 Err(error) => tracing::warn!(%error, order = %reference,
                     "Sovendus conversion still not recorded: tried again later"),

@@ -33,9 +33,11 @@ impl Hold {
         !self.lost.load(Ordering::Relaxed) && lock(&self.renewed_at).elapsed() < self.lease - self.lease / 6
     }
 
-    /// A renewal asked for at `asked` went through.
+    /// A renewal asked for at `asked` went through (one asked earlier and answered later moves
+    /// nothing back).
     pub(super) fn renewed(&self, asked: Instant) {
-        *lock(&self.renewed_at) = asked;
+        let mut renewed_at = lock(&self.renewed_at);
+        *renewed_at = (*renewed_at).max(asked);
     }
 
     /// A renewal found the lease ended: another delivery took it, or the shop voided it.

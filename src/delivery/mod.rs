@@ -237,6 +237,8 @@ impl Delivery {
         key: TokenKey,
         order: Option<OrderRef>,
     ) -> Result<Outcome, SovendusError> {
+        // Once stopping, no call starts that the shutdown would not wait for.
+        self.refuse_if_stopping()?;
         let store = self.store();
         let (owed, lease) = match self.record(true, order, |conversion| store.take(key, conversion)).await? {
             Recording::Owed(owed, Some(lease)) => (owed, lease),
@@ -310,9 +312,10 @@ impl Delivery {
     /// voided, that delivery starts no further call, and this waits for the call under way (at
     /// most the [request timeout](crate::SovendusConfigBuilder::request_timeout) and a third of
     /// the lease): [`Voided`](VoidOutcome::Voided), or `Delivered` if Sovendus booked it. It
-    /// answers [`Sending`](VoidOutcome::Sending) only when that delivery's instance went
-    /// silent: nothing sends the conversion meanwhile; ask again once its lease and
-    /// [quarantine](crate::DeliverySchedule::quarantine) ran out. Once it answered `Voided`, no
+    /// answers [`Sending`](VoidOutcome::Sending) when that delivery has not settled by then:
+    /// its instance went silent, or it waits longer than that between two quick retries (a
+    /// long `Retry-After`). Nothing sends the conversion meanwhile; ask again later (at the
+    /// latest once its lease and [quarantine](crate::DeliverySchedule::quarantine) ran out). Once it answered `Voided`, no
     /// call goes out and no 200 is recorded for the conversion.
     ///
     /// An `Err` (the store timed out) may still void it later: call it again until it answers.
@@ -355,8 +358,8 @@ impl Delivery {
             }
             VoidOutcome::Sending(conversion) => {
                 tracing::warn!(id = %conversion.id, token = %conversion.token,
-                "a Sovendus conversion to void is held by a delivery that went silent: voided once it \
-                 settles, or once its lease and quarantine run out; never sent again meanwhile")
+                "a Sovendus conversion to void is held by a delivery that has not settled yet: voided once \
+                 it settles, or once its lease and quarantine run out; never sent again meanwhile")
             }
             _ => {}
         }
@@ -442,13 +445,8 @@ impl Delivery {
         F: FnOnce(NewConversion) -> Fut,
         Fut: Future<Output = Result<Taken, StoreError>>,
     {
+        self.refuse_if_stopping()?;
         let workers = &self.inner.workers;
-        if workers.stop.is_cancelled() {
-            workers.dropped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            ::metrics::counter!(metrics::DROPPED, "reason" => "shutting_down").increment(1);
-            tracing::warn!("Sovendus delivery is shutting down; the token stays with the visitor");
-            return Err(SovendusError::ShuttingDown);
-        }
         let recorded = self.record(false, order, write).await.inspect_err(|_| {
             workers.dropped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             ::metrics::counter!(metrics::DROPPED, "reason" => "token_store").increment(1);
@@ -521,6 +519,18 @@ impl Delivery {
 }
 
 impl Delivery {
+    /// [`SovendusError::ShuttingDown`] once the shutdown began: the token stays with the visitor.
+    fn refuse_if_stopping(&self) -> Result<(), SovendusError> {
+        let workers = &self.inner.workers;
+        if !workers.stop.is_cancelled() {
+            return Ok(());
+        }
+        workers.dropped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        ::metrics::counter!(metrics::DROPPED, "reason" => "shutting_down").increment(1);
+        tracing::warn!("Sovendus delivery is shutting down; the token stays with the visitor");
+        Err(SovendusError::ShuttingDown)
+    }
+
     /// Ends `lease` on the conversion `id`, due at once, if a take wrote it: on a task of its
     /// own, retried while the store fails, for as long as the lease holds.
     fn give_back_later(&self, id: ConversionId, lease: Lease) {

@@ -385,8 +385,10 @@ impl Sender {
                 match sender.store.settle(id, lease.id, settlement.clone()).await {
                     Ok(true) => tracing::info!(%id, %token, "settled the Sovendus conversion"),
                     Ok(false) if delivered => tracing::warn!(%id, %token,
-                        "the Sovendus conversion was recorded delivered already: by an earlier write that timed \
-                         out after it went through, or by another delivery's 200 (then Sovendus booked it twice)"),
+                        "the store refused Sovendus' 200: recorded delivered already (by an earlier write that \
+                         timed out after it went through, or by another delivery's 200: then Sovendus booked it \
+                         twice), or voided after this instance was cut off past the quarantine (then Sovendus \
+                         booked a voided order: tell them the token)"),
                     Ok(false) => {
                         tracing::info!(%id, %token, "another delivery took the Sovendus conversion meanwhile")
                     }
@@ -447,8 +449,10 @@ async fn write_batch(store: Arc<dyn TokenStore>, batch: Vec<Ending>, _turn: Owne
 }
 
 fn recorded_before(conversion: &OwedConversion) {
-    tracing::warn!(id = %conversion.id, token = %conversion.token,
-        "the Sovendus conversion was recorded delivered already, by another delivery's 200: Sovendus booked it twice");
+    tracing::error!(id = %conversion.id, token = %conversion.token,
+        "the store refused Sovendus' 200: the conversion was recorded delivered already (by another delivery's \
+         200: Sovendus booked it twice), or voided after this delivery was silent past the quarantine (Sovendus \
+         booked a voided order): tell Sovendus the token");
 }
 
 fn lease_lost(conversion: &OwedConversion) {

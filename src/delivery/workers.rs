@@ -217,17 +217,18 @@ async fn claim(
 struct Claim {
     conversion: OwedConversion,
     lease: Lease,
-    /// When this instance took the lease, or last renewed it.
+    /// When this instance took the lease.
     since: std::time::Instant,
     _held: OwnedSemaphorePermit,
 }
 
 /// Delivers a claimed conversion once a worker is free, and frees the worker when Sovendus
 /// answered, before the settlement. Stopped before that, it gives the conversion back, due at
-/// once; if its lease is a third through, it renews it first, and lets it go if another
-/// delivery took it meanwhile.
+/// once. Its lease is renewed right before the first call: a void since the claim, or another
+/// delivery's claim, takes effect before any call goes out (if the store does not answer, the
+/// call goes ahead while the claim's lease is fresh).
 async fn deliver(sender: Arc<Sender>, workers: Arc<Workers>, claim: Claim, sending: Arc<Semaphore>) {
-    let Claim { conversion, mut lease, mut since, _held } = claim;
+    let Claim { conversion, lease, since, _held } = claim;
     let turn = tokio::select! {
         biased;
         () = workers.stop.cancelled() => None,
@@ -236,21 +237,27 @@ async fn deliver(sender: Arc<Sender>, workers: Arc<Workers>, claim: Claim, sendi
     let Some(turn) = turn else {
         return give_back(&sender, &conversion, lease).await;
     };
-    if since.elapsed() > sender.schedule.lease / 3 {
-        let (renewed, renewed_since) = sender.new_lease();
-        (lease, since) = (Lease { id: lease.id, ..renewed }, renewed_since);
-        match sender.store.renew(conversion.id, lease).await {
-            Ok(true) => {}
-            Ok(false) => {
-                tracing::debug!(id = %conversion.id, "a claimed Sovendus conversion was voided, or taken by another delivery");
-                // Ends the lease of a void that waited for it; changes nothing of another's.
-                return give_back(&sender, &conversion, lease).await;
-            }
-            Err(error) => {
-                return tracing::warn!(%error, id = %conversion.id, "could not renew a claimed Sovendus conversion");
-            }
+    let (renewed, renewed_since) = sender.new_lease();
+    let renewed = Lease { id: lease.id, ..renewed };
+    let (lease, since) = match sender.store.renew(conversion.id, renewed).await {
+        Ok(true) => (renewed, renewed_since),
+        Ok(false) => {
+            tracing::debug!(id = %conversion.id, "a claimed Sovendus conversion was voided, or taken by another delivery");
+            // Ends the lease of a void that waited for it; changes nothing of another's.
+            return give_back(&sender, &conversion, renewed).await;
         }
-    }
+        // The claim's own lease is still fresh: the call goes ahead under it (a void meanwhile
+        // waits for its answer, and says what Sovendus answered).
+        Err(error) if since.elapsed() < sender.schedule.lease - sender.schedule.lease / 6 => {
+            tracing::warn!(%error, id = %conversion.id, "could not renew a claimed Sovendus conversion; sent under its claim");
+            (lease, since)
+        }
+        Err(error) => {
+            tracing::warn!(%error, id = %conversion.id, "could not renew a claimed Sovendus conversion; given back");
+            // No call went out under this lease: due again at once, if the store answers.
+            return give_back(&sender, &conversion, renewed).await;
+        }
+    };
     let sent = sender.send(&conversion, (lease, since), &workers.cut).await;
     // The worker is free once Sovendus answered: the settlement waits for its batch without it.
     drop(turn);

@@ -384,7 +384,9 @@ impl TokenStore for MokaTokenStore {
                 && entry.lease.is_some_and(|held| held.id == lease.id)
         });
         if let Some(mut entry) = held.then(|| conversions.take(id)).flatten() {
-            entry.lease = Some(lease);
+            // A renewal that lands after a later one keeps the later end.
+            let until = entry.lease.map_or(lease.until, |held| held.until.max(lease.until));
+            entry.lease = Some(Lease { until, ..lease });
             conversions.insert(entry);
         }
         Ok(held)

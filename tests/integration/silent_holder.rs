@@ -1,8 +1,8 @@
 //! Exactly once across instances: two instances on one shared store (memory, SQLite, Postgres
 //! and Redis), each with its own workers, and the faults that would have another instance send a
 //! conversion whose holder went silent: an outage of the store for every instance longer than
-//! the lease, a renewal that times out, a step of the store's clock; a void during a delivery;
-//! a stop while an order handler's call is out. The sandbox counts every call as it arrives:
+//! the lease, a renewal that times out, a step of the store's clock; a void during a delivery,
+//! or between its claim and its first call; a stop while an order handler's call is out. The sandbox counts every call as it arrives:
 //! the honest count of bookings.
 
 use std::{sync::Arc, time::Duration};
@@ -114,6 +114,17 @@ impl Shops {
         schedule: DeliverySchedule,
         retry: RetryPolicy,
     ) -> Option<Self> {
+        Self::start_with(backend, test, schedule, retry, 4).await
+    }
+
+    /// The same, with `workers` delivery workers each.
+    async fn start_with(
+        backend: Backend,
+        test: &str,
+        schedule: DeliverySchedule,
+        retry: RetryPolicy,
+        workers: usize,
+    ) -> Option<Self> {
         let store = SharedStore::open(backend, 2, test).await?;
         let sandbox = Sandbox::start().await.unwrap();
         let (faults, sessions) = (Arc::new(StoreFaults::default()), MemoryStore::default());
@@ -124,6 +135,7 @@ impl Shops {
                 .request_timeout(REQUEST_TIMEOUT)
                 .retry(retry)
                 .schedule(schedule)
+                .workers(workers)
                 .build()
                 .unwrap();
             let view = Arc::new(FaultyStore::sharing(Arc::clone(inner), Arc::clone(&faults)));
@@ -198,10 +210,11 @@ async fn a_renewal_that_times_out_during_a_long_call_lets_nobody_send_it_again()
     on_every_backend(async |backend| {
         let test = "a_renewal_that_times_out_during_a_long_call";
         let Some(shops) = Shops::start(backend, test, schedule(), RetryPolicy::never()).await else { return };
-        // Every renewal of both instances times out after a lease (a pool exhausted, SQLite's
-        // write lock held by an order), while Sovendus takes 2.5 s to answer.
+        // Every renewal of both instances times out, at a store timeout of a third of the lease
+        // (a pool exhausted, SQLite's write lock held by an order), while Sovendus takes 2.5 s
+        // to answer: the lease runs out during the call.
         for instance in &shops.instances {
-            instance.store.renewals(Renewals::TimeOut(LEASE));
+            instance.store.renewals(Renewals::TimeOut(LEASE / 3));
         }
         shops.sandbox.fault_next(1, Fault::Delay(Duration::from_millis(2500)));
         let visitor = shops.visitor(1, "1095752fb409-renewal").await;
@@ -270,6 +283,33 @@ async fn a_void_between_quick_retries_answers_voided_and_stops_the_next_call() {
         assert_eq!(shops.sandbox.calls_received(), calls, "{backend:?}: no call after the void");
         let counts = shops.instances[0].delivery.counts().await.unwrap();
         assert_eq!((counts.voided, counts.owed), (1, 0), "{backend:?}: {counts:?}");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_void_between_the_claim_and_the_first_call_sends_nothing() {
+    on_every_backend(async |backend| {
+        let test = "a_void_between_the_claim_and_the_first_call";
+        let Some(shops) = Shops::start_with(backend, test, schedule(), RetryPolicy::never(), 1).await else {
+            return;
+        };
+        // Both instances' one worker each busy with a slow call; the third conversion is
+        // claimed, and waits for a worker.
+        shops.sandbox.fail_every(1, [Fault::Delay(Duration::from_millis(2000))]);
+        for (n, token) in ["1095752fb409-busy-1", "1095752fb409-busy-2"].into_iter().enumerate() {
+            let visitor = shops.visitor(n, token).await;
+            assert_eq!(visitor.order_in_background().await, "owed", "{backend:?}");
+        }
+        shops.until_calls(2).await;
+        let visitor = shops.visitor(0, "1095752fb409-waiting").await;
+        let response = visitor.client.post(visitor.url("/order-in-background-for/A-3")).send().await.unwrap();
+        assert_eq!(response.text().await.unwrap(), "owed", "{backend:?}");
+        let voided = shops.instances[1].delivery.void(&"A-3".parse::<OrderRef>().unwrap()).await.unwrap();
+        assert!(matches!(voided, VoidOutcome::Voided(_)), "{backend:?}: before its first call: {voided:?}");
+        sleep(Duration::from_secs(3)).await;
+        let calls = shops.sandbox.conversions();
+        assert_eq!(calls.len(), 2, "{backend:?}: the voided one never called: {calls:?}");
     })
     .await;
 }

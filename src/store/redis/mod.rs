@@ -470,22 +470,34 @@ where
         // in between are made up for by another round.
         let mut replies = Vec::new();
         let mut looked_at = 0;
-        for _round in 0..CLAIM_ROUNDS {
+        for round in 0..CLAIM_ROUNDS {
             if looked_at >= limit {
                 break;
             }
-            let due_args = vec![now.to_string(), (limit - looked_at).min(i64::MAX as usize).to_string()];
-            let due = self.timed(self.script(&DUE_SCRIPT, vec![self.keys.due()], due_args)).await?;
-            let ids = ids_of(due);
-            if ids.is_empty() {
+            let claimed_round = async {
+                let due_args = vec![now.to_string(), (limit - looked_at).min(i64::MAX as usize).to_string()];
+                let ids =
+                    ids_of(self.timed(self.script(&DUE_SCRIPT, vec![self.keys.due()], due_args)).await?);
+                if ids.is_empty() {
+                    return Ok((0, Vec::new()));
+                }
+                let keys =
+                    std::iter::once(self.keys.due()).chain(ids.iter().map(|id| self.keys.conversion(id)));
+                let args = [now.to_string(), lease_text(lease.id), to_millis(lease.until).to_string()];
+                let args = args.into_iter().chain(ids.iter().cloned()).collect();
+                let reply = self.timed(self.script(&CLAIM_SCRIPT, keys.collect(), args)).await?;
+                Ok::<_, StoreError>((ids.len(), records(reply).collect::<Vec<_>>()))
+            };
+            let (asked, reply) = match claimed_round.await {
+                Ok(claimed) => claimed,
+                Err(error) if round == 0 => return Err(error),
+                // What the earlier rounds leased is this claim's: their deliveries go ahead.
+                Err(_) => break,
+            };
+            if asked == 0 {
                 break;
             }
-            let keys = std::iter::once(self.keys.due()).chain(ids.iter().map(|id| self.keys.conversion(id)));
-            let args = [now.to_string(), lease_text(lease.id), to_millis(lease.until).to_string()];
-            let args = args.into_iter().chain(ids.iter().cloned()).collect();
-            let reply: Vec<_> =
-                records(self.timed(self.script(&CLAIM_SCRIPT, keys.collect(), args)).await?).collect();
-            let all_taken = reply.len() == ids.len();
+            let all_taken = reply.len() == asked;
             looked_at += reply.len();
             replies.extend(reply);
             if all_taken {

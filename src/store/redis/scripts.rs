@@ -219,18 +219,24 @@ redis.call('HDEL', KEYS[1], 'lease', 'lease_until', 'next_attempt_at')
 return 1
 ";
 
-/// Extends the lease, if it is the conversion's and the conversion was not voided meanwhile.
+/// Extends the lease, if it is the conversion's and the conversion was not voided meanwhile; a
+/// renewal that lands after a later one keeps the later end.
 ///
 /// KEYS: conversion, due. ARGV: id, lease, lease_until.
 const RENEW: &str = r"
 if redis.call('HGET', KEYS[1], 'lease') ~= ARGV[2] or redis.call('HGET', KEYS[1], 'state') == 'voided' then
   return 0
 end
-redis.call('HSET', KEYS[1], 'lease_until', ARGV[3])
+local held_until = ARGV[3]
+local before = redis.call('HGET', KEYS[1], 'lease_until')
+if tonumber(before) and tonumber(before) > tonumber(held_until) then
+  held_until = before
+end
+redis.call('HSET', KEYS[1], 'lease_until', held_until)
 local next_at = redis.call('HGET', KEYS[1], 'next_attempt_at')
 if next_at then
-  local due = ARGV[3]
-  if tonumber(next_at) and tonumber(next_at) > tonumber(ARGV[3]) then
+  local due = held_until
+  if tonumber(next_at) and tonumber(next_at) > tonumber(held_until) then
     due = next_at
   end
   redis.call('ZADD', KEYS[2], due, ARGV[1])

@@ -131,10 +131,13 @@ pub(super) const BURY_UNREADABLE: &str = "UPDATE sovendus_conversions \
          settled_at = $3, lease_id = NULL, lease_until = NULL \
      WHERE id = $1 AND lease_id = $2";
 
-/// Extends lease `$2` on `$1` to `$3`, unless the conversion was voided meanwhile.
+/// Extends lease `$2` on `$1` to `$3`, unless the conversion was voided meanwhile; a renewal
+/// that lands after a later one keeps the later end.
 pub(super) const RENEW: &str = "UPDATE sovendus_conversions \
-     SET lease_until = $3, \
-         due_at = CASE WHEN due_at IS NULL THEN NULL WHEN next_attempt_at > $3 THEN next_attempt_at ELSE $3 END \
+     SET lease_until = CASE WHEN lease_until > $3 THEN lease_until ELSE $3 END, \
+         due_at = CASE WHEN due_at IS NULL THEN NULL \
+                       WHEN next_attempt_at > $3 AND next_attempt_at > lease_until THEN next_attempt_at \
+                       WHEN lease_until > $3 THEN lease_until ELSE $3 END \
      WHERE id = $1 AND lease_id = $2 AND state <> 'voided'";
 
 /// Ends the leases of `count` conversions with their deliveries' outcomes, returning the IDs

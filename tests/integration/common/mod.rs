@@ -273,6 +273,7 @@ pub fn shop_routes() -> Router {
         .route("/order", post(order))
         .route("/order-for/{order}", post(order_for))
         .route("/order-in-background", post(order_in_background))
+        .route("/order-in-background-for/{order}", post(order_in_background_for))
         .route("/token", get(token))
         .route(
             "/session-id",
@@ -322,6 +323,14 @@ async fn order_for(Path(order): Path<String>, conversion: SovendusConversion) ->
 
 async fn order_in_background(conversion: SovendusConversion) -> String {
     describe(conversion.send_in_background().await)
+}
+
+/// The same, with the shop's reference of the order.
+async fn order_in_background_for(Path(order): Path<String>, conversion: SovendusConversion) -> String {
+    match order.parse() {
+        Ok(order) => describe(conversion.for_order(order).send_in_background().await),
+        Err(error) => format!("invalid order reference: {error}"),
+    }
 }
 
 /// What an order's conversion ended in, as tests compare it: the state, then what Sovendus
