@@ -1,11 +1,12 @@
 //! The fault campaign: three demo shops as processes on one Postgres (then on one Redis), each
 //! calling a sandbox of its own that counts a call as booked when it arrives (so every call is
 //! known by the instance that made it), visitors ordering all along, some of a product that
-//! sells out, and a seeded storm of faults: slow, failing and rate-limited answers, kill -9 and
-//! restarts, SIGTERM with calls in flight, SIGSTOP of an instance and of the database (up to
-//! 25 s, longer than a lease), instances whose clocks run 20 s to 90 s off (`faketime`), steps
-//! of the database's own clock forward and back within a minute (Postgres, `faketime`),
-//! cancellations of orders while their conversions are delivered. Then the faults stop, and the
+//! sells out, and a seeded storm of faults: slow, failing, rate-limited and refusing (422)
+//! answers, retries of the conversions that refusal made dead, kill -9 and restarts, SIGTERM
+//! with calls in flight, SIGSTOP of an instance and of the database (up to 25 s, longer than a
+//! lease), instances whose clocks run 20 s to 90 s off (`faketime`), steps of the database's
+//! own clock forward and back within a minute (Postgres, `faketime`), cancellations of orders
+//! while their conversions are delivered. Then the faults stop, and the
 //! orders the shops committed, read from their own database, are judged against the bookings:
 //! every committed order booked once, every sold-out or voided one never.
 //!
@@ -214,7 +215,15 @@ impl Campaign {
                     shops[which].resume();
                     self.cut(which, at, "SIGSTOP of an instance");
                 }
-                75..85 if matches!(kind, Kind::Postgres) => {
+                75..80 => {
+                    let revived = revive_dead(store).await;
+                    self.count(if revived > 0 {
+                        "a retry of the dead conversions"
+                    } else {
+                        "a retry of the dead conversions (none)"
+                    });
+                }
+                80..88 if matches!(kind, Kind::Postgres) => {
                     // Forward or back, its offset kept within a minute ahead: no instance's
                     // reading is ever more than a minute behind the store's clock.
                     let step =
@@ -258,8 +267,11 @@ impl Campaign {
 
     /// Changes how Sovendus answers, the same for every instance's sandbox.
     fn change_sovendus(&self, sandboxes: &[Sandbox], rng: &mut fastrand::Rng) {
-        let (what, faults) = match rng.u8(..4) {
+        let (what, faults) = match rng.u8(..5) {
             0 => ("Sovendus healthy again", None),
+            4 => {
+                ("Sovendus refusing tokens (422)", Some((4, Fault::Status(StatusCode::UNPROCESSABLE_ENTITY))))
+            }
             1 => {
                 let delay = Duration::from_millis(rng.u64(500..SLOWEST_ANSWER.as_millis() as u64));
                 ("Sovendus slow", Some((1, Fault::Delay(delay))))
@@ -311,9 +323,12 @@ impl Campaign {
         };
         let settled = async || {
             tokio::time::sleep(Duration::from_millis(500)).await;
+            // The shop retries what Sovendus refused while it was refusing tokens.
+            revive_dead(store).await;
             let counts = store.counts().await.unwrap();
             let recorded = in_store_now().await;
-            counts.owed + counts.parked == 0 && standing.iter().all(|token| recorded.contains_key(*token))
+            counts.owed + counts.parked + counts.dead == 0
+                && standing.iter().all(|token| recorded.contains_key(*token))
         };
         let all_settled = eventually(Duration::from_secs(240), settled).await;
         // Nothing is owed: no delivery holds anything, and a call still to come would be a double.
@@ -544,6 +559,19 @@ struct Committed {
     reference: String,
     token: Option<String>,
     cancelled_at: Option<SystemTime>,
+}
+
+/// Makes every dead conversion owed again, due now, as `Delivery::retry_dead` does; returns how
+/// many there were.
+async fn revive_dead(store: &dyn TokenStore) -> usize {
+    let (Ok(dead), Ok(now)) = (store.list(ConversionState::Dead, 1_000_000).await, store.now().await) else {
+        return 0;
+    };
+    let mut revived = 0;
+    for conversion in dead {
+        revived += usize::from(store.revive(conversion.id, now).await.unwrap_or(false));
+    }
+    revived
 }
 
 /// Cancels the order `reference` at `addr`; says what the shop answered.
