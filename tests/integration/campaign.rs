@@ -100,6 +100,9 @@ struct Campaign {
     /// When an instance was killed or paused: the faults that may cut an instance off a call
     /// under way, or off recording its answer.
     cuts: Mutex<Vec<Cut>>,
+    /// When each cancellation's request ended, on this host's clock, by order reference: a
+    /// booking of a cancelled order must have arrived before.
+    cancels: Mutex<BTreeMap<String, SystemTime>>,
     faults: Mutex<BTreeMap<&'static str, usize>>,
 }
 
@@ -144,6 +147,7 @@ impl Campaign {
             seed,
             length: Duration::from_secs(seconds),
             cuts: Mutex::default(),
+            cancels: Mutex::default(),
             faults: Mutex::default(),
         }
     }
@@ -195,6 +199,7 @@ impl Campaign {
                         placed.lock().unwrap().iter().rev().take(5).cloned().collect::<Vec<String>>();
                     if let Some(reference) = rng.choice(recent) {
                         self.count(cancel(addrs[which], &reference).await);
+                        self.cancels.lock().unwrap().insert(reference, SystemTime::now());
                     }
                 }
                 30..42 => {
@@ -309,14 +314,14 @@ impl Campaign {
         // The tokens of the orders that stand: each must be recorded, and booked once.
         let standing: std::collections::BTreeSet<&String> = committed
             .iter()
-            .filter(|order| order.cancelled_at.is_none())
+            .filter(|order| !order.cancelled)
             .filter_map(|order| order.token.as_ref())
             .collect();
         let in_store_now = async || {
             let mut in_store = BTreeMap::new();
             for state in ConversionState::ALL {
                 for conversion in store.list(state, 1_000_000).await.unwrap() {
-                    in_store.insert(conversion.token.as_str().to_owned(), (state, conversion.settled_at));
+                    in_store.insert(conversion.token.as_str().to_owned(), state);
                 }
             }
             in_store
@@ -333,9 +338,7 @@ impl Campaign {
         let all_settled = eventually(Duration::from_secs(240), settled).await;
         // Nothing is owed: no delivery holds anything, and a call still to come would be a double.
         tokio::time::sleep(LEASE).await;
-        let with_times = in_store_now().await;
-        let in_store: BTreeMap<String, ConversionState> =
-            with_times.iter().map(|(token, (state, _))| (token.clone(), *state)).collect();
+        let in_store = in_store_now().await;
         // Booked: every call that arrived but those Sovendus refused (503, 429), by instance.
         let mut booked: BTreeMap<String, Vec<Call>> = BTreeMap::new();
         for (slot, sandbox) in sandboxes.iter().enumerate() {
@@ -393,16 +396,22 @@ impl Campaign {
         let committed_unrecorded: Vec<&&String> =
             standing.iter().filter(|token| !in_store.contains_key(**token)).collect();
         // A cancelled order's conversion is voided, or was booked before the cancellation (the
-        // shop was told so, with the token for Sovendus).
+        // shop was told so, with the token for Sovendus): judged on this host's clock, by when
+        // the bookings arrived and the cancellation's request ended.
+        let cancels = self.cancels.lock().unwrap().clone();
         let cancelled_went_on: Vec<String> = committed
             .iter()
-            .filter_map(|order| Some((order, order.cancelled_at?, order.token.as_ref()?)))
-            .filter(|(_, cancelled_at, token)| match with_times.get(*token) {
-                None | Some((ConversionState::Voided, _)) => false,
-                Some((ConversionState::Delivered, Some(settled_at))) => settled_at > cancelled_at,
+            .filter(|order| order.cancelled)
+            .filter_map(|order| Some((order, order.token.as_ref()?)))
+            .filter(|(order, token)| match in_store.get(*token) {
+                None | Some(ConversionState::Voided) => false,
+                Some(ConversionState::Delivered) => {
+                    let cancelled = cancels.get(&order.reference).copied().unwrap_or(SystemTime::UNIX_EPOCH);
+                    booked.get(*token).into_iter().flatten().any(|(arrived, ..)| *arrived > cancelled)
+                }
                 Some(_) => true,
             })
-            .map(|(order, _, token)| format!("{} ({token}): {:?}", order.reference, with_times.get(token)))
+            .map(|(order, token)| format!("{} ({token}): {:?}", order.reference, booked.get(token)))
             .collect();
         let booked_without_order: Vec<&String> =
             booked.keys().filter(|token| !committed_tokens.contains(token)).collect();
@@ -430,7 +439,7 @@ impl Campaign {
             tally(Said::NoAnswer),
             committed.len(),
             committed_tokens.len(),
-            committed.iter().filter(|order| order.cancelled_at.is_some()).count(),
+            committed.iter().filter(|order| order.cancelled).count(),
             in_store.len(),
             in_store.values().filter(|state| **state == ConversionState::Voided).count(),
             self.faults.lock().unwrap(),
@@ -543,22 +552,19 @@ async fn committed_orders(url: &str) -> Vec<Committed> {
         let pool = PgPool::connect(url).await.unwrap();
         sqlx::query_as(ORDERS).fetch_all(&pool).await.unwrap()
     };
-    let at = |millis: i64| {
-        SystemTime::UNIX_EPOCH + Duration::from_millis(u64::try_from(millis).unwrap_or_default())
-    };
     let committed = rows.into_iter().map(|(reference, token, cancelled_at)| Committed {
         reference,
         token,
-        cancelled_at: cancelled_at.map(at),
+        cancelled: cancelled_at.is_some(),
     });
     committed.collect()
 }
 
-/// An order a shop committed: its reference, the token it kept, and when it was cancelled.
+/// An order a shop committed: its reference, the token it kept, and whether it was cancelled.
 struct Committed {
     reference: String,
     token: Option<String>,
-    cancelled_at: Option<SystemTime>,
+    cancelled: bool,
 }
 
 /// Makes every dead conversion owed again, due now, as `Delivery::retry_dead` does; returns how
