@@ -365,7 +365,8 @@ impl Campaign {
                 (ConversionState::Voided, [first, ..]) if excused || self.cut_during(first) => {
                     cut_off += 1;
                     eprintln!(
-                        "  {token} (voided): booked at {}, cut off by {}",
+                        "  excused on {}: {token} (voided): booked at {}, cut off by {}",
+                        self.name,
                         times_of(calls),
                         self.cuts_near(first)
                     );
@@ -378,7 +379,8 @@ impl Campaign {
                 (_, [first, ..]) if excused => {
                     cut_off += 1;
                     eprintln!(
-                        "  {token}: booked at {}, cut off by {}",
+                        "  excused on {}: {token}: booked at {}, cut off by {}",
+                        self.name,
                         times_of(calls),
                         self.cuts_near(first)
                     );
