@@ -321,7 +321,8 @@ impl Campaign {
             let mut in_store = BTreeMap::new();
             for state in ConversionState::ALL {
                 for conversion in store.list(state, 1_000_000).await.unwrap() {
-                    in_store.insert(conversion.token.as_str().to_owned(), state);
+                    let order = conversion.order.map(|order| order.as_str().to_owned());
+                    in_store.insert(conversion.token.as_str().to_owned(), (state, order));
                 }
             }
             in_store
@@ -338,7 +339,22 @@ impl Campaign {
         let all_settled = eventually(Duration::from_secs(240), settled).await;
         // Nothing is owed: no delivery holds anything, and a call still to come would be a double.
         tokio::time::sleep(LEASE).await;
-        let in_store = in_store_now().await;
+        let recorded = in_store_now().await;
+        let in_store: BTreeMap<String, ConversionState> =
+            recorded.iter().map(|(token, (state, _))| (token.clone(), *state)).collect();
+        // Each order's token: the one its row kept, or the one the store recorded for it (an
+        // order whose page could not read the token still takes it in its transaction).
+        let mut token_of: BTreeMap<&str, &String> = BTreeMap::new();
+        for (token, (_, order)) in &recorded {
+            if let Some(order) = order {
+                token_of.insert(order.as_str(), token);
+            }
+        }
+        for order in &committed {
+            if let Some(token) = &order.token {
+                token_of.insert(order.reference.as_str(), token);
+            }
+        }
         // Booked: every call that arrived but those Sovendus refused (503, 429), by instance.
         let mut booked: BTreeMap<String, Vec<Call>> = BTreeMap::new();
         for (slot, sandbox) in sandboxes.iter().enumerate() {
@@ -394,7 +410,7 @@ impl Campaign {
             .map(|(token, _)| token)
             .collect();
         let committed_tokens: std::collections::BTreeSet<&String> =
-            committed.iter().filter_map(|order| order.token.as_ref()).collect();
+            committed.iter().filter_map(|order| token_of.get(order.reference.as_str()).copied()).collect();
         let committed_unrecorded: Vec<&&String> =
             standing.iter().filter(|token| !in_store.contains_key(**token)).collect();
         // A cancelled order's conversion is voided, or was booked before the cancellation (the
@@ -404,7 +420,7 @@ impl Campaign {
         let cancelled_went_on: Vec<String> = committed
             .iter()
             .filter(|order| order.cancelled)
-            .filter_map(|order| Some((order, order.token.as_ref()?)))
+            .filter_map(|order| Some((order, *token_of.get(order.reference.as_str())?)))
             .filter(|(order, token)| match in_store.get(*token) {
                 None | Some(ConversionState::Voided) => false,
                 Some(ConversionState::Delivered) => {
