@@ -13,8 +13,8 @@
 //! One window no client can close is told apart, not hidden: an instance killed or paused
 //! while its call was at Sovendus never learns the answer, and the conversion is sent again
 //! once its lease and quarantine run out, as Sovendus' guide asks of an unanswered call. A
-//! double is excused only if the instance that made the first call was killed or stopped
-//! during it, and the second came at least a lease later; any other double, any loss,
+//! repeat is excused only if the instance that made the call before it was killed or stopped
+//! during that call, and the repeat came at least a lease later; any other double, any loss,
 //! and any booking of an order sold out or voided fails the campaign.
 //!
 //! `CAMPAIGN_SEED` replays a run, `CAMPAIGN_SECONDS` sets how long the faults go on (30 by
@@ -384,7 +384,7 @@ impl Campaign {
                         "  excused on {}: {token} (voided): booked at {}, cut off by {}",
                         self.name,
                         times_of(calls),
-                        self.cuts_near(first)
+                        self.cuts_before_repeats(calls)
                     );
                 }
                 (ConversionState::Voided, _) => {
@@ -392,13 +392,13 @@ impl Campaign {
                 }
                 (_, []) => lost.push(format!("{token} ({state})")),
                 (_, [_]) => {}
-                (_, [first, ..]) if excused => {
+                (_, [_, ..]) if excused => {
                     cut_off += 1;
                     eprintln!(
                         "  excused on {}: {token}: booked at {}, cut off by {}",
                         self.name,
                         times_of(calls),
-                        self.cuts_near(first)
+                        self.cuts_before_repeats(calls)
                     );
                 }
                 _ => unexplained.push(format!("{token}: booked at {}", times_of(calls))),
@@ -490,18 +490,17 @@ impl Campaign {
         assert!(unexplained.is_empty(), "{report}: doubled {unexplained:?}");
     }
 
-    /// Whether the calls of a conversion booked twice are the window no client can close: the
-    /// instance that made the first call was killed or stopped during it, and the next call came
-    /// at least a lease later. (A step of the store's clock forward brings a dead caller's
-    /// conversion back sooner than its lease and quarantine.)
+    /// Whether the calls of a conversion booked more than once are the window no client can
+    /// close: before each repeat, the instance that made the call before it was killed or
+    /// stopped during that call, and the repeat came at least a lease later. (A step of the
+    /// store's clock forward brings a dead caller's conversion back sooner than its lease and
+    /// quarantine.)
     fn excused(&self, calls: &[Call]) -> bool {
-        match calls {
-            [first, second, ..] => {
-                let apart = second.0.duration_since(first.0).unwrap_or_default();
-                self.cut_during(first) && apart >= LEASE
-            }
-            _ => false,
-        }
+        calls.len() > 1
+            && calls.windows(2).all(|pair| {
+                let apart = pair[1].0.duration_since(pair[0].0).unwrap_or_default();
+                self.cut_during(&pair[0]) && apart >= LEASE
+            })
     }
 
     /// Whether the instance that made `call` was killed or stopped while it could still be
@@ -510,6 +509,12 @@ impl Campaign {
         let answered_by = *arrived + SLOWEST_ANSWER + Duration::from_secs(1);
         let cuts = self.cuts.lock().unwrap();
         cuts.iter().any(|cut| cut.slot == *slot && cut.from <= answered_by && *arrived <= cut.until)
+    }
+
+    /// The faults that may have cut off each call but the last, for the report.
+    fn cuts_before_repeats(&self, calls: &[Call]) -> String {
+        let callers = &calls[..calls.len().saturating_sub(1).max(1)];
+        callers.iter().map(|call| self.cuts_near(call)).collect::<Vec<_>>().join(" | ")
     }
 
     /// The faults of the instance that made `call` that may have cut it off, for the report.
