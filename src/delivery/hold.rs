@@ -70,9 +70,11 @@ mod tests {
 
         let old = Hold::new(lease, Instant::now() - lease * 9 / 10);
         assert!(!old.is_held(), "nine tenths of the lease used, no renewal");
+        old.renewed(Instant::now() - lease);
+        assert!(!old.is_held(), "the last renewal is a lease old");
         old.renewed(Instant::now());
         assert!(old.is_held(), "renewed");
         old.renewed(Instant::now() - lease);
-        assert!(!old.is_held(), "the last renewal is a lease old");
+        assert!(old.is_held(), "an older renewal answered late moves nothing back");
     }
 }
