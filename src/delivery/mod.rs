@@ -237,14 +237,18 @@ impl Delivery {
         key: TokenKey,
         order: Option<OrderRef>,
     ) -> Result<Outcome, SovendusError> {
-        // Once stopping, no call starts that the shutdown would not wait for.
-        self.refuse_if_stopping()?;
         let store = self.store();
         let (owed, lease) = match self.record(true, order, |conversion| store.take(key, conversion)).await? {
             Recording::Owed(owed, Some(lease)) => (owed, lease),
             Recording::Owed(owed, None) => return Ok(Outcome::Owed { id: owed.id, error: None }),
             Recording::Done(outcome) => return Ok(outcome),
         };
+        if self.inner.workers.stop.is_cancelled() {
+            // Once stopping, no call starts that the shutdown would not wait for: the
+            // conversion stays owed, due at once for the next instance to start.
+            self.give_back_later(owed.id, lease.0);
+            return Ok(Outcome::Owed { id: owed.id, error: None });
+        }
         let (sender, workers) = (Arc::clone(&self.inner.sender), Arc::clone(&self.inner.workers));
         let id = owed.id;
         // Tracked by the workers: a shutdown waits for the call, and cuts only the waits
