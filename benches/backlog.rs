@@ -28,9 +28,9 @@ use tower_sovendus::{
     config::Attribution,
     sandbox::Sandbox,
     store::{
-        Capture, ConversionCounts, ConversionId, ConversionState, Lease, LeaseId, MokaTokenStore, NewCapture,
-        NewConversion, OwedConversion, RedisTokenStore, Settlement, SqlTokenStore, StoreError, Taken,
-        TokenKey, TokenStore, VoidOutcome, async_trait,
+        Capture, CaptureStore, Conversion, ConversionCounts, ConversionId, ConversionState, ConversionStore,
+        Inspection, Lease, LeaseId, MokaTokenStore, NewCapture, NewConversion, Outbox, RedisTokenStore,
+        Settlement, SqlTokenStore, StoreError, Taken, TokenKey, TokenStore, VoidOutcome, async_trait,
         fred::prelude::{Builder, ClientLike, Config},
         sqlx::{
             PgPool, SqlitePool,
@@ -93,15 +93,7 @@ impl Tally {
 }
 
 #[async_trait]
-impl TokenStore for Timed {
-    fn timeout(&self) -> Option<Duration> {
-        self.store.timeout()
-    }
-
-    async fn now(&self) -> Result<SystemTime, StoreError> {
-        self.store.now().await
-    }
-
+impl CaptureStore for Timed {
     async fn capture(&self, key: TokenKey, capture: NewCapture) -> Result<bool, StoreError> {
         self.store.capture(key, capture).await
     }
@@ -109,7 +101,10 @@ impl TokenStore for Timed {
     async fn captured(&self, key: TokenKey, now: SystemTime) -> Result<Option<Capture>, StoreError> {
         self.store.captured(key, now).await
     }
+}
 
+#[async_trait]
+impl ConversionStore for Timed {
     async fn take(&self, key: TokenKey, conversion: NewConversion) -> Result<Taken, StoreError> {
         self.store.take(key, conversion).await
     }
@@ -122,12 +117,31 @@ impl TokenStore for Timed {
         self.store.void(id, now).await
     }
 
+    async fn find(&self, order: &OrderRef) -> Result<Option<Conversion>, StoreError> {
+        self.store.find(order).await
+    }
+
+    async fn purge(&self, settled_before: SystemTime, now: SystemTime) -> Result<u64, StoreError> {
+        self.store.purge(settled_before, now).await
+    }
+}
+
+#[async_trait]
+impl Outbox for Timed {
+    fn timeout(&self) -> Option<Duration> {
+        self.store.timeout()
+    }
+
+    async fn now(&self) -> Result<SystemTime, StoreError> {
+        self.store.now().await
+    }
+
     async fn claim(
         &self,
         now: SystemTime,
         limit: usize,
         lease: Lease,
-    ) -> Result<Vec<OwedConversion>, StoreError> {
+    ) -> Result<Vec<Conversion>, StoreError> {
         let started = Instant::now();
         let claimed = self.store.claim(now, limit, lease).await;
         self.claims.add(claimed.as_ref().map_or(0, Vec::len), started);
@@ -149,18 +163,11 @@ impl TokenStore for Timed {
         self.settlements.add(1, started);
         held
     }
+}
 
-    async fn settle_all(
-        &self,
-        settlements: Vec<(ConversionId, LeaseId, Settlement)>,
-    ) -> Result<Vec<bool>, StoreError> {
-        let (started, count) = (Instant::now(), settlements.len());
-        let held = self.store.settle_all(settlements).await;
-        self.settlements.add(count, started);
-        held
-    }
-
-    async fn list(&self, state: ConversionState, limit: usize) -> Result<Vec<OwedConversion>, StoreError> {
+#[async_trait]
+impl Inspection for Timed {
+    async fn list(&self, state: ConversionState, limit: usize) -> Result<Vec<Conversion>, StoreError> {
         self.store.list(state, limit).await
     }
 
@@ -168,20 +175,12 @@ impl TokenStore for Timed {
         self.store.counts().await
     }
 
-    async fn find(&self, order: &OrderRef) -> Result<Option<OwedConversion>, StoreError> {
-        self.store.find(order).await
+    async fn retry_parked(&self, now: SystemTime) -> Result<u64, StoreError> {
+        self.store.retry_parked(now).await
     }
 
-    async fn wake_parked(&self, now: SystemTime) -> Result<u64, StoreError> {
-        self.store.wake_parked(now).await
-    }
-
-    async fn revive(&self, id: ConversionId, now: SystemTime) -> Result<bool, StoreError> {
-        self.store.revive(id, now).await
-    }
-
-    async fn purge(&self, settled_before: SystemTime, now: SystemTime) -> Result<u64, StoreError> {
-        self.store.purge(settled_before, now).await
+    async fn retry_dead(&self, id: ConversionId, now: SystemTime) -> Result<bool, StoreError> {
+        self.store.retry_dead(id, now).await
     }
 }
 

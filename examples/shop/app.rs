@@ -18,7 +18,7 @@ use tower_sessions::{Session, SessionManagerLayer, SessionStore, cookie::SameSit
 use tower_sovendus::{
     Delivery, OrderRef, SovendusConversion, SovendusLayer, VoidOutcome,
     sandbox::Sandbox,
-    store::{ConversionState, OwedConversion, StoreError},
+    store::{Conversion, ConversionState, StoreError},
 };
 
 use self::orders::{NewOrder, Order, Placed};
@@ -387,7 +387,7 @@ fn said(order: &Order) -> &'static str {
 }
 
 /// The conversion's state in the store now.
-fn live_state(live: &Result<Option<OwedConversion>, StoreError>) -> String {
+fn live_state(live: &Result<Option<Conversion>, StoreError>) -> String {
     let conversion = match live {
         Ok(Some(conversion)) => conversion,
         Ok(None) => return "Now: no Sovendus conversion in the store for this order.".to_owned(),
@@ -417,7 +417,7 @@ fn live_state(live: &Result<Option<OwedConversion>, StoreError>) -> String {
 }
 
 /// What the cancellation of an order did to its conversion, found by `live`.
-fn cancellation(live: &Result<Option<OwedConversion>, StoreError>) -> String {
+fn cancellation(live: &Result<Option<Conversion>, StoreError>) -> String {
     match live {
         Ok(Some(conversion)) if conversion.state == ConversionState::Delivered => format!(
             "Sovendus booked its conversion before the cancellation, and has no API to take it back: tell \

@@ -85,8 +85,8 @@ use crate::{
     ids::{OrderRef, ProductId, SovReqToken},
     metrics,
     store::{
-        Capture, ConversionCounts, ConversionId, ConversionState, Joinable, Lease, NewConversion,
-        OwedConversion, StoreError, Taken, TokenKey, TokenStore, VoidOutcome,
+        Capture, Conversion, ConversionCounts, ConversionId, ConversionState, Lease, NewConversion,
+        StoreError, Taken, TokenKey, TokenStore, VoidOutcome,
     },
 };
 
@@ -101,9 +101,6 @@ pub struct Delivery {
 struct Inner {
     sender: Arc<Sender>,
     workers: Arc<Workers>,
-    /// The store again, if the shop's transactions can join it.
-    #[cfg_attr(not(any(feature = "sqlite", feature = "postgres")), allow(dead_code))]
-    joinable: Joinable,
 }
 
 impl Drop for Inner {
@@ -114,7 +111,7 @@ impl Drop for Inner {
 }
 
 impl Delivery {
-    pub(crate) fn new(config: SovendusConfig, store: Arc<dyn TokenStore>, joinable: Joinable) -> Self {
+    pub(crate) fn new(config: SovendusConfig, store: Arc<dyn TokenStore>) -> Self {
         if let Some(misfit) =
             store.timeout().and_then(|timeout| config.schedule().misfit_store_timeout(timeout))
         {
@@ -123,7 +120,7 @@ impl Delivery {
         let client = SovendusClient::new(&config);
         let sender = Arc::new(Sender::new(store, client, *config.schedule()));
         let workers = Arc::new(Workers::new(config.workers()));
-        let delivery = Self { inner: Arc::new(Inner { sender, workers, joinable }) };
+        let delivery = Self { inner: Arc::new(Inner { sender, workers }) };
         delivery.start();
         delivery
     }
@@ -140,17 +137,13 @@ impl Delivery {
     }
 
     /// The conversions in `state`, the earliest ordered first, at most `limit`.
-    pub async fn list(
-        &self,
-        state: ConversionState,
-        limit: usize,
-    ) -> Result<Vec<OwedConversion>, StoreError> {
+    pub async fn list(&self, state: ConversionState, limit: usize) -> Result<Vec<Conversion>, StoreError> {
         self.store().list(state, limit).await
     }
 
     /// The conversion of the shop's order `order`, if its handler gave the reference (see
     /// [`SovendusConversion::for_order`](crate::SovendusConversion::for_order)).
-    pub async fn find(&self, order: &OrderRef) -> Result<Option<OwedConversion>, StoreError> {
+    pub async fn find(&self, order: &OrderRef) -> Result<Option<Conversion>, StoreError> {
         self.store().find(order).await
     }
 
@@ -158,7 +151,7 @@ impl Delivery {
     /// instance's workers; returns how many there were.
     pub async fn retry_parked(&self) -> Result<u64, StoreError> {
         let now = self.inner.sender.clock.read_at_most(self.store()).await?;
-        let woken = self.store().wake_parked(now).await?;
+        let woken = self.store().retry_parked(now).await?;
         self.inner.workers.wake.notify_one();
         Ok(woken)
     }
@@ -171,7 +164,7 @@ impl Delivery {
     /// unanswered, so a revived conversion may be booked twice: revive on purpose, one by one.
     pub async fn retry_dead(&self, id: ConversionId) -> Result<bool, StoreError> {
         let now = self.inner.sender.clock.read_at_most(self.store()).await?;
-        let revived = self.store().revive(id, now).await?;
+        let revived = self.store().retry_dead(id, now).await?;
         if revived {
             tracing::info!(%id, "a dead Sovendus conversion is owed again");
             self.inner.workers.wake.notify_one();
@@ -371,7 +364,7 @@ impl Delivery {
     }
 
     /// Takes the capture for `key`, if any, into an owed conversion of `order` inside the
-    /// shop's transaction on `connection`; wakes the workers once it is committed.
+    /// shop's transaction on `connection`; the workers look for it until it is committed.
     #[cfg(any(feature = "sqlite", feature = "postgres"))]
     pub(crate) async fn owe_in(
         &self,
@@ -379,64 +372,32 @@ impl Delivery {
         order: Option<OrderRef>,
         mut connection: crate::store::SqlConnection<'_>,
     ) -> Result<Outcome, SovendusError> {
-        use crate::store::Refusal;
-        let Some(store) = self.inner.joinable.0.clone() else {
-            return Err(SovendusError::Unjoinable(
-                "the layer's token store is not a SqlTokenStore (nor an `Arc` of one)".to_owned(),
-            ));
-        };
+        use crate::store::TakeInError;
         // Nothing to write, nothing to check: the database is checked with the first write.
         let Some(key) = key else { return Ok(Outcome::NoToken) };
-        let sender = &self.inner.sender;
         // The workers' last reading of the store's clock (they read it at every poll): reading
         // it here would take a second connection of the pool while the order holds one.
         let conversion = NewConversion {
             id: ConversionId::random(),
             order,
-            ordered_at: sender.clock.at_most(),
+            ordered_at: self.inner.sender.clock.at_most(),
             lease: None,
         };
-        match store.take_in(&mut connection, key, conversion).await {
+        match self.store().take_in(&mut connection, key, conversion).await {
             Ok(Taken::Owed(owed)) => {
                 tracing::info!(id = %owed.id, token = %owed.token, "Sovendus conversion owed, once the order commits");
-                self.wake_once_committed(store, owed.id);
+                self.start();
+                self.inner.workers.expect_commit(owed.id);
                 Ok(Outcome::Owed { id: owed.id, error: None })
             }
             Ok(taken) => Ok(not_owed(taken)),
-            Err(Refusal::Unjoinable(why)) => {
-                tracing::error!(%why, "SovendusConversion::owe_in: the order's transaction is on another database");
+            Err(TakeInError::Unjoinable(why)) => {
+                tracing::error!(%why, "SovendusConversion::owe_in: the order's transaction cannot take the conversion");
                 Err(SovendusError::Unjoinable(why))
             }
             // A failed statement wrote nothing; the shop's transaction fails with it.
-            Err(Refusal::Store(error)) => Err(SovendusError::Store(error)),
+            Err(TakeInError::Store(error)) => Err(SovendusError::Store(error)),
         }
-    }
-
-    /// Wakes the workers once the conversion `id` is committed, looking more and more seldom;
-    /// gives up after about 8 seconds (rolled back, or a long transaction: the workers' next
-    /// poll finds it).
-    #[cfg(any(feature = "sqlite", feature = "postgres"))]
-    fn wake_once_committed(&self, store: crate::store::SqlTokenStore, id: ConversionId) {
-        const LOOKS: u32 = 12;
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
-        let workers = Arc::downgrade(&self.inner.workers);
-        runtime.spawn(async move {
-            let mut wait = Duration::from_millis(2);
-            for _ in 0..LOOKS {
-                tokio::time::sleep(wait).await;
-                let Some(workers) = workers.upgrade() else { return };
-                if workers.stop.is_cancelled() {
-                    return;
-                }
-                if store.is_committed(id).await.unwrap_or(false) {
-                    ::metrics::counter!(metrics::OWED).increment(1);
-                    ::metrics::counter!(metrics::QUEUED).increment(1);
-                    workers.wake.notify_one();
-                    return;
-                }
-                wait *= 2;
-            }
-        });
     }
 
     /// Records a conversion with `write`, for the workers to deliver, and wakes them.
@@ -556,7 +517,7 @@ impl Delivery {
 /// What recording a conversion came to.
 enum Recording {
     /// Owed now; under this lease of this instance's, if one was asked for.
-    Owed(OwedConversion, Option<(Lease, Instant)>),
+    Owed(Conversion, Option<(Lease, Instant)>),
     /// Nothing owed by this order: no token, converted before, or unknown.
     Done(Outcome),
 }

@@ -2,7 +2,7 @@
 
 use crate::{
     ids::{ProductId, SovReqToken},
-    store::OwedConversion,
+    store::Conversion,
 };
 
 /// What this instance's delivery workers did in their life, and what the shutdown cut off.
@@ -62,7 +62,7 @@ pub struct PendingConversion {
 }
 
 impl PendingConversion {
-    pub(crate) fn of(conversion: &OwedConversion) -> Self {
+    pub(crate) fn of(conversion: &Conversion) -> Self {
         Self { token: conversion.token.clone(), product_id: conversion.product.clone() }
     }
 

@@ -4,14 +4,10 @@
 use std::{
     collections::{HashMap, HashSet},
     pin::pin,
-    sync::{Arc, Mutex, OnceLock},
+    sync::{Arc, Mutex},
     time::{Duration, Instant, SystemTime},
 };
 
-use tokio::{
-    sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot},
-    task::JoinSet,
-};
 use tokio_util::sync::CancellationToken;
 
 use futures_util::future::{self, Either};
@@ -22,9 +18,7 @@ use crate::{
     config::{DeliverySchedule, RetryPolicy},
     error::SovendusError,
     metrics,
-    store::{
-        ConversionId, ConversionState, Lease, LeaseId, OwedConversion, Settlement, StoreError, TokenStore,
-    },
+    store::{Conversion, ConversionId, ConversionState, Lease, LeaseId, Settlement, StoreError, TokenStore},
     sync::lock,
 };
 
@@ -39,11 +33,6 @@ const SETTLE_RETRY: RetryPolicy = RetryPolicy {
     jitter: true,
 };
 
-/// The most settlements written together.
-const MAX_SETTLED_TOGETHER: usize = 256;
-/// The most batches of settlements written at once.
-const BATCHES_AT_ONCE: usize = 2;
-
 /// Sends owed conversions, for the order handlers and the delivery workers alike.
 pub(crate) struct Sender {
     pub(crate) store: Arc<dyn TokenStore>,
@@ -53,9 +42,6 @@ pub(crate) struct Sender {
     pub(super) clock: StoreClock,
     /// The causes of parking logged at ERROR so far: each once.
     parked_causes: Mutex<HashSet<&'static str>>,
-    /// Where deliveries leave their settlements, for a task that writes those that end together
-    /// in one go (see [`settle_together`]); started with the first.
-    settlements: OnceLock<mpsc::UnboundedSender<Ending>>,
     /// The conversions Sovendus accepted whose settlement waits for the store: its shutdown
     /// waits for them.
     unrecorded: Mutex<HashMap<ConversionId, PendingConversion>>,
@@ -86,12 +72,6 @@ impl Drop for InHand {
     }
 }
 
-/// A delivery's settlement, waiting to be written, and where its answer goes.
-struct Ending {
-    settlement: (ConversionId, LeaseId, Settlement),
-    held: oneshot::Sender<Result<bool, StoreError>>,
-}
-
 impl Sender {
     pub(crate) fn new(
         store: Arc<dyn TokenStore>,
@@ -104,34 +84,9 @@ impl Sender {
             schedule,
             clock: StoreClock::default(),
             parked_causes: Mutex::default(),
-            settlements: OnceLock::new(),
             unrecorded: Mutex::default(),
             in_hand: Arc::default(),
         }
-    }
-
-    /// Settles `id`, together with whatever other deliveries end meanwhile: while the store
-    /// writes one batch, the next gathers, so a backlog costs a write per batch, not per
-    /// conversion, and a lone settlement waits for nothing.
-    async fn settle(
-        &self,
-        id: ConversionId,
-        lease: LeaseId,
-        settlement: Settlement,
-    ) -> Result<bool, StoreError> {
-        let queue = self.settlements.get_or_init(|| {
-            let (queue, settlements) = mpsc::unbounded_channel();
-            tokio::spawn(settle_together(Arc::clone(&self.store), settlements));
-            queue
-        });
-        let (held, answer) = oneshot::channel();
-        let ending = Ending { settlement: (id, lease, settlement), held };
-        if let Err(mpsc::error::SendError(ending)) = queue.send(ending) {
-            // The writing task ended with its runtime: write this one alone.
-            let (id, lease, settlement) = ending.settlement;
-            return self.store.settle(id, lease, settlement).await;
-        }
-        answer.await.unwrap_or_else(|_| Err(StoreError::Backend("the settling task ended".into())))
     }
 
     /// A new lease, ending on the store's clock, and when this instance took it, on its own.
@@ -152,7 +107,7 @@ impl Sender {
     /// deadline): the conversion is then due again at once.
     pub(crate) async fn deliver(
         self: &Arc<Self>,
-        conversion: &OwedConversion,
+        conversion: &Conversion,
         (lease, since): (Lease, Instant),
         cancel: &CancellationToken,
     ) -> Result<Receipt, SovendusError> {
@@ -164,7 +119,7 @@ impl Sender {
     /// what they ended in is yet to be settled.
     pub(crate) async fn send(
         &self,
-        conversion: &OwedConversion,
+        conversion: &Conversion,
         (lease, since): (Lease, Instant),
         cancel: &CancellationToken,
     ) -> Sent {
@@ -196,7 +151,7 @@ impl Sender {
     /// Settles what a delivery's calls ended in; returns it.
     pub(crate) async fn settle_sent(
         self: &Arc<Self>,
-        conversion: &OwedConversion,
+        conversion: &Conversion,
         lease: Lease,
         sent: Sent,
     ) -> Result<Receipt, SovendusError> {
@@ -206,9 +161,9 @@ impl Sender {
             // From Sovendus' 200 until the store records it, this instance sends it no more.
             lock(&self.unrecorded).insert(conversion.id, PendingConversion::of(conversion));
         }
-        // The lease is renewed until the store answers: a settlement queued behind others keeps
-        // the conversion from every other delivery meanwhile.
-        let settle = self.settle(conversion.id, lease.id, settlement.clone());
+        // The lease is renewed until the store answers: a settlement that waits for the store
+        // keeps the conversion from every other delivery meanwhile.
+        let settle = self.store.settle(conversion.id, lease.id, settlement.clone());
         match self.renewing(conversion, lease, &hold, settle).await {
             Ok(true) => {}
             Ok(false) if delivered => recorded_before(conversion),
@@ -225,7 +180,7 @@ impl Sender {
     /// wake, so a renewal that waits on the store never keeps an answer of Sovendus waiting.
     async fn renewing<T>(
         &self,
-        conversion: &OwedConversion,
+        conversion: &Conversion,
         lease: Lease,
         hold: &Hold,
         work: impl Future<Output = T>,
@@ -241,7 +196,7 @@ impl Sender {
     /// Renews the lease on `conversion` a third of its length after the last renewal that went
     /// through, and promptly again after one that failed; ends when a renewal finds the lease
     /// ended (another delivery took it, or the shop voided it).
-    async fn keep_renewing(&self, conversion: &OwedConversion, lease: Lease, hold: &Hold) {
+    async fn keep_renewing(&self, conversion: &Conversion, lease: Lease, hold: &Hold) {
         let mut failed = false;
         loop {
             let next = if failed {
@@ -264,7 +219,7 @@ impl Sender {
     /// Renews the lease on `conversion` now, telling `hold`; returns whether the lease is still
     /// this delivery's: true after a renewal that went through, or one that failed while the
     /// hold is fresh.
-    async fn renew(&self, conversion: &OwedConversion, lease: Lease, hold: &Hold) -> bool {
+    async fn renew(&self, conversion: &Conversion, lease: Lease, hold: &Hold) -> bool {
         // A reading the claims have not refreshed for long is read again first.
         if let Err(error) = self.clock.read_if_stale(&*self.store).await {
             tracing::warn!(%error, "could not read the token store's clock");
@@ -291,7 +246,7 @@ impl Sender {
     /// time), logged and counted.
     fn settlement(
         &self,
-        conversion: &OwedConversion,
+        conversion: &Conversion,
         result: &Result<Receipt, SovendusError>,
         calls: u32,
         now: SystemTime,
@@ -368,7 +323,7 @@ impl Sender {
     /// Returns `result`, the delivery's, at once.
     fn settle_later<R>(
         self: &Arc<Self>,
-        conversion: &OwedConversion,
+        conversion: &Conversion,
         lease: Lease,
         settlement: Settlement,
         error: StoreError,
@@ -408,54 +363,14 @@ impl Sender {
     }
 }
 
-/// Writes the settlements as they come: each batch those that came while the last were being
-/// written, up to [`BATCHES_AT_ONCE`] batches under way at once.
-async fn settle_together(store: Arc<dyn TokenStore>, mut settlements: mpsc::UnboundedReceiver<Ending>) {
-    let turns = Arc::new(Semaphore::new(BATCHES_AT_ONCE));
-    let mut writes = JoinSet::new();
-    while let Some(first) = settlements.recv().await {
-        while writes.try_join_next().is_some() {}
-        let Ok(turn) = Arc::clone(&turns).acquire_owned().await else { return };
-        let mut batch = vec![first];
-        while batch.len() < MAX_SETTLED_TOGETHER {
-            match settlements.try_recv() {
-                Ok(ending) => batch.push(ending),
-                Err(_) => break,
-            }
-        }
-        writes.spawn(write_batch(Arc::clone(&store), batch, turn));
-    }
-    writes.join_all().await;
-}
-
-/// Writes one batch of settlements and gives each its answer.
-async fn write_batch(store: Arc<dyn TokenStore>, batch: Vec<Ending>, _turn: OwnedSemaphorePermit) {
-    let (written, answers): (Vec<_>, Vec<_>) =
-        batch.into_iter().map(|ending| (ending.settlement, ending.held)).unzip();
-    match store.settle_all(written).await {
-        Ok(held) => {
-            for (answer, held) in answers.into_iter().zip(held) {
-                let _ = answer.send(Ok(held));
-            }
-        }
-        Err(error) => {
-            // Each delivery then settles on its own, retrying while the store is away.
-            let message = error.to_string();
-            for answer in answers {
-                let _ = answer.send(Err(StoreError::Backend(message.clone().into())));
-            }
-        }
-    }
-}
-
-fn recorded_before(conversion: &OwedConversion) {
+fn recorded_before(conversion: &Conversion) {
     tracing::error!(id = %conversion.id, token = %conversion.token,
         "the store refused Sovendus' 200: the conversion was recorded delivered already (by another delivery's \
          200: Sovendus booked it twice), or voided after this delivery was silent past the quarantine (Sovendus \
          booked a voided order): tell Sovendus the token");
 }
 
-fn lease_lost(conversion: &OwedConversion) {
+fn lease_lost(conversion: &Conversion) {
     tracing::warn!(id = %conversion.id, token = %conversion.token,
         "a Sovendus delivery's lease ended (the shop voided the conversion, or another delivery took it \
          after this one was silent past the quarantine): no further attempt");

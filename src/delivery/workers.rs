@@ -3,6 +3,7 @@
 //! the store tidy; and its shutdown.
 
 use std::{
+    collections::HashMap,
     sync::{
         Arc, Mutex,
         atomic::{AtomicU64, Ordering},
@@ -21,7 +22,7 @@ use super::{report::PendingConversion, sender::Sender};
 use crate::{
     error::SovendusError,
     metrics,
-    store::{ConversionState, Lease, OwedConversion, Settlement, StoreError},
+    store::{Conversion, ConversionId, ConversionState, Lease, Settlement, StoreError},
     sync::lock,
 };
 
@@ -33,6 +34,14 @@ const POLLS_PER_GAUGE: u32 = 6;
 const POLLS_PER_PURGE: u32 = 120;
 /// The most conversions cut off at a shutdown that its report lists.
 const MAX_LISTED: usize = 10_000;
+/// How often the loop looks for conversions taken in a shop's transaction, until it finds them
+/// committed: one look for all of them, well inside the quarter of a second a call should
+/// start after its order's commit.
+const COMMIT_LOOK: Duration = Duration::from_millis(25);
+/// How long the loop looks for a conversion taken in a shop's transaction: past that, its
+/// transaction rolled back, is still open, or another instance claimed it; the poll finds it
+/// if it commits later.
+const COMMIT_LOOK_FOR: Duration = Duration::from_secs(8);
 
 /// The workers' shared state: their loop, the signals it takes, and what it did.
 pub(crate) struct Workers {
@@ -40,6 +49,9 @@ pub(crate) struct Workers {
     run: Mutex<Run>,
     /// Says an order of this instance made a conversion owed: claim at once.
     pub(crate) wake: Notify,
+    /// The conversions taken in a shop's transaction, until claimed: the loop looks for them
+    /// every [`COMMIT_LOOK`], for at most [`COMMIT_LOOK_FOR`].
+    expected: Mutex<HashMap<ConversionId, Instant>>,
     /// No more claims: the loop ends once its deliveries have.
     pub(crate) stop: CancellationToken,
     /// Cuts the deliveries under way off (a shutdown's deadline).
@@ -67,6 +79,7 @@ impl Workers {
             count,
             run: Mutex::new(Run::NotStarted),
             wake: Notify::new(),
+            expected: Mutex::default(),
             stop: CancellationToken::new(),
             cut: CancellationToken::new(),
             calls: TaskTracker::new(),
@@ -110,10 +123,31 @@ impl Workers {
         lock(&self.left).clone()
     }
 
+    /// Looks for the conversion `id`, taken in a shop's transaction, until it is committed.
+    pub(crate) fn expect_commit(&self, id: ConversionId) {
+        lock(&self.expected).insert(id, Instant::now() + COMMIT_LOOK_FOR);
+        self.wake.notify_one();
+    }
+
+    /// Counts the expected conversions among `claimed` as committed, forgets those looked for
+    /// long enough; returns whether any are still looked for.
+    fn found_committed(&self, claimed: &[Conversion]) -> bool {
+        let mut expected = lock(&self.expected);
+        for conversion in claimed {
+            if expected.remove(&conversion.id).is_some() {
+                ::metrics::counter!(metrics::OWED).increment(1);
+                ::metrics::counter!(metrics::QUEUED).increment(1);
+            }
+        }
+        let now = Instant::now();
+        expected.retain(|_, until| *until > now);
+        !expected.is_empty()
+    }
+
     /// Lists `conversion` among those the shutdown cut off, if `outcome` says it was.
     pub(crate) fn note_if_cut(
         &self,
-        conversion: &OwedConversion,
+        conversion: &Conversion,
         outcome: &Result<crate::client::Receipt, SovendusError>,
     ) {
         if matches!(outcome, Err(SovendusError::Cancelled)) {
@@ -128,7 +162,7 @@ impl Workers {
 
     fn count_outcome(
         &self,
-        conversion: &OwedConversion,
+        conversion: &Conversion,
         outcome: &Result<crate::client::Receipt, SovendusError>,
     ) {
         self.note_if_cut(conversion, outcome);
@@ -141,11 +175,12 @@ impl Workers {
 }
 
 /// The loop: at start, makes the parked conversions due (the configuration may have been
-/// fixed); then claims what is due, ahead of the workers by up to [`CLAIM_AHEAD`] times their
-/// count (so that a backlog costs a claim per batch, not per conversion), waking on an order
-/// of its own, after the poll interval, or when a batch of room came free.
+/// fixed); then claims what is due, as many as there are free workers, waking on an order of
+/// its own, after the poll interval, when a quarter of the workers came free after a full
+/// claim, and every [`COMMIT_LOOK`] while it looks for conversions taken in a shop's
+/// transaction.
 async fn claim_and_deliver(sender: Arc<Sender>, workers: Arc<Workers>) {
-    let woken = async { sender.store.wake_parked(sender.clock.read_at_most(&*sender.store).await?).await };
+    let woken = async { sender.store.retry_parked(sender.clock.read_at_most(&*sender.store).await?).await };
     match woken.await {
         Ok(0) => {}
         Ok(woken) => tracing::info!(woken, "parked Sovendus conversions are due again"),
@@ -153,44 +188,43 @@ async fn claim_and_deliver(sender: Arc<Sender>, workers: Arc<Workers>) {
             "could not make the parked Sovendus conversions due: they are at their next attempt, or on retry_parked"),
     }
     let schedule = sender.schedule;
-    let sending = Arc::new(Semaphore::new(workers.count));
-    let holding = Arc::new(Semaphore::new(workers.count * CLAIM_AHEAD));
-    let claim_at = u32::try_from(workers.count * CLAIM_AHEAD / 4).unwrap_or(u32::MAX);
+    let free = Arc::new(Semaphore::new(workers.count));
+    let quarter = u32::try_from(workers.count.div_ceil(4)).unwrap_or(u32::MAX);
     let mut deliveries = JoinSet::new();
-    let mut chores = Chores::default();
+    let mut upkeep = Upkeep::default();
     while !workers.stop.is_cancelled() {
         while let Some(ended) = deliveries.try_join_next() {
             report_panic(ended);
         }
-        chores.run_if_due(&sender).await;
-        let room = holding.available_permits();
-        let mut batch_full = false;
+        upkeep.run_if_due(&sender).await;
+        let room = free.available_permits();
+        let (mut full, mut expecting) = (false, false);
         if room > 0 {
             match claim(&sender, room).await {
                 Ok((claimed, lease, since)) => {
-                    batch_full = claimed.len() == room;
+                    full = claimed.len() == room;
+                    expecting = workers.found_committed(&claimed);
                     // What this instance is sending or settling, it never sends again: its lease
                     // may seem run out to a store whose clock stepped, or after an outage.
                     for conversion in claimed.into_iter().filter(|claimed| !sender.is_in_hand(claimed.id)) {
-                        let Ok(held) = Arc::clone(&holding).try_acquire_owned() else { break };
-                        let claim = Claim { conversion, lease, since, _held: held };
-                        deliveries.spawn(deliver(
-                            Arc::clone(&sender),
-                            Arc::clone(&workers),
-                            claim,
-                            Arc::clone(&sending),
-                        ));
+                        let Ok(worker) = Arc::clone(&free).try_acquire_owned() else { break };
+                        let claim = Claim { conversion, lease, since, _worker: worker };
+                        deliveries.spawn(deliver(Arc::clone(&sender), Arc::clone(&workers), claim));
                     }
                 }
-                Err(error) => tracing::warn!(%error, "could not claim due Sovendus conversions"),
+                Err(error) => {
+                    expecting = !lock(&workers.expected).is_empty();
+                    tracing::warn!(%error, "could not claim due Sovendus conversions");
+                }
             }
         }
         tokio::select! {
             () = workers.stop.cancelled() => {}
             () = workers.wake.notified() => {}
             () = tokio::time::sleep(schedule.poll_interval) => {}
-            // Full after a full batch: more may be due once a batch of room is free.
-            Ok(_room) = holding.acquire_many(claim_at), if batch_full => {}
+            () = tokio::time::sleep(COMMIT_LOOK), if expecting => {}
+            // More may be due once a quarter of the workers is free.
+            Ok(_free) = free.acquire_many(quarter), if full => {}
         }
     }
     while let Some(ended) = deliveries.join_next().await {
@@ -198,45 +232,36 @@ async fn claim_and_deliver(sender: Arc<Sender>, workers: Arc<Workers>) {
     }
 }
 
-/// How many conversions an instance holds claimed at most, in multiples of its workers.
-const CLAIM_AHEAD: usize = 16;
-
 /// Claims up to `limit` due conversions, judged by the store's clock, read first; returns them
 /// with their lease and when this instance took it.
 async fn claim(
     sender: &Sender,
     limit: usize,
-) -> Result<(Vec<OwedConversion>, Lease, std::time::Instant), StoreError> {
+) -> Result<(Vec<Conversion>, Lease, std::time::Instant), StoreError> {
     let now = sender.clock.read_at_most(&*sender.store).await?;
     let (lease, since) = sender.new_lease();
     let claimed = sender.store.claim(now, limit, lease).await?;
     Ok((claimed, lease, since))
 }
 
-/// A claimed conversion, holding its room among those claimed until it is settled.
+/// A claimed conversion, holding its worker until it is settled.
 struct Claim {
-    conversion: OwedConversion,
+    conversion: Conversion,
     lease: Lease,
     /// When this instance took the lease.
     since: std::time::Instant,
-    _held: OwnedSemaphorePermit,
+    _worker: OwnedSemaphorePermit,
 }
 
-/// Delivers a claimed conversion once a worker is free, and frees the worker when Sovendus
-/// answered, before the settlement. Stopped before that, it gives the conversion back, due at
-/// once. Its lease is renewed right before the first call: a void since the claim, or another
-/// delivery's claim, takes effect before any call goes out (if the store does not answer, the
-/// call goes ahead while the claim's lease is fresh).
-async fn deliver(sender: Arc<Sender>, workers: Arc<Workers>, claim: Claim, sending: Arc<Semaphore>) {
-    let Claim { conversion, lease, since, _held } = claim;
-    let turn = tokio::select! {
-        biased;
-        () = workers.stop.cancelled() => None,
-        turn = sending.acquire_owned() => turn.ok(),
-    };
-    let Some(turn) = turn else {
+/// Delivers a claimed conversion, and settles it. Its lease is renewed right before the first
+/// call: a void since the claim, or another delivery's claim, takes effect before any call
+/// goes out (if the store does not answer, the call goes ahead while the claim's lease is
+/// fresh).
+async fn deliver(sender: Arc<Sender>, workers: Arc<Workers>, claim: Claim) {
+    let Claim { conversion, lease, since, _worker } = claim;
+    if workers.stop.is_cancelled() {
         return give_back(&sender, &conversion, lease).await;
-    };
+    }
     let (renewed, renewed_since) = sender.new_lease();
     let renewed = Lease { id: lease.id, ..renewed };
     let (lease, since) = match sender.store.renew(conversion.id, renewed).await {
@@ -259,14 +284,12 @@ async fn deliver(sender: Arc<Sender>, workers: Arc<Workers>, claim: Claim, sendi
         }
     };
     let sent = sender.send(&conversion, (lease, since), &workers.cut).await;
-    // The worker is free once Sovendus answered: the settlement waits for its batch without it.
-    drop(turn);
     let outcome = sender.settle_sent(&conversion, lease, sent).await;
     workers.count_outcome(&conversion, &outcome);
 }
 
 /// Ends the lease on a claimed conversion that was not sent, due at once as it was.
-async fn give_back(sender: &Sender, conversion: &OwedConversion, lease: Lease) {
+async fn give_back(sender: &Sender, conversion: &Conversion, lease: Lease) {
     let now = sender.clock.at_most();
     let unchanged = Settlement {
         state: conversion.state,
@@ -286,14 +309,14 @@ fn report_panic(ended: Result<(), tokio::task::JoinError>) {
     }
 }
 
-/// The loop's chores, each when it is due: the gauges, and the purge.
+/// The loop's upkeep, each part when it is due: the gauges, and the purge.
 #[derive(Default)]
-struct Chores {
+struct Upkeep {
     gauges_at: Option<Instant>,
     purge_at: Option<Instant>,
 }
 
-impl Chores {
+impl Upkeep {
     async fn run_if_due(&mut self, sender: &Sender) {
         let now = Instant::now();
         let poll = sender.schedule.poll_interval;

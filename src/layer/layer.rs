@@ -9,7 +9,7 @@ use crate::{
     client::SovendusClient,
     config::SovendusConfig,
     delivery::Delivery,
-    store::{Joinable, MokaTokenStore, TokenStore},
+    store::{MokaTokenStore, TokenStore},
 };
 
 /// Watches every request for the `sovReqToken` parameter and stores a valid token against the
@@ -40,10 +40,9 @@ impl SovendusLayer {
     ///
     /// Like [`new`](Self::new), if the TLS backend cannot be initialised.
     pub fn with_store(config: SovendusConfig, store: impl TokenStore) -> Self {
-        let joinable = Joinable::of(&store);
         let store: Arc<dyn TokenStore> = Arc::new(store);
         let capturer = Capturer::new(config.clone(), Arc::clone(&store));
-        Self { shared: Arc::new(Shared { capturer, delivery: Delivery::new(config, store, joinable) }) }
+        Self { shared: Arc::new(Shared { capturer, delivery: Delivery::new(config, store) }) }
     }
 
     /// The client this layer's conversions are sent with, e.g. to send a token stored with an

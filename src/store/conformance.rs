@@ -22,8 +22,8 @@ use std::{
 };
 
 use super::{
-    Capture, ConversionCounts, ConversionId, ConversionState, Lease, LeaseId, NewCapture, NewConversion,
-    OwedConversion, Settlement, Taken, TokenKey, TokenStore, VoidOutcome, records::to_the_millisecond,
+    Capture, Conversion, ConversionCounts, ConversionId, ConversionState, Lease, LeaseId, NewCapture,
+    NewConversion, Settlement, Taken, TokenKey, TokenStore, VoidOutcome, records::to_the_millisecond,
 };
 use crate::{config::Attribution, ids::OrderRef};
 
@@ -90,7 +90,7 @@ async fn captured_token(store: &impl TokenStore, key: TokenKey, now: SystemTime)
 }
 
 /// Captures `token` under `key` and takes it at `at`: the owed conversion.
-async fn owed(store: &impl TokenStore, key: TokenKey, token: &str, at: SystemTime) -> OwedConversion {
+async fn owed(store: &impl TokenStore, key: TokenKey, token: &str, at: SystemTime) -> Conversion {
     assert!(store.capture(key, landing(token, Attribution::LastClick, at, DAY)).await.expect("capture"));
     match store.take(key, order(at, None, None)).await.expect("take") {
         Taken::Owed(owed) => owed,
@@ -157,7 +157,7 @@ async fn a_take_makes_the_capture_an_owed_conversion(store: &impl TokenStore, t:
     let new = order(t + MINUTE, Some("A-1"), None);
     let id = new.id;
     let Taken::Owed(owed) = store.take(1, new).await.unwrap() else { panic!("{rule}: taken") };
-    let expected = OwedConversion {
+    let expected = Conversion {
         id,
         token: "token".parse().unwrap(),
         product: "product-a".parse().unwrap(),
@@ -427,15 +427,15 @@ async fn a_200_is_recorded_whatever_the_lease(store: &impl TokenStore, t: System
     assert!(!store.settle(id, second.id, delivered.clone()).await.unwrap(), "{rule}: delivered once");
     assert_eq!(store.counts().await.unwrap().delivered, 1, "{rule}");
 
-    // Both deliveries ending in one batch, the later one's failure first: the 200 is recorded.
+    // The later delivery's failure settled first, then the earlier one's 200: recorded.
     let id = owed(store, 2, "token-2", t).await.id;
     let (first, second) = (lease(t + MINUTE), lease(t + 3 * MINUTE));
     assert_eq!(claim_ids(store, t, 1, first).await, [id], "{rule}");
     assert_eq!(claim_ids(store, t + 2 * MINUTE, 1, second).await, [id], "{rule}");
     let failed = settlement(ConversionState::Owed, Some(t + 3 * MINUTE), t + 2 * MINUTE);
-    let held = store.settle_all(vec![(id, second.id, failed), (id, first.id, delivered)]).await.unwrap();
-    assert!(held[1], "{rule}: the 200 of the batch recorded, whichever went first");
-    assert_eq!(store.counts().await.unwrap().delivered, 2, "{rule}: the 200 of the batch recorded");
+    assert!(store.settle(id, second.id, failed).await.unwrap(), "{rule}");
+    assert!(store.settle(id, first.id, delivered).await.unwrap(), "{rule}: a late 200 recorded");
+    assert_eq!(store.counts().await.unwrap().delivered, 2, "{rule}: a late 200 recorded");
 }
 
 async fn settlements_decide_what_comes_next(store: &impl TokenStore, t: SystemTime) {
@@ -479,7 +479,7 @@ async fn parked_conversions_wake_at_once(store: &impl TokenStore, t: SystemTime)
     assert_eq!(claim_ids(store, t, 1, held).await, [id], "{rule}");
     let parked = settlement(ConversionState::Parked, Some(t + DAY), t);
     assert!(store.settle(id, held.id, parked).await.unwrap(), "{rule}");
-    assert_eq!(store.wake_parked(t + MINUTE).await.unwrap(), 1, "{rule}: one parked");
+    assert_eq!(store.retry_parked(t + MINUTE).await.unwrap(), 1, "{rule}: one parked");
     let claimed = claim_ids(store, t + MINUTE, 10, lease(t + 2 * MINUTE)).await;
     assert!(claimed.contains(&id), "{rule}: due at once");
 }
@@ -491,7 +491,7 @@ async fn a_dead_conversion_can_be_revived(store: &impl TokenStore, t: SystemTime
     let held = lease(t + MINUTE);
     assert_eq!(claim_ids(store, t, 1, held).await, [id], "{rule}");
     assert!(store.settle(id, held.id, settlement(ConversionState::Dead, None, t)).await.unwrap(), "{rule}");
-    assert!(!store.revive(other, t + MINUTE).await.unwrap(), "{rule}: an owed one is not dead");
+    assert!(!store.retry_dead(other, t + MINUTE).await.unwrap(), "{rule}: an owed one is not dead");
     // Parked (due a day later), then claimed then and delivered: neither is dead.
     for (state, due) in
         [(ConversionState::Parked, t + Duration::from_millis(1)), (ConversionState::Delivered, t + DAY)]
@@ -500,11 +500,11 @@ async fn a_dead_conversion_can_be_revived(store: &impl TokenStore, t: SystemTime
         assert_eq!(claim_ids(store, due, 1, held).await, [other], "{rule}");
         let next = (state == ConversionState::Parked).then_some(t + DAY);
         assert!(store.settle(other, held.id, settlement(state, next, t)).await.unwrap(), "{rule}");
-        assert!(!store.revive(other, t + MINUTE).await.unwrap(), "{rule}: a {state} one is not dead");
+        assert!(!store.retry_dead(other, t + MINUTE).await.unwrap(), "{rule}: a {state} one is not dead");
     }
-    assert!(!store.revive(ConversionId::random(), t + MINUTE).await.unwrap(), "{rule}: an unknown one");
-    assert!(store.revive(id, t + MINUTE).await.unwrap(), "{rule}");
-    assert!(!store.revive(id, t + MINUTE).await.unwrap(), "{rule}: once");
+    assert!(!store.retry_dead(ConversionId::random(), t + MINUTE).await.unwrap(), "{rule}: an unknown one");
+    assert!(store.retry_dead(id, t + MINUTE).await.unwrap(), "{rule}");
+    assert!(!store.retry_dead(id, t + MINUTE).await.unwrap(), "{rule}: once");
     let counts = store.counts().await.unwrap();
     assert_eq!((counts.owed, counts.dead, counts.delivered), (1, 0, 1), "{rule}: {counts:?}");
     let listed = store.list(ConversionState::Owed, 10).await.unwrap();
@@ -567,7 +567,7 @@ async fn records_keep_every_field(store: &impl TokenStore, t: SystemTime) {
     };
     assert!(store.settle(owed.id, held.id, parked).await.unwrap(), "{rule}");
     let found = store.find(&OrderRef::new(order_ref).unwrap()).await.unwrap().expect("found by its order");
-    let expected = OwedConversion {
+    let expected = Conversion {
         state: ConversionState::Parked,
         attempts: 7,
         next_attempt_at: Some(t + DAY),

@@ -17,9 +17,9 @@ use moka::{
 };
 
 use super::{
-    Capture, ConversionCounts, ConversionId, ConversionState, Lease, LeaseId, NewCapture, NewConversion,
-    OwedConversion, Settlement, StoreError, Taken, TokenKey, TokenStore, VoidOutcome, async_trait,
-    records::to_millis,
+    Capture, CaptureStore, Conversion, ConversionCounts, ConversionId, ConversionState, ConversionStore,
+    Inspection, Lease, LeaseId, NewCapture, NewConversion, Outbox, Settlement, StoreError, Taken, TokenKey,
+    VoidOutcome, async_trait, records::to_millis,
 };
 use crate::{
     config::{Attribution, DEFAULT_QUEUE_CAPACITY},
@@ -106,7 +106,7 @@ struct Conversions {
 
 #[derive(Debug)]
 struct Entry {
-    conversion: OwedConversion,
+    conversion: Conversion,
     lease: Option<Lease>,
 }
 
@@ -219,7 +219,7 @@ impl MokaTokenStore {
             return Err(StoreError::Full(format!("{} owed conversions", self.max_owed)));
         }
         let lease = conversion.lease;
-        let owed = OwedConversion::new(capture, conversion);
+        let owed = Conversion::new(capture, conversion);
         conversions.insert(Entry { conversion: owed.clone(), lease });
         Ok(Taken::Owed(owed))
     }
@@ -265,12 +265,7 @@ async fn sweep(captures: Cache<TokenKey, Captured>, now: i64) {
 }
 
 #[async_trait]
-impl TokenStore for MokaTokenStore {
-    async fn now(&self) -> Result<SystemTime, StoreError> {
-        let (wall, monotonic) = self.started;
-        Ok(wall + monotonic.elapsed())
-    }
-
+impl CaptureStore for MokaTokenStore {
     async fn capture(&self, key: TokenKey, new: NewCapture) -> Result<bool, StoreError> {
         let now = to_millis(new.at);
         self.sweep_now_and_then(now);
@@ -308,7 +303,10 @@ impl TokenStore for MokaTokenStore {
     async fn captured(&self, key: TokenKey, now: SystemTime) -> Result<Option<Capture>, StoreError> {
         Ok(self.live(key, to_millis(now)).await.filter(|capture| !self.converted(&capture.token)))
     }
+}
 
+#[async_trait]
+impl ConversionStore for MokaTokenStore {
     async fn take(&self, key: TokenKey, conversion: NewConversion) -> Result<Taken, StoreError> {
         // The capture stays: once its token is converted it tells the visitor's next order so,
         // until it expires. Of concurrent takes, one converts the token (under the lock).
@@ -351,12 +349,38 @@ impl TokenStore for MokaTokenStore {
         Ok(if sending { VoidOutcome::Sending(conversion) } else { VoidOutcome::Voided(conversion) })
     }
 
+    async fn find(&self, order: &OrderRef) -> Result<Option<Conversion>, StoreError> {
+        let conversions = lock(&self.conversions);
+        let entry = conversions.by_order.get(order).and_then(|id| conversions.by_id.get(id));
+        Ok(entry.map(|entry| entry.conversion.clone()))
+    }
+
+    async fn purge(&self, settled_before: SystemTime, now: SystemTime) -> Result<u64, StoreError> {
+        sweep(self.captures.clone(), to_millis(now)).await;
+        let before = to_millis(settled_before);
+        let mut conversions = lock(&self.conversions);
+        let old: Vec<ConversionId> =
+            conversions.settled.iter().take_while(|(at, _)| *at < before).map(|(_, id)| *id).collect();
+        for id in &old {
+            conversions.remove(*id);
+        }
+        Ok(u64::try_from(old.len()).unwrap_or(u64::MAX))
+    }
+}
+
+#[async_trait]
+impl Outbox for MokaTokenStore {
+    async fn now(&self) -> Result<SystemTime, StoreError> {
+        let (wall, monotonic) = self.started;
+        Ok(wall + monotonic.elapsed())
+    }
+
     async fn claim(
         &self,
         now: SystemTime,
         limit: usize,
         lease: Lease,
-    ) -> Result<Vec<OwedConversion>, StoreError> {
+    ) -> Result<Vec<Conversion>, StoreError> {
         let now = to_millis(now);
         let mut conversions = lock(&self.conversions);
         let due: Vec<ConversionId> = conversions
@@ -410,7 +434,7 @@ impl TokenStore for MokaTokenStore {
         let Some(entry) = settles.then(|| conversions.take(id)).flatten() else { return Ok(false) };
         let conversion = match entry.conversion.state {
             // The void waited for this delivery, which did not deliver: it stays voided.
-            ConversionState::Voided if settlement.state != ConversionState::Delivered => OwedConversion {
+            ConversionState::Voided if settlement.state != ConversionState::Delivered => Conversion {
                 attempts: settlement.attempts,
                 last_error: settlement.last_error,
                 ..entry.conversion
@@ -422,10 +446,13 @@ impl TokenStore for MokaTokenStore {
         conversions.insert(Entry { conversion, lease: None });
         Ok(true)
     }
+}
 
-    async fn list(&self, state: ConversionState, limit: usize) -> Result<Vec<OwedConversion>, StoreError> {
+#[async_trait]
+impl Inspection for MokaTokenStore {
+    async fn list(&self, state: ConversionState, limit: usize) -> Result<Vec<Conversion>, StoreError> {
         let conversions = lock(&self.conversions);
-        let mut listed: Vec<OwedConversion> = conversions
+        let mut listed: Vec<Conversion> = conversions
             .by_id
             .values()
             .filter(|entry| entry.conversion.state == state)
@@ -444,13 +471,7 @@ impl TokenStore for MokaTokenStore {
         Ok(counts)
     }
 
-    async fn find(&self, order: &OrderRef) -> Result<Option<OwedConversion>, StoreError> {
-        let conversions = lock(&self.conversions);
-        let entry = conversions.by_order.get(order).and_then(|id| conversions.by_id.get(id));
-        Ok(entry.map(|entry| entry.conversion.clone()))
-    }
-
-    async fn wake_parked(&self, now: SystemTime) -> Result<u64, StoreError> {
+    async fn retry_parked(&self, now: SystemTime) -> Result<u64, StoreError> {
         let mut conversions = lock(&self.conversions);
         let parked: Vec<ConversionId> = conversions
             .by_id
@@ -467,7 +488,7 @@ impl TokenStore for MokaTokenStore {
         Ok(u64::try_from(parked.len()).unwrap_or(u64::MAX))
     }
 
-    async fn revive(&self, id: ConversionId, now: SystemTime) -> Result<bool, StoreError> {
+    async fn retry_dead(&self, id: ConversionId, now: SystemTime) -> Result<bool, StoreError> {
         let mut conversions = lock(&self.conversions);
         let dead =
             conversions.by_id.get(&id).is_some_and(|entry| entry.conversion.state == ConversionState::Dead);
@@ -485,18 +506,6 @@ impl TokenStore for MokaTokenStore {
             conversions.insert(entry);
         }
         Ok(true)
-    }
-
-    async fn purge(&self, settled_before: SystemTime, now: SystemTime) -> Result<u64, StoreError> {
-        sweep(self.captures.clone(), to_millis(now)).await;
-        let before = to_millis(settled_before);
-        let mut conversions = lock(&self.conversions);
-        let old: Vec<ConversionId> =
-            conversions.settled.iter().take_while(|(at, _)| *at < before).map(|(_, id)| *id).collect();
-        for id in &old {
-            conversions.remove(*id);
-        }
-        Ok(u64::try_from(old.len()).unwrap_or(u64::MAX))
     }
 }
 

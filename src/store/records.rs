@@ -252,7 +252,7 @@ impl NewConversion {
 /// An order's conversion, as a store keeps it. `Debug` and `Display` show the token masked.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
-pub struct OwedConversion {
+pub struct Conversion {
     /// Its ID.
     pub id: ConversionId,
     /// The token.
@@ -275,7 +275,7 @@ pub struct OwedConversion {
     pub settled_at: Option<SystemTime>,
 }
 
-impl OwedConversion {
+impl Conversion {
     /// The record [`take`](super::TokenStore::take) makes of `capture` for `conversion`.
     pub fn new(capture: Capture, conversion: NewConversion) -> Self {
         Self {
@@ -303,7 +303,7 @@ impl OwedConversion {
     }
 }
 
-impl fmt::Display for OwedConversion {
+impl fmt::Display for Conversion {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
@@ -352,7 +352,7 @@ impl Settlement {
 #[non_exhaustive]
 pub enum Taken {
     /// The capture is now this owed conversion.
-    Owed(OwedConversion),
+    Owed(Conversion),
     /// There was no live capture.
     NoCapture,
     /// The capture's token was converted before, into this conversion (by this visitor's
@@ -368,18 +368,18 @@ pub enum VoidOutcome {
     /// never sent again, and no 200 is recorded for it. As it is now. (A call that went
     /// unanswered before, by a timeout or a broken connection, may still have reached
     /// Sovendus: the window no client can close.)
-    Voided(OwedConversion),
+    Voided(Conversion),
     /// Sovendus booked it: its `settled_at` says when. Sovendus has no API to take a booking
     /// back; tell them the token and the time.
-    Delivered(OwedConversion),
+    Delivered(Conversion),
     /// It was voided before.
-    AlreadyVoided(OwedConversion),
+    AlreadyVoided(Conversion),
     /// A delivery holds it, and may be calling Sovendus right now or recording a 200: it is
     /// marked voided, and that delivery starts no further attempt. Its settlement decides:
     /// voided, or delivered if Sovendus answered 200. If its holder went silent, the void
     /// takes effect once the lease and its quarantine run out; nothing sends it meanwhile.
     /// Ask again.
-    Sending(OwedConversion),
+    Sending(Conversion),
     /// No such conversion.
     NotFound,
 }
@@ -494,7 +494,7 @@ mod tests {
             ordered_at: UNIX_EPOCH,
             lease: None,
         };
-        let owed = OwedConversion::new(capture, conversion);
+        let owed = Conversion::new(capture, conversion);
         let shown = format!("{owed} {owed:?}");
         assert!(!shown.contains("1095752fb409-457a"), "{shown}");
         assert!(shown.contains("1095752f…"), "{shown}");

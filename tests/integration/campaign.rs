@@ -598,7 +598,7 @@ async fn revive_dead(store: &dyn TokenStore) -> usize {
     };
     let mut revived = 0;
     for conversion in dead {
-        revived += usize::from(store.revive(conversion.id, now).await.unwrap_or(false));
+        revived += usize::from(store.retry_dead(conversion.id, now).await.unwrap_or(false));
     }
     revived
 }

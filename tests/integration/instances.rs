@@ -14,7 +14,7 @@ use tower_sessions::SessionStore;
 use tower_sovendus::{
     SovendusLayer,
     sandbox::{Fault, Sandbox},
-    store::{ConversionState, TokenStore},
+    store::{ConversionState, Inspection, TokenStore},
 };
 
 /// Visitors, each with a token of their own.

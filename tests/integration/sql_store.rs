@@ -26,8 +26,8 @@ use tower_sovendus::{
     config::Attribution,
     metrics,
     store::{
-        Capture, ConversionId, ConversionState, Lease, LeaseId, NewCapture, NewConversion, SqlTokenStore,
-        StoreError, Taken, TokenStore, conformance,
+        Capture, CaptureStore, ConversionId, ConversionState, ConversionStore, Inspection, Lease, LeaseId,
+        NewCapture, NewConversion, Outbox, SqlTokenStore, StoreError, Taken, conformance,
         sqlx::{self, Executor, PgPool, SqlitePool},
     },
 };

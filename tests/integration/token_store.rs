@@ -19,9 +19,9 @@ use tower_sovendus::{
     config::Attribution,
     metrics::UNREADABLE,
     store::{
-        Capture, ConversionCounts, ConversionId, ConversionState, Lease, LeaseId, MokaTokenStore, NewCapture,
-        NewConversion, OwedConversion, RedisTokenStore, Settlement, StoreError, Taken, TokenStore,
-        conformance,
+        Capture, CaptureStore, Conversion, ConversionCounts, ConversionId, ConversionState, ConversionStore,
+        Inspection, Lease, LeaseId, MokaTokenStore, NewCapture, NewConversion, Outbox, RedisTokenStore,
+        Settlement, StoreError, Taken, TokenStore, conformance,
         fred::{
             cmd,
             prelude::{ClientLike, Pool},
@@ -52,7 +52,7 @@ fn lease(until: SystemTime) -> Lease {
 }
 
 /// Captures `token` under `key` and takes it: the owed conversion.
-async fn owed(store: &impl TokenStore, key: i128, token: &str, at: SystemTime) -> OwedConversion {
+async fn owed(store: &impl TokenStore, key: i128, token: &str, at: SystemTime) -> Conversion {
     store.capture(key, landing(token, at)).await.unwrap();
     match store.take(key, order(at, None)).await.unwrap() {
         Taken::Owed(owed) => owed,
@@ -242,7 +242,7 @@ async fn while_redis_is_down_every_operation_fails_retryably_within_the_timeout(
         store.list(ConversionState::Owed, 10),
         store.counts(),
         store.find(&order_ref),
-        store.wake_parked(now),
+        store.retry_parked(now),
         store.purge(now, now),
     );
 }

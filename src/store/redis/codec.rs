@@ -9,7 +9,7 @@ use crate::{
     ids::OrderRef,
     ids::ProductId,
     ids::SovReqToken,
-    store::{Capture, ConversionId, LeaseId, OwedConversion, StoreError, VoidOutcome, records::from_millis},
+    store::{Capture, Conversion, ConversionId, LeaseId, StoreError, VoidOutcome, records::from_millis},
 };
 
 /// What the take script did.
@@ -85,10 +85,7 @@ pub(super) fn records(reply: Value) -> impl Iterator<Item = (String, Value)> {
 }
 
 /// A conversion's record, from its ID and its hash's fields.
-pub(super) fn decode_record(
-    id: &str,
-    fields: Value,
-) -> Result<OwedConversion, (Option<ConversionId>, Corrupt)> {
+pub(super) fn decode_record(id: &str, fields: Value) -> Result<Conversion, (Option<ConversionId>, Corrupt)> {
     let parsed: ConversionId = id.parse().map_err(|_| (None, Corrupt::Id))?;
     if !fields.is_array() && !fields.is_map() {
         return Err((Some(parsed), Corrupt::NotAHash));
@@ -97,7 +94,7 @@ pub(super) fn decode_record(
 }
 
 /// A conversion from its hash's fields, `[name, value, name, value, …]`.
-fn decode_conversion(id: ConversionId, fields: Vec<Value>) -> Result<OwedConversion, Corrupt> {
+fn decode_conversion(id: ConversionId, fields: Vec<Value>) -> Result<Conversion, Corrupt> {
     let mut pairs = HashMap::with_capacity(fields.len() / 2);
     let mut fields = fields.into_iter();
     while let (Some(name), Some(value)) = (fields.next(), fields.next()) {
@@ -123,7 +120,7 @@ fn decode_conversion(id: ConversionId, fields: Vec<Value>) -> Result<OwedConvers
         .filter(|product| product.as_str() == product_text)
         .ok_or(Corrupt::Field("product"))?;
     let order = field("order")?.map(OrderRef::new).transpose().map_err(|_| Corrupt::Field("order"))?;
-    Ok(OwedConversion {
+    Ok(Conversion {
         id,
         token,
         product,

@@ -70,9 +70,9 @@ use self::{
     scripts::*,
 };
 use super::{
-    Capture, ConversionCounts, ConversionId, ConversionState, Lease, LeaseId, NewCapture, NewConversion,
-    OwedConversion, Settlement, StoreError, Taken, TokenKey, TokenStore, VoidOutcome, async_trait,
-    records::to_millis,
+    Capture, CaptureStore, Conversion, ConversionCounts, ConversionId, ConversionState, ConversionStore,
+    Inspection, Lease, LeaseId, NewCapture, NewConversion, Outbox, Settlement, StoreError, Taken, TokenKey,
+    VoidOutcome, async_trait, records::to_millis,
 };
 use crate::{
     config::Attribution,
@@ -107,7 +107,7 @@ const BATCH: usize = 500;
 /// | key | type | holds |
 /// |---|---|---|
 /// | `{p}:capture:<token key>` | string | `<expires_at>/<product ID>/<token>`, with the capture's TTL as `PX` |
-/// | `{p}:conversion:<id>` | hash | the [`OwedConversion`]'s fields, and `lease`, `lease_until` while leased |
+/// | `{p}:conversion:<id>` | hash | the [`Conversion`]'s fields, and `lease`, `lease_until` while leased |
 /// | `{p}:due` | sorted set | owed and parked IDs by when they are due: their next attempt, or their lease's end if later |
 /// | `{p}:state:<state>` | sorted set | the IDs in each state by `ordered_at`, for `list` and `counts` |
 /// | `{p}:settled` | sorted set | delivered, dead and voided IDs by `settled_at`, for `purge` |
@@ -356,7 +356,7 @@ where
                 let (Ok(product), Ok(token)) = (ProductId::new(&product), SovReqToken::new(&token)) else {
                     return Err(unreadable_conversion(Some(conversion.id), &Corrupt::Field("token")));
                 };
-                Ok(Taken::Owed(OwedConversion::new(Capture { token, product }, conversion)))
+                Ok(Taken::Owed(Conversion::new(Capture { token, product }, conversion)))
             }
         }
     }
@@ -385,29 +385,10 @@ where
 }
 
 #[async_trait]
-impl<C> TokenStore for RedisTokenStore<C>
+impl<C> CaptureStore for RedisTokenStore<C>
 where
     C: KeysInterface + LuaInterface + Send + Sync + 'static,
 {
-    fn timeout(&self) -> Option<Duration> {
-        Some(self.timeout)
-    }
-
-    async fn now(&self) -> Result<SystemTime, StoreError> {
-        // Asked of the node that holds the store's keys: on a cluster, each node has its clock.
-        let parts =
-            self.timed(self.script(&TIME_SCRIPT, vec![self.keys.due()], Vec::new())).await?.into_array();
-        let part = |at: usize| parts.get(at).and_then(Value::as_u64);
-        match (part(0), part(1)) {
-            (Some(seconds), Some(micros)) => {
-                Ok(SystemTime::UNIX_EPOCH + Duration::from_secs(seconds) + Duration::from_micros(micros))
-            }
-            _ => Err(StoreError::Unreadable(
-                "Redis' TIME answered something else than seconds and microseconds".into(),
-            )),
-        }
-    }
-
     async fn capture(&self, key: TokenKey, new: NewCapture) -> Result<bool, StoreError> {
         let value = encode_capture(&new.capture, to_millis(new.expires_at()));
         let px = i64::try_from(new.ttl.as_millis()).unwrap_or(i64::MAX).max(1);
@@ -437,7 +418,13 @@ where
         let converted = reply.next().and_then(|converted| converted.as_i64()) == Some(1);
         Ok((expires_at > to_millis(now) && !converted).then_some(capture))
     }
+}
 
+#[async_trait]
+impl<C> ConversionStore for RedisTokenStore<C>
+where
+    C: KeysInterface + LuaInterface + Send + Sync + 'static,
+{
     async fn take(&self, key: TokenKey, conversion: NewConversion) -> Result<Taken, StoreError> {
         let took = self.timed(self.take_script(key, &conversion)).await?;
         self.taken(took, conversion)
@@ -455,12 +442,77 @@ where
         void_outcome(&id, reply)
     }
 
+    async fn find(&self, order: &OrderRef) -> Result<Option<Conversion>, StoreError> {
+        let args = vec![order.as_str().to_owned()];
+        let id = self.timed(self.script(&ORDER_SCRIPT, vec![self.keys.orders()], args)).await?;
+        let Some(id) = id.into_string() else { return Ok(None) };
+        let Some((id, fields)) = self.read_records(vec![id]).await?.into_iter().next() else {
+            return Ok(None);
+        };
+        let found = decode_record(&id, fields).and_then(|conversion| {
+            let found_right = conversion.order.as_ref() == Some(order);
+            if found_right { Ok(conversion) } else { Err((Some(conversion.id), Corrupt::Field("order"))) }
+        });
+        Ok(found.map_err(|(id, corrupt)| unreadable_conversion(id, &corrupt)).ok())
+    }
+
+    async fn purge(&self, settled_before: SystemTime, _now: SystemTime) -> Result<u64, StoreError> {
+        // Captures need no sweep: Redis drops each once its TTL has passed (`PX`).
+        // Every key a script touches is declared: first the IDs settled before, then the purge
+        // of those, each key named, which checks again that each is.
+        let mut indexes = vec![self.keys.settled(), self.keys.due(), self.keys.tokens(), self.keys.orders()];
+        indexes.extend(ConversionState::ALL.map(|state| self.keys.state(state)));
+        let before = to_millis(settled_before).to_string();
+        let mut purged = 0;
+        loop {
+            let args = vec![before.clone(), BATCH.to_string()];
+            let ids = ids_of(
+                self.timed(self.script(&SETTLED_BEFORE_SCRIPT, vec![self.keys.settled()], args)).await?,
+            );
+            if ids.is_empty() {
+                return Ok(purged);
+            }
+            let keys = indexes.iter().cloned().chain(ids.iter().map(|id| self.keys.conversion(id))).collect();
+            let args = std::iter::once(before.clone()).chain(ids.iter().cloned()).collect();
+            let count = self.timed(self.script(&PURGE_SCRIPT, keys, args)).await?;
+            purged += count.as_u64().unwrap_or_default();
+            if ids.len() < BATCH {
+                return Ok(purged);
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl<C> Outbox for RedisTokenStore<C>
+where
+    C: KeysInterface + LuaInterface + Send + Sync + 'static,
+{
+    fn timeout(&self) -> Option<Duration> {
+        Some(self.timeout)
+    }
+
+    async fn now(&self) -> Result<SystemTime, StoreError> {
+        // Asked of the node that holds the store's keys: on a cluster, each node has its clock.
+        let parts =
+            self.timed(self.script(&TIME_SCRIPT, vec![self.keys.due()], Vec::new())).await?.into_array();
+        let part = |at: usize| parts.get(at).and_then(Value::as_u64);
+        match (part(0), part(1)) {
+            (Some(seconds), Some(micros)) => {
+                Ok(SystemTime::UNIX_EPOCH + Duration::from_secs(seconds) + Duration::from_micros(micros))
+            }
+            _ => Err(StoreError::Unreadable(
+                "Redis' TIME answered something else than seconds and microseconds".into(),
+            )),
+        }
+    }
+
     async fn claim(
         &self,
         now: SystemTime,
         limit: usize,
         lease: Lease,
-    ) -> Result<Vec<OwedConversion>, StoreError> {
+    ) -> Result<Vec<Conversion>, StoreError> {
         if limit == 0 {
             return Ok(Vec::new());
         }
@@ -553,8 +605,14 @@ where
         let settled = self.timed(self.script(&SETTLE_SCRIPT, self.settle_keys(&id), args)).await?;
         Ok(settled.as_i64() == Some(1))
     }
+}
 
-    async fn list(&self, state: ConversionState, limit: usize) -> Result<Vec<OwedConversion>, StoreError> {
+#[async_trait]
+impl<C> Inspection for RedisTokenStore<C>
+where
+    C: KeysInterface + LuaInterface + Send + Sync + 'static,
+{
+    async fn list(&self, state: ConversionState, limit: usize) -> Result<Vec<Conversion>, StoreError> {
         if limit == 0 {
             return Ok(Vec::new());
         }
@@ -587,21 +645,7 @@ where
         Ok(counts)
     }
 
-    async fn find(&self, order: &OrderRef) -> Result<Option<OwedConversion>, StoreError> {
-        let args = vec![order.as_str().to_owned()];
-        let id = self.timed(self.script(&ORDER_SCRIPT, vec![self.keys.orders()], args)).await?;
-        let Some(id) = id.into_string() else { return Ok(None) };
-        let Some((id, fields)) = self.read_records(vec![id]).await?.into_iter().next() else {
-            return Ok(None);
-        };
-        let found = decode_record(&id, fields).and_then(|conversion| {
-            let found_right = conversion.order.as_ref() == Some(order);
-            if found_right { Ok(conversion) } else { Err((Some(conversion.id), Corrupt::Field("order"))) }
-        });
-        Ok(found.map_err(|(id, corrupt)| unreadable_conversion(id, &corrupt)).ok())
-    }
-
-    async fn wake_parked(&self, now: SystemTime) -> Result<u64, StoreError> {
+    async fn retry_parked(&self, now: SystemTime) -> Result<u64, StoreError> {
         let parked = vec![self.keys.state(ConversionState::Parked)];
         let ids = ids_of(self.timed(self.script(&MEMBERS_SCRIPT, parked, Vec::new())).await?);
         let mut woken = 0;
@@ -615,37 +659,11 @@ where
         Ok(woken)
     }
 
-    async fn revive(&self, id: ConversionId, now: SystemTime) -> Result<bool, StoreError> {
+    async fn retry_dead(&self, id: ConversionId, now: SystemTime) -> Result<bool, StoreError> {
         let id = id.to_string();
         let args = vec![id.clone(), to_millis(now).to_string()];
         let revived = self.timed(self.script(&REVIVE_SCRIPT, self.settle_keys(&id), args)).await?;
         Ok(revived.as_i64() == Some(1))
-    }
-
-    async fn purge(&self, settled_before: SystemTime, _now: SystemTime) -> Result<u64, StoreError> {
-        // Captures need no sweep: Redis drops each once its TTL has passed (`PX`).
-        // Every key a script touches is declared: first the IDs settled before, then the purge
-        // of those, each key named, which checks again that each is.
-        let mut indexes = vec![self.keys.settled(), self.keys.due(), self.keys.tokens(), self.keys.orders()];
-        indexes.extend(ConversionState::ALL.map(|state| self.keys.state(state)));
-        let before = to_millis(settled_before).to_string();
-        let mut purged = 0;
-        loop {
-            let args = vec![before.clone(), BATCH.to_string()];
-            let ids = ids_of(
-                self.timed(self.script(&SETTLED_BEFORE_SCRIPT, vec![self.keys.settled()], args)).await?,
-            );
-            if ids.is_empty() {
-                return Ok(purged);
-            }
-            let keys = indexes.iter().cloned().chain(ids.iter().map(|id| self.keys.conversion(id))).collect();
-            let args = std::iter::once(before.clone()).chain(ids.iter().cloned()).collect();
-            let count = self.timed(self.script(&PURGE_SCRIPT, keys, args)).await?;
-            purged += count.as_u64().unwrap_or_default();
-            if ids.len() < BATCH {
-                return Ok(purged);
-            }
-        }
     }
 }
 

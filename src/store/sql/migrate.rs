@@ -8,7 +8,7 @@ use std::time::SystemTime;
 
 use sqlx::Executor;
 
-use super::{Dialect, Pool, SqlTokenStore, backend, on_pool, queries};
+use super::{SqlTokenStore, backend, on_pool, queries};
 use crate::{store::StoreError, store::records::to_millis};
 
 /// One script of the schema's history.

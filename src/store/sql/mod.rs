@@ -19,20 +19,21 @@
 mod migrate;
 mod queries;
 mod read;
+mod take;
 mod transaction;
 
 use std::{
-    collections::HashSet,
     fmt,
     time::{Duration, SystemTime},
 };
 
 use sqlx::Row;
 
-use self::queries::Dialect;
+use self::{queries::Dialect, take::Take};
 use super::{
-    Capture, ConversionCounts, ConversionId, ConversionState, Lease, LeaseId, NewCapture, NewConversion,
-    OwedConversion, Settlement, StoreError, Taken, TokenKey, TokenStore, VoidOutcome, async_trait,
+    Capture, CaptureStore, Conversion, ConversionCounts, ConversionId, ConversionState, ConversionStore,
+    Inspection, Lease, LeaseId, NewCapture, NewConversion, Outbox, Settlement, StoreError, Taken, TokenKey,
+    VoidOutcome, async_trait,
     records::{from_millis, to_millis},
 };
 use crate::{config::Attribution, ids::OrderRef};
@@ -41,8 +42,7 @@ use crate::{config::Attribution, ids::OrderRef};
 /// seconds.
 pub const DEFAULT_SQL_TIMEOUT: Duration = Duration::from_secs(5);
 
-pub(crate) use self::transaction::Refusal;
-pub use self::transaction::SqlConnection;
+pub use self::transaction::{SqlConnection, TakeInError};
 
 /// A [`TokenStore`] in SQLite or Postgres: durable, and on Postgres shared by every instance of
 /// the shop (a visitor who lands on one instance and orders on another converts, once).
@@ -121,96 +121,19 @@ macro_rules! on_pool {
     ($store:expr, |$pool:ident, $dialect:ident| $body:expr) => {
         match &$store.pool {
             #[cfg(feature = "sqlite")]
-            Pool::Sqlite($pool) => {
-                let $dialect: &Dialect = &queries::SQLITE;
+            $crate::store::sql::Pool::Sqlite($pool) => {
+                let $dialect: &$crate::store::sql::queries::Dialect = &$crate::store::sql::queries::SQLITE;
                 $body
             }
             #[cfg(feature = "postgres")]
-            Pool::Postgres($pool) => {
-                let $dialect: &Dialect = &queries::POSTGRES;
+            $crate::store::sql::Pool::Postgres($pool) => {
+                let $dialect: &$crate::store::sql::queries::Dialect = &$crate::store::sql::queries::POSTGRES;
                 $body
             }
         }
     };
 }
 use on_pool;
-
-/// The take's statements on `$connection` (a transaction, or a `&mut` connection, of either
-/// backend), in the caller's transaction: locks the capture for `$key` and makes it the
-/// owed conversion `$conversion`. Returns early with `Err` when a statement failed (roll
-/// back); else evaluates to what to answer once committed.
-macro_rules! take_on {
-    ($connection:ident, $key:expr, $conversion:expr) => {{
-        let held = sqlx::query($crate::store::sql::queries::TAKE_CAPTURE)
-            .bind($key.to_string())
-            .fetch_all(&mut *$connection)
-            .await
-            .map_err($crate::store::sql::backend)?;
-        $crate::store::sql::taken_from!($connection, $key, held, $conversion)
-    }};
-}
-
-/// The rest of [`take_on`], given the rows the capture's locking write returned: the capture
-/// under `$key`, if any. An unreadable one is removed (see the type's doc).
-macro_rules! taken_from {
-    ($connection:ident, $key:expr, $held:expr, $conversion:expr) => {{
-        use $crate::store::sql::read;
-        let conversion: $crate::store::NewConversion = $conversion;
-        let ordered_at = $crate::store::records::to_millis(conversion.ordered_at);
-        match $held.first().map(|row| read::live_capture(row, ordered_at)) {
-            Some(Ok(Some(capture))) => $crate::store::sql::insert_on!($connection, capture, conversion),
-            None | Some(Ok(None)) => Ok($crate::store::Taken::NoCapture),
-            Some(Err(error)) => {
-                read::refused("capture", None, &error);
-                sqlx::query($crate::store::sql::queries::DELETE_CAPTURE)
-                    .bind($key.to_string())
-                    .execute(&mut *$connection)
-                    .await
-                    .map_err($crate::store::sql::backend)?;
-                Err(error)
-            }
-        }
-    }};
-}
-use taken_from;
-
-/// Makes `$capture` the owed conversion `$conversion` on `$connection`, unless its token has
-/// one: as [`take_on`].
-macro_rules! insert_on {
-    ($connection:ident, $capture:expr, $conversion:expr) => {{
-        use $crate::store::sql::{backend, due_at, lease_text, queries, read};
-        use $crate::store::{OwedConversion, Taken, records::to_millis};
-        let conversion: $crate::store::NewConversion = $conversion;
-        let lease = conversion.lease;
-        let owed = OwedConversion::new($capture, conversion);
-        let inserted = sqlx::query(queries::INSERT_CONVERSION)
-            .bind(owed.id.to_string())
-            .bind(owed.token.as_str())
-            .bind(owed.product.as_str())
-            .bind(owed.order.as_ref().map($crate::ids::OrderRef::as_str))
-            .bind(to_millis(owed.ordered_at))
-            .bind(owed.next_attempt_at.map(to_millis))
-            .bind(lease.map(|lease| lease_text(lease.id)))
-            .bind(lease.map(|lease| to_millis(lease.until)))
-            .bind(due_at(owed.next_attempt_at, lease))
-            .execute(&mut *$connection)
-            .await
-            .map_err(backend)?;
-        if inserted.rows_affected() == 1 {
-            Ok(Taken::Owed(owed))
-        } else {
-            let existing: String = sqlx::query_scalar(queries::CONVERSION_OF_TOKEN)
-                .bind(owed.token.as_str())
-                .fetch_one(&mut *$connection)
-                .await
-                .map_err(backend)?;
-            read::conversion_id(&existing)
-                .map(Taken::AlreadyConverted)
-                .inspect_err(|error| read::refused("conversion", None, error))
-        }
-    }};
-}
-use insert_on;
 
 impl SqlTokenStore {
     /// A store on a SQLite pool, with the [`DEFAULT_SQL_TIMEOUT`].
@@ -320,24 +243,7 @@ fn due_at(next: Option<SystemTime>, lease: Option<Lease>) -> Option<i64> {
 }
 
 #[async_trait]
-impl TokenStore for SqlTokenStore {
-    fn timeout(&self) -> Option<Duration> {
-        Some(self.timeout)
-    }
-
-    async fn now(&self) -> Result<SystemTime, StoreError> {
-        self.within_timeout(async {
-            on_pool!(self, |pool, dialect| match dialect.now {
-                Some(now) => {
-                    let millis: i64 = sqlx::query_scalar(now).fetch_one(pool).await.map_err(backend)?;
-                    Ok(from_millis(millis))
-                }
-                None => Ok(SystemTime::now()),
-            })
-        })
-        .await
-    }
-
+impl CaptureStore for SqlTokenStore {
     async fn capture(&self, key: TokenKey, new: NewCapture) -> Result<bool, StoreError> {
         let replace = new.attribution == Attribution::LastClick;
         let (at, expires_at) = (to_millis(new.at), to_millis(new.expires_at()));
@@ -375,29 +281,28 @@ impl TokenStore for SqlTokenStore {
         })
         .await
     }
+}
 
+#[async_trait]
+impl ConversionStore for SqlTokenStore {
     async fn take(&self, key: TokenKey, conversion: NewConversion) -> Result<Taken, StoreError> {
-        self.writing(async {
-            on_pool!(self, |pool| {
-                let mut transaction = pool.begin().await.map_err(backend)?;
-                let taken = take_on!(transaction, key, conversion);
-                transaction.commit().await.map_err(at_commit)?;
-                taken
-            })
-        })
-        .await
+        let database = self.database_id().await?;
+        self.writing(async { on_pool!(self, |pool| Take::on_pool(pool, &database, key, conversion).await) })
+            .await
+    }
+
+    async fn take_in(
+        &self,
+        connection: &mut SqlConnection<'_>,
+        key: TokenKey,
+        conversion: NewConversion,
+    ) -> Result<Taken, TakeInError> {
+        self.take_in_shop(connection, key, conversion).await
     }
 
     async fn owe(&self, capture: Capture, conversion: NewConversion) -> Result<Taken, StoreError> {
-        self.writing(async {
-            on_pool!(self, |pool| {
-                let mut transaction = pool.begin().await.map_err(backend)?;
-                let taken = insert_on!(transaction, capture, conversion);
-                transaction.commit().await.map_err(at_commit)?;
-                taken
-            })
-        })
-        .await
+        self.writing(async { on_pool!(self, |pool| Take::owe_on_pool(pool, capture, conversion).await) })
+            .await
     }
 
     async fn void(&self, id: ConversionId, now: SystemTime) -> Result<VoidOutcome, StoreError> {
@@ -434,12 +339,63 @@ impl TokenStore for SqlTokenStore {
         .await
     }
 
+    async fn find(&self, order: &OrderRef) -> Result<Option<Conversion>, StoreError> {
+        self.within_timeout(async {
+            on_pool!(self, |pool| {
+                let rows =
+                    sqlx::query(queries::FIND).bind(order.as_str()).fetch_all(pool).await.map_err(backend)?;
+                Ok(rows.iter().find_map(read::readable_conversion))
+            })
+        })
+        .await
+    }
+
+    async fn purge(&self, settled_before: SystemTime, now: SystemTime) -> Result<u64, StoreError> {
+        self.writing(async {
+            on_pool!(self, |pool| {
+                let conversions = sqlx::query(queries::PURGE_CONVERSIONS)
+                    .bind(to_millis(settled_before))
+                    .execute(pool)
+                    .await
+                    .map_err(backend)?;
+                let captures = sqlx::query(queries::PURGE_CAPTURES)
+                    .bind(to_millis(now))
+                    .execute(pool)
+                    .await
+                    .map_err(backend)?;
+                tracing::debug!(captures = captures.rows_affected(), "purged expired Sovendus captures");
+                Ok(conversions.rows_affected())
+            })
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl Outbox for SqlTokenStore {
+    fn timeout(&self) -> Option<Duration> {
+        Some(self.timeout)
+    }
+
+    async fn now(&self) -> Result<SystemTime, StoreError> {
+        self.within_timeout(async {
+            on_pool!(self, |pool, dialect| match dialect.now {
+                Some(now) => {
+                    let millis: i64 = sqlx::query_scalar(now).fetch_one(pool).await.map_err(backend)?;
+                    Ok(from_millis(millis))
+                }
+                None => Ok(SystemTime::now()),
+            })
+        })
+        .await
+    }
+
     async fn claim(
         &self,
         now: SystemTime,
         limit: usize,
         lease: Lease,
-    ) -> Result<Vec<OwedConversion>, StoreError> {
+    ) -> Result<Vec<Conversion>, StoreError> {
         let now = to_millis(now);
         let lease_id = lease_text(lease.id);
         let mut claimed = self
@@ -510,54 +466,32 @@ impl TokenStore for SqlTokenStore {
         lease: LeaseId,
         settlement: Settlement,
     ) -> Result<bool, StoreError> {
-        let held = self.settle_all(vec![(id, lease, settlement)]).await?;
-        Ok(held.first().copied().unwrap_or(false))
-    }
-
-    /// One statement for all: deliveries that end together cost one write and one round trip.
-    async fn settle_all(
-        &self,
-        settlements: Vec<(ConversionId, LeaseId, Settlement)>,
-    ) -> Result<Vec<bool>, StoreError> {
-        if settlements.is_empty() {
-            return Ok(Vec::new());
-        }
-        let ids: HashSet<ConversionId> = settlements.iter().map(|(id, ..)| *id).collect();
-        if ids.len() < settlements.len() {
-            // One statement would apply one of a conversion's settlements, unsaid which, and
-            // report both: each goes on its own, in order, instead.
-            let mut held = Vec::with_capacity(settlements.len());
-            for settlement in settlements {
-                held.extend(self.settle_all(vec![settlement]).await?);
-            }
-            return Ok(held);
-        }
-        let statement = queries::settle_all(settlements.len());
-        let ended: Vec<String> = self
-            .writing(async {
-                on_pool!(self, |pool| {
-                    let mut query = sqlx::query_scalar(&statement);
-                    for (id, lease, settlement) in &settlements {
-                        let settled = settlement.state.is_settled();
-                        let next = settlement.next_attempt_at.map(to_millis);
-                        query = query
-                            .bind(id.to_string())
-                            .bind(lease_text(*lease))
-                            .bind(settlement.state.as_str())
-                            .bind(i64::from(settlement.attempts))
-                            .bind(next)
-                            .bind(settlement.last_error.clone())
-                            .bind(settled.then(|| to_millis(settlement.at)))
-                            .bind(if settled { None } else { next });
-                    }
-                    query.fetch_all(pool).await.map_err(backend)
-                })
+        let settled = settlement.state.is_settled();
+        let next = settlement.next_attempt_at.map(to_millis);
+        let ended = self.writing(async {
+            on_pool!(self, |pool| {
+                sqlx::query(queries::SETTLE)
+                    .bind(id.to_string())
+                    .bind(lease_text(lease))
+                    .bind(settlement.state.as_str())
+                    .bind(i64::from(settlement.attempts))
+                    .bind(next)
+                    .bind(settlement.last_error.as_deref())
+                    .bind(settled.then(|| to_millis(settlement.at)))
+                    .bind(if settled { None } else { next })
+                    .execute(pool)
+                    .await
+                    .map(|done| done.rows_affected())
+                    .map_err(backend)
             })
-            .await?;
-        Ok(settlements.iter().map(|(id, ..)| ended.contains(&id.to_string())).collect())
+        });
+        Ok(ended.await? > 0)
     }
+}
 
-    async fn list(&self, state: ConversionState, limit: usize) -> Result<Vec<OwedConversion>, StoreError> {
+#[async_trait]
+impl Inspection for SqlTokenStore {
+    async fn list(&self, state: ConversionState, limit: usize) -> Result<Vec<Conversion>, StoreError> {
         self.within_timeout(async {
             on_pool!(self, |pool| {
                 let rows = sqlx::query(queries::LIST)
@@ -592,18 +526,7 @@ impl TokenStore for SqlTokenStore {
         .await
     }
 
-    async fn find(&self, order: &OrderRef) -> Result<Option<OwedConversion>, StoreError> {
-        self.within_timeout(async {
-            on_pool!(self, |pool| {
-                let rows =
-                    sqlx::query(queries::FIND).bind(order.as_str()).fetch_all(pool).await.map_err(backend)?;
-                Ok(rows.iter().find_map(read::readable_conversion))
-            })
-        })
-        .await
-    }
-
-    async fn wake_parked(&self, now: SystemTime) -> Result<u64, StoreError> {
+    async fn retry_parked(&self, now: SystemTime) -> Result<u64, StoreError> {
         self.writing(async {
             on_pool!(self, |pool| {
                 sqlx::query(queries::WAKE_PARKED)
@@ -617,7 +540,7 @@ impl TokenStore for SqlTokenStore {
         .await
     }
 
-    async fn revive(&self, id: ConversionId, now: SystemTime) -> Result<bool, StoreError> {
+    async fn retry_dead(&self, id: ConversionId, now: SystemTime) -> Result<bool, StoreError> {
         self.writing(async {
             on_pool!(self, |pool| {
                 sqlx::query(queries::REVIVE)
@@ -627,26 +550,6 @@ impl TokenStore for SqlTokenStore {
                     .await
                     .map(|done| done.rows_affected() == 1)
                     .map_err(backend)
-            })
-        })
-        .await
-    }
-
-    async fn purge(&self, settled_before: SystemTime, now: SystemTime) -> Result<u64, StoreError> {
-        self.writing(async {
-            on_pool!(self, |pool| {
-                let conversions = sqlx::query(queries::PURGE_CONVERSIONS)
-                    .bind(to_millis(settled_before))
-                    .execute(pool)
-                    .await
-                    .map_err(backend)?;
-                let captures = sqlx::query(queries::PURGE_CAPTURES)
-                    .bind(to_millis(now))
-                    .execute(pool)
-                    .await
-                    .map_err(backend)?;
-                tracing::debug!(captures = captures.rows_affected(), "purged expired Sovendus captures");
-                Ok(conversions.rows_affected())
             })
         })
         .await

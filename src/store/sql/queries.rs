@@ -5,7 +5,7 @@
 //! Times are bound as BIGINT milliseconds since the Unix epoch, always the caller's; the caller
 //! reads them from the database's clock ([`Dialect::now`]), which no other query reads.
 
-/// The columns an [`OwedConversion`](crate::store::OwedConversion) is read from, in a
+/// The columns an [`Conversion`](crate::store::Conversion) is read from, in a
 /// `concat!`.
 macro_rules! conversion_columns {
     () => {
@@ -99,27 +99,24 @@ pub(super) const CAPTURED: &str = "SELECT token, product_id FROM sovendus_captur
      WHERE visitor_key = $1 AND expires_at > $2 \
      AND NOT EXISTS (SELECT 1 FROM sovendus_conversions WHERE token = sovendus_captures.token)";
 
-/// The capture under `$1`, locked by a write that changes nothing: on SQLite the take holds the
-/// write lock from here (concurrent takes queue for it instead of failing to upgrade a read
-/// lock), on Postgres the row's lock. The capture stays: once its token is converted it tells
-/// the visitor's next order so ([`Taken::AlreadyConverted`](crate::store::Taken)), until the
-/// purge removes it with its expiry. No index changes: the write touches one page.
+/// The capture under `$1`, locked by a write that changes nothing, if the database is the one
+/// named `$2`: on SQLite the take holds the write lock from here (concurrent takes queue for it
+/// instead of failing to upgrade a read lock), on Postgres the row's lock. The capture stays:
+/// once its token is converted it tells the visitor's next order so
+/// ([`Taken::AlreadyConverted`](crate::store::Taken)), until the purge removes it with its
+/// expiry. No index changes: the write touches one page.
 pub(super) const TAKE_CAPTURE: &str = "UPDATE sovendus_captures SET product_id = product_id \
-     WHERE visitor_key = $1 RETURNING token, product_id, expires_at";
-
-/// [`TAKE_CAPTURE`], if the database is the one named `$2`.
-pub(super) const TAKE_CAPTURE_OF_DATABASE: &str = "UPDATE sovendus_captures SET product_id = product_id \
      WHERE visitor_key = $1 AND EXISTS (SELECT 1 FROM sovendus_database WHERE id = $2) \
      RETURNING token, product_id, expires_at";
 
 /// Removes the capture under `$1`: an unreadable one, which can never become a conversion.
 pub(super) const DELETE_CAPTURE: &str = "DELETE FROM sovendus_captures WHERE visitor_key = $1";
 
-/// A new owed conversion, unless its token has one.
+/// A new owed conversion, unless its token has one: returns its ID if it was written.
 pub(super) const INSERT_CONVERSION: &str = "INSERT INTO sovendus_conversions \
      (id, token, product_id, order_ref, ordered_at, state, attempts, next_attempt_at, lease_id, lease_until, due_at) \
      VALUES ($1, $2, $3, $4, $5, 'owed', 0, $6, $7, $8, $9) \
-     ON CONFLICT (token) DO NOTHING";
+     ON CONFLICT (token) DO NOTHING RETURNING id";
 
 /// The ID of the conversion of token `$1`.
 pub(super) const CONVERSION_OF_TOKEN: &str = "SELECT id FROM sovendus_conversions WHERE token = $1";
@@ -140,38 +137,21 @@ pub(super) const RENEW: &str = "UPDATE sovendus_conversions \
                        WHEN lease_until > $3 THEN lease_until ELSE $3 END \
      WHERE id = $1 AND lease_id = $2 AND state <> 'voided'";
 
-/// Ends the leases of `count` conversions with their deliveries' outcomes, returning the IDs
-/// settled: those whose lease held, and those delivered whatever the lease (a 200 is recorded
-/// unless one was already, or a void that waited for no delivery): eight parameters a
-/// conversion, in the order of the `VALUES` columns (ID, lease, state, attempts, next attempt,
-/// last error, settled at, due at). A conversion voided while its delivery was out stays
-/// voided unless that delivery says delivered.
-pub(super) fn settle_all(count: usize) -> String {
-    let rows: Vec<String> = (0..count)
-        .map(|row| {
-            let first = row * 8 + 1;
-            let parameters: Vec<String> = (first..first + 8).map(|at| format!("${at}")).collect();
-            format!("({})", parameters.join(", "))
-        })
-        .collect();
-    format!(
-        "UPDATE sovendus_conversions \
-         SET state = CASE WHEN {stays_voided} THEN 'voided' ELSE s.column3 END, \
-             attempts = s.column4, last_error = s.column6, \
-             next_attempt_at = CASE WHEN {stays_voided} THEN NULL ELSE s.column5 END, \
-             settled_at = CASE WHEN {stays_voided} THEN sovendus_conversions.settled_at ELSE s.column7 END, \
-             due_at = CASE WHEN {stays_voided} THEN NULL ELSE s.column8 END, \
-             lease_id = NULL, lease_until = NULL \
-         FROM (VALUES {}) AS s \
-         WHERE sovendus_conversions.id = s.column1 \
-           AND (sovendus_conversions.lease_id = s.column2 \
-                OR (s.column3 = 'delivered' AND sovendus_conversions.state <> 'delivered' \
-                    AND NOT (sovendus_conversions.state = 'voided' AND sovendus_conversions.lease_id IS NULL))) \
-         RETURNING sovendus_conversions.id",
-        rows.join(", "),
-        stays_voided = "(sovendus_conversions.state = 'voided' AND s.column3 <> 'delivered')",
-    )
-}
+/// Ends lease `$2` on conversion `$1` with its delivery's outcome: state `$3`, attempts `$4`,
+/// next attempt `$5`, last error `$6`, settled at `$7`, due at `$8`. Whatever the lease, a 200
+/// (`$3` delivered) is recorded, unless one was already, or a void that waited for no delivery
+/// ended it. A conversion voided while its delivery was out stays voided unless that delivery
+/// says delivered.
+pub(super) const SETTLE: &str = "UPDATE sovendus_conversions \
+     SET state = CASE WHEN state = 'voided' AND $3 <> 'delivered' THEN 'voided' ELSE $3 END, \
+         attempts = $4, last_error = $6, \
+         next_attempt_at = CASE WHEN state = 'voided' AND $3 <> 'delivered' THEN NULL ELSE $5 END, \
+         settled_at = CASE WHEN state = 'voided' AND $3 <> 'delivered' THEN settled_at ELSE $7 END, \
+         due_at = CASE WHEN state = 'voided' AND $3 <> 'delivered' THEN NULL ELSE $8 END, \
+         lease_id = NULL, lease_until = NULL \
+     WHERE id = $1 \
+       AND (lease_id = $2 OR ($3 = 'delivered' AND state <> 'delivered' \
+                              AND NOT (state = 'voided' AND lease_id IS NULL)))";
 
 /// Up to `$2` conversions in state `$1`, the earliest ordered first.
 pub(super) const LIST: &str = concat!(
@@ -219,9 +199,6 @@ pub(super) const VOID: &str = concat!(
 /// Conversion `$1`.
 pub(super) const CONVERSION: &str =
     concat!("SELECT ", conversion_columns!(), " FROM sovendus_conversions WHERE id = $1");
-
-/// Whether conversion `$1` is there (committed).
-pub(super) const CONVERSION_EXISTS: &str = "SELECT COUNT(*) FROM sovendus_conversions WHERE id = $1";
 
 /// The database's identity: the ID [`SqlTokenStore::migrate`](super::SqlTokenStore::migrate)
 /// gave it.

@@ -10,7 +10,7 @@ use crate::{
     ids::SovReqToken,
     metrics,
     store::StoreError,
-    store::{Capture, ConversionId, ConversionState, OwedConversion, records::from_millis},
+    store::{Capture, Conversion, ConversionId, ConversionState, records::from_millis},
 };
 
 /// Column `column` of `row`, or why it cannot be read.
@@ -61,7 +61,7 @@ pub(super) fn conversion_id(stored: &str) -> Result<ConversionId, StoreError> {
 }
 
 /// The conversion in `row` (the columns of `conversion_columns!`).
-pub(super) fn conversion<'r, R>(row: &'r R) -> Result<OwedConversion, StoreError>
+pub(super) fn conversion<'r, R>(row: &'r R) -> Result<Conversion, StoreError>
 where
     R: Row,
     &'static str: ColumnIndex<R>,
@@ -79,7 +79,7 @@ where
         .map_err(|_| unreadable("its count of attempts is out of range"))?;
     let time = |name| column::<_, Option<i64>>(row, name).map(|millis| millis.map(from_millis));
     let ordered_at = from_millis(column(row, "ordered_at")?);
-    Ok(OwedConversion {
+    Ok(Conversion {
         id,
         token,
         product,
@@ -94,7 +94,7 @@ where
 }
 
 /// The conversion in `row`, or `None` (logged and counted) if it is unreadable.
-pub(super) fn readable_conversion<'r, R>(row: &'r R) -> Option<OwedConversion>
+pub(super) fn readable_conversion<'r, R>(row: &'r R) -> Option<Conversion>
 where
     R: Row,
     &'static str: ColumnIndex<R>,

@@ -1,7 +1,7 @@
 //! The shop's own transaction taking the visitor's capture: [`SqlConnection`], and the take
 //! on it. The order and its conversion then commit, or roll back, together.
 
-use super::{Dialect, Pool, SqlTokenStore, backend, on_pool, queries, taken_from};
+use super::{Pool, SqlTokenStore, on_pool, take::Take};
 use crate::store::{NewConversion, StoreError, Taken, TokenKey};
 
 /// A connection of the shop's, inside the transaction that writes an order: what
@@ -55,43 +55,24 @@ impl std::fmt::Debug for SqlConnection<'_> {
     }
 }
 
-/// Why a shop's transaction cannot take a conversion.
-#[derive(Debug)]
-pub(crate) enum Refusal {
-    /// It is on another database than the store's: why.
+/// Why a shop's transaction could not take the visitor's conversion
+/// ([`ConversionStore::take_in`](crate::store::ConversionStore::take_in)): nothing was taken.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TakeInError {
+    /// The transaction cannot take it: the store cannot join a shop's transaction, the
+    /// transaction is on another database than the store's, or the connection is not in a
+    /// transaction. Says which.
+    #[error("the order's transaction cannot take the Sovendus conversion: {0}")]
     Unjoinable(String),
-    /// The database failed.
-    Store(StoreError),
-}
-
-/// Runs `$body` with `$connection` bound to the shop's connection and `$pool` to the store's
-/// pool, of the same backend; refuses a connection of the other backend.
-macro_rules! on_connection {
-    ($store:expr, $shop:expr, |$pool:ident, $connection:ident| $body:expr) => {{
-        #[allow(unreachable_patterns)]
-        match (&$store.pool, &mut $shop.0) {
-            #[cfg(feature = "sqlite")]
-            (Pool::Sqlite($pool), Connection::Sqlite($connection)) => $body,
-            #[cfg(feature = "postgres")]
-            (Pool::Postgres($pool), Connection::Postgres($connection)) => $body,
-            _ => Err(Refusal::Unjoinable(format!(
-                "the transaction is on {}, the token store on {}",
-                $shop.backend(),
-                $store.dialect().name
-            ))),
-        }
-    }};
-}
-
-/// Whether `error` says a table is missing: the database is not one `migrate` ran on.
-fn is_missing_table(error: &sqlx::Error) -> bool {
-    let sqlx::Error::Database(error) = error else { return false };
-    // Postgres' undefined_table; SQLite has no code of its own for it.
-    error.code().as_deref() == Some("42P01") || error.message().starts_with("no such table")
+    /// A statement failed: on Postgres that aborted the transaction.
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 impl SqlConnection<'_> {
-    fn backend(&self) -> &'static str {
+    /// The backend's name.
+    pub(super) fn backend(&self) -> &'static str {
         match self.0 {
             #[cfg(feature = "sqlite")]
             Connection::Sqlite(_) => "sqlite",
@@ -103,72 +84,48 @@ impl SqlConnection<'_> {
 
 impl SqlTokenStore {
     /// The identity [`migrate`](Self::migrate) gave the store's database, read once.
-    async fn database_id(&self) -> Result<String, StoreError> {
+    pub(super) async fn database_id(&self) -> Result<String, StoreError> {
         let id = self.database.get_or_try_init(|| async {
-            self.within_timeout(async {
-                on_pool!(self, |pool| {
-                    sqlx::query_scalar(queries::DATABASE_ID).fetch_one(pool).await.map_err(backend)
-                })
-            })
-            .await
+            self.within_timeout(async { on_pool!(self, |pool| Take::database_on_pool(pool).await) }).await
         });
         id.await.cloned()
     }
 
     /// Takes the capture for `key` into `conversion` on the shop's `connection`, inside its
-    /// transaction: owed once it commits, nothing if it rolls back. Refuses a connection to
-    /// another database than the store's, before it writes: the capture's locking write names
-    /// the store's database. Waits for the shop's database as the shop's own statements do (no
-    /// timeout of the store's: the transaction is the shop's).
-    pub(crate) async fn take_in(
+    /// transaction (see [`ConversionStore::take_in`](crate::store::ConversionStore::take_in)).
+    pub(super) async fn take_in_shop(
         &self,
         shop: &mut SqlConnection<'_>,
         key: TokenKey,
         conversion: NewConversion,
-    ) -> Result<Taken, Refusal> {
-        let ours = self.database_id().await.map_err(Refusal::Store)?;
-        on_connection!(self, shop, |_pool, connection| {
-            let connection = &mut **connection;
-            if !sqlx::Connection::is_in_transaction(connection) {
-                return Err(Refusal::Unjoinable(
-                    "the connection is not in a transaction: pass `&mut *transaction`".to_owned(),
-                ));
+    ) -> Result<Taken, TakeInError> {
+        let ours = self.database_id().await?;
+        let taken = match (&self.pool, &mut shop.0) {
+            #[cfg(feature = "sqlite")]
+            (Pool::Sqlite(_), Connection::Sqlite(connection)) => {
+                in_transaction(&**connection)?;
+                Take::<sqlx::Sqlite>::capture(connection, &ours, key, conversion).await
             }
-            let held = sqlx::query(queries::TAKE_CAPTURE_OF_DATABASE)
-                .bind(key.to_string())
-                .bind(&ours)
-                .fetch_all(&mut *connection)
-                .await;
-            let held = match held {
-                Ok(held) => held,
-                Err(error) if is_missing_table(&error) => {
-                    return Err(Refusal::Unjoinable(
-                        "the transaction's database has no Sovendus tables (SqlTokenStore::migrate ran on another)"
-                            .to_owned(),
-                    ));
-                }
-                Err(error) => return Err(Refusal::Store(backend(error))),
-            };
-            if held.is_empty() {
-                // No capture here, or not the store's database: which?
-                let theirs: String = sqlx::query_scalar(queries::DATABASE_ID)
-                    .fetch_one(&mut *connection)
-                    .await
-                    .map_err(|error| Refusal::Store(backend(error)))?;
-                if theirs != ours {
-                    return Err(Refusal::Unjoinable(
-                        "the transaction's database is not the token store's".to_owned(),
-                    ));
-                }
+            #[cfg(feature = "postgres")]
+            (Pool::Postgres(_), Connection::Postgres(connection)) => {
+                in_transaction(&**connection)?;
+                Take::<sqlx::Postgres>::capture(connection, &ours, key, conversion).await
             }
-            let taken: Result<Taken, StoreError> =
-                async { taken_from!(connection, key, held, conversion) }.await;
-            match taken {
-                // Logged, counted and removed with the order, which need not fail for it.
-                Err(StoreError::Unreadable(_)) => Ok(Taken::NoCapture),
-                taken => taken.map_err(Refusal::Store),
+            #[allow(unreachable_patterns)]
+            _ => {
+                let why = format!(
+                    "the transaction is on {}, the token store on {}",
+                    shop.backend(),
+                    self.dialect().name
+                );
+                return Err(TakeInError::Unjoinable(why));
             }
-        })
+        };
+        match taken {
+            // Logged, counted and removed with the order, which need not fail for it.
+            Err(TakeInError::Store(StoreError::Unreadable(_))) => Ok(Taken::NoCapture),
+            taken => taken,
+        }
     }
 
     /// Reads the identity [`migrate`](Self::migrate) gave the database into the store, so that
@@ -177,19 +134,14 @@ impl SqlTokenStore {
         // Set once: a second migrate of the same store finds the same identity.
         let _ = self.database.set(id);
     }
+}
 
-    /// Whether conversion `id` is committed, as the store's pool sees it.
-    pub(crate) async fn is_committed(&self, id: crate::store::ConversionId) -> Result<bool, StoreError> {
-        self.within_timeout(async {
-            on_pool!(self, |pool| {
-                let count: i64 = sqlx::query_scalar(queries::CONVERSION_EXISTS)
-                    .bind(id.to_string())
-                    .fetch_one(pool)
-                    .await
-                    .map_err(backend)?;
-                Ok(count > 0)
-            })
-        })
-        .await
+/// Refuses a connection that is not in a transaction: its take would commit on its own.
+fn in_transaction(connection: &impl sqlx::Connection) -> Result<(), TakeInError> {
+    match connection.is_in_transaction() {
+        true => Ok(()),
+        false => Err(TakeInError::Unjoinable(
+            "the connection is not in a transaction: pass `&mut *transaction`".to_owned(),
+        )),
     }
 }

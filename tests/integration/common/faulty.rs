@@ -15,8 +15,9 @@ use async_trait::async_trait;
 use tower_sovendus::{
     OrderRef,
     store::{
-        Capture, ConversionCounts, ConversionId, ConversionState, Lease, LeaseId, NewCapture, NewConversion,
-        OwedConversion, Settlement, StoreError, Taken, TokenKey, TokenStore, VoidOutcome,
+        Capture, CaptureStore, Conversion, ConversionCounts, ConversionId, ConversionState, ConversionStore,
+        Inspection, Lease, LeaseId, NewCapture, NewConversion, Outbox, Settlement, StoreError, Taken,
+        TokenKey, TokenStore, VoidOutcome,
     },
 };
 
@@ -124,16 +125,7 @@ impl<S: TokenStore> FaultyStore<S> {
 }
 
 #[async_trait]
-impl<S: TokenStore> TokenStore for FaultyStore<S> {
-    fn timeout(&self) -> Option<Duration> {
-        self.inner.timeout()
-    }
-
-    async fn now(&self) -> Result<SystemTime, StoreError> {
-        self.shared.check()?;
-        Ok(self.shared.stepped(self.inner.now().await?))
-    }
-
+impl<S: TokenStore> CaptureStore for FaultyStore<S> {
     async fn capture(&self, key: TokenKey, capture: NewCapture) -> Result<bool, StoreError> {
         self.shared.check()?;
         self.inner.capture(key, capture).await
@@ -143,7 +135,10 @@ impl<S: TokenStore> TokenStore for FaultyStore<S> {
         self.shared.check()?;
         self.inner.captured(key, now).await
     }
+}
 
+#[async_trait]
+impl<S: TokenStore> ConversionStore for FaultyStore<S> {
     async fn take(&self, key: TokenKey, conversion: NewConversion) -> Result<Taken, StoreError> {
         self.shared.check()?;
         let takes = *self.takes.lock().unwrap();
@@ -167,12 +162,34 @@ impl<S: TokenStore> TokenStore for FaultyStore<S> {
         self.inner.void(id, now).await
     }
 
+    async fn find(&self, order: &OrderRef) -> Result<Option<Conversion>, StoreError> {
+        self.shared.check()?;
+        self.inner.find(order).await
+    }
+
+    async fn purge(&self, settled_before: SystemTime, now: SystemTime) -> Result<u64, StoreError> {
+        self.shared.check()?;
+        self.inner.purge(settled_before, now).await
+    }
+}
+
+#[async_trait]
+impl<S: TokenStore> Outbox for FaultyStore<S> {
+    fn timeout(&self) -> Option<Duration> {
+        self.inner.timeout()
+    }
+
+    async fn now(&self) -> Result<SystemTime, StoreError> {
+        self.shared.check()?;
+        Ok(self.shared.stepped(self.inner.now().await?))
+    }
+
     async fn claim(
         &self,
         now: SystemTime,
         limit: usize,
         lease: Lease,
-    ) -> Result<Vec<OwedConversion>, StoreError> {
+    ) -> Result<Vec<Conversion>, StoreError> {
         self.shared.check()?;
         self.inner.claim(now, limit, lease).await
     }
@@ -208,8 +225,11 @@ impl<S: TokenStore> TokenStore for FaultyStore<S> {
         }
         self.inner.settle(id, lease, settlement).await
     }
+}
 
-    async fn list(&self, state: ConversionState, limit: usize) -> Result<Vec<OwedConversion>, StoreError> {
+#[async_trait]
+impl<S: TokenStore> Inspection for FaultyStore<S> {
+    async fn list(&self, state: ConversionState, limit: usize) -> Result<Vec<Conversion>, StoreError> {
         self.shared.check()?;
         self.inner.list(state, limit).await
     }
@@ -219,23 +239,13 @@ impl<S: TokenStore> TokenStore for FaultyStore<S> {
         self.inner.counts().await
     }
 
-    async fn find(&self, order: &OrderRef) -> Result<Option<OwedConversion>, StoreError> {
+    async fn retry_parked(&self, now: SystemTime) -> Result<u64, StoreError> {
         self.shared.check()?;
-        self.inner.find(order).await
+        self.inner.retry_parked(now).await
     }
 
-    async fn wake_parked(&self, now: SystemTime) -> Result<u64, StoreError> {
+    async fn retry_dead(&self, id: ConversionId, now: SystemTime) -> Result<bool, StoreError> {
         self.shared.check()?;
-        self.inner.wake_parked(now).await
-    }
-
-    async fn revive(&self, id: ConversionId, now: SystemTime) -> Result<bool, StoreError> {
-        self.shared.check()?;
-        self.inner.revive(id, now).await
-    }
-
-    async fn purge(&self, settled_before: SystemTime, now: SystemTime) -> Result<u64, StoreError> {
-        self.shared.check()?;
-        self.inner.purge(settled_before, now).await
+        self.inner.retry_dead(id, now).await
     }
 }
