@@ -53,10 +53,12 @@
 //!   session for `token_ttl`, until an order takes it.
 //! - **owed**: an order took the capture; the conversion waits in the store until Sovendus
 //!   accepts it, and is attempted on the [`DeliverySchedule`].
-//! - **parked**: Sovendus refused the shop's configuration (403, 404, 405, an unknown product);
-//!   retried on the schedule and at every start, once the configuration is fixed.
-//! - **dead**: never sent again: Sovendus does not know the token, or never answered within
-//!   the schedule.
+//! - **parked**: Sovendus refused the shop's configuration (403, 404, 405, an unknown product,
+//!   an unexpected answer); tried again on the schedule with no end, at every start and on
+//!   [`Delivery::retry_parked`], so delivered once the configuration is fixed
+//!   ([more](#delivery)).
+//! - **dead**: Sovendus does not know the token, or never answered within the schedule; never
+//!   sent again unless [`Delivery::retry_dead`] revives it.
 //! - **delivered**: Sovendus answered 200. One 200 per token, ever.
 //! - **voided**: the shop took the order back before delivery ([`Delivery::void`]): never sent.
 //!
