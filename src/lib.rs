@@ -71,6 +71,104 @@
 //! [`delivery`] what a shutdown reports, [`store`] the [`TokenStore`](store::TokenStore)
 //! trait and the records a store of one's own trades in, [`metrics`] the metrics' names.
 //!
+//! # Delivery
+//!
+//! The [`delivery`] module tells what each answer of Sovendus makes of a conversion (delivered,
+//! owed, parked, dead, voided), and [`DeliverySchedule`] when it is tried again. The first
+//! delivery of a conversion gets the quick [retries](RetryPolicy); each later one is one call.
+//!
+//! **Parked conversions** are tried on the schedule like owed ones, and past its end every
+//! `max_wait` (an hour by default), at every start of an instance and on
+//! [`Delivery::retry_parked`]. Those calls fail, logged, until the shop's configuration is
+//! fixed; the first after the fix delivers the conversion. Being parked never ends by age: a
+//! call that meets a 5xx, a 429 or no answer makes the conversion owed again while the
+//! schedule runs (and an owed one dies at the schedule's end), and leaves it parked past it.
+//!
+//! **Workers and leases.** Each instance runs [`workers`](SovendusConfigBuilder::workers)
+//! workers that claim due conversions from the store under a [lease](DeliverySchedule::lease),
+//! renewed beside the call, so a slow store never holds an answer back. Leases are judged by
+//! the store's clock (see [`store`]), so instances whose wall clocks disagree never take each
+//! other's leases. A delivery starts a call only while its last renewal is fresh, and renews
+//! before every quick retry: a [void](Delivery::void), or another's claim, takes effect before
+//! the next call. [`send_in_background`](SovendusConversion::send_in_background) and `owe_in`
+//! leave the first delivery to the workers, so the order page never waits on Sovendus.
+//!
+//! **A silent holder keeps its conversion.** A delivery whose lease ran out unsettled may still
+//! have its call out, or a 200 heard and not yet written. Nobody sends that conversion again for
+//! the [quarantine](DeliverySchedule::quarantine) after its lease, and the holder's late
+//! settlement ends it at once. A 200 is recorded whatever the lease: if the store cannot record
+//! it, the instance retries every second, as long as it lives, and never sends that conversion
+//! itself meanwhile; a graceful stop waits for every call of the instance, the order handlers'
+//! `send()` included. So a conversion is sent a second time only when its first caller is gone.
+//! Sovendus' API has no idempotency key to tell a repeat. The windows that remain, with the
+//! default schedule:
+//!
+//! | What happens | When the conversion may be sent a second time |
+//! |---|---|
+//! | an instance is killed (or crashes) with a call at Sovendus, or after a 200 and before the store records it | 5¼ minutes after its last renewal (lease and quarantine), by another instance or its restart |
+//! | the store is out of reach of the holder (an outage, a failover, a partition), or the holder is paused (SIGSTOP, a frozen VM), for longer than the quarantine while its call is out or its 200 unrecorded | once the lease and quarantine ran out, by an instance that reaches the store |
+//! | the store's clock steps forward by more than `quarantine + lease / 6 - request_timeout` (4½ minutes by default) | at once, for the calls out during the step |
+//! | a call times out, or its connection breaks before a status line: Sovendus may have booked it | at its next attempt on the schedule, as Sovendus' guide asks of an unanswered call |
+//! | [`Delivery::retry_dead`] of a conversion whose last call went unanswered | at once, on purpose |
+//! | [`shutdown`](Delivery::shutdown) returns with [`unrecorded`](DeliveryReport::unrecorded) not empty (a 200 the store could not record by the deadline) | by the next delivery; each is logged at ERROR |
+//!
+//! A step of the store's clock back, of any size, or forward up to that bound, sends nothing
+//! twice; an outage of every instance shorter than the quarantine neither. The repository's
+//! tests run these faults on every store (`tests/integration/silent_holder.rs`), and a seeded
+//! fault campaign against three instances on Postgres and on Redis (its figures are in
+//! `CONTRIBUTING.md`).
+//!
+//! **Shutdown.** Await [`Delivery::shutdown`] after the server stopped. It takes at most its
+//! deadline, plus the request timeout (a call already sent is never cut: Sovendus may have
+//! booked it), plus the store's timeout for the last settlements: with the defaults (10 s below,
+//! 30 s, 5 s for SQL) give the process 50 s, `terminationGracePeriodSeconds: 50` on Kubernetes
+//! (its default is 30) or `TimeoutStopSec=50` for systemd.
+//!
+//! ```
+//! use std::time::Duration;
+//! use axum::{Router, routing::get};
+//! use tower::ServiceBuilder;
+//! use tower_sessions::{MemoryStore, SessionManagerLayer, cookie::SameSite};
+//! use tower_sovendus::{SovendusConfig, SovendusLayer};
+//!
+//! async fn serve() -> Result<(), Box<dyn std::error::Error>> {
+//!     let sovendus = SovendusLayer::new(SovendusConfig::from_env()?);
+//!     let delivery = sovendus.delivery(); // before the router takes the layer
+//!     let app = Router::new().route("/", get(|| async { "welcome" })).layer(
+//!         ServiceBuilder::new()
+//!             .layer(SessionManagerLayer::new(MemoryStore::default()).with_same_site(SameSite::Lax))
+//!             .layer(sovendus),
+//!     );
+//!     let listener = tokio::net::TcpListener::bind("0.0.0.0:3000").await?;
+//!     axum::serve(listener, app).with_graceful_shutdown(stop_signal()).await?;
+//!     let report = delivery.shutdown(Duration::from_secs(10)).await;
+//!     tracing::info!(sent = report.sent(), cut_off = report.left().len(), "Sovendus delivery stopped");
+//!     Ok(())
+//! }
+//!
+//! /// Ctrl-C, or SIGTERM: systemd, Docker and Kubernetes stop a service with it.
+//! async fn stop_signal() {
+//!     use tokio::signal::{ctrl_c, unix::{SignalKind, signal}};
+//!     match signal(SignalKind::terminate()) {
+//!         Ok(mut terminate) => tokio::select! {
+//!             _ = ctrl_c() => {}
+//!             _ = terminate.recv() => {}
+//!         },
+//!         Err(_) => ctrl_c().await.unwrap_or(()),
+//!     }
+//! }
+//! ```
+//!
+//! **Inspection.** [`Delivery::counts`], [`list`](Delivery::list) (by
+//! [state](store::ConversionState)), [`find`](Delivery::find) (by order),
+//! [`retry_parked`](Delivery::retry_parked) (after fixing the configuration) and
+//! [`retry_dead`](Delivery::retry_dead) (after a long outage of Sovendus: the last unanswered
+//! call may have been booked, so revive on purpose, one by one).
+//!
+//! **Metrics and traces.** Counters and a gauge go through the `metrics` facade, under the
+//! names in [`metrics`], which also registers their descriptions ([`metrics::describe`]). The
+//! tracing spans `sovendus.capture` and `sovendus.send` carry the masked token.
+//!
 //! # Features
 //!
 //! - `axum` (default): [`SovendusConversion`] as an axum extractor. Without it the layer works
