@@ -169,6 +169,77 @@
 //! names in [`metrics`], which also registers their descriptions ([`metrics::describe`]). The
 //! tracing spans `sovendus.capture` and `sovendus.send` carry the masked token.
 //!
+//! # Stores
+//!
+//! | Store | Feature | Survives a restart | Shared by instances | Joins the order's transaction (`owe_in`) |
+//! |---|---|---|---|---|
+//! | [`MokaTokenStore`] (the default of [`SovendusLayer::new`]) | | no | no | no: [`Delivery::owe`] after the commit |
+//! | `SqlTokenStore` on SQLite | `sqlite` | yes | no (one host) | yes |
+//! | `SqlTokenStore` on Postgres | `postgres` | yes | yes | yes |
+//! | `RedisTokenStore` | `redis` | when Redis persists (RDB or AOF) | yes | no: [`Delivery::owe`] after the commit |
+//!
+//! The [`store`] module tells what every store keeps and how to write one; each store's type,
+//! the rest. In short:
+//!
+//! **The embedded store** ([`MokaTokenStore`]) keeps captures in a moka cache and owed
+//! conversions in a map that never evicts (at most
+//! [`queue_capacity`](SovendusConfigBuilder::queue_capacity) owed or parked; beyond it an
+//! order answers [`SovendusError::QueueFull`] and the token stays with the visitor). It loses
+//! everything on a restart: for tests, and single-instance shops that accept it.
+//!
+//! **SQL.** `SqlTokenStore` runs on sqlx 0.8, on the same pool as tower-sessions-sqlx-store
+//! 0.15, so sessions, captures and owed conversions share one database. Its migrations are
+//! embedded, and safe when several instances start at once. They make four tables:
+//! `sovendus_captures`, `sovendus_conversions` (in state `owed`, `parked`, `dead`, `delivered`
+//! or `voided`), `sovendus_schema` (the migrations applied) and `sovendus_database`, the
+//! database's identity, which `migrate` gives it: `owe_in` checks the order's transaction
+//! against it, so a transaction on another database is refused
+//! ([`SovendusError::Unjoinable`]), never written elsewhere. On Postgres, claims use
+//! `FOR UPDATE SKIP LOCKED`.
+//!
+//! ```toml
+//! [dependencies]
+//! tower-sovendus = { version = "0.1", features = ["postgres"] } # or "sqlite"
+//! tower-sessions-sqlx-store = { version = "0.15", features = ["postgres"] }
+//! ```
+//!
+//! ```no_run
+//! use tower_sessions::{SessionManagerLayer, cookie::SameSite};
+//! use tower_sessions_sqlx_store::PostgresStore;
+//! use tower_sovendus::{SovendusConfig, SovendusLayer, store::{SqlTokenStore, sqlx::PgPool}};
+//!
+//! async fn layers() -> Result<(SovendusLayer, SessionManagerLayer<PostgresStore>), Box<dyn std::error::Error>> {
+//!     let pool = PgPool::connect("postgres://shop@127.0.0.1/shop").await?;
+//!     let (tokens, sessions) = (SqlTokenStore::postgres(pool.clone()), PostgresStore::new(pool));
+//!     tokens.migrate().await?;
+//!     sessions.migrate().await?;
+//!     let sovendus = SovendusLayer::with_store(SovendusConfig::from_env()?, tokens);
+//!     Ok((sovendus, SessionManagerLayer::new(sessions).with_same_site(SameSite::Lax)))
+//! }
+//! ```
+//!
+//! **Redis.** `RedisTokenStore` runs on fred 10, the version tower-sessions-redis-store 0.16
+//! uses (re-exported as `store::fred`), so one pool serves sessions and tokens. Every key of a
+//! store starts with the hash tag `{sovendus}:`, so it works on a Redis Cluster too; each
+//! operation that reads and writes is one Lua script. Run Redis with `noeviction` or a
+//! `volatile-*` policy: owed conversions have no expiry. The store reads the policy at its first
+//! operation and refuses every operation under an `allkeys-*` one (`allow_evicting_policy()`
+//! lets it go on, with an ERROR logged). Run it with `appendonly yes`: a conversion Redis
+//! loses is never delivered. `examples/cluster.rs` is a runnable shop on Redis.
+//!
+//! **When the store is down**, a landing still answers (the capture is lost, logged and
+//! counted), and an order answers a retryable [`SovendusError::Store`] (or
+//! [`Outcome::Unknown`], for a write cut off midway) with the token still the visitor's. A
+//! settlement due after a 200 is retried for as long as the process lives, until the store
+//! answers. Records a store cannot read are refused, logged without their content, counted,
+//! and never sent.
+//!
+//! Settled conversions (delivered, dead and voided) are kept for
+//! [`keep_settled_for`](DeliverySchedule::keep_settled_for), 30 days and never less than the
+//! token's TTL, for inspection and so that a token that lands again converts no second time;
+//! then the workers purge them. A take leaves the visitor's capture in place, spent: their next
+//! order answers [`Outcome::AlreadyConverted`] until the capture expires.
+//!
 //! # Features
 //!
 //! - `axum` (default): [`SovendusConversion`] as an axum extractor. Without it the layer works
