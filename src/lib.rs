@@ -94,14 +94,14 @@
 //! leave the first delivery to the workers, so the order page never waits on Sovendus.
 //!
 //! **A silent holder keeps its conversion.** A delivery whose lease ran out unsettled may still
-//! have its call out, or a 200 heard and not yet written. Nobody sends that conversion again for
-//! the [quarantine](DeliverySchedule::quarantine) after its lease, and the holder's late
+//! have its call out, or a 200 heard and not yet written. Nobody sends that conversion again
+//! for the [quarantine](DeliverySchedule::quarantine) after its lease, and the holder's late
 //! settlement ends it at once. A 200 is recorded whatever the lease: if the store cannot record
-//! it, the instance retries every second, as long as it lives, and never sends that conversion
-//! itself meanwhile; a graceful stop waits for every call of the instance, the order handlers'
-//! `send()` included. So a conversion is sent a second time only when its first caller is gone.
-//! Sovendus' API has no idempotency key to tell a repeat. The windows that remain, with the
-//! default schedule:
+//! it, the instance tries again, at most a second apart, as long as it lives, and never sends
+//! that conversion itself meanwhile; a graceful stop waits for every call of the instance, the
+//! order handlers' `send()` included. So a conversion is sent a second time only when its first
+//! caller is gone. Sovendus' API has no idempotency key to tell a repeat. The windows that
+//! remain, with the default schedule:
 //!
 //! | What happens | When the conversion may be sent a second time |
 //! |---|---|
@@ -120,9 +120,10 @@
 //!
 //! **Shutdown.** Await [`Delivery::shutdown`] after the server stopped. It takes at most its
 //! deadline, plus the request timeout (a call already sent is never cut: Sovendus may have
-//! booked it), plus the store's timeout for the last settlements: with the defaults (10 s below,
-//! 30 s, 5 s for SQL) give the process 50 s, `terminationGracePeriodSeconds: 50` on Kubernetes
-//! (its default is 30) or `TimeoutStopSec=50` for systemd.
+//! booked it), plus the store's timeout for the last settlements: with the deadline below
+//! (10 s) and the defaults (30 s, 5 s for SQL), give the process 50 s:
+//! `terminationGracePeriodSeconds: 50` on Kubernetes (its default is 30) or `TimeoutStopSec=50`
+//! for systemd.
 //!
 //! ```
 //! use std::time::Duration;
@@ -220,7 +221,7 @@
 //!
 //! **Redis.** `RedisTokenStore` runs on fred 10, the version tower-sessions-redis-store 0.16
 //! uses (re-exported as `store::fred`), so one pool serves sessions and tokens. Every key of a
-//! store starts with the hash tag `{sovendus}:`, so it works on a Redis Cluster too; each
+//! store starts with one hash tag, `{sovendus}:` by default, so it works on a Redis Cluster; each
 //! operation that reads and writes is one Lua script. Run Redis with `noeviction` or a
 //! `volatile-*` policy: owed conversions have no expiry. The store reads the policy at its first
 //! operation and refuses every operation under an `allkeys-*` one (`allow_evicting_policy()`
@@ -295,14 +296,14 @@
 //!
 //! # Performance
 //!
-//! A request without a token costs the layer a scan of the query and one allocation (its
-//! handle for the extractor), about 0.1 µs (1.04× tower's `Identity` in process); under load,
-//! the demo shop with the layer serves 0.96× the requests of the shop without it. After an
-//! outage, one instance drains its owed conversions at about 5,600 a second on SQLite, 4,700
-//! on Postgres and 9,000 on Redis, on two cores that also run the database and the sandbox.
-//! The default TLS (rustls on aws-lc-rs) makes a shop's clean build about 2.6× as long;
-//! `native-tls` or `rustls-ring` about 1.5× to 1.6×. The repository's `BENCHMARKS.md` has every figure
-//! with its target and its method.
+//! A request without a token costs the layer a scan of the query and one allocation (its handle
+//! for the extractor), about 0.1 µs (1.04× tower's `Identity` in process); under load, the demo
+//! shop with the layer serves 0.96× the requests of the shop without it. After an outage, one
+//! instance drains its owed conversions at about 5,600 a second on SQLite, 4,700 on Postgres
+//! and 9,000 on Redis, on two cores that also run the database and the sandbox. The default TLS
+//! (rustls on aws-lc-rs) makes a shop's clean build about 2.6× as long; `native-tls` or
+//! `rustls-ring` about 1.5× to 1.6×. The repository's `BENCHMARKS.md` has every figure with its
+//! target and its method.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
