@@ -28,6 +28,30 @@
 //! assert_eq!(error.to_string(), "invalid Sovendus option `workers`: must be 1 to 1024");
 //! # Ok::<(), tower_sovendus::ConfigError>(())
 //! ```
+//!
+//! # Options
+//!
+//! [`SovendusConfig::from_env`] reads `SOVENDUS_PRODUCT_ID`, `SOVENDUS_API_KEY` and, if set,
+//! `SOVENDUS_ENDPOINT`; [`builder_from_env`](SovendusConfig::builder_from_env) does the same and
+//! leaves the other options to set in code.
+//!
+//! | Builder method | Default | What it does |
+//! |---|---|---|
+//! | [`builder(product_id, api_key)`](SovendusConfig::builder) | required | Your product ID and API key from Sovendus. |
+//! | [`token_parameter`](SovendusConfigBuilder::token_parameter) | `sovReqToken` | The query parameter to watch; Sovendus renames it for some partners. |
+//! | [`extra_product_id`](SovendusConfigBuilder::extra_product_id) | none | A product a landing may choose with the product parameter; once per product, [`MAX_PRODUCTS`] in all. |
+//! | [`product_parameter`](SovendusConfigBuilder::product_parameter) | `sovReqProductId` | The parameter choosing among the configured products; any other value means the first. |
+//! | [`token_ttl`](SovendusConfigBuilder::token_ttl) | 30 days | How long a captured token waits for its order. |
+//! | [`attribution`](SovendusConfigBuilder::attribution) | [`LastClick`](Attribution::LastClick) | Whether a later click replaces the stored token. |
+//! | [`extend_session_expiry`](SovendusConfigBuilder::extend_session_expiry) | `true` | On capture, makes the session live at least as long as the token ([sessions](crate::layer#sessions)). |
+//! | [`capture_if`](SovendusConfigBuilder::capture_if) | capture all | Captures only when the predicate accepts the request, e.g. a consent cookie. |
+//! | [`max_tokens`](SovendusConfigBuilder::max_tokens) | 1,000,000 | Bounds the embedded store's captures; the least recently used go beyond it. |
+//! | [`endpoint`](SovendusConfigBuilder::endpoint) | `https://press-order-api.sovendus.com` | The API base URL, http or https, with no query; https needs a TLS feature ([features](crate#features)). |
+//! | [`request_timeout`](SovendusConfigBuilder::request_timeout) | 30 s | The limit for one call to Sovendus, connecting included. |
+//! | [`retry`](SovendusConfigBuilder::retry) | 5 attempts, 500 ms to 30 s, within 2 min | How a delivery repeats failed calls at once ([`RetryPolicy`]); [`RetryPolicy::never`] sends once. |
+//! | [`workers`](SovendusConfigBuilder::workers) | 16 | How many conversions an instance delivers at once, 1 to 1,024. |
+//! | [`schedule`](SovendusConfigBuilder::schedule) | 1 min doubling to 1 h, for 7 days | When owed conversions are tried again ([`DeliverySchedule`]); also `keep_settled_for` (30 days, at least `token_ttl`), `lease` (15 s), `quarantine` (5 min, at least `request_timeout`), `poll_interval` (5 s). |
+//! | [`queue_capacity`](SovendusConfigBuilder::queue_capacity) | 100,000 | Bounds the embedded store's conversions owed or parked at once. |
 
 mod api_key;
 mod error;

@@ -42,8 +42,8 @@ pub struct DeliverySchedule {
     pub max_wait: Duration,
     /// How old a conversion may grow before it is given up, counted from its order.
     pub give_up_after: Duration,
-    /// How long delivered and dead conversions are kept, for inspection and so that their token
-    /// converts no second time; at least the token TTL.
+    /// How long settled conversions (delivered, dead and voided) are kept, for inspection and so
+    /// that their token converts no second time; at least the token TTL.
     pub keep_settled_for: Duration,
     /// How long a delivery holds a conversion without renewing its lease.
     pub lease: Duration,
@@ -93,8 +93,9 @@ impl DeliverySchedule {
         self
     }
 
-    /// How long delivered and dead conversions are kept, for inspection and so that their token
-    /// converts no second time; `build()` refuses less than the token TTL.
+    /// How long settled conversions (delivered, dead and voided) are kept, for inspection and so
+    /// that their token converts no second time; `build()` refuses less than the token TTL. The
+    /// workers then purge them, every 120 poll intervals (10 minutes by default).
     pub fn keep_settled_for(mut self, age: Duration) -> Self {
         self.keep_settled_for = age;
         self

@@ -27,6 +27,31 @@
 //! );
 //! # Ok(()) }
 //! ```
+//!
+//! # Sessions
+//!
+//! **Use `SameSite::Lax` for the session cookie**, as above. tower-sessions defaults to
+//! `Strict`, under which the browser withholds the cookie on the click-through from Sovendus (a
+//! cross-site navigation): the shop sees a stranger, and capturing the token starts a new
+//! session whose cookie replaces the visitor's own, cart and login with it. `Lax` sends the
+//! cookie on top-level navigations, which a landing needs, and still withholds it from
+//! cross-site POSTs. Keep the cookie `Secure` in production.
+//!
+//! **The session must live as long as the token**, since the token is found through it. By
+//! default a capture raises the session's expiry to at least the token's TTL
+//! ([`extend_session_expiry`](crate::SovendusConfigBuilder::extend_session_expiry)). The
+//! session layer's own expiry applies again at the session's next change: with
+//! `Expiry::OnInactivity` shorter than the TTL, that change shortens it again. Give the session
+//! layer an expiry at least as long as the TTL.
+//!
+//! **Login is fine.** `session.cycle_id()` keeps the session's data, and the token is found
+//! through an entry in the data, not through the session's ID.
+//!
+//! **Without `SessionManagerLayer`** around it, the layer serves every page as usual, captures
+//! nothing, and logs one ERROR at the first landing saying which layer to add; the extractor
+//! answers 500
+//! ([`MissingSessionLayer`](crate::extract::SovendusConversionRejection::MissingSessionLayer))
+//! with a body that says so.
 
 mod capture;
 mod future;

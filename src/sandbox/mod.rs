@@ -24,6 +24,55 @@
 //! assert_eq!(calls[1].path(), format!("/ext/{}/{}/api", Sandbox::PRODUCT_ID, Sandbox::TEST_TOKEN));
 //! # Ok(()) }
 //! ```
+//!
+//! # Testing a shop
+//!
+//! Point the layer at the sandbox with [`Sandbox::config`] (its endpoint, product and key), and
+//! drive the shop as a visitor would: a landing with the token, then an order with the
+//! session's cookie. [`fault_next`](Sandbox::fault_next) and
+//! [`fail_every`](Sandbox::fail_every) script Sovendus' failures ([`Fault`]: a status, a 429
+//! with `Retry-After`, a slow answer, a dropped connection, a cut-off answer),
+//! [`take_down`](Sandbox::take_down) and [`bring_up`](Sandbox::bring_up) an outage on the same
+//! port, and [`accepted`](Sandbox::accepted) lists what was booked.
+//!
+//! ```
+//! use std::time::Duration;
+//! use axum::{Router, body::Body, routing::{get, post}};
+//! use http::{Request, StatusCode, header};
+//! use tower::{ServiceBuilder, ServiceExt};
+//! use tower_sessions::{MemoryStore, SessionManagerLayer, cookie::SameSite};
+//! use tower_sovendus::{Outcome, RetryPolicy, SovendusConversion, SovendusLayer, sandbox::{Fault, Sandbox}};
+//!
+//! async fn order(conversion: SovendusConversion) -> &'static str {
+//!     match conversion.send().await {
+//!         Ok(Outcome::Sent { .. }) => "booked",
+//!         _ => "not booked",
+//!     }
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let sandbox = Sandbox::start().await?;
+//! let quick = RetryPolicy::default().initial_backoff(Duration::from_millis(10));
+//! let layer = SovendusLayer::new(sandbox.config().retry(quick).build()?);
+//! let app = Router::new().route("/", get(|| async { "welcome" })).route("/order", post(order)).layer(
+//!     ServiceBuilder::new()
+//!         .layer(SessionManagerLayer::new(MemoryStore::default()).with_same_site(SameSite::Lax))
+//!         .layer(layer),
+//! );
+//!
+//! // A visitor lands from Sovendus...
+//! let landing = Request::get(format!("/?sovReqToken={}", Sandbox::TEST_TOKEN)).body(Body::empty())?;
+//! let response = app.clone().oneshot(landing).await?;
+//! let cookie = response.headers()[header::SET_COOKIE].to_str()?.split(';').next().unwrap_or_default();
+//! // ...and orders while Sovendus fails twice: the quick retries deliver it.
+//! sandbox.fault_next(2, Fault::Status(StatusCode::SERVICE_UNAVAILABLE));
+//! let order = Request::post("/order").header(header::COOKIE, cookie).body(Body::empty())?;
+//! assert_eq!(app.oneshot(order).await?.status(), StatusCode::OK);
+//! assert_eq!(sandbox.accepted().len(), 1);
+//! assert_eq!(sandbox.conversions().len(), 3);
+//! # Ok(()) }
+//! ```
 
 mod faults;
 mod record;
