@@ -14,7 +14,7 @@ use crate::{
 /// read it before every claim, so this only matters when they are idle for long.
 const FRESH_FOR: Duration = Duration::from_secs(60);
 
-/// The store's clock (see [`TokenStore::now`]), read now and then and counted on this process's
+/// The store's clock (see [`Outbox::now`]), read now and then and counted on this process's
 /// monotonic clock in between: a wall-clock step or a paused process moves none of its times.
 ///
 /// A reading is taken somewhere between asking and the answer, so each time it gives is a

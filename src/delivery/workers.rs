@@ -18,7 +18,10 @@ use tokio::{
 };
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
-use super::{report::PendingConversion, sender::Sender};
+use super::{
+    report::{DeliveryReport, PendingConversion},
+    sender::Sender,
+};
 use crate::{
     error::SovendusError,
     metrics,
@@ -59,9 +62,10 @@ pub(crate) struct Workers {
     /// The deliveries order handlers started ([`send`](crate::SovendusConversion::send)): a
     /// shutdown waits for them as for the workers' own.
     pub(crate) calls: TaskTracker,
-    pub(crate) sent: AtomicU64,
-    pub(crate) failed: AtomicU64,
-    pub(crate) dropped: AtomicU64,
+    sent: AtomicU64,
+    failed: AtomicU64,
+    /// Orders whose token stayed with the visitor: the store refused, or the workers stopped.
+    dropped: AtomicU64,
     /// The conversions cut off, still owed in the store.
     left: Mutex<Vec<PendingConversion>>,
 }
@@ -142,6 +146,27 @@ impl Workers {
         let now = Instant::now();
         expected.retain(|_, until| *until > now);
         !expected.is_empty()
+    }
+
+    /// Counts an order whose token stayed with the visitor, for `reason`.
+    pub(crate) fn count_dropped(&self, reason: &'static str) {
+        self.dropped.fetch_add(1, Ordering::Relaxed);
+        ::metrics::counter!(metrics::DROPPED, "reason" => reason).increment(1);
+    }
+
+    /// What the workers did, with what the shutdown `left` and what it found `unrecorded`.
+    pub(crate) fn report(
+        &self,
+        left: Vec<PendingConversion>,
+        unrecorded: Vec<PendingConversion>,
+    ) -> DeliveryReport {
+        DeliveryReport {
+            sent: self.sent.load(Ordering::Relaxed),
+            failed: self.failed.load(Ordering::Relaxed),
+            dropped: self.dropped.load(Ordering::Relaxed),
+            left,
+            unrecorded,
+        }
     }
 
     /// Lists `conversion` among those the shutdown cut off, if `outcome` says it was.

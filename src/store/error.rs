@@ -7,7 +7,7 @@ use std::time::Duration;
 /// It carries the store's own error as its source; never a token or a secret. A store that
 /// timed out, or was cut off once the request had left, may have done what it was asked
 /// ([`is_outcome_unknown`](Self::is_outcome_unknown)). The crate's stores report an order's
-/// [`take`](super::TokenStore::take) so whenever its write may have gone through: any other
+/// [`take`](super::ConversionStore::take) so whenever its write may have gone through: any other
 /// error of a take means it did nothing.
 ///
 /// ```

@@ -1,5 +1,6 @@
 //! Where captured tokens wait for their order, and where an order's conversion stays owed until
-//! Sovendus answers: the [`TokenStore`] trait, the records it keeps, and its implementations.
+//! Sovendus answers: the store's roles (a trait each), the records they trade in, and the
+//! stores.
 //!
 //! - [`MokaTokenStore`]: in the process; the default of
 //!   [`SovendusLayer::new`](crate::SovendusLayer::new). It loses everything on a restart: for
@@ -12,19 +13,19 @@
 //! # The records
 //!
 //! A landing leaves a [`Capture`] (the token and the product its landing chose) under the
-//! visitor's [`TokenKey`], for the token's TTL. An order [takes](TokenStore::take) it: in one
-//! atomic step an [`Conversion`] of its token comes, and no crash between two writes can
+//! visitor's [`TokenKey`], for the token's TTL. An order [takes](ConversionStore::take) it: in one
+//! atomic step a [`Conversion`] of its token comes, and no crash between two writes can
 //! lose or double it. The capture stays, spent: the visitor's next order finds its token
-//! converted ([`Taken::AlreadyConverted`]) until the capture expires. An owed
-//! conversion moves through these [states](ConversionState):
+//! converted ([`Taken::AlreadyConverted`]) until the capture expires. A conversion moves
+//! through these [states](ConversionState):
 //!
 //! | state | what it means | next |
 //! |---|---|---|
 //! | owed | not delivered yet | claimed by a delivery when due |
 //! | parked | Sovendus refused the shop's configuration (403, 404, 405, unknown product) | claimed when due, and at every start; never dies of age |
-//! | dead | Sovendus does not know the token; or no answer for the whole schedule | sent again only if [revived](TokenStore::revive); purged after the retention |
+//! | dead | Sovendus does not know the token; or no answer for the whole schedule | sent again only if [retried](Inspection::retry_dead); purged after the retention |
 //! | delivered | Sovendus answered 200 | never sent again; purged after the retention |
-//! | voided | the shop took the order back before delivery ([`void`](TokenStore::void)) | never sent; purged after the retention |
+//! | voided | the shop took the order back before delivery ([`void`](ConversionStore::void)) | never sent; purged after the retention |
 //!
 //! # The roles
 //!

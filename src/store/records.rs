@@ -33,7 +33,7 @@ pub struct Capture {
     pub product: ProductId,
 }
 
-/// A landing's capture, as [`TokenStore::capture`](super::TokenStore::capture) writes it.
+/// A landing's capture, as [`CaptureStore::capture`](super::CaptureStore::capture) writes it.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct NewCapture {
@@ -222,7 +222,7 @@ impl FromStr for ConversionState {
     }
 }
 
-/// An order's conversion, as [`TokenStore::take`](super::TokenStore::take) writes it.
+/// An order's conversion, as [`ConversionStore::take`](super::ConversionStore::take) writes it.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct NewConversion {
@@ -276,7 +276,7 @@ pub struct Conversion {
 }
 
 impl Conversion {
-    /// The record [`take`](super::TokenStore::take) makes of `capture` for `conversion`.
+    /// The record [`take`](super::ConversionStore::take) makes of `capture` for `conversion`.
     pub fn new(capture: Capture, conversion: NewConversion) -> Self {
         Self {
             id: conversion.id,
@@ -317,7 +317,7 @@ impl fmt::Display for Conversion {
     }
 }
 
-/// A delivery's outcome, as [`TokenStore::settle`](super::TokenStore::settle) writes it.
+/// A delivery's outcome, as [`Outbox::settle`](super::Outbox::settle) writes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Settlement {
@@ -347,7 +347,7 @@ impl Settlement {
     }
 }
 
-/// What [`TokenStore::take`](super::TokenStore::take) did.
+/// What [`ConversionStore::take`](super::ConversionStore::take) did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Taken {
@@ -360,7 +360,7 @@ pub enum Taken {
     AlreadyConverted(ConversionId),
 }
 
-/// What [`TokenStore::void`](super::TokenStore::void) found, and did.
+/// What [`ConversionStore::void`](super::ConversionStore::void) found, and did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum VoidOutcome {

@@ -1,20 +1,24 @@
 //! [`SqlTokenStore`]: captures and owed conversions in SQLite or Postgres, on sqlx 0.8.
 //!
-//! Three tables, created by [`SqlTokenStore::migrate`]:
+//! Four tables, created by [`SqlTokenStore::migrate`]:
 //!
 //! - `sovendus_captures`: a landing's capture under the visitor's key (an `i128` in decimal):
 //!   `token`, `product_id`, `expires_at`.
 //! - `sovendus_conversions`: an order's conversion under its ID (32 hexadecimal digits), one
 //!   per token (`UNIQUE`): `token`, `product_id`, `order_ref`, `ordered_at`, `state` (`owed`,
-//!   `parked`, `dead`, `delivered`), `attempts`, `next_attempt_at`, `last_error`, `settled_at`,
+//!   `parked`, `dead`, `delivered`, `voided`), `attempts`, `next_attempt_at`, `last_error`, `settled_at`,
 //!   the lease (`lease_id`, `lease_until`), and `due_at`: the later of the next attempt and the
 //!   lease's end while it is owed or parked, `NULL` once settled. A claim is one range of the
 //!   index on `due_at`.
 //! - `sovendus_schema`: the migrations applied.
+//! - `sovendus_database`: the database's identity, written by `migrate`: a shop's transaction
+//!   is checked against it before it takes a conversion.
 //!
 //! Times are BIGINT milliseconds since the Unix epoch, always the caller's, who reads them from
-//! the database's clock (Postgres) through [`TokenStore::now`]. The migrations are this module's own (`migrations/`), not sqlx's, whose
-//! `_sqlx_migrations` table belongs to the application.
+//! the database's clock (Postgres) through [`Outbox::now`]. The migrations are this module's
+//! own (`migrations/`), not sqlx's, whose `_sqlx_migrations` table belongs to the application.
+//! Each query is in `queries.rs`, what is due included (`due_at`, kept by every write); the
+//! take's statements, shared by the store's own transaction and the shop's, in `take.rs`.
 
 mod migrate;
 mod queries;
@@ -44,7 +48,7 @@ pub const DEFAULT_SQL_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub use self::transaction::{SqlConnection, TakeInError};
 
-/// A [`TokenStore`] in SQLite or Postgres: durable, and on Postgres shared by every instance of
+/// A [`TokenStore`](super::TokenStore) in SQLite or Postgres: durable, and on Postgres shared by every instance of
 /// the shop (a visitor who lands on one instance and orders on another converts, once).
 ///
 /// Give it the pool of tower-sessions-sqlx-store 0.15, which uses sqlx 0.8 too: it takes the
@@ -52,8 +56,8 @@ pub use self::transaction::{SqlConnection, TakeInError};
 /// once at start, beside the session store's own.
 ///
 /// Writes that go together are one statement or one transaction, so a crash between two
-/// loses nothing: [`take`](TokenStore::take) locks the capture and inserts the conversion in
-/// one transaction, and a [`claim`](TokenStore::claim) is one `UPDATE`, which on Postgres skips
+/// loses nothing: [`take`](ConversionStore::take) locks the capture and inserts the conversion in
+/// one transaction, and a [`claim`](Outbox::claim) is one `UPDATE`, which on Postgres skips
 /// the rows other claims hold (`FOR UPDATE SKIP LOCKED`). Each operation gives up after the
 /// [timeout](Self::with_timeout) with [`StoreError::TimedOut`]; while the database is down,
 /// that is what they end with, since sqlx's pool keeps trying to connect meanwhile.
@@ -63,8 +67,8 @@ pub use self::transaction::{SqlConnection, TakeInError};
 /// [`UNREADABLE`](crate::metrics::UNREADABLE), and
 ///
 /// - a claimed conversion is marked dead (`last_error` = `unreadable record`), so that no claim
-///   returns it again; [`list`](TokenStore::list) and [`find`](TokenStore::find) skip it;
-/// - a capture makes [`captured`](TokenStore::captured) and [`take`](TokenStore::take) fail
+///   returns it again; [`list`](Inspection::list) and [`find`](ConversionStore::find) skip it;
+/// - a capture makes [`captured`](CaptureStore::captured) and [`take`](ConversionStore::take) fail
 ///   with [`StoreError::Unreadable`]. `take` removes it: it can never become a conversion, and
 ///   left in place it would fail every order of the visitor and, under first-click
 ///   attribution, keep their next landing from being captured for the token's TTL.
