@@ -17,7 +17,7 @@ use crate::{
 /// delivery, for the extractor. Of nested layers, the innermost's is found, as with any
 /// extension.
 #[derive(Clone)]
-pub(crate) struct Handoff(pub(crate) Delivery);
+pub(crate) struct LayerDelivery(pub(crate) Delivery);
 
 /// The visitor's Sovendus conversion, taken from the request: record it from the order handler.
 ///
@@ -85,8 +85,10 @@ impl SovendusConversion {
     /// # }
     /// ```
     pub async fn from_extensions(extensions: &Extensions) -> Result<Self, SovendusConversionRejection> {
-        let Handoff(delivery) =
-            extensions.get::<Handoff>().cloned().ok_or(SovendusConversionRejection::MissingSovendusLayer)?;
+        let LayerDelivery(delivery) = extensions
+            .get::<LayerDelivery>()
+            .cloned()
+            .ok_or(SovendusConversionRejection::MissingSovendusLayer)?;
         delivery.start();
         let session = extensions.get::<Session>().ok_or(SovendusConversionRejection::MissingSessionLayer)?;
         let key = visitor::token_key(session).await.map_err(SovendusConversionRejection::Session)?;

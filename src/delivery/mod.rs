@@ -59,6 +59,7 @@
 //! # Ok(()) }
 //! ```
 
+mod claimed;
 mod clock;
 mod hold;
 mod inspection;

@@ -5,7 +5,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use super::{Delivery, Outcome, verdict::Verdict};
+use super::{Delivery, Outcome, claimed::Claimed, verdict::Verdict};
 use crate::{
     error::SovendusError,
     ids::{OrderRef, ProductId, SovReqToken},
@@ -41,7 +41,7 @@ impl Delivery {
         // Tracked by the workers: a shutdown waits for the call, and cuts only the waits
         // between calls, at its deadline.
         let task = self.inner.workers.calls.spawn(async move {
-            let delivered = sender.deliver(&owed, lease, &workers.cut).await;
+            let delivered = Claimed::new(&sender, owed.clone(), lease).deliver(&workers.cut).await;
             workers.note_if_cut(&owed, &delivered);
             delivered
         });
@@ -66,7 +66,7 @@ impl Delivery {
         order: Option<OrderRef>,
     ) -> Result<Outcome, SovendusError> {
         let store = self.store();
-        self.owe_for_workers(order, |conversion| store.take(key, conversion)).await
+        self.record_for_workers(order, |conversion| store.take(key, conversion)).await
     }
 
     /// Makes `token`, captured for `product`, an owed conversion of `order`, unless the token
@@ -92,7 +92,7 @@ impl Delivery {
     ) -> Result<Outcome, SovendusError> {
         let store = self.store();
         let capture = Capture { token, product };
-        self.owe_for_workers(Some(order), |conversion| store.owe(capture, conversion)).await
+        self.record_for_workers(Some(order), |conversion| store.owe(capture, conversion)).await
     }
 
     /// Voids the conversion of `order`, so that it is never sent: for an order taken back
@@ -195,7 +195,7 @@ impl Delivery {
     }
 
     /// Records a conversion with `write`, for the workers to deliver, and wakes them.
-    async fn owe_for_workers<F, Fut>(
+    async fn record_for_workers<F, Fut>(
         &self,
         order: Option<OrderRef>,
         write: F,

@@ -19,13 +19,14 @@ use tokio::{
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use super::{
+    claimed::Claimed,
     report::{DeliveryReport, PendingConversion},
     sender::Sender,
 };
 use crate::{
     error::SovendusError,
     metrics,
-    store::{Conversion, ConversionId, ConversionState, Lease, Settlement, StoreError},
+    store::{Conversion, ConversionId, ConversionState, Lease, StoreError},
     sync::lock,
 };
 
@@ -278,54 +279,17 @@ struct Claim {
     _worker: OwnedSemaphorePermit,
 }
 
-/// Delivers a claimed conversion, and settles it. Its lease is renewed right before the first
-/// call: a void since the claim, or another delivery's claim, takes effect before any call
-/// goes out (if the store does not answer, the call goes ahead while the claim's lease is
-/// fresh).
+/// Delivers a claimed conversion, and settles it; gives it back, due at once, if the workers
+/// stopped or its lease could not be renewed before the first call.
 async fn deliver(sender: Arc<Sender>, workers: Arc<Workers>, claim: Claim) {
     let Claim { conversion, lease, since, _worker } = claim;
-    if workers.stop.is_cancelled() {
-        return give_back(&sender, &conversion, lease).await;
+    let claimed = Claimed::new(&sender, conversion, (lease, since));
+    if workers.stop.is_cancelled() || !claimed.renew_before_calling().await {
+        return claimed.give_back().await;
     }
-    let (renewed, renewed_since) = sender.new_lease();
-    let renewed = Lease { id: lease.id, ..renewed };
-    let (lease, since) = match sender.store.renew(conversion.id, renewed).await {
-        Ok(true) => (renewed, renewed_since),
-        Ok(false) => {
-            tracing::debug!(id = %conversion.id, "a claimed Sovendus conversion was voided, or taken by another delivery");
-            // Ends the lease of a void that waited for it; changes nothing of another's.
-            return give_back(&sender, &conversion, renewed).await;
-        }
-        // The claim's own lease is still fresh: the call goes ahead under it (a void meanwhile
-        // waits for its answer, and says what Sovendus answered).
-        Err(error) if since.elapsed() < sender.schedule.lease - sender.schedule.lease / 6 => {
-            tracing::warn!(%error, id = %conversion.id, "could not renew a claimed Sovendus conversion; sent under its claim");
-            (lease, since)
-        }
-        Err(error) => {
-            tracing::warn!(%error, id = %conversion.id, "could not renew a claimed Sovendus conversion; given back");
-            // No call went out under this lease: due again at once, if the store answers.
-            return give_back(&sender, &conversion, renewed).await;
-        }
-    };
-    let sent = sender.send(&conversion, (lease, since), &workers.cut).await;
-    let outcome = sender.settle_sent(&conversion, lease, sent).await;
+    let conversion = claimed.conversion().clone();
+    let outcome = claimed.deliver(&workers.cut).await;
     workers.count_outcome(&conversion, &outcome);
-}
-
-/// Ends the lease on a claimed conversion that was not sent, due at once as it was.
-async fn give_back(sender: &Sender, conversion: &Conversion, lease: Lease) {
-    let now = sender.clock.at_most();
-    let unchanged = Settlement {
-        state: conversion.state,
-        attempts: conversion.attempts,
-        next_attempt_at: Some(now),
-        last_error: conversion.last_error.clone(),
-        at: now,
-    };
-    if let Err(error) = sender.store.settle(conversion.id, lease.id, unchanged).await {
-        tracing::warn!(%error, id = %conversion.id, "could not give a claimed Sovendus conversion back; its lease runs out");
-    }
 }
 
 fn report_panic(ended: Result<(), tokio::task::JoinError>) {

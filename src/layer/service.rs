@@ -11,7 +11,7 @@ use tower_service::Service;
 use tower_sessions::Session;
 
 use super::{future::ResponseFuture, shared::Shared};
-use crate::{extract::Handoff, query};
+use crate::{extract::LayerDelivery, query};
 
 /// The service made by [`SovendusLayer`](crate::SovendusLayer).
 #[derive(Clone)]
@@ -65,7 +65,7 @@ where
     }
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
-        req.extensions_mut().insert(Handoff(self.shared.delivery.clone()));
+        req.extensions_mut().insert(LayerDelivery(self.shared.delivery.clone()));
         if query::may_contain(req.uri().query(), self.shared.capturer.config.token_parameter()) {
             return self.call_with_query(req);
         }
