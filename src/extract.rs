@@ -135,9 +135,9 @@ impl SovendusConversion {
 
     /// Makes the visitor's token an owed conversion inside the order's own transaction, on
     /// `connection` (`&mut *transaction`, sqlx's): it commits with the order, and a rollback
-    /// leaves the token with the visitor. The workers deliver it once committed (woken at
-    /// once); nothing more to do after the commit. Needs a [`SqlTokenStore`](crate::SqlTokenStore)
-    /// on the transaction's database.
+    /// leaves the token with the visitor. The workers deliver it once committed (they look
+    /// for it every 25 ms until they find it); nothing more to do after the commit. Needs a
+    /// [`SqlTokenStore`](crate::SqlTokenStore) on the transaction's database.
     ///
     /// Answers [`Outcome::Owed`] (owed once committed), [`Outcome::AlreadyConverted`] or
     /// [`Outcome::NoToken`]. On `Err`, roll the transaction back: a statement of the take
@@ -150,8 +150,10 @@ impl SovendusConversion {
     /// [`migrate`](crate::SqlTokenStore::migrate) gives the database: a copy of it (a restored
     /// backup, a copied file) passes.
     ///
-    /// It takes no lock of the crate's, no second connection of the pool, and has no timeout
-    /// of its own: it waits for the database as the transaction's own statements do. Of two
+    /// It takes no lock of the crate's and has no timeout of its own: it waits for the database
+    /// as the transaction's own statements do. It takes no second connection of the pool once
+    /// the store knows its database's identity: from [`migrate`](crate::SqlTokenStore::migrate)
+    /// on this store, else read once, on a connection of the pool, at the first take. Of two
     /// transactions taking one visitor's token, the second waits for the first and then finds
     /// it taken (Postgres, at `READ COMMITTED`), or never runs beside it (SQLite runs one write
     /// transaction at a time).

@@ -45,8 +45,8 @@ const SWEEP_INTERVAL: Duration = Duration::from_secs(10 * 60);
 ///
 /// **Owed conversions** live in a map that never evicts: at most
 /// [`with_max_owed`](Self::with_max_owed) owed or parked at once, beyond which an order is
-/// refused with [`StoreError::Full`] and its token stays with the visitor. Delivered and dead
-/// ones are kept for the retention (`keep_settled_for`, at least the token TTL), however many:
+/// refused with [`StoreError::Full`] and its token stays with the visitor. Delivered, dead and
+/// voided ones are kept for the retention (`keep_settled_for`, at least the token TTL), however many:
 /// a shop's order rate over the retention, a few hundred bytes each.
 ///
 /// ```
@@ -98,7 +98,7 @@ struct Conversions {
     /// Owed and parked conversions by when they are due: their next attempt, or the end of
     /// their lease if that is later.
     due: BTreeSet<(i64, ConversionId)>,
-    /// Delivered and dead conversions by when they were settled.
+    /// Delivered, dead and voided conversions by when they were settled.
     settled: BTreeSet<(i64, ConversionId)>,
     by_token: HashMap<SovReqToken, ConversionId>,
     by_order: HashMap<OrderRef, ConversionId>,
