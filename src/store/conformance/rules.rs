@@ -1,162 +1,8 @@
-//! The rules every [`TokenStore`] keeps, as a suite a store's tests run: the crate runs it on
-//! each of its stores, and a store of yours can run it too (feature `conformance`).
-//!
-//! [`check`] takes a function making a fresh, empty store, and runs every rule of each role
-//! ([`captures`], [`conversions`], [`outbox`], [`inspection`]) on a store of its own, panicking with the rule's name when one is broken. Times are given to the store,
-//! never waited for (but for 20 ms to see the store's own clock move), so the suite takes well
-//! under a second on a store in memory.
-//!
-//! ```
-//! use tower_sovendus::store::{MokaTokenStore, conformance};
-//!
-//! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() {
-//! conformance::check(|| async { MokaTokenStore::new(1_000) }).await;
-//! # }
-//! ```
+//! The rules, one function each, named for what they check.
 
-use std::{
-    collections::HashSet,
-    sync::Arc,
-    time::{Duration, SystemTime},
-};
+use super::*;
 
-use super::{
-    Capture, Conversion, ConversionCounts, ConversionId, ConversionState, Lease, LeaseId, NewCapture,
-    NewConversion, Settlement, Taken, TokenKey, TokenStore, VoidOutcome, records::to_the_millisecond,
-};
-use crate::{config::Attribution, ids::OrderRef};
-
-const MINUTE: Duration = Duration::from_secs(60);
-const DAY: Duration = Duration::from_secs(24 * 60 * 60);
-
-/// Runs every rule of every role, each on a fresh store from `new_store`.
-pub async fn check<S, F, Fut>(mut new_store: F)
-where
-    S: TokenStore,
-    F: FnMut() -> Fut,
-    Fut: Future<Output = S>,
-{
-    captures(&mut new_store).await;
-    conversions(&mut new_store).await;
-    outbox(&mut new_store).await;
-    inspection(&mut new_store).await;
-}
-
-/// The rules of [`CaptureStore`](super::CaptureStore). The captures' rules see conversions
-/// through a take, so the store takes orders too.
-pub async fn captures<S, F, Fut>(mut new_store: F)
-where
-    S: TokenStore,
-    F: FnMut() -> Fut,
-    Fut: Future<Output = S>,
-{
-    let t = to_the_millisecond(SystemTime::now());
-    attribution_decides_which_click_is_kept(&new_store().await, t).await;
-    captures_expire_by_the_callers_clock(&new_store().await, t).await;
-}
-
-/// The rules of [`ConversionStore`](super::ConversionStore).
-pub async fn conversions<S, F, Fut>(mut new_store: F)
-where
-    S: TokenStore,
-    F: FnMut() -> Fut,
-    Fut: Future<Output = S>,
-{
-    let t = to_the_millisecond(SystemTime::now());
-    a_take_makes_the_capture_an_owed_conversion(&new_store().await, t).await;
-    an_expired_capture_is_not_taken(&new_store().await, t).await;
-    a_token_is_converted_once(&new_store().await, t).await;
-    a_kept_capture_is_owed_once(&new_store().await, t).await;
-    voiding_stops_what_is_not_delivered(&new_store().await, t).await;
-    concurrent_takes_make_one_conversion(Arc::new(new_store().await), t).await;
-    purging_removes_old_settled_conversions_only(&new_store().await, t).await;
-    records_keep_every_field(&new_store().await, t).await;
-}
-
-/// The rules of [`Outbox`](super::Outbox).
-pub async fn outbox<S, F, Fut>(mut new_store: F)
-where
-    S: TokenStore,
-    F: FnMut() -> Fut,
-    Fut: Future<Output = S>,
-{
-    the_clock_moves_on(&new_store().await).await;
-    let t = to_the_millisecond(SystemTime::now());
-    a_conversion_taken_with_a_lease_is_claimed_once_it_runs_out(&new_store().await, t).await;
-    claims_take_what_is_due_the_earliest_first(&new_store().await, t).await;
-    concurrent_claims_share_out_each_conversion_once(Arc::new(new_store().await), t).await;
-    only_the_holder_renews_and_settles(&new_store().await, t).await;
-    settlements_decide_what_comes_next(&new_store().await, t).await;
-    a_200_is_recorded_whatever_the_lease(&new_store().await, t).await;
-}
-
-/// The rules of [`Inspection`](super::Inspection).
-pub async fn inspection<S, F, Fut>(mut new_store: F)
-where
-    S: TokenStore,
-    F: FnMut() -> Fut,
-    Fut: Future<Output = S>,
-{
-    let t = to_the_millisecond(SystemTime::now());
-    parked_conversions_wake_at_once(&new_store().await, t).await;
-    a_dead_conversion_can_be_revived(&new_store().await, t).await;
-}
-
-/// The capture of token `token` for the primary product.
-fn capture(token: &str) -> Capture {
-    Capture {
-        token: token.parse().expect("a valid token"),
-        product: "product-a".parse().expect("a valid product"),
-    }
-}
-
-fn landing(token: &str, attribution: Attribution, at: SystemTime, ttl: Duration) -> NewCapture {
-    NewCapture { capture: capture(token), attribution, at, ttl }
-}
-
-fn lease(until: SystemTime) -> Lease {
-    Lease { id: LeaseId::random(), until }
-}
-
-fn order(ordered_at: SystemTime, order: Option<&str>, lease: Option<Lease>) -> NewConversion {
-    NewConversion {
-        id: ConversionId::random(),
-        order: order.map(|order| order.parse().expect("a valid order reference")),
-        ordered_at,
-        lease,
-    }
-}
-
-async fn captured_token(store: &impl TokenStore, key: TokenKey, now: SystemTime) -> Option<String> {
-    let captured = store.captured(key, now).await.expect("captured");
-    captured.map(|capture| capture.token.as_str().to_owned())
-}
-
-/// Captures `token` under `key` and takes it at `at`: the owed conversion.
-async fn owed(store: &impl TokenStore, key: TokenKey, token: &str, at: SystemTime) -> Conversion {
-    assert!(store.capture(key, landing(token, Attribution::LastClick, at, DAY)).await.expect("capture"));
-    match store.take(key, order(at, None, None)).await.expect("take") {
-        Taken::Owed(owed) => owed,
-        other => panic!("a fresh capture is taken into an owed conversion, not {other:?}"),
-    }
-}
-
-async fn claim_ids(
-    store: &impl TokenStore,
-    now: SystemTime,
-    limit: usize,
-    lease: Lease,
-) -> Vec<ConversionId> {
-    let claimed = store.claim(now, limit, lease).await.expect("claim");
-    claimed.into_iter().map(|conversion| conversion.id).collect()
-}
-
-fn settlement(state: ConversionState, next: Option<SystemTime>, at: SystemTime) -> Settlement {
-    Settlement { state, attempts: 1, next_attempt_at: next, last_error: Some("503".to_owned()), at }
-}
-
-async fn the_clock_moves_on(store: &impl TokenStore) {
+pub(super) async fn the_clock_moves_on(store: &impl TokenStore) {
     let rule = "the clock moves on";
     let first = store.now().await.expect("the store's clock");
     tokio::time::sleep(Duration::from_millis(20)).await;
@@ -165,7 +11,7 @@ async fn the_clock_moves_on(store: &impl TokenStore) {
     assert!(moved >= Duration::from_millis(10), "{rule}: {first:?}, then {second:?} 20 ms later");
 }
 
-async fn attribution_decides_which_click_is_kept(store: &impl TokenStore, t: SystemTime) {
+pub(super) async fn attribution_decides_which_click_is_kept(store: &impl TokenStore, t: SystemTime) {
     let rule = "attribution decides which click is kept";
     assert!(store.capture(1, landing("first", Attribution::LastClick, t, DAY)).await.unwrap(), "{rule}");
     assert!(store.capture(1, landing("second", Attribution::LastClick, t, DAY)).await.unwrap(), "{rule}");
@@ -183,7 +29,7 @@ async fn attribution_decides_which_click_is_kept(store: &impl TokenStore, t: Sys
     );
 }
 
-async fn captures_expire_by_the_callers_clock(store: &impl TokenStore, t: SystemTime) {
+pub(super) async fn captures_expire_by_the_callers_clock(store: &impl TokenStore, t: SystemTime) {
     let rule = "captures expire by the caller's clock";
     store.capture(1, landing("token", Attribution::LastClick, t, MINUTE)).await.unwrap();
     assert_eq!(
@@ -195,7 +41,7 @@ async fn captures_expire_by_the_callers_clock(store: &impl TokenStore, t: System
     assert_eq!(captured_token(store, 2, t).await, None, "{rule}: nothing captured");
 }
 
-async fn a_take_makes_the_capture_an_owed_conversion(store: &impl TokenStore, t: SystemTime) {
+pub(super) async fn a_take_makes_the_capture_an_owed_conversion(store: &impl TokenStore, t: SystemTime) {
     let rule = "a take makes the capture an owed conversion";
     store.capture(1, landing("token", Attribution::LastClick, t, DAY)).await.unwrap();
     let new = order(t + MINUTE, Some("A-1"), None);
@@ -231,14 +77,14 @@ async fn a_take_makes_the_capture_an_owed_conversion(store: &impl TokenStore, t:
     assert_eq!(store.find(&"A-2".parse().unwrap()).await.unwrap(), None, "{rule}: another order");
 }
 
-async fn an_expired_capture_is_not_taken(store: &impl TokenStore, t: SystemTime) {
+pub(super) async fn an_expired_capture_is_not_taken(store: &impl TokenStore, t: SystemTime) {
     let rule = "an expired capture is not taken";
     store.capture(1, landing("token", Attribution::LastClick, t, MINUTE)).await.unwrap();
     assert_eq!(store.take(1, order(t + MINUTE, None, None)).await.unwrap(), Taken::NoCapture, "{rule}");
     assert_eq!(store.counts().await.unwrap(), ConversionCounts::default(), "{rule}");
 }
 
-async fn a_token_is_converted_once(store: &impl TokenStore, t: SystemTime) {
+pub(super) async fn a_token_is_converted_once(store: &impl TokenStore, t: SystemTime) {
     let rule = "a token is converted once";
     // Another visitor landed with the same token (a shared link) before the order.
     store.capture(2, landing("token", Attribution::LastClick, t, DAY)).await.unwrap();
@@ -263,7 +109,7 @@ async fn a_token_is_converted_once(store: &impl TokenStore, t: SystemTime) {
     assert_eq!(store.counts().await.unwrap().owed, 1, "{rule}");
 }
 
-async fn a_kept_capture_is_owed_once(store: &impl TokenStore, t: SystemTime) {
+pub(super) async fn a_kept_capture_is_owed_once(store: &impl TokenStore, t: SystemTime) {
     let rule = "a kept capture is owed once";
     // The order kept its capture, and a crash came before the take: the capture is still there
     // (and another visitor's capture of the same link).
@@ -287,7 +133,7 @@ async fn a_kept_capture_is_owed_once(store: &impl TokenStore, t: SystemTime) {
     assert_eq!(found.map(|conversion| conversion.id), Some(owed.id), "{rule}: found by its order");
 }
 
-async fn voiding_stops_what_is_not_delivered(store: &impl TokenStore, t: SystemTime) {
+pub(super) async fn voiding_stops_what_is_not_delivered(store: &impl TokenStore, t: SystemTime) {
     let rule = "voiding stops what is not delivered";
     let ms = Duration::from_millis;
     let owed_one = owed(store, 1, "owed", t).await;
@@ -372,7 +218,7 @@ async fn voiding_stops_what_is_not_delivered(store: &impl TokenStore, t: SystemT
     assert_eq!(store.purge(t + MINUTE, t + MINUTE).await.unwrap(), 6, "{rule}: voided ones are purged too");
 }
 
-async fn concurrent_takes_make_one_conversion<S: TokenStore>(store: Arc<S>, t: SystemTime) {
+pub(super) async fn concurrent_takes_make_one_conversion<S: TokenStore>(store: Arc<S>, t: SystemTime) {
     let rule = "concurrent takes make one conversion";
     store.capture(1, landing("token", Attribution::LastClick, t, DAY)).await.unwrap();
     let mut tasks = tokio::task::JoinSet::new();
@@ -387,7 +233,10 @@ async fn concurrent_takes_make_one_conversion<S: TokenStore>(store: Arc<S>, t: S
     assert_eq!(store.counts().await.unwrap().owed, 1, "{rule}");
 }
 
-async fn a_conversion_taken_with_a_lease_is_claimed_once_it_runs_out(store: &impl TokenStore, t: SystemTime) {
+pub(super) async fn a_conversion_taken_with_a_lease_is_claimed_once_it_runs_out(
+    store: &impl TokenStore,
+    t: SystemTime,
+) {
     let rule = "a conversion taken with a lease is claimed once it runs out";
     store.capture(1, landing("token", Attribution::LastClick, t, DAY)).await.unwrap();
     let held = lease(t + MINUTE);
@@ -399,7 +248,7 @@ async fn a_conversion_taken_with_a_lease_is_claimed_once_it_runs_out(store: &imp
     assert_eq!(claim_ids(store, t + MINUTE, 10, lease(t + 2 * MINUTE)).await, [owed.id], "{rule}: run out");
 }
 
-async fn claims_take_what_is_due_the_earliest_first(store: &impl TokenStore, t: SystemTime) {
+pub(super) async fn claims_take_what_is_due_the_earliest_first(store: &impl TokenStore, t: SystemTime) {
     let rule = "claims take what is due, the earliest first";
     let ids: Vec<ConversionId> = [
         owed(store, 1, "first", t).await.id,
@@ -417,7 +266,10 @@ async fn claims_take_what_is_due_the_earliest_first(store: &impl TokenStore, t: 
     assert_eq!(again, expected, "{rule}: claimed again once their lease ran out (a crashed delivery)");
 }
 
-async fn concurrent_claims_share_out_each_conversion_once<S: TokenStore>(store: Arc<S>, t: SystemTime) {
+pub(super) async fn concurrent_claims_share_out_each_conversion_once<S: TokenStore>(
+    store: Arc<S>,
+    t: SystemTime,
+) {
     let rule = "concurrent claims share out each conversion once";
     for key in 0..20 {
         owed(&*store, key, &format!("token-{key}"), t).await;
@@ -432,7 +284,7 @@ async fn concurrent_claims_share_out_each_conversion_once<S: TokenStore>(store: 
     assert_eq!((claimed.len(), distinct.len()), (20, 20), "{rule}");
 }
 
-async fn only_the_holder_renews_and_settles(store: &impl TokenStore, t: SystemTime) {
+pub(super) async fn only_the_holder_renews_and_settles(store: &impl TokenStore, t: SystemTime) {
     let rule = "only the holder renews and settles";
     let id = owed(store, 1, "token", t).await.id;
     let held = lease(t + MINUTE);
@@ -452,7 +304,7 @@ async fn only_the_holder_renews_and_settles(store: &impl TokenStore, t: SystemTi
     );
 }
 
-async fn a_200_is_recorded_whatever_the_lease(store: &impl TokenStore, t: SystemTime) {
+pub(super) async fn a_200_is_recorded_whatever_the_lease(store: &impl TokenStore, t: SystemTime) {
     let rule = "a 200 is recorded whatever the lease";
     let id = owed(store, 1, "token", t).await.id;
     let (first, second) = (lease(t + MINUTE), lease(t + 3 * MINUTE));
@@ -482,7 +334,7 @@ async fn a_200_is_recorded_whatever_the_lease(store: &impl TokenStore, t: System
     assert_eq!(store.counts().await.unwrap().delivered, 2, "{rule}: a late 200 recorded");
 }
 
-async fn settlements_decide_what_comes_next(store: &impl TokenStore, t: SystemTime) {
+pub(super) async fn settlements_decide_what_comes_next(store: &impl TokenStore, t: SystemTime) {
     let rule = "settlements decide what comes next";
     let states =
         [ConversionState::Owed, ConversionState::Parked, ConversionState::Dead, ConversionState::Delivered];
@@ -514,7 +366,7 @@ async fn settlements_decide_what_comes_next(store: &impl TokenStore, t: SystemTi
     }
 }
 
-async fn parked_conversions_wake_at_once(store: &impl TokenStore, t: SystemTime) {
+pub(super) async fn parked_conversions_wake_at_once(store: &impl TokenStore, t: SystemTime) {
     let rule = "parked conversions wake at once";
     let id = owed(store, 1, "token", t).await.id;
     // Due a millisecond later: of two due at once, which a claim of one takes is up to the IDs.
@@ -528,7 +380,7 @@ async fn parked_conversions_wake_at_once(store: &impl TokenStore, t: SystemTime)
     assert!(claimed.contains(&id), "{rule}: due at once");
 }
 
-async fn a_dead_conversion_can_be_revived(store: &impl TokenStore, t: SystemTime) {
+pub(super) async fn a_dead_conversion_can_be_revived(store: &impl TokenStore, t: SystemTime) {
     let rule = "a dead conversion can be revived";
     let id = owed(store, 1, "token", t).await.id;
     let other = owed(store, 2, "other", t + Duration::from_millis(1)).await.id;
@@ -563,7 +415,7 @@ async fn a_dead_conversion_can_be_revived(store: &impl TokenStore, t: SystemTime
     );
 }
 
-async fn purging_removes_old_settled_conversions_only(store: &impl TokenStore, t: SystemTime) {
+pub(super) async fn purging_removes_old_settled_conversions_only(store: &impl TokenStore, t: SystemTime) {
     let rule = "purging removes old settled conversions only";
     let mut settled = Vec::new();
     for (key, (state, at)) in (0..).zip([
@@ -587,7 +439,7 @@ async fn purging_removes_old_settled_conversions_only(store: &impl TokenStore, t
     assert!(matches!(store.take(1, order(t + DAY, None, None)).await.unwrap(), Taken::Owed(_)), "{rule}");
 }
 
-async fn records_keep_every_field(store: &impl TokenStore, t: SystemTime) {
+pub(super) async fn records_keep_every_field(store: &impl TokenStore, t: SystemTime) {
     let rule = "records keep every field";
     let token = "a".repeat(256);
     let product = "p".repeat(128);
