@@ -64,11 +64,15 @@ impl Claimed {
         &self.conversion
     }
 
-    /// Renews the lease right before the first call of a claimed conversion: a void since the
-    /// claim, or another delivery's claim, takes effect before any call goes out. Returns
-    /// whether the call may go: renewed, or the store did not answer and the claim's lease is
-    /// still fresh (a void meanwhile waits for its answer).
+    /// Renews the lease before the first call of a conversion claimed a while ago (longer than
+    /// the renewals' interval): a void since the claim, or another delivery's claim, takes
+    /// effect before any call goes out. A claim that fresh is its own renewal. Returns whether
+    /// the call may go: renewed, or the store did not answer and the claim's lease is still
+    /// fresh (a void meanwhile waits for its answer).
     pub(super) async fn renew_before_calling(&self) -> bool {
+        if self.hold.renewed_at().elapsed() < self.sender.schedule.renew_every() {
+            return true;
+        }
         match self.renew_now().await {
             Ok(true) => true,
             Ok(false) => false,
