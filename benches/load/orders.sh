@@ -48,7 +48,11 @@ stop_shop() {
 }
 cleanup() {
     stop_shop
-    if [[ -n $stop_servers ]]; then eval "$stop_servers" >/dev/null 2>&1 || true; fi
+    if [[ -n $stop_servers ]]; then
+        eval "$stop_servers" >/dev/null 2>&1 || true
+        # The servers' folder, from their stop command: `... pg_ctl -D FOLDER/pg stop; ...`.
+        if [[ $stop_servers =~ -D\ ([^ ]+)/pg\ stop ]]; then rm -rf "${BASH_REMATCH[1]}"; fi
+    fi
     rm -rf "$work"
 }
 trap cleanup EXIT
