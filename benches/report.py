@@ -4,7 +4,7 @@
 Reads what the benches wrote under the criterion folder (target/criterion, or
 $CARGO_TARGET_DIR/criterion): criterion's medians for `layer` and `conversion`, the rounds
 pairing the clients with the sandbox's ceiling measured by wrk, the memory bench's figure and
-the load test's results. Computes every ratio from those files, so no figure is copied by hand,
+the load tests' results. Computes every ratio from those files, so no figure is copied by hand,
 and rewrites the part of BENCHMARKS.md between the `results` markers.
 
     python3 benches/report.py            # needs matplotlib (pip install matplotlib)
@@ -170,6 +170,15 @@ def figures():
     if aa:
         out.append(Figure("Load test throughput, A/A: without / without layer", aa["throughput_ratio"], None, False,
                           f"the method's own noise; {rounds_summary(aa)}"))
+    # An order from a Sovendus visitor against one without a token, under load (benches/load/orders.sh).
+    for store, label, target in [("sqlite", "SQLite", 0.6), ("postgres", "Postgres", 0.8)]:
+        orders = read_json("load", f"orders-{store}.json")
+        if orders:
+            out.append(Figure(f"Orders under load on {label}, with a token / without", orders["ratio"], target, False,
+                              f"{statistics.median(orders['with']):,.1f} vs "
+                              f"{statistics.median(orders['without']):,.1f} orders/s, {orders['visitors']} visitors "
+                              f"at once; median of {len(orders['ratios'])} paired rounds, range "
+                              f"{orders['ratio_low']:.3f} to {orders['ratio_high']:.3f}"))
     return out
 
 
