@@ -150,8 +150,16 @@ impl Visitor<'_> {
     }
 }
 
-/// A visitor lands (from Sovendus with `token`, if given), puts a product in the cart and orders.
-async fn visit(client: &reqwest::Client, shop: &str, token: Option<&str>) -> Result<(), String> {
+/// Milliseconds since the Unix epoch, now.
+fn now_ms() -> i64 {
+    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// A visitor lands (from Sovendus with `token`, if given), puts a product in the cart and orders;
+/// returns when the order was posted and when its answer came (milliseconds since the epoch):
+/// the order committed in between.
+async fn visit(client: &reqwest::Client, shop: &str, token: Option<&str>) -> Result<(i64, i64), String> {
     let mut visitor = Visitor { client, shop, cookie: None };
     match token {
         Some(token) => visitor.page(&format!("/?sovReqToken={token}"), "You came from Sovendus").await?,
@@ -163,8 +171,9 @@ async fn visit(client: &reqwest::Client, shop: &str, token: Option<&str>) -> Res
         Some(_) => "Sovendus conversion on its way.",
         None => "No Sovendus conversion for this order.",
     };
+    let posted = now_ms();
     visitor.post("/order", &[("shipping", "standard")], "/thank-you/", said).await?;
-    Ok(())
+    Ok((posted, now_ms()))
 }
 
 /// What the visitors did: their orders, the tokens they ordered with, what failed.
@@ -172,6 +181,8 @@ async fn visit(client: &reqwest::Client, shop: &str, token: Option<&str>) -> Res
 struct Tally {
     orders: usize,
     tokens: Vec<String>,
+    /// When each token's order was posted, and when its answer came.
+    ordered: BTreeMap<String, (i64, i64)>,
     failures: Vec<String>,
 }
 
@@ -200,10 +211,13 @@ async fn load_round(
                 let visited = visit(&client, &shop, token.as_deref()).await;
                 let mut tally = tally.lock().expect("the tally");
                 match visited {
-                    Ok(()) => {
+                    Ok(times) => {
                         orders += 1;
                         tally.orders += 1;
-                        tally.tokens.extend(token);
+                        if let Some(token) = token {
+                            tally.ordered.insert(token.clone(), times);
+                            tally.tokens.push(token);
+                        }
                     }
                     Err(failure) => tally.failures.push(failure),
                 }
@@ -267,6 +281,8 @@ struct Bookings {
     read: usize,
     /// What the sandbox answered each call, by token.
     answers: BTreeMap<String, Vec<String>>,
+    /// When the sandbox received each token's first call, in milliseconds since the epoch.
+    received: BTreeMap<String, i64>,
 }
 
 impl Bookings {
@@ -279,7 +295,9 @@ impl Bookings {
         for row in page.split("<code>/ext/").skip(1) {
             let token = between(row, "/", "/api</code>").ok_or_else(|| format!("a call's row: {row}"))?;
             let answer = between(row, "<td>", "</td>").ok_or_else(|| format!("a call's row: {row}"))?;
-            calls.push((token, answer));
+            let received = between(row, "data-ms=", ">").and_then(|ms| ms.parse::<i64>().ok());
+            let received = received.ok_or_else(|| format!("a call's row without its time: {row}"))?;
+            calls.push((token, answer, received));
         }
         // "Every call", or "The latest 10000 of the 12345 calls".
         let received = match between(&page, " of the ", " calls") {
@@ -290,8 +308,9 @@ impl Bookings {
         if new > calls.len() {
             return Err(format!("{new} calls since the last read, more than the sandbox keeps"));
         }
-        for (token, answer) in &calls[calls.len() - new..] {
+        for (token, answer, received) in &calls[calls.len() - new..] {
             self.answers.entry((*token).to_owned()).or_default().push((*answer).to_owned());
+            self.received.entry((*token).to_owned()).or_insert(*received);
         }
         self.read = received;
         Ok(())
@@ -299,7 +318,7 @@ impl Bookings {
 
     /// Every token the visitors ordered with was booked exactly once: one call, answered 200,
     /// and no other call; the store, `counts`, delivered them all and holds nothing else.
-    fn check(mut self, tokens: &[String], counts: BTreeMap<String, usize>) -> Result<(), String> {
+    fn check(&mut self, tokens: &[String], counts: BTreeMap<String, usize>) -> Result<(), String> {
         let mut wrong = Vec::new();
         for token in tokens {
             match self.answers.remove(token) {
@@ -308,7 +327,7 @@ impl Bookings {
                 None => wrong.push(format!("{token}: never called")),
             }
         }
-        for (token, answers) in self.answers {
+        for (token, answers) in std::mem::take(&mut self.answers) {
             wrong.push(format!("{token}: called for no order: {answers:?}"));
         }
         let expected = BTreeMap::from(
@@ -324,6 +343,27 @@ impl Bookings {
         let shown = wrong.iter().take(20).cloned().collect::<Vec<_>>().join("\n  ");
         Err(format!("{} bookings wrong, of {} tokens:\n  {shown}", wrong.len(), tokens.len()))
     }
+}
+
+/// How long after its order's commit each token's call reached the sandbox, in milliseconds,
+/// sorted: at most from the order's post, at least from its answer.
+fn call_delays(
+    ordered: &BTreeMap<String, (i64, i64)>,
+    received: &BTreeMap<String, i64>,
+) -> (Vec<i64>, Vec<i64>) {
+    let (mut at_most, mut at_least): (Vec<i64>, Vec<i64>) = ordered
+        .iter()
+        .filter_map(|(token, (posted, answered))| received.get(token).map(|at| (at - posted, at - answered)))
+        .unzip();
+    at_most.sort_unstable();
+    at_least.sort_unstable();
+    (at_most, at_least)
+}
+
+/// The `share` quantile of `sorted` (nearest rank).
+fn quantile(sorted: &[i64], share: f64) -> i64 {
+    let rank = ((share * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len().max(1));
+    sorted.get(rank - 1).copied().unwrap_or_default()
 }
 
 fn median(values: &[f64]) -> f64 {
@@ -412,12 +452,21 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         tally.orders,
         tally.tokens.len()
     );
+    let (at_most, at_least) = call_delays(&tally.ordered, &run.bookings.received);
+    let (p50, p99, max) = (quantile(&at_most, 0.5), quantile(&at_most, 0.99), quantile(&at_most, 1.0));
+    println!(
+        "from an order's commit to its call at the sandbox: p50 {p50} ms, p99 {p99} ms, max {max} ms \
+         (counted from the order's post, an upper bound; from its answer: p50 {} ms, p99 {} ms)",
+        quantile(&at_least, 0.5),
+        quantile(&at_least, 0.99)
+    );
     if let Some(results) = &run.settings.results {
         let results_json = json!({
             "store": store, "rounds": run.settings.rounds, "seconds_per_round": run.settings.seconds,
             "visitors": run.settings.visitors, "with": with, "without": without, "ratios": ratios,
             "ratio": ratio, "ratio_low": low, "ratio_high": high, "orders": tally.orders,
-            "tokens": tally.tokens.len(),
+            "tokens": tally.tokens.len(), "call_delay_p50_ms": p50, "call_delay_p99_ms": p99,
+            "call_delay_max_ms": max,
         });
         std::fs::write(results, results_json.to_string())?;
     }

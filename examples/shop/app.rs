@@ -544,17 +544,24 @@ async fn sandbox_log(State(shop): State<Shop>) -> Html<String> {
         .iter()
         .map(|call| {
             let status = call.status().map_or("refused".to_owned(), |status| status.to_string());
+            let ms = call.received_at().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis();
+            let (seconds, millis) = (ms / 1000, ms % 1000);
+            let (hours, minutes) = (seconds / 3600 % 24, seconds / 60 % 60);
             format!(
-                "<tr><td>{}</td><td><code>{}</code></td><td>{status}</td></tr>",
+                "<tr><td>{}</td><td><code>{}</code></td><td>{status}</td>\
+                 <td data-ms={ms}>{hours:02}:{minutes:02}:{:02}.{millis:03} UTC</td></tr>",
                 call.method(),
-                call.path()
+                call.path(),
+                seconds % 60
             )
         })
         .collect();
     let table = if rows.is_empty() {
         "<p id=conversions>No conversion received yet.</p>".to_owned()
     } else {
-        format!("<table id=conversions><tr><th>Method</th><th>Path</th><th>Answer</th></tr>{rows}</table>")
+        format!(
+            "<table id=conversions><tr><th>Method</th><th>Path</th><th>Answer</th><th>Received</th></tr>{rows}</table>"
+        )
     };
     let received = sandbox.calls_received();
     let which = if received > calls.len() {

@@ -401,6 +401,17 @@ impl Outbox for SqlTokenStore {
         lease: Lease,
     ) -> Result<Vec<Conversion>, StoreError> {
         let now = to_millis(now);
+        // A look first, a read: the claim's write, and its turn among this process's writes,
+        // only when something is due.
+        let due = self.within_timeout(async {
+            on_pool!(self, |pool| {
+                let due = sqlx::query(queries::ANY_DUE).bind(now).fetch_optional(pool).await;
+                due.map(|row| row.is_some()).map_err(backend)
+            })
+        });
+        if !due.await? {
+            return Ok(Vec::new());
+        }
         let lease_id = lease_text(lease.id);
         let mut claimed = self
             .writing(async {

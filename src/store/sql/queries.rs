@@ -32,6 +32,9 @@ macro_rules! claim {
     };
 }
 
+/// Whether any conversion is due at `$1`: one step into the index the claim ranges over.
+pub(super) const ANY_DUE: &str = "SELECT 1 FROM sovendus_conversions WHERE due_at <= $1 LIMIT 1";
+
 /// What differs between the backends.
 #[derive(Debug)]
 pub(super) struct Dialect {
