@@ -68,8 +68,9 @@
 //! options, the layer, the extractor and what sending answers, the identifiers, the delivery
 //! handle and the stores. Each module keeps its concept's other names: [`config`] the
 //! defaults, [`layer`] the tower service and future, [`extract`] the extractor's rejection,
-//! [`delivery`] what a shutdown reports, [`store`] the [`TokenStore`](store::TokenStore)
-//! trait and the records a store of one's own trades in, [`metrics`] the metrics' names.
+//! [`delivery`] what a shutdown reports, [`store`] the store's roles (a small trait each, and
+//! [`TokenStore`](store::TokenStore), the four) and the records a store of one's own trades in,
+//! [`metrics`] the metrics' names.
 //!
 //! # Delivery
 //!
