@@ -45,6 +45,7 @@ const COMMIT_LOOK: Duration = Duration::from_millis(25);
 /// How long the loop looks for a conversion taken in a shop's transaction: past that, its
 /// transaction rolled back, is still open, or another instance claimed it; the poll finds it
 /// if it commits later.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 const COMMIT_LOOK_FOR: Duration = Duration::from_secs(8);
 
 /// The workers' shared state: their loop, the signals it takes, and what it did.
@@ -129,14 +130,14 @@ impl Workers {
     }
 
     /// Looks for the conversion `id`, taken in a shop's transaction, until it is committed.
+    #[cfg(any(feature = "sqlite", feature = "postgres"))]
     pub(crate) fn expect_commit(&self, id: ConversionId) {
         lock(&self.expected).insert(id, Instant::now() + COMMIT_LOOK_FOR);
         self.wake.notify_one();
     }
 
-    /// Counts the expected conversions among `claimed` as committed, forgets those looked for
-    /// long enough; returns whether any are still looked for.
-    fn found_committed(&self, claimed: &[Conversion]) -> bool {
+    /// Counts the expected conversions among `claimed` as committed.
+    fn found_committed(&self, claimed: &[Conversion]) {
         let mut expected = lock(&self.expected);
         for conversion in claimed {
             if expected.remove(&conversion.id).is_some() {
@@ -144,6 +145,11 @@ impl Workers {
                 ::metrics::counter!(metrics::QUEUED).increment(1);
             }
         }
+    }
+
+    /// Whether any conversion is still looked for; forgets those looked for long enough.
+    fn is_expecting(&self) -> bool {
+        let mut expected = lock(&self.expected);
         let now = Instant::now();
         expected.retain(|_, until| *until > now);
         !expected.is_empty()
@@ -203,8 +209,8 @@ impl Workers {
 /// The loop: at start, makes the parked conversions due (the configuration may have been
 /// fixed); then claims what is due, as many as there are free workers, waking on an order of
 /// its own, after the poll interval, when a quarter of the workers came free after a full
-/// claim, and every [`COMMIT_LOOK`] while it looks for conversions taken in a shop's
-/// transaction.
+/// claim or while every worker was busy, and every [`COMMIT_LOOK`] while it looks for
+/// conversions taken in a shop's transaction.
 async fn claim_and_deliver(sender: Arc<Sender>, workers: Arc<Workers>) {
     let woken = async { sender.store.retry_parked(sender.clock.read_at_most(&*sender.store).await?).await };
     match woken.await {
@@ -224,12 +230,13 @@ async fn claim_and_deliver(sender: Arc<Sender>, workers: Arc<Workers>) {
         }
         upkeep.run_if_due(&sender).await;
         let room = free.available_permits();
-        let (mut full, mut expecting) = (false, false);
+        // Every worker busy: claim again once a quarter of them is free.
+        let mut full = room == 0;
         if room > 0 {
             match claim(&sender, room).await {
                 Ok((claimed, lease, since)) => {
                     full = claimed.len() == room;
-                    expecting = workers.found_committed(&claimed);
+                    workers.found_committed(&claimed);
                     // What this instance is sending or settling, it never sends again: its lease
                     // may seem run out to a store whose clock stepped, or after an outage.
                     for conversion in claimed.into_iter().filter(|claimed| !sender.is_in_hand(claimed.id)) {
@@ -238,12 +245,10 @@ async fn claim_and_deliver(sender: Arc<Sender>, workers: Arc<Workers>) {
                         deliveries.spawn(deliver(Arc::clone(&sender), Arc::clone(&workers), claim));
                     }
                 }
-                Err(error) => {
-                    expecting = !lock(&workers.expected).is_empty();
-                    tracing::warn!(%error, "could not claim due Sovendus conversions");
-                }
+                Err(error) => tracing::warn!(%error, "could not claim due Sovendus conversions"),
             }
         }
+        let expecting = workers.is_expecting();
         tokio::select! {
             () = workers.stop.cancelled() => {}
             () = workers.wake.notified() => {}
