@@ -231,7 +231,7 @@ async fn claim_and_deliver(sender: Arc<Sender>, workers: Arc<Workers>) {
         upkeep.run_if_due(&sender).await;
         let room = free.available_permits();
         // Every worker busy: claim again once a quarter of them is free.
-        let mut full = room == 0;
+        let (mut full, mut failed) = (room == 0, false);
         if room > 0 {
             match claim(&sender, room).await {
                 Ok((claimed, lease, since)) => {
@@ -245,10 +245,14 @@ async fn claim_and_deliver(sender: Arc<Sender>, workers: Arc<Workers>) {
                         deliveries.spawn(deliver(Arc::clone(&sender), Arc::clone(&workers), claim));
                     }
                 }
-                Err(error) => tracing::warn!(%error, "could not claim due Sovendus conversions"),
+                Err(error) => {
+                    failed = true;
+                    tracing::warn!(%error, "could not claim due Sovendus conversions");
+                }
             }
         }
-        let expecting = workers.is_expecting();
+        // After a failed claim, the next comes after the poll interval, not the look's 25 ms.
+        let expecting = !failed && workers.is_expecting();
         tokio::select! {
             () = workers.stop.cancelled() => {}
             () = workers.wake.notified() => {}
