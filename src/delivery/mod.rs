@@ -18,45 +18,93 @@
 //! | 422 "Token not found." or "Invalid API parameters." | dead | never retried; kept for inspection |
 //! | the shop voids the order first ([`Delivery::void`]) | voided | never sent; kept for inspection |
 //!
-//! The workers of every instance sharing the store claim what is due, under a lease renewed
-//! while they send, so each conversion is delivered by one at a time, and a crashed instance's
-//! conversions are due again once their lease runs out. On start, each instance makes the
-//! parked conversions due and claims what is due at once. The handle lists and counts the
-//! conversions, and retries the parked ones on demand:
+//! Being parked never ends by age: a call that meets a 5xx, a 429 or no answer makes a parked
+//! conversion owed again while the schedule runs (and an owed one dies at the schedule's end),
+//! and leaves it parked past it.
+//!
+//! The workers of every instance sharing the store claim what is due, under a
+//! [lease](crate::DeliverySchedule::lease) renewed beside the call, so each conversion is
+//! delivered by one at a time, a slow store never holds an answer back, and a crashed
+//! instance's conversions are due again once their lease runs out. Leases are judged by the
+//! store's clock, so instances whose wall clocks disagree never take each other's leases. A
+//! delivery starts a call only while its last renewal is fresh, and renews before every quick
+//! retry: a [void](Delivery::void), or another's claim, takes effect before the next call. On
+//! start, each instance makes the parked conversions due and claims what is due at once.
+//!
+//! # Exactly once
+//!
+//! **A silent holder keeps its conversion.** A delivery whose lease ran out unsettled may still
+//! have its call out, or a 200 heard and not yet written. Nobody sends that conversion again
+//! for the [quarantine](crate::DeliverySchedule::quarantine) after its lease, and the holder's late
+//! settlement ends it at once. A 200 is recorded whatever the lease: if the store cannot record
+//! it, the instance tries again, at most a second apart, as long as it lives, and never sends
+//! that conversion itself meanwhile; a graceful stop waits for every call of the instance, the
+//! order handlers' `send()` included. So a conversion is sent a second time only when its first
+//! caller is gone. Sovendus' API has no idempotency key to tell a repeat. The windows that
+//! remain, with the default schedule:
+//!
+//! | What happens | When the conversion may be sent a second time |
+//! |---|---|
+//! | an instance is killed (or crashes) with a call at Sovendus, or after a 200 and before the store records it | 5¼ minutes after its last renewal (lease and quarantine), by another instance or its restart |
+//! | the store is out of reach of the holder (an outage, a failover, a partition), or the holder is paused (SIGSTOP, a frozen VM), for longer than the quarantine while its call is out or its 200 unrecorded | once the lease and quarantine ran out, by an instance that reaches the store |
+//! | the store's clock steps forward by more than `quarantine + lease / 6 - request_timeout` (4½ minutes by default) | at once, for the calls out during the step |
+//! | a call times out, or its connection breaks before a status line: Sovendus may have booked it | at its next attempt on the schedule, as Sovendus' guide asks of an unanswered call |
+//! | [`Delivery::retry_dead`] of a conversion whose last call went unanswered | at once, on purpose |
+//! | [`shutdown`](Delivery::shutdown) returns with [`unrecorded`](DeliveryReport::unrecorded) not empty (a 200 the store could not record by the deadline) | by the next delivery; each is logged at ERROR |
+//!
+//! A step of the store's clock back, of any size, or forward up to that bound, sends nothing
+//! twice; an outage of every instance shorter than the quarantine neither. The repository's
+//! tests run these faults on every store (`tests/integration/silent_holder.rs`), and a seeded
+//! fault campaign against three instances on Postgres and on Redis (its figures are in
+//! `CONTRIBUTING.md`).
+//!
+//! # Shutdown
+//!
+//! Await [`Delivery::shutdown`] after the server stopped. It takes at most its
+//! deadline, plus the request timeout (a call already sent is never cut: Sovendus may have
+//! booked it), plus the store's timeout for the last settlements: with the deadline below
+//! (10 s) and the defaults (30 s, 5 s for SQL), give the process 50 s:
+//! `terminationGracePeriodSeconds: 50` on Kubernetes (its default is 30) or `TimeoutStopSec=50`
+//! for systemd.
+//!
+//! The handle also counts, lists, finds and retries the conversions, for the shop's staff:
 //!
 //! ```
 //! use std::time::Duration;
-//! use axum::{Router, routing::post};
+//! use axum::{Router, routing::get};
 //! use tower::ServiceBuilder;
 //! use tower_sessions::{MemoryStore, SessionManagerLayer, cookie::SameSite};
-//! use tower_sovendus::{SovendusConfig, SovendusConversion, SovendusLayer, store::ConversionState};
+//! use tower_sovendus::{SovendusConfig, SovendusLayer, store::ConversionState};
 //!
-//! async fn order(conversion: SovendusConversion) -> &'static str {
-//!     if let Err(error) = conversion.send_in_background().await {
-//!         tracing::warn!(%error, "the token stays with the visitor");
+//! async fn serve() -> Result<(), Box<dyn std::error::Error>> {
+//!     let sovendus = SovendusLayer::new(SovendusConfig::from_env()?);
+//!     let delivery = sovendus.delivery(); // before the router takes the layer
+//!     let app = Router::new().route("/", get(|| async { "welcome" })).layer(
+//!         ServiceBuilder::new()
+//!             .layer(SessionManagerLayer::new(MemoryStore::default()).with_same_site(SameSite::Lax))
+//!             .layer(sovendus),
+//!     );
+//!     let listener = tokio::net::TcpListener::bind("0.0.0.0:3000").await?;
+//!     axum::serve(listener, app).with_graceful_shutdown(stop_signal()).await?;
+//!     for parked in delivery.list(ConversionState::Parked, 100).await? {
+//!         tracing::warn!(%parked, "waiting for the configuration to be fixed");
 //!     }
-//!     "thank you"
+//!     let report = delivery.shutdown(Duration::from_secs(10)).await;
+//!     tracing::info!(sent = report.sent(), cut_off = report.left().len(), "Sovendus delivery stopped");
+//!     Ok(())
 //! }
 //!
-//! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let layer = SovendusLayer::new(SovendusConfig::new("product-a", "XXXX-XXXXX")?);
-//! let delivery = layer.delivery();
-//! let app: Router = Router::new().route("/order", post(order)).layer(
-//!     ServiceBuilder::new()
-//!         .layer(SessionManagerLayer::new(MemoryStore::default()).with_same_site(SameSite::Lax))
-//!         .layer(layer),
-//! );
-//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-//! axum::serve(listener, app).with_graceful_shutdown(async { /* SIGTERM, Ctrl-C */ }).await?;
-//!
-//! let counts = delivery.counts().await?;
-//! for parked in delivery.list(ConversionState::Parked, 100).await? {
-//!     tracing::warn!(%parked, "waiting for the configuration to be fixed");
+//! /// Ctrl-C, or SIGTERM: systemd, Docker and Kubernetes stop a service with it.
+//! async fn stop_signal() {
+//!     use tokio::signal::{ctrl_c, unix::{SignalKind, signal}};
+//!     match signal(SignalKind::terminate()) {
+//!         Ok(mut terminate) => tokio::select! {
+//!             _ = ctrl_c() => {}
+//!             _ = terminate.recv() => {}
+//!         },
+//!         Err(_) => ctrl_c().await.unwrap_or(()),
+//!     }
 //! }
-//! let report = delivery.shutdown(Duration::from_secs(10)).await;
-//! assert!(report.is_complete() && counts.owed == 0);
-//! # Ok(()) }
 //! ```
 
 mod claimed;

@@ -1,24 +1,6 @@
-//! [`SqlTokenStore`]: captures and owed conversions in SQLite or Postgres, on sqlx 0.8.
-//!
-//! Four tables, created by [`SqlTokenStore::migrate`]:
-//!
-//! - `sovendus_captures`: a landing's capture under the visitor's key (an `i128` in decimal):
-//!   `token`, `product_id`, `expires_at`.
-//! - `sovendus_conversions`: an order's conversion under its ID (32 hexadecimal digits), one
-//!   per token (`UNIQUE`): `token`, `product_id`, `order_ref`, `ordered_at`, `state` (`owed`,
-//!   `parked`, `dead`, `delivered`, `voided`), `attempts`, `next_attempt_at`, `last_error`, `settled_at`,
-//!   the lease (`lease_id`, `lease_until`), and `due_at`: the later of the next attempt and the
-//!   lease's end while it is owed or parked, `NULL` once settled. A claim is one range of the
-//!   index on `due_at`.
-//! - `sovendus_schema`: the migrations applied.
-//! - `sovendus_database`: the database's identity, written by `migrate`: a shop's transaction
-//!   is checked against it before it takes a conversion.
-//!
-//! Times are BIGINT milliseconds since the Unix epoch, always the caller's, who reads them from
-//! the database's clock (Postgres) through [`Outbox::now`]. The migrations are this module's
-//! own (`migrations/`), not sqlx's, whose `_sqlx_migrations` table belongs to the application.
-//! Each query is in `queries.rs`, what is due included (`due_at`, kept by every write); the
-//! take's statements, shared by the store's own transaction and the shop's, in `take.rs`.
+//! [`SqlTokenStore`]: captures and owed conversions in SQLite or Postgres, on sqlx 0.8. Each
+//! query is in `queries.rs`, what is due included (`due_at`, kept by every write); the take's
+//! statements, shared by the store's own transaction and the shop's, in `take.rs`.
 
 mod migrate;
 mod queries;
@@ -72,6 +54,26 @@ pub use self::transaction::{SqlConnection, TakeInError};
 ///   with [`StoreError::Unreadable`]. `take` removes it: it can never become a conversion, and
 ///   left in place it would fail every order of the visitor and, under first-click
 ///   attribution, keep their next landing from being captured for the token's TTL.
+///
+/// # Tables
+///
+/// Four tables, created by [`migrate`](Self::migrate):
+///
+/// - `sovendus_captures`: a landing's capture under the visitor's key (an `i128` in decimal):
+///   `token`, `product_id`, `expires_at`.
+/// - `sovendus_conversions`: an order's conversion under its ID (32 hexadecimal digits), one
+///   per token (`UNIQUE`): `token`, `product_id`, `order_ref`, `ordered_at`, `state` (`owed`,
+///   `parked`, `dead`, `delivered`, `voided`), `attempts`, `next_attempt_at`, `last_error`, `settled_at`,
+///   the lease (`lease_id`, `lease_until`), and `due_at`: the later of the next attempt and the
+///   lease's end while it is owed or parked, `NULL` once settled. A claim is one range of the
+///   index on `due_at`.
+/// - `sovendus_schema`: the migrations applied.
+/// - `sovendus_database`: the database's identity, written by `migrate`: a shop's transaction
+///   is checked against it before it takes a conversion.
+///
+/// Times are BIGINT milliseconds since the Unix epoch, read from the database's clock on
+/// Postgres. The migrations are the store's own, not sqlx's, whose `_sqlx_migrations` table
+/// belongs to the application.
 ///
 /// ```no_run
 /// use tower_sessions::SessionManagerLayer;
