@@ -28,9 +28,10 @@ use tower_sovendus::{
     config::Attribution,
     sandbox::Sandbox,
     store::{
-        Capture, CaptureStore, Conversion, ConversionCounts, ConversionId, ConversionState, ConversionStore,
-        Inspection, Lease, LeaseId, MokaTokenStore, NewCapture, NewConversion, Outbox, RedisTokenStore,
-        Settlement, SqlTokenStore, StoreError, Taken, TokenKey, TokenStore, VoidOutcome, async_trait,
+        Capture, CaptureStore, Cause, Conversion, ConversionCounts, ConversionId, ConversionState,
+        ConversionStore, DailyCounts, Inspection, Lease, LeaseId, ListQuery, MokaTokenStore, NewCapture,
+        NewConversion, Outbox, RedisTokenStore, Settlement, SqlTokenStore, StoreError, Taken, TokenKey,
+        TokenStore, VoidOutcome, async_trait,
         fred::prelude::{Builder, ClientLike, Config},
         sqlx::{
             PgPool, SqlitePool,
@@ -167,8 +168,24 @@ impl Outbox for Timed {
 
 #[async_trait]
 impl Inspection for Timed {
-    async fn list(&self, state: ConversionState, limit: usize) -> Result<Vec<Conversion>, StoreError> {
-        self.store.list(state, limit).await
+    async fn list(&self, query: &ListQuery) -> Result<Vec<Conversion>, StoreError> {
+        self.store.list(query).await
+    }
+
+    async fn daily(&self, from: SystemTime, until: SystemTime) -> Result<Vec<DailyCounts>, StoreError> {
+        self.store.daily(from, until).await
+    }
+
+    async fn causes(&self, state: ConversionState, limit: usize) -> Result<Vec<Cause>, StoreError> {
+        self.store.causes(state, limit).await
+    }
+
+    async fn find_token(&self, token: &SovReqToken) -> Result<Option<Conversion>, StoreError> {
+        self.store.find_token(token).await
+    }
+
+    async fn retry_parked_one(&self, id: ConversionId, now: SystemTime) -> Result<bool, StoreError> {
+        self.store.retry_parked_one(id, now).await
     }
 
     async fn counts(&self) -> Result<ConversionCounts, StoreError> {

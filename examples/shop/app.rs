@@ -18,7 +18,7 @@ use tower_sessions::{Session, SessionManagerLayer, SessionStore, cookie::SameSit
 use tower_sovendus::{
     Delivery, OrderRef, SovendusConversion, SovendusLayer, VoidOutcome,
     sandbox::Sandbox,
-    store::{Conversion, ConversionState, StoreError},
+    store::{Conversion, ConversionState, ListQuery, StoreError},
 };
 
 use self::orders::{NewOrder, Order, Placed};
@@ -589,7 +589,7 @@ async fn conversions_report(delivery: &Delivery) -> String {
         counts.owed, counts.parked, counts.dead, counts.delivered, counts.voided
     );
     for state in [ConversionState::Owed, ConversionState::Parked, ConversionState::Dead] {
-        let Ok(listed) = delivery.list(state, 50).await else { continue };
+        let Ok(listed) = delivery.list(&ListQuery::new(state).limit(50)).await else { continue };
         if listed.is_empty() {
             continue;
         }

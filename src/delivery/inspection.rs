@@ -2,9 +2,14 @@
 //! [`Delivery`].
 
 use super::Delivery;
+use std::time::SystemTime;
+
 use crate::{
-    ids::OrderRef,
-    store::{Conversion, ConversionCounts, ConversionId, ConversionState, StoreError},
+    ids::{OrderRef, SovReqToken},
+    store::{
+        Cause, Conversion, ConversionCounts, ConversionId, ConversionState, DailyCounts, ListQuery,
+        StoreError,
+    },
 };
 
 impl Delivery {
@@ -13,9 +18,51 @@ impl Delivery {
         self.store().counts().await
     }
 
-    /// The conversions in `state`, the earliest ordered first, at most `limit`.
-    pub async fn list(&self, state: ConversionState, limit: usize) -> Result<Vec<Conversion>, StoreError> {
-        self.store().list(state, limit).await
+    /// A page of the conversions `query` asks for: one state's, filtered, oldest or newest
+    /// first, after the [cursor](crate::store::Cursor) of the page before.
+    ///
+    /// ```
+    /// # async fn parked(delivery: tower_sovendus::Delivery) -> Result<(), tower_sovendus::store::StoreError> {
+    /// use tower_sovendus::store::{ConversionState, Cursor, ListQuery, TimeAxis};
+    ///
+    /// let mut query = ListQuery::new(ConversionState::Parked).newest_first().limit(50);
+    /// loop {
+    ///     let page = delivery.list(&query).await?;
+    ///     for parked in &page {
+    ///         tracing::warn!(%parked, "waiting for the configuration to be fixed");
+    ///     }
+    ///     match page.last().and_then(|last| Cursor::after(last, TimeAxis::Ordered)) {
+    ///         Some(cursor) if page.len() == query.limit => query = query.after(cursor),
+    ///         _ => break,
+    ///     }
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn list(&self, query: &ListQuery) -> Result<Vec<Conversion>, StoreError> {
+        self.store().list(query).await
+    }
+
+    /// The conversions ordered on each day (UTC) from the one `from` falls on until `until`,
+    /// by the state each is in now, days without any included.
+    pub async fn daily(&self, from: SystemTime, until: SystemTime) -> Result<Vec<DailyCounts>, StoreError> {
+        self.store().daily(from, until).await
+    }
+
+    /// Why the conversions in `state` failed their last call, the most frequent cause first,
+    /// at most `limit` causes: for the parked ones, what in the configuration to fix.
+    pub async fn causes(&self, state: ConversionState, limit: usize) -> Result<Vec<Cause>, StoreError> {
+        self.store().causes(state, limit).await
+    }
+
+    /// The conversion of `token`, if it has one: what Sovendus asks about.
+    pub async fn find_token(&self, token: &SovReqToken) -> Result<Option<Conversion>, StoreError> {
+        self.store().find_token(token).await
+    }
+
+    /// The store's time now, as the store judges leases: compare a conversion's
+    /// [`held_until`](Conversion::held_until) with it.
+    pub async fn now(&self) -> Result<SystemTime, StoreError> {
+        self.inner.sender.clock.read_at_most(self.store()).await
     }
 
     /// The conversion of the shop's order `order`, if its handler gave the reference (see
@@ -30,6 +77,18 @@ impl Delivery {
         let now = self.inner.sender.clock.read_at_most(self.store()).await?;
         let woken = self.store().retry_parked(now).await?;
         self.inner.workers.wake.notify_one();
+        Ok(woken)
+    }
+
+    /// Makes the parked conversion `id` due now, and wakes this instance's workers; returns
+    /// whether it was parked.
+    pub async fn retry_parked_one(&self, id: ConversionId) -> Result<bool, StoreError> {
+        let now = self.inner.sender.clock.read_at_most(self.store()).await?;
+        let woken = self.store().retry_parked_one(id, now).await?;
+        if woken {
+            tracing::info!(%id, "a parked Sovendus conversion is due now");
+            self.inner.workers.wake.notify_one();
+        }
         Ok(woken)
     }
 

@@ -283,7 +283,10 @@ impl Delivery {
             let until = Instant::now() + sender.schedule.lease;
             while Instant::now() < until {
                 let now = sender.clock.at_most();
-                let due = crate::store::Settlement::new(ConversionState::Owed, 0, Some(now), None, now);
+                let due = crate::store::Settlement {
+                    attempted_at: None,
+                    ..crate::store::Settlement::new(ConversionState::Owed, 0, Some(now), None, now)
+                };
                 match sender.store.settle(id, lease.id, due).await {
                     Ok(_) => return,
                     Err(_) => tokio::time::sleep(sender.schedule.renew_again_after()).await,

@@ -103,6 +103,7 @@ impl Sender {
             next_attempt_at,
             last_error,
             at: now,
+            attempted_at: if calls > 0 { Some(now) } else { conversion.last_attempt_at },
         };
         let error = match result {
             Ok(_) => {

@@ -17,9 +17,10 @@ use moka::{
 };
 
 use super::{
-    Capture, CaptureStore, Conversion, ConversionCounts, ConversionId, ConversionState, ConversionStore,
-    Inspection, Lease, LeaseId, NewCapture, NewConversion, Outbox, Settlement, StoreError, Taken, TokenKey,
-    VoidOutcome, async_trait, records::to_millis,
+    Capture, CaptureStore, Cause, Conversion, ConversionCounts, ConversionId, ConversionState,
+    ConversionStore, DailyCounts, Inspection, Lease, LeaseId, ListOrder, ListQuery, NewCapture,
+    NewConversion, Outbox, Settlement, StoreError, Taken, TokenKey, VoidOutcome, async_trait, listing,
+    records::to_millis,
 };
 use crate::{
     config::{Attribution, DEFAULT_QUEUE_CAPACITY},
@@ -119,9 +120,10 @@ impl Entry {
 }
 
 impl Conversions {
-    /// Puts `entry` in, indexed.
-    fn insert(&mut self, entry: Entry) {
-        let id = entry.conversion.id;
+    /// Puts `entry` in, indexed; returns its conversion as the store shows it.
+    fn insert(&mut self, mut entry: Entry) -> Conversion {
+        entry.conversion.held_until = entry.lease.map(|lease| lease.until);
+        let (id, shown) = (entry.conversion.id, entry.conversion.clone());
         if let Some(due) = entry.due() {
             self.due.insert((due, id));
         }
@@ -133,6 +135,7 @@ impl Conversions {
             self.by_order.insert(order.clone(), id);
         }
         self.by_id.insert(id, entry);
+        shown
     }
 
     /// Takes the entry for `id` out of the time indexes (not the token and order ones), to
@@ -344,8 +347,7 @@ impl ConversionStore for MokaTokenStore {
         if !sending {
             entry.lease = None;
         }
-        let conversion = entry.conversion.clone();
-        conversions.insert(entry);
+        let conversion = conversions.insert(entry);
         Ok(if sending { VoidOutcome::Sending(conversion) } else { VoidOutcome::Voided(conversion) })
     }
 
@@ -394,8 +396,7 @@ impl Outbox for MokaTokenStore {
         for id in due {
             if let Some(mut entry) = conversions.take(id) {
                 entry.lease = Some(lease);
-                claimed.push(entry.conversion.clone());
-                conversions.insert(entry);
+                claimed.push(conversions.insert(entry));
             }
         }
         Ok(claimed)
@@ -450,17 +451,19 @@ impl Outbox for MokaTokenStore {
 
 #[async_trait]
 impl Inspection for MokaTokenStore {
-    async fn list(&self, state: ConversionState, limit: usize) -> Result<Vec<Conversion>, StoreError> {
+    async fn list(&self, query: &ListQuery) -> Result<Vec<Conversion>, StoreError> {
         let conversions = lock(&self.conversions);
-        let mut listed: Vec<Conversion> = conversions
+        let mut listed: Vec<(i64, Conversion)> = conversions
             .by_id
             .values()
-            .filter(|entry| entry.conversion.state == state)
-            .map(|entry| entry.conversion.clone())
+            .filter(|entry| query.admits(&entry.conversion))
+            .filter_map(|entry| Some((query.time_of(&entry.conversion)?, entry.conversion.clone())))
             .collect();
-        listed.sort_by_key(|conversion| (conversion.ordered_at, conversion.id));
-        listed.truncate(limit);
-        Ok(listed)
+        listed.sort_by_key(|(at, conversion)| (*at, conversion.id));
+        if query.order == ListOrder::NewestFirst {
+            listed.reverse();
+        }
+        Ok(listed.into_iter().take(query.limit).map(|(_, conversion)| conversion).collect())
     }
 
     async fn counts(&self) -> Result<ConversionCounts, StoreError> {
@@ -469,6 +472,42 @@ impl Inspection for MokaTokenStore {
             *counts.of_mut(entry.conversion.state) += 1;
         }
         Ok(counts)
+    }
+
+    async fn daily(&self, from: SystemTime, until: SystemTime) -> Result<Vec<DailyCounts>, StoreError> {
+        let mut by_day: HashMap<i64, ConversionCounts> = HashMap::new();
+        for entry in lock(&self.conversions).by_id.values() {
+            let day = listing::day_of(to_millis(entry.conversion.ordered_at));
+            *by_day.entry(day).or_default().of_mut(entry.conversion.state) += 1;
+        }
+        Ok(listing::every_day(from, until, |day| by_day.get(&day).copied().unwrap_or_default()))
+    }
+
+    async fn causes(&self, state: ConversionState, limit: usize) -> Result<Vec<Cause>, StoreError> {
+        let mut counted: HashMap<String, u64> = HashMap::new();
+        for entry in lock(&self.conversions).by_id.values().filter(|entry| entry.conversion.state == state) {
+            if let Some(error) = &entry.conversion.last_error {
+                *counted.entry(error.clone()).or_default() += 1;
+            }
+        }
+        Ok(listing::most_frequent(counted, limit))
+    }
+
+    async fn find_token(&self, token: &SovReqToken) -> Result<Option<Conversion>, StoreError> {
+        let conversions = lock(&self.conversions);
+        let entry = conversions.by_token.get(token).and_then(|id| conversions.by_id.get(id));
+        Ok(entry.map(|entry| entry.conversion.clone()))
+    }
+
+    async fn retry_parked_one(&self, id: ConversionId, now: SystemTime) -> Result<bool, StoreError> {
+        let mut conversions = lock(&self.conversions);
+        let parked =
+            conversions.by_id.get(&id).is_some_and(|entry| entry.conversion.state == ConversionState::Parked);
+        if let Some(mut entry) = parked.then(|| conversions.take(id)).flatten() {
+            entry.conversion.next_attempt_at = Some(now);
+            conversions.insert(entry);
+        }
+        Ok(parked)
     }
 
     async fn retry_parked(&self, now: SystemTime) -> Result<u64, StoreError> {

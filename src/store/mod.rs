@@ -134,6 +134,7 @@ pub mod conformance;
 mod conversions;
 mod error;
 mod inspection;
+mod listing;
 mod memory;
 mod outbox;
 mod records;
@@ -162,6 +163,7 @@ pub use self::{
     conversions::ConversionStore,
     error::StoreError,
     inspection::Inspection,
+    listing::{Cause, Cursor, DailyCounts, ListOrder, ListQuery, TimeAxis},
     memory::MokaTokenStore,
     outbox::Outbox,
     records::{

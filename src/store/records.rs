@@ -273,6 +273,11 @@ pub struct Conversion {
     pub last_error: Option<String>,
     /// When it was delivered, became dead, or was voided.
     pub settled_at: Option<SystemTime>,
+    /// When its last call to Sovendus was answered, or given up on.
+    pub last_attempt_at: Option<SystemTime>,
+    /// Until when a delivery holds it: its lease's end, as the store keeps it (the lease may
+    /// have run out since; compare with the store's clock).
+    pub held_until: Option<SystemTime>,
 }
 
 impl Conversion {
@@ -289,6 +294,8 @@ impl Conversion {
             next_attempt_at: Some(conversion.lease.map_or(conversion.ordered_at, |lease| lease.until)),
             last_error: None,
             settled_at: None,
+            last_attempt_at: None,
+            held_until: conversion.lease.map(|lease| lease.until),
         }
     }
 
@@ -299,6 +306,7 @@ impl Conversion {
         self.next_attempt_at = settlement.next_attempt_at;
         self.last_error = settlement.last_error;
         self.settled_at = settlement.state.is_settled().then_some(settlement.at);
+        self.last_attempt_at = settlement.attempted_at;
         self
     }
 }
@@ -331,11 +339,14 @@ pub struct Settlement {
     pub last_error: Option<String>,
     /// When the delivery ended.
     pub at: SystemTime,
+    /// When its last call to Sovendus ended: `at` for a delivery that called, the time kept
+    /// before for one that gives the conversion back uncalled.
+    pub attempted_at: Option<SystemTime>,
 }
 
 impl Settlement {
-    /// A delivery's outcome at `at`: the conversion's new `state` after `attempts` calls, when
-    /// it is due next, and why the delivery failed.
+    /// A delivery's outcome at `at`, after a call that ended then: the conversion's new `state`
+    /// after `attempts` calls, when it is due next, and why the delivery failed.
     pub fn new(
         state: ConversionState,
         attempts: u32,
@@ -343,7 +354,7 @@ impl Settlement {
         last_error: Option<String>,
         at: SystemTime,
     ) -> Self {
-        Self { state, attempts, next_attempt_at, last_error, at }
+        Self { state, attempts, next_attempt_at, last_error, at, attempted_at: Some(at) }
     }
 }
 

@@ -320,7 +320,9 @@ impl Campaign {
         let in_store_now = async || {
             let mut in_store = BTreeMap::new();
             for state in ConversionState::ALL {
-                for conversion in store.list(state, 1_000_000).await.unwrap() {
+                for conversion in
+                    store.list(&tower_sovendus::store::ListQuery::new(state).limit(1_000_000)).await.unwrap()
+                {
                     let order = conversion.order.map(|order| order.as_str().to_owned());
                     in_store.insert(conversion.token.as_str().to_owned(), (state, order));
                 }
@@ -593,7 +595,10 @@ struct Committed {
 /// Makes every dead conversion owed again, due now, as `Delivery::retry_dead` does; returns how
 /// many there were.
 async fn revive_dead(store: &dyn TokenStore) -> usize {
-    let (Ok(dead), Ok(now)) = (store.list(ConversionState::Dead, 1_000_000).await, store.now().await) else {
+    let (Ok(dead), Ok(now)) = (
+        store.list(&tower_sovendus::store::ListQuery::new(ConversionState::Dead).limit(1_000_000)).await,
+        store.now().await,
+    ) else {
         return 0;
     };
     let mut revived = 0;

@@ -30,7 +30,7 @@ async fn assert_left_in(shop: &TestShop, token: &str, state: ConversionState) {
     let calls = shop.sandbox.conversions();
     assert_eq!(calls.len(), 1, "no quick retry: {calls:?}");
     assert!(calls[0].path().ends_with(&format!("/{token}/api")), "{calls:?}");
-    let listed = shop.delivery.list(state, 10).await.unwrap();
+    let listed = shop.delivery.list(&tower_sovendus::store::ListQuery::new(state).limit(10)).await.unwrap();
     assert_eq!(listed.len(), 1, "{state}: {:?}", shop.delivery.counts().await);
     assert_eq!(listed[0].token.as_str(), token);
 }

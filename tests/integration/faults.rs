@@ -86,7 +86,11 @@ async fn the_time_budget_bounds_the_quick_attempts_and_leaves_it_owed() {
     // 50 ms waits within 500 ms: at most 11 attempts, however fast the machine.
     let calls = shop.sandbox.conversions().len();
     assert!((2..=11).contains(&calls), "{calls} attempts");
-    let owed = shop.delivery.list(ConversionState::Owed, 10).await.unwrap();
+    let owed = shop
+        .delivery
+        .list(&tower_sovendus::store::ListQuery::new(ConversionState::Owed).limit(10))
+        .await
+        .unwrap();
     assert_eq!(owed.len(), 1, "still owed");
     assert_eq!(owed[0].attempts as usize, calls);
 }
@@ -164,7 +168,11 @@ async fn a_retry_after_beyond_the_time_budget_ends_the_quick_attempts_and_the_sc
     let ordered = SystemTime::now();
     assert_eq!(shop.order().await, "owed: rate_limited");
     assert_eq!(shop.sandbox.conversions().len(), 1);
-    let owed = shop.delivery.list(ConversionState::Owed, 10).await.unwrap();
+    let owed = shop
+        .delivery
+        .list(&tower_sovendus::store::ListQuery::new(ConversionState::Owed).limit(10))
+        .await
+        .unwrap();
     let next = owed[0].next_attempt_at.expect("owed conversions are due some time");
     assert!(next >= ordered + Duration::from_secs(3599), "the next attempt waits for the hour asked");
 }
@@ -194,7 +202,11 @@ async fn an_unknown_token_is_dead_after_one_call() {
     assert_eq!(shop.order().await, "dead: invalid_product_or_token: Invalid API parameters.");
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(statuses(&shop.sandbox.conversions()), [Some(422)], "never retried");
-    let dead = shop.delivery.list(ConversionState::Dead, 10).await.unwrap();
+    let dead = shop
+        .delivery
+        .list(&tower_sovendus::store::ListQuery::new(ConversionState::Dead).limit(10))
+        .await
+        .unwrap();
     assert_eq!(dead.len(), 1);
     assert_eq!(
         dead[0].last_error.as_deref(),

@@ -81,7 +81,11 @@ async fn parked_conversions_go_through_once_the_configuration_is_fixed_and_at_a_
         visitor.get(&format!("/landing?sovReqToken=visitor-{index}")).await;
         assert_eq!(visitor.order().await, "parked: invalid_api_key");
     }
-    let parked = shop.delivery.list(ConversionState::Parked, 10).await.unwrap();
+    let parked = shop
+        .delivery
+        .list(&tower_sovendus::store::ListQuery::new(ConversionState::Parked).limit(10))
+        .await
+        .unwrap();
     assert_eq!(parked.len(), 2, "parked, not lost");
     assert!(
         parked
@@ -149,7 +153,11 @@ async fn a_conversion_no_attempt_gets_through_is_given_up_at_the_end_of_the_sche
 
     // Once Sovendus answers again, the shop retries it on demand: one call, one booking.
     shop.sandbox.stop_faults();
-    let dead = shop.delivery.list(ConversionState::Dead, 10).await.unwrap();
+    let dead = shop
+        .delivery
+        .list(&tower_sovendus::store::ListQuery::new(ConversionState::Dead).limit(10))
+        .await
+        .unwrap();
     assert!(shop.delivery.retry_dead(dead[0].id).await.unwrap(), "it was dead");
     assert!(!shop.delivery.retry_dead(dead[0].id).await.unwrap(), "not twice");
     let delivered = async || shop.delivery.counts().await.unwrap().delivered == 1;
@@ -261,7 +269,8 @@ async fn counts_and_lists_show_every_state() {
         (ConversionState::Dead, "unknown"),
         (ConversionState::Delivered, "known-1"),
     ] {
-        let listed = shop.delivery.list(state, 10).await.unwrap();
+        let listed =
+            shop.delivery.list(&tower_sovendus::store::ListQuery::new(state).limit(10)).await.unwrap();
         assert_eq!(
             listed.iter().map(|conversion| conversion.token.as_str()).collect::<Vec<_>>(),
             [token],

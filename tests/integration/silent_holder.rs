@@ -364,7 +364,11 @@ async fn a_stop_while_an_order_handlers_call_is_out_waits_for_it() {
         assert_eq!(counts.delivered, 1, "{backend:?}: recorded before the stop returned: {counts:?}");
         assert_eq!(order.await.unwrap(), "sent", "{backend:?}");
         shops.booked_once().await;
-        let dead = shops.instances[1].delivery.list(ConversionState::Owed, 10).await.unwrap();
+        let dead = shops.instances[1]
+            .delivery
+            .list(&tower_sovendus::store::ListQuery::new(ConversionState::Owed).limit(10))
+            .await
+            .unwrap();
         assert!(dead.is_empty(), "{backend:?}: {dead:?}");
     })
     .await;

@@ -198,7 +198,8 @@ async fn unreadable_rows_are_refused(store: &SqlTokenStore, dead_rows: impl Asyn
     assert_eq!(unreadable(), 0, "not read again");
     assert_eq!(store.counts().await.unwrap().dead, 4, "counted as dead");
     // The one whose state alone was unreadable reads back as dead; the others are skipped.
-    let dead = store.list(ConversionState::Dead, 10).await.unwrap();
+    let dead =
+        store.list(&tower_sovendus::store::ListQuery::new(ConversionState::Dead).limit(10)).await.unwrap();
     let dead: Vec<(String, Option<&str>)> =
         dead.iter().map(|dead| (dead.id.to_string(), dead.last_error.as_deref())).collect();
     assert_eq!(

@@ -125,8 +125,22 @@ fn a_corrupt_conversion_is_refused_counted_and_not_claimed_again() {
         assert_eq!(store.counts().await.unwrap(), counts, "the corrupt one is dead");
         // The sound one's lease has run out: it alone is claimed again.
         assert_eq!(claimed(&store, now + DAY).await, [sound.id], "not claimed again");
-        assert!(store.list(ConversionState::Dead, 10).await.unwrap().is_empty(), "skipped");
-        assert_eq!(store.list(ConversionState::Owed, 10).await.unwrap().len(), 1);
+        assert!(
+            store
+                .list(&tower_sovendus::store::ListQuery::new(ConversionState::Dead).limit(10))
+                .await
+                .unwrap()
+                .is_empty(),
+            "skipped"
+        );
+        assert_eq!(
+            store
+                .list(&tower_sovendus::store::ListQuery::new(ConversionState::Owed).limit(10))
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
     });
     // The claim's two, the listing's one, and the stray again at the second claim: a key that is
     // not a hash here stays due, looked at again once a lease would have run out (in a cluster
@@ -154,7 +168,13 @@ async fn stores_with_different_prefixes_do_not_see_each_other() {
     assert_eq!(shop_b.find(&OrderRef::new("A-1").unwrap()).await.unwrap(), None);
     assert_eq!(shop_b.counts().await.unwrap(), ConversionCounts::default());
     assert!(claimed(&shop_b, now).await.is_empty());
-    assert!(shop_b.list(ConversionState::Owed, 10).await.unwrap().is_empty());
+    assert!(
+        shop_b
+            .list(&tower_sovendus::store::ListQuery::new(ConversionState::Owed).limit(10))
+            .await
+            .unwrap()
+            .is_empty()
+    );
     // The same token in B is B's to convert.
     shop_b.capture(2, landing("token-a", now)).await.unwrap();
     assert!(matches!(shop_b.take(2, order(now, None)).await.unwrap(), Taken::Owed(_)));
@@ -239,7 +259,7 @@ async fn while_redis_is_down_every_operation_fails_retryably_within_the_timeout(
         store.claim(now, 10, lease(now + MINUTE)),
         store.renew(id, lease(now + MINUTE)),
         store.settle(id, LeaseId::random(), settlement.clone()),
-        store.list(ConversionState::Owed, 10),
+        store.list(&tower_sovendus::store::ListQuery::new(ConversionState::Owed).limit(10)),
         store.counts(),
         store.find(&order_ref),
         store.retry_parked(now),

@@ -49,7 +49,15 @@ async fn an_order_voided_before_delivery_is_never_booked() {
     assert!(shop.sandbox.accepted().is_empty(), "never booked");
     let counts = shop.delivery.counts().await.unwrap();
     assert_eq!((counts.voided, counts.owed, counts.delivered), (1, 0, 0), "{counts:?}");
-    assert_eq!(shop.delivery.list(ConversionState::Voided, 10).await.unwrap().len(), 1, "listed");
+    assert_eq!(
+        shop.delivery
+            .list(&tower_sovendus::store::ListQuery::new(ConversionState::Voided).limit(10))
+            .await
+            .unwrap()
+            .len(),
+        1,
+        "listed"
+    );
 }
 
 #[tokio::test]

@@ -23,13 +23,15 @@ use std::{
 
 use super::{
     Capture, Conversion, ConversionCounts, ConversionId, ConversionState, Lease, LeaseId, NewCapture,
-    NewConversion, Settlement, Taken, TokenKey, TokenStore, VoidOutcome, records::to_the_millisecond,
+    NewConversion, Settlement, Taken, TokenKey, TokenStore, VoidOutcome,
+    records::{from_millis, to_millis, to_the_millisecond},
 };
 use crate::{config::Attribution, ids::OrderRef};
 
+mod listing;
 mod rules;
 
-use self::rules::*;
+use self::{listing::*, rules::*};
 
 const MINUTE: Duration = Duration::from_secs(60);
 const DAY: Duration = Duration::from_secs(24 * 60 * 60);
@@ -105,6 +107,12 @@ where
     let t = to_the_millisecond(SystemTime::now());
     parked_conversions_wake_at_once(&new_store().await, t).await;
     a_dead_conversion_can_be_revived(&new_store().await, t).await;
+    lists_page_by_cursor_in_either_order(&new_store().await, t).await;
+    counts_per_day_agree_with_counts(&new_store().await, t).await;
+    causes_are_counted_most_frequent_first(&new_store().await, t).await;
+    a_conversion_is_found_by_its_token(&new_store().await, t).await;
+    one_parked_conversion_is_retried(&new_store().await, t).await;
+    a_conversion_shows_its_lease_and_last_call(&new_store().await, t).await;
 }
 
 /// The capture of token `token` for the primary product.
@@ -157,5 +165,5 @@ async fn claim_ids(
 }
 
 fn settlement(state: ConversionState, next: Option<SystemTime>, at: SystemTime) -> Settlement {
-    Settlement { state, attempts: 1, next_attempt_at: next, last_error: Some("503".to_owned()), at }
+    Settlement::new(state, 1, next, Some("503".to_owned()), at)
 }

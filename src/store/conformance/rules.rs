@@ -58,6 +58,8 @@ pub(super) async fn a_take_makes_the_capture_an_owed_conversion(store: &impl Tok
         next_attempt_at: Some(t + MINUTE),
         last_error: None,
         settled_at: None,
+        last_attempt_at: None,
+        held_until: None,
     };
     assert_eq!(owed, expected, "{rule}");
     assert_eq!(captured_token(store, 1, t + MINUTE).await, None, "{rule}: the capture is spent");
@@ -69,7 +71,7 @@ pub(super) async fn a_take_makes_the_capture_an_owed_conversion(store: &impl Tok
         "{rule}"
     );
     assert_eq!(
-        store.list(ConversionState::Owed, 10).await.unwrap(),
+        store.list(&crate::store::ListQuery::new(ConversionState::Owed).limit(10)).await.unwrap(),
         std::slice::from_ref(&expected),
         "{rule}: listed"
     );
@@ -214,7 +216,11 @@ pub(super) async fn voiding_stops_what_is_not_delivered(store: &impl TokenStore,
         (0, 0, 4, 2),
         "{rule}: {counts:?}"
     );
-    assert_eq!(store.list(ConversionState::Voided, 10).await.unwrap().len(), 4, "{rule}: listed");
+    assert_eq!(
+        store.list(&crate::store::ListQuery::new(ConversionState::Voided).limit(10)).await.unwrap().len(),
+        4,
+        "{rule}: listed"
+    );
     assert_eq!(store.purge(t + MINUTE, t + MINUTE).await.unwrap(), 6, "{rule}: voided ones are purged too");
 }
 
@@ -354,7 +360,7 @@ pub(super) async fn settlements_decide_what_comes_next(store: &impl TokenStore, 
         claim_ids(store, t + 30 * MINUTE, 10, lease(t + DAY)).await.into_iter().collect();
     assert_eq!(due, ids[..2].iter().copied().collect(), "{rule}: owed and parked");
     for (state, id) in states.into_iter().zip(&ids) {
-        let listed = store.list(state, 10).await.unwrap();
+        let listed = store.list(&crate::store::ListQuery::new(state).limit(10)).await.unwrap();
         assert_eq!(
             listed.iter().map(|conversion| conversion.id).collect::<Vec<_>>(),
             [*id],
@@ -403,7 +409,7 @@ pub(super) async fn a_dead_conversion_can_be_revived(store: &impl TokenStore, t:
     assert!(!store.retry_dead(id, t + MINUTE).await.unwrap(), "{rule}: once");
     let counts = store.counts().await.unwrap();
     assert_eq!((counts.owed, counts.dead, counts.delivered), (1, 0, 1), "{rule}: {counts:?}");
-    let listed = store.list(ConversionState::Owed, 10).await.unwrap();
+    let listed = store.list(&crate::store::ListQuery::new(ConversionState::Owed).limit(10)).await.unwrap();
     let revived = listed.iter().find(|conversion| conversion.id == id).expect("listed owed");
     assert_eq!((revived.attempts, revived.settled_at), (1, None), "{rule}: attempts kept, not settled");
     assert_eq!(revived.next_attempt_at, Some(t + MINUTE), "{rule}: due when revived");
@@ -460,6 +466,7 @@ pub(super) async fn records_keep_every_field(store: &impl TokenStore, t: SystemT
         next_attempt_at: Some(t + DAY),
         last_error: Some(error.to_owned()),
         at: t,
+        attempted_at: Some(t),
     };
     assert!(store.settle(owed.id, held.id, parked).await.unwrap(), "{rule}");
     let found = store.find(&OrderRef::new(order_ref).unwrap()).await.unwrap().expect("found by its order");
@@ -468,6 +475,7 @@ pub(super) async fn records_keep_every_field(store: &impl TokenStore, t: SystemT
         attempts: 7,
         next_attempt_at: Some(t + DAY),
         last_error: Some(error.to_owned()),
+        last_attempt_at: Some(t),
         ..owed
     };
     assert_eq!(found, expected, "{rule}");

@@ -131,6 +131,8 @@ fn decode_conversion(id: ConversionId, fields: Vec<Value>) -> Result<Conversion,
         next_attempt_at: optional_time("next_attempt_at")?,
         last_error: field("last_error")?,
         settled_at: optional_time("settled_at")?,
+        last_attempt_at: None, // TODO(redis helper)
+        held_until: None,      // TODO(redis helper)
     })
 }
 

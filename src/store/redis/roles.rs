@@ -5,6 +5,7 @@ use std::time::SystemTime;
 use fred::{interfaces::*, types::Value};
 
 use super::*;
+use crate::store::{Cause, DailyCounts, ListQuery};
 
 #[async_trait]
 impl<C> CaptureStore for RedisTokenStore<C>
@@ -234,7 +235,8 @@ impl<C> Inspection for RedisTokenStore<C>
 where
     C: KeysInterface + LuaInterface + Send + Sync + 'static,
 {
-    async fn list(&self, state: ConversionState, limit: usize) -> Result<Vec<Conversion>, StoreError> {
+    async fn list(&self, query: &ListQuery) -> Result<Vec<Conversion>, StoreError> {
+        let (state, limit) = (query.state, query.limit);
         if limit == 0 {
             return Ok(Vec::new());
         }
@@ -265,6 +267,22 @@ where
             *counts.of_mut(state) = count.as_u64().unwrap_or_default();
         }
         Ok(counts)
+    }
+
+    async fn daily(&self, _from: SystemTime, _until: SystemTime) -> Result<Vec<DailyCounts>, StoreError> {
+        Err(StoreError::backend(std::io::Error::other("TODO daily")))
+    }
+
+    async fn causes(&self, _state: ConversionState, _limit: usize) -> Result<Vec<Cause>, StoreError> {
+        Err(StoreError::backend(std::io::Error::other("TODO causes")))
+    }
+
+    async fn find_token(&self, _token: &SovReqToken) -> Result<Option<Conversion>, StoreError> {
+        Err(StoreError::backend(std::io::Error::other("TODO find_token")))
+    }
+
+    async fn retry_parked_one(&self, _id: ConversionId, _now: SystemTime) -> Result<bool, StoreError> {
+        Err(StoreError::backend(std::io::Error::other("TODO retry_parked_one")))
     }
 
     async fn retry_parked(&self, now: SystemTime) -> Result<u64, StoreError> {

@@ -2,6 +2,7 @@
 //! query is in `queries.rs`, what is due included (`due_at`, kept by every write); the take's
 //! statements, shared by the store's own transaction and the shop's, in `take.rs`.
 
+mod inspection;
 mod migrate;
 mod queries;
 mod read;
@@ -17,9 +18,8 @@ use sqlx::Row;
 
 use self::{queries::Dialect, take::Take};
 use super::{
-    Capture, CaptureStore, Conversion, ConversionCounts, ConversionId, ConversionState, ConversionStore,
-    Inspection, Lease, LeaseId, NewCapture, NewConversion, Outbox, Settlement, StoreError, Taken, TokenKey,
-    VoidOutcome, async_trait,
+    Capture, CaptureStore, Conversion, ConversionId, ConversionState, ConversionStore, Lease, LeaseId,
+    NewCapture, NewConversion, Outbox, Settlement, StoreError, Taken, TokenKey, VoidOutcome, async_trait,
     records::{from_millis, to_millis},
 };
 use crate::{config::Attribution, ids::OrderRef};
@@ -503,73 +503,6 @@ impl Outbox for SqlTokenStore {
             })
         });
         Ok(ended.await? > 0)
-    }
-}
-
-#[async_trait]
-impl Inspection for SqlTokenStore {
-    async fn list(&self, state: ConversionState, limit: usize) -> Result<Vec<Conversion>, StoreError> {
-        self.within_timeout(async {
-            on_pool!(self, |pool| {
-                let rows = sqlx::query(queries::LIST)
-                    .bind(state.as_str())
-                    .bind(as_i64(limit))
-                    .fetch_all(pool)
-                    .await
-                    .map_err(backend)?;
-                Ok(rows.iter().filter_map(read::readable_conversion).collect())
-            })
-        })
-        .await
-    }
-
-    async fn counts(&self) -> Result<ConversionCounts, StoreError> {
-        self.within_timeout(async {
-            on_pool!(self, |pool| {
-                let rows = sqlx::query(queries::COUNTS).fetch_all(pool).await.map_err(backend)?;
-                let mut counts = ConversionCounts::default();
-                for row in &rows {
-                    let state = row.try_get::<String, _>("state").ok().and_then(|state| state.parse().ok());
-                    let count =
-                        row.try_get::<i64, _>("count").ok().and_then(|count| u64::try_from(count).ok());
-                    match (state, count) {
-                        (Some(state), Some(count)) => *counts.of_mut(state) += count,
-                        _ => tracing::warn!("Sovendus conversions in an unknown state are not counted"),
-                    }
-                }
-                Ok(counts)
-            })
-        })
-        .await
-    }
-
-    async fn retry_parked(&self, now: SystemTime) -> Result<u64, StoreError> {
-        self.writing(async {
-            on_pool!(self, |pool| {
-                sqlx::query(queries::WAKE_PARKED)
-                    .bind(to_millis(now))
-                    .execute(pool)
-                    .await
-                    .map(|done| done.rows_affected())
-                    .map_err(backend)
-            })
-        })
-        .await
-    }
-
-    async fn retry_dead(&self, id: ConversionId, now: SystemTime) -> Result<bool, StoreError> {
-        self.writing(async {
-            on_pool!(self, |pool| {
-                sqlx::query(queries::REVIVE)
-                    .bind(id.to_string())
-                    .bind(to_millis(now))
-                    .execute(pool)
-                    .await
-                    .map(|done| done.rows_affected() == 1)
-                    .map_err(backend)
-            })
-        })
-        .await
     }
 }
 

@@ -13,11 +13,11 @@ use std::{
 
 use async_trait::async_trait;
 use tower_sovendus::{
-    OrderRef,
+    OrderRef, SovReqToken,
     store::{
-        Capture, CaptureStore, Conversion, ConversionCounts, ConversionId, ConversionState, ConversionStore,
-        Inspection, Lease, LeaseId, NewCapture, NewConversion, Outbox, Settlement, StoreError, Taken,
-        TokenKey, TokenStore, VoidOutcome,
+        Capture, CaptureStore, Cause, Conversion, ConversionCounts, ConversionId, ConversionState,
+        ConversionStore, DailyCounts, Inspection, Lease, LeaseId, ListQuery, NewCapture, NewConversion,
+        Outbox, Settlement, StoreError, Taken, TokenKey, TokenStore, VoidOutcome,
     },
 };
 
@@ -229,9 +229,29 @@ impl<S: TokenStore> Outbox for FaultyStore<S> {
 
 #[async_trait]
 impl<S: TokenStore> Inspection for FaultyStore<S> {
-    async fn list(&self, state: ConversionState, limit: usize) -> Result<Vec<Conversion>, StoreError> {
+    async fn list(&self, query: &ListQuery) -> Result<Vec<Conversion>, StoreError> {
         self.shared.check()?;
-        self.inner.list(state, limit).await
+        self.inner.list(query).await
+    }
+
+    async fn daily(&self, from: SystemTime, until: SystemTime) -> Result<Vec<DailyCounts>, StoreError> {
+        self.shared.check()?;
+        self.inner.daily(from, until).await
+    }
+
+    async fn causes(&self, state: ConversionState, limit: usize) -> Result<Vec<Cause>, StoreError> {
+        self.shared.check()?;
+        self.inner.causes(state, limit).await
+    }
+
+    async fn find_token(&self, token: &SovReqToken) -> Result<Option<Conversion>, StoreError> {
+        self.shared.check()?;
+        self.inner.find_token(token).await
+    }
+
+    async fn retry_parked_one(&self, id: ConversionId, now: SystemTime) -> Result<bool, StoreError> {
+        self.shared.check()?;
+        self.inner.retry_parked_one(id, now).await
     }
 
     async fn counts(&self) -> Result<ConversionCounts, StoreError> {
