@@ -180,6 +180,10 @@ impl Inspection for Timed {
         self.store.causes(state, limit).await
     }
 
+    async fn get(&self, id: ConversionId) -> Result<Option<Conversion>, StoreError> {
+        self.store.get(id).await
+    }
+
     async fn find_token(&self, token: &SovReqToken) -> Result<Option<Conversion>, StoreError> {
         self.store.find_token(token).await
     }

@@ -1,7 +1,7 @@
 //! What the shop's staff see of a delivery, and retry: the inspection role of
 //! [`Delivery`].
 
-use super::Delivery;
+use super::{Delivery, DeliveryHealth};
 use std::time::SystemTime;
 
 use crate::{
@@ -10,6 +10,7 @@ use crate::{
         Cause, Conversion, ConversionCounts, ConversionId, ConversionState, DailyCounts, ListQuery,
         StoreError,
     },
+    sync::lock,
 };
 
 impl Delivery {
@@ -54,6 +55,11 @@ impl Delivery {
         self.store().causes(state, limit).await
     }
 
+    /// The conversion `id`, if the store holds it.
+    pub async fn get(&self, id: ConversionId) -> Result<Option<Conversion>, StoreError> {
+        self.store().get(id).await
+    }
+
     /// The conversion of `token`, if it has one: what Sovendus asks about.
     pub async fn find_token(&self, token: &SovReqToken) -> Result<Option<Conversion>, StoreError> {
         self.store().find_token(token).await
@@ -69,6 +75,19 @@ impl Delivery {
     /// [`SovendusConversion::for_order`](crate::SovendusConversion::for_order)).
     pub async fn find(&self, order: &OrderRef) -> Result<Option<Conversion>, StoreError> {
         self.store().find(order).await
+    }
+
+    /// How this instance's delivery is doing: its workers, and its last calls.
+    pub fn health(&self) -> DeliveryHealth {
+        let last = lock(&self.inner.sender.last_calls).clone();
+        let (running, workers, busy) = self.inner.workers.activity();
+        DeliveryHealth {
+            running,
+            workers,
+            busy,
+            last_delivered_at: last.delivered_at,
+            last_error: last.error,
+        }
     }
 
     /// Makes every parked conversion due now, once the configuration is fixed, and wakes this

@@ -109,6 +109,7 @@
 
 mod claimed;
 mod clock;
+mod health;
 mod hold;
 mod inspection;
 mod lifecycle;
@@ -122,6 +123,7 @@ mod workers;
 use std::{fmt, sync::Arc};
 
 pub use self::{
+    health::DeliveryHealth,
     outcome::{Outcome, Recorded},
     report::{DeliveryReport, PendingConversion},
 };

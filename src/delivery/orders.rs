@@ -118,6 +118,12 @@ impl Delivery {
     /// stays converted: the visitor's next order books nothing for it.
     pub async fn void(&self, order: &OrderRef) -> Result<VoidOutcome, StoreError> {
         let Some(conversion) = self.store().find(order).await? else { return Ok(VoidOutcome::NotFound) };
+        self.void_conversion(conversion.id).await
+    }
+
+    /// [`void`](Self::void) by the conversion's ID, for a conversion recorded without its
+    /// order's reference, or found by its token: the same answers, the same wait.
+    pub async fn void_conversion(&self, id: ConversionId) -> Result<VoidOutcome, StoreError> {
         let sender = &self.inner.sender;
         // A delivery under way ends its call within the request timeout, and starts no further
         // one once it learns of the void, at its next renewal: the void waits that long for it.
@@ -127,7 +133,7 @@ impl Delivery {
         let mut waited = false;
         let voided = loop {
             let now = sender.clock.read_at_most(self.store()).await?;
-            match self.store().void(conversion.id, now).await? {
+            match self.store().void(id, now).await? {
                 VoidOutcome::Sending(_) if Instant::now() + wait < until => {
                     waited = true;
                     tokio::time::sleep(wait).await;

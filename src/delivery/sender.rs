@@ -7,7 +7,7 @@ use std::{
     time::{Instant, SystemTime},
 };
 
-use super::{clock::StoreClock, report::PendingConversion, verdict::Verdict};
+use super::{clock::StoreClock, health::LastCalls, report::PendingConversion, verdict::Verdict};
 use crate::{
     client::{Receipt, SovendusClient},
     config::DeliverySchedule,
@@ -32,6 +32,8 @@ pub(crate) struct Sender {
     /// The conversions this instance is sending or settling: its claims never send them again,
     /// whatever the store's clock says of their lease.
     in_hand: Arc<Mutex<HashSet<ConversionId>>>,
+    /// What the deliveries last ended in, for [`DeliveryHealth`](super::DeliveryHealth).
+    pub(super) last_calls: Mutex<LastCalls>,
 }
 
 /// A conversion in this instance's hands (see [`Sender::in_hand`]) until dropped.
@@ -58,6 +60,7 @@ impl Sender {
             schedule,
             clock: StoreClock::default(),
             parked_causes: Mutex::default(),
+            last_calls: Mutex::default(),
             unrecorded: Mutex::default(),
             in_hand: Arc::default(),
         }
@@ -107,6 +110,7 @@ impl Sender {
         };
         let error = match result {
             Ok(_) => {
+                lock(&self.last_calls).delivered_at = Some(now);
                 tracing::info!(id = %conversion.id, token = %conversion.token, attempts, "Sovendus conversion delivered");
                 ::metrics::counter!(metrics::SENT).increment(1);
                 return settled(ConversionState::Delivered, None, None);
@@ -114,6 +118,9 @@ impl Sender {
             Err(error) => error,
         };
         let message = Some(error.to_string());
+        if calls > 0 {
+            lock(&self.last_calls).error = Some((now, error.to_string()));
+        }
         if matches!(error, SovendusError::Cancelled) {
             // Cut off by a shutdown: the next delivery, here or elsewhere, tries it at once.
             return settled(ConversionState::Owed, Some(now), message);

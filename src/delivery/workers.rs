@@ -51,6 +51,8 @@ const COMMIT_LOOK_FOR: Duration = Duration::from_secs(8);
 /// The workers' shared state: their loop, the signals it takes, and what it did.
 pub(crate) struct Workers {
     count: usize,
+    /// A permit for each worker not delivering now.
+    free: Arc<Semaphore>,
     run: Mutex<Run>,
     /// Says an order of this instance made a conversion owed: claim at once.
     pub(crate) wake: Notify,
@@ -83,6 +85,7 @@ impl Workers {
     pub(crate) fn new(count: usize) -> Self {
         Self {
             count,
+            free: Arc::new(Semaphore::new(count)),
             run: Mutex::new(Run::NotStarted),
             wake: Notify::new(),
             expected: Mutex::default(),
@@ -127,6 +130,12 @@ impl Workers {
             ended.await;
         }
         lock(&self.left).clone()
+    }
+
+    /// Whether the loop runs, how many workers there are, and how many of them deliver now.
+    pub(crate) fn activity(&self) -> (bool, usize, usize) {
+        let running = matches!(*lock(&self.run), Run::Running(_)) && !self.stop.is_cancelled();
+        (running, self.count, self.count.saturating_sub(self.free.available_permits()))
     }
 
     /// Looks for the conversion `id`, taken in a shop's transaction, until it is committed.
@@ -220,7 +229,7 @@ async fn claim_and_deliver(sender: Arc<Sender>, workers: Arc<Workers>) {
             "could not make the parked Sovendus conversions due: they are at their next attempt, or on retry_parked"),
     }
     let schedule = sender.schedule;
-    let free = Arc::new(Semaphore::new(workers.count));
+    let free = Arc::clone(&workers.free);
     let quarter = u32::try_from(workers.count.div_ceil(4)).unwrap_or(u32::MAX);
     let mut deliveries = JoinSet::new();
     let mut upkeep = Upkeep::default();

@@ -11,7 +11,7 @@ use crate::ids::SovReqToken;
 
 /// What the shop's staff see and do: [pages](Self::list) of each state's conversions,
 /// [counts](Self::counts) (also [per day](Self::daily)), why conversions wait
-/// ([causes](Self::causes)), a conversion [by its token](Self::find_token), and the retries of
+/// ([causes](Self::causes)), a conversion [by its ID](Self::get) or [its token](Self::find_token), and the retries of
 /// those that wait for them: the [parked](Self::retry_parked) ones once the configuration is
 /// fixed, a [dead](Self::retry_dead) one once Sovendus answers again.
 ///
@@ -35,6 +35,9 @@ pub trait Inspection: std::fmt::Debug + Send + Sync + 'static {
     /// Why the conversions in `state` failed their last attempt (their `last_error`), with how
     /// many failed each way, the most frequent first, at most `limit` causes.
     async fn causes(&self, state: ConversionState, limit: usize) -> Result<Vec<Cause>, StoreError>;
+
+    /// The conversion `id`, if the store holds it.
+    async fn get(&self, id: ConversionId) -> Result<Option<Conversion>, StoreError>;
 
     /// The conversion of `token`, if it has one.
     async fn find_token(&self, token: &SovReqToken) -> Result<Option<Conversion>, StoreError>;
@@ -66,6 +69,10 @@ impl<S: Inspection + ?Sized> Inspection for Arc<S> {
 
     async fn causes(&self, state: ConversionState, limit: usize) -> Result<Vec<Cause>, StoreError> {
         (**self).causes(state, limit).await
+    }
+
+    async fn get(&self, id: ConversionId) -> Result<Option<Conversion>, StoreError> {
+        (**self).get(id).await
     }
 
     async fn find_token(&self, token: &SovReqToken) -> Result<Option<Conversion>, StoreError> {

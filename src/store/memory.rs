@@ -493,6 +493,10 @@ impl Inspection for MokaTokenStore {
         Ok(listing::most_frequent(counted, limit))
     }
 
+    async fn get(&self, id: ConversionId) -> Result<Option<Conversion>, StoreError> {
+        Ok(lock(&self.conversions).by_id.get(&id).map(|entry| entry.conversion.clone()))
+    }
+
     async fn find_token(&self, token: &SovReqToken) -> Result<Option<Conversion>, StoreError> {
         let conversions = lock(&self.conversions);
         let entry = conversions.by_token.get(token).and_then(|id| conversions.by_id.get(id));

@@ -154,11 +154,13 @@ pub(super) async fn causes_are_counted_most_frequent_first(store: &impl TokenSto
     assert!(store.causes(ConversionState::Dead, 10).await.unwrap().is_empty(), "{rule}: by state");
 }
 
-pub(super) async fn a_conversion_is_found_by_its_token(store: &impl TokenStore, t: SystemTime) {
-    let rule = "a conversion is found by its token";
+pub(super) async fn a_conversion_is_found_by_its_id_or_token(store: &impl TokenStore, t: SystemTime) {
+    let rule = "a conversion is found by its ID or its token";
     let owed = owed_for(store, (1, "token-1", "product-a"), Some("order-1"), t).await;
     let found = store.find_token(&"token-1".parse().expect("a token")).await.unwrap();
-    assert_eq!(found, Some(owed), "{rule}");
+    assert_eq!(found.as_ref(), Some(&owed), "{rule}");
+    assert_eq!(store.get(owed.id).await.unwrap(), Some(owed), "{rule}: by ID");
+    assert_eq!(store.get(ConversionId::random()).await.unwrap(), None, "{rule}: an unknown ID");
     assert_eq!(
         store.find_token(&"token-2".parse().expect("a token")).await.unwrap(),
         None,

@@ -110,7 +110,7 @@ where
     lists_page_by_cursor_in_either_order(&new_store().await, t).await;
     counts_per_day_agree_with_counts(&new_store().await, t).await;
     causes_are_counted_most_frequent_first(&new_store().await, t).await;
-    a_conversion_is_found_by_its_token(&new_store().await, t).await;
+    a_conversion_is_found_by_its_id_or_token(&new_store().await, t).await;
     one_parked_conversion_is_retried(&new_store().await, t).await;
     a_conversion_shows_its_lease_and_last_call(&new_store().await, t).await;
 }

@@ -277,6 +277,10 @@ where
         Err(StoreError::backend(std::io::Error::other("TODO causes")))
     }
 
+    async fn get(&self, _id: ConversionId) -> Result<Option<Conversion>, StoreError> {
+        Err(StoreError::backend(std::io::Error::other("TODO get")))
+    }
+
     async fn find_token(&self, _token: &SovReqToken) -> Result<Option<Conversion>, StoreError> {
         Err(StoreError::backend(std::io::Error::other("TODO find_token")))
     }

@@ -244,6 +244,11 @@ impl<S: TokenStore> Inspection for FaultyStore<S> {
         self.inner.causes(state, limit).await
     }
 
+    async fn get(&self, id: ConversionId) -> Result<Option<Conversion>, StoreError> {
+        self.shared.check()?;
+        self.inner.get(id).await
+    }
+
     async fn find_token(&self, token: &SovReqToken) -> Result<Option<Conversion>, StoreError> {
         self.shared.check()?;
         self.inner.find_token(token).await
