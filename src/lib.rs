@@ -187,6 +187,9 @@
 
 mod client;
 pub mod config;
+#[cfg(feature = "console")]
+#[cfg_attr(docsrs, doc(cfg(feature = "console")))]
+pub mod console;
 pub mod delivery;
 mod error;
 pub mod extract;
@@ -216,7 +219,7 @@ pub use self::{
     config::{
         Attribution, ConfigError, DeliverySchedule, RetryPolicy, SovendusConfig, SovendusConfigBuilder,
     },
-    delivery::{Delivery, DeliveryReport, Outcome, Recorded},
+    delivery::{Delivery, DeliveryHealth, DeliveryReport, Outcome, Recorded},
     error::SovendusError,
     extract::SovendusConversion,
     ids::{InvalidOrderRef, InvalidProductId, InvalidToken, OrderRef, ProductId, SovReqToken},

@@ -455,7 +455,6 @@ pub(crate) fn to_millis(time: SystemTime) -> i64 {
 }
 
 /// The time `millis` milliseconds after the Unix epoch.
-#[cfg(any(test, feature = "redis", feature = "sqlite", feature = "postgres", feature = "conformance"))]
 pub(crate) fn from_millis(millis: i64) -> SystemTime {
     UNIX_EPOCH + Duration::from_millis(u64::try_from(millis).unwrap_or_default())
 }
