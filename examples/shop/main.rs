@@ -28,6 +28,10 @@
 //! recorded no outcome: a crash between the commit and the send. The store makes one
 //! conversion per token, so an order whose conversion was recorded after all books nothing more.
 //!
+//! **The staff's console** is at `/console` (`tower_sovendus::console`), behind HTTP Basic auth:
+//! user `staff`, the password in `SHOP_CONSOLE_PASSWORD`, or, unset, one the shop makes up and
+//! prints at start.
+//!
 //! `SHOP_ADDR` changes where it listens (default 127.0.0.1:3000). `SHOP_STOCK` sets the initial
 //! stock of a database that has none yet, as `PRODUCT=COUNT` pairs (`4=1,1=500`; the catalog's
 //! defaults otherwise). For tests: `SHOP_MAX_WAIT` (seconds) caps the waits between delivery
@@ -36,6 +40,7 @@
 //! being delivered then stays owed in the database, for the next start.
 
 mod app;
+mod console;
 mod signal;
 
 use std::{sync::Arc, time::Duration};
@@ -196,10 +201,18 @@ async fn serve(
     println!("    http://{addr}/sandbox");
     println!("Your orders, and a button to cancel each:");
     println!("    http://{addr}/orders");
+    let (password, made_up) = console::password();
+    println!(
+        "The staff's console (user {}, password {}):",
+        console::USER,
+        if made_up { &password } else { "from SHOP_CONSOLE_PASSWORD" }
+    );
+    println!("    http://{addr}/console");
     println!();
 
     // Plain HTTP on loopback for the demo, so the session cookie cannot be `Secure`.
-    let app = app::router_with(orders, sovendus, app::sessions(sessions, SameSite::Lax, false), sandbox);
+    let app = app::router_with(orders, sovendus, app::sessions(sessions, SameSite::Lax, false), sandbox)
+        .nest("/console", console::staff(delivery.clone(), password));
     let stopping = tokio_util::sync::CancellationToken::new();
     let server = axum::serve(listener, app).with_graceful_shutdown(stopping.clone().cancelled_owned());
     let server = tokio::spawn(async move { server.await });

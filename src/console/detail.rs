@@ -62,7 +62,7 @@ pub(super) async fn show(
             dt { "Held by a delivery" }
             dd { @match held { Some(until) => { "yes, until " (page::time(until)) ": a call may be out now" }, None => "no" } }
         }
-        @if staff.can_act() { (actions(&base, c)) }
+        @if staff.can_act() && (!c.state.is_settled() || c.state == ConversionState::Dead) { (actions(&base, c)) }
     };
     Ok(page::page(&base, &staff, "Conversion", body))
 }

@@ -113,6 +113,7 @@ pub fn router(delivery: Delivery) -> Router {
         .route("/invoice.csv", get(invoice::csv))
         .route("/api/overview", get(json::overview))
         .route("/api/conversions/{state}", get(json::list))
+        .fallback(|| async { Refusal::NotFound("no such page in the console".to_owned()) })
         .layer(middleware::from_fn(guard::guard))
         .with_state(delivery)
 }

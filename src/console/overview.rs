@@ -58,6 +58,8 @@ impl Overview {
 #[derive(Debug, Deserialize)]
 pub(super) struct Span {
     days: Option<u32>,
+    /// What the action before this page did.
+    done: Option<super::actions::Done>,
 }
 
 impl Span {
@@ -78,15 +80,16 @@ pub(super) async fn show(
     staff: Staff,
     Query(span): Query<Span>,
 ) -> Result<Html<String>, Refusal> {
-    let span = span.days()?;
+    let (done, span) = (span.done, span.days()?);
     let overview = Overview::read(&delivery, span).await?;
     let counts = &overview.counts;
     let health = &overview.health;
     let body = html! {
         h1 { "Sovendus conversions" }
+        @if let Some(done) = done { p.done { (done.message()) } }
         section.counts {
             @for state in ConversionState::ALL {
-                a.count class=(state.as_str()) href=(base.to(&format!("/conversions/{state}"))) {
+                a class=(format!("count {}", state.as_str())) href=(base.to(&format!("/conversions/{state}"))) {
                     strong { (counts.of(state)) }
                     span { (page::state_name(state)) }
                     small { (page::state_meaning(state)) }

@@ -9,6 +9,7 @@ mod architecture;
 mod campaign;
 mod cluster;
 mod concurrency;
+mod console;
 mod errors;
 mod faults;
 mod flow;
