@@ -114,9 +114,10 @@
 //! and never sent.
 //!
 //! Settled conversions (delivered, dead and voided) are kept for
-//! [`keep_settled_for`](DeliverySchedule::keep_settled_for), 30 days and never less than the
-//! token's TTL, for inspection and so that a token that lands again converts no second time;
-//! then the workers purge them.
+//! [`keep_settled_for`](DeliverySchedule::keep_settled_for), 90 days and never less than the
+//! token's TTL, for inspection, for checking Sovendus' invoice (the `console` module, feature
+//! `console`), and so that a token that lands again converts no second time; then the workers
+//! purge them.
 //!
 //! # Security
 //!

@@ -59,6 +59,14 @@ pub fn runtimes_and_sandbox() -> (tokio::runtime::Runtime, tokio::runtime::Runti
     (runtime, server, sandbox)
 }
 
+/// Serves `app` on a free loopback port, on the current runtime, for as long as it runs.
+pub async fn serve_on_loopback(app: Router) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a loopback port");
+    let addr = listener.local_addr().expect("its address");
+    tokio::spawn(async move { axum::serve(listener, app).await.expect("served") });
+    addr
+}
+
 /// criterion's output folder: `target/criterion`, next to the bench binary's
 /// `target/release/deps`.
 pub fn criterion_dir() -> PathBuf {

@@ -50,7 +50,7 @@
 //! | [`request_timeout`](SovendusConfigBuilder::request_timeout) | 30 s | The limit for one call to Sovendus, connecting included. |
 //! | [`retry`](SovendusConfigBuilder::retry) | 5 attempts, 500 ms to 30 s, within 2 min | How a delivery repeats failed calls at once ([`RetryPolicy`]); [`RetryPolicy::never`] sends once. |
 //! | [`workers`](SovendusConfigBuilder::workers) | 16 | How many conversions an instance delivers at once, 1 to 1,024. |
-//! | [`schedule`](SovendusConfigBuilder::schedule) | 1 min doubling to 1 h, for 7 days | When owed conversions are tried again ([`DeliverySchedule`]); also `keep_settled_for` (30 days, at least `token_ttl`), `lease` (15 s), `quarantine` (5 min, at least `request_timeout`), `poll_interval` (5 s). |
+//! | [`schedule`](SovendusConfigBuilder::schedule) | 1 min doubling to 1 h, for 7 days | When owed conversions are tried again ([`DeliverySchedule`]); also `keep_settled_for` (90 days, at least `token_ttl`: last month's invoice can always be checked), `lease` (15 s), `quarantine` (5 min, at least `request_timeout`), `poll_interval` (5 s). |
 //! | [`queue_capacity`](SovendusConfigBuilder::queue_capacity) | 100,000 | Bounds the embedded store's conversions owed or parked at once. |
 
 mod api_key;

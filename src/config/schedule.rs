@@ -42,8 +42,9 @@ pub struct DeliverySchedule {
     pub max_wait: Duration,
     /// How old a conversion may grow before it is given up, counted from its order.
     pub give_up_after: Duration,
-    /// How long settled conversions (delivered, dead and voided) are kept, for inspection and so
-    /// that their token converts no second time; at least the token TTL.
+    /// How long settled conversions (delivered, dead and voided) are kept, for inspection, for
+    /// checking Sovendus' invoice, and so that their token converts no second time; at least the
+    /// token TTL. 90 days by default: last month's invoice can always be checked.
     pub keep_settled_for: Duration,
     /// How long a delivery holds a conversion without renewing its lease.
     pub lease: Duration,
@@ -65,7 +66,7 @@ impl Default for DeliverySchedule {
             first_wait: MINUTE,
             max_wait: 60 * MINUTE,
             give_up_after: 7 * DAY,
-            keep_settled_for: 30 * DAY,
+            keep_settled_for: 90 * DAY,
             lease: Duration::from_secs(15),
             quarantine: 5 * MINUTE,
             poll_interval: Duration::from_secs(5),

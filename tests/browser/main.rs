@@ -9,6 +9,7 @@
 mod app;
 #[path = "../integration/common/mod.rs"]
 mod common;
+mod console;
 mod harness;
 mod sites;
 
