@@ -82,11 +82,15 @@
 //! [`send_in_background`](SovendusConversion::send_in_background) and `owe_in` leave the first
 //! delivery to the workers, so the order page never waits on Sovendus.
 //!
-//! **Inspection.** [`Delivery::counts`], [`list`](Delivery::list) (by
-//! [state](store::ConversionState)), [`find`](Delivery::find) (by order),
-//! [`retry_parked`](Delivery::retry_parked) (after fixing the configuration) and
-//! [`retry_dead`](Delivery::retry_dead) (after a long outage of Sovendus: the last unanswered
-//! call may have been booked, so revive on purpose, one by one).
+//! **Inspection.** [`Delivery::counts`] (also [per day](Delivery::daily)),
+//! [`list`](Delivery::list) (a [state](store::ConversionState)'s, a page at a time after a
+//! [cursor](store::Cursor), filtered), [`causes`](Delivery::causes), [`find`](Delivery::find)
+//! (by order), [`find_token`](Delivery::find_token), [`get`](Delivery::get) (by ID),
+//! [`health`](Delivery::health) (this instance's workers and last calls),
+//! [`retry_parked`](Delivery::retry_parked) (all, after fixing the configuration, or
+//! [one](Delivery::retry_parked_one)) and [`retry_dead`](Delivery::retry_dead) (after a long
+//! outage of Sovendus: the last unanswered call may have been booked, so revive on purpose, one
+//! by one). The `console` module (feature `console`) shows them all to the shop's staff.
 //!
 //! **Metrics and traces.** Counters and a gauge go through the `metrics` facade, under the
 //! names in [`metrics`], which also registers their descriptions ([`metrics::describe`]). The
@@ -149,6 +153,7 @@
 //! | `redis` | | `RedisTokenStore` (fred 10). |
 //! | `sandbox` | | [`sandbox::Sandbox`], a fake Sovendus API on 127.0.0.1, for demos and tests. |
 //! | `conformance` | | `store::conformance`, the rules every store keeps, for the tests of a store of your own. |
+//! | `console` | | `console`, the staff's console: an axum router to nest behind the shop's own auth. |
 //!
 //! Each builds on its own and with the others. A shop that already builds OpenSSL or ring, and
 //! wants no aws-lc, turns off the default TLS and keeps the extractor:
