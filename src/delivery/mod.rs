@@ -74,7 +74,7 @@
 //! use axum::{Router, routing::get};
 //! use tower::ServiceBuilder;
 //! use tower_sessions::{MemoryStore, SessionManagerLayer, cookie::SameSite};
-//! use tower_sovendus::{SovendusConfig, SovendusLayer, store::ConversionState};
+//! use tower_sovendus::{SovendusConfig, SovendusLayer, store::{ConversionState, ListQuery}};
 //!
 //! async fn serve() -> Result<(), Box<dyn std::error::Error>> {
 //!     let sovendus = SovendusLayer::new(SovendusConfig::from_env()?);
@@ -86,7 +86,7 @@
 //!     );
 //!     let listener = tokio::net::TcpListener::bind("0.0.0.0:3000").await?;
 //!     axum::serve(listener, app).with_graceful_shutdown(stop_signal()).await?;
-//!     for parked in delivery.list(ConversionState::Parked, 100).await? {
+//!     for parked in delivery.list(&ListQuery::new(ConversionState::Parked)).await? {
 //!         tracing::warn!(%parked, "waiting for the configuration to be fixed");
 //!     }
 //!     let report = delivery.shutdown(Duration::from_secs(10)).await;

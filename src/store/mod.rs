@@ -37,7 +37,7 @@
 //! | [`CaptureStore`] | the layer, on every landing | `capture`, `captured` |
 //! | [`ConversionStore`] | the order handlers, and the shop's cancellations | `take` (`take_in`), `owe`, `void`, `find`, `purge` |
 //! | [`Outbox`] | the delivery workers | `now`, `timeout`, `claim`, `renew`, `settle` |
-//! | [`Inspection`] | the shop's staff | `list`, `counts`, `retry_parked`, `retry_dead` |
+//! | [`Inspection`] | the shop's staff | `list`, `counts`, `daily`, `causes`, `get`, `find_token`, `retry_parked`, `retry_parked_one`, `retry_dead` |
 //!
 //! [`TokenStore`] is the four at once: what [`SovendusLayer::with_store`](crate::SovendusLayer::with_store)
 //! takes. Every type that serves the four is one; an `Arc` of one is one too.
@@ -52,7 +52,7 @@
 //!
 //! ```
 //! use std::{sync::Mutex, time::SystemTime};
-//! use tower_sovendus::{OrderRef, store::*};
+//! use tower_sovendus::{OrderRef, SovReqToken, store::*};
 //!
 //! #[derive(Debug)]
 //! struct Audited { inner: MokaTokenStore, landings: Mutex<Vec<String>> }
@@ -105,14 +105,29 @@
 //!
 //! #[async_trait]
 //! impl Inspection for Audited {
-//!     async fn list(&self, state: ConversionState, limit: usize) -> Result<Vec<Conversion>, StoreError> {
-//!         self.inner.list(state, limit).await
+//!     async fn list(&self, query: &ListQuery) -> Result<Vec<Conversion>, StoreError> {
+//!         self.inner.list(query).await
 //!     }
 //!     async fn counts(&self) -> Result<ConversionCounts, StoreError> {
 //!         self.inner.counts().await
 //!     }
+//!     async fn daily(&self, from: SystemTime, until: SystemTime) -> Result<Vec<DailyCounts>, StoreError> {
+//!         self.inner.daily(from, until).await
+//!     }
+//!     async fn causes(&self, state: ConversionState, limit: usize) -> Result<Vec<Cause>, StoreError> {
+//!         self.inner.causes(state, limit).await
+//!     }
+//!     async fn get(&self, id: ConversionId) -> Result<Option<Conversion>, StoreError> {
+//!         self.inner.get(id).await
+//!     }
+//!     async fn find_token(&self, token: &SovReqToken) -> Result<Option<Conversion>, StoreError> {
+//!         self.inner.find_token(token).await
+//!     }
 //!     async fn retry_parked(&self, now: SystemTime) -> Result<u64, StoreError> {
 //!         self.inner.retry_parked(now).await
+//!     }
+//!     async fn retry_parked_one(&self, id: ConversionId, now: SystemTime) -> Result<bool, StoreError> {
+//!         self.inner.retry_parked_one(id, now).await
 //!     }
 //!     async fn retry_dead(&self, id: ConversionId, now: SystemTime) -> Result<bool, StoreError> {
 //!         self.inner.retry_dead(id, now).await
