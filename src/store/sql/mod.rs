@@ -64,9 +64,17 @@ pub use self::transaction::{SqlConnection, TakeInError};
 /// - `sovendus_conversions`: an order's conversion under its ID (32 hexadecimal digits), one
 ///   per token (`UNIQUE`): `token`, `product_id`, `order_ref`, `ordered_at`, `state` (`owed`,
 ///   `parked`, `dead`, `delivered`, `voided`), `attempts`, `next_attempt_at`, `last_error`, `settled_at`,
-///   the lease (`lease_id`, `lease_until`), and `due_at`: the later of the next attempt and the
-///   lease's end while it is owed or parked, `NULL` once settled. A claim is one range of the
-///   index on `due_at`.
+///   `last_attempt_at` (when its last call ended), the lease (`lease_id`, `lease_until`, shown
+///   as [`held_until`](Conversion::held_until)), and `due_at`: the later of the next attempt
+///   and the lease's end while it is owed or parked, `NULL` once settled. A claim is one range
+///   of the index on `due_at`; [`find`](ConversionStore::find) reads the index on `order_ref`,
+///   [`find_token`](Inspection::find_token) the token's; a [list](Inspection::list) is one
+///   range of the index on `(state, ordered_at, id)`, or of the partial one on
+///   `(state, settled_at, id)` (settled rows only, so an order's insert does not touch it),
+///   and so are the [causes](Inspection::causes) of a state and the
+///   [counts per day](Inspection::daily) (a range per state); [`counts`](Inspection::counts)
+///   reads the first of these whole, without the table. The purge ranges over the partial
+///   index on `settled_at`.
 /// - `sovendus_schema`: the migrations applied.
 /// - `sovendus_database`: the database's identity, written by `migrate`: a shop's transaction
 ///   is checked against it before it takes a conversion.
@@ -496,6 +504,7 @@ impl Outbox for SqlTokenStore {
                     .bind(settlement.last_error.as_deref())
                     .bind(settled.then(|| to_millis(settlement.at)))
                     .bind(if settled { None } else { next })
+                    .bind(settlement.attempted_at.map(to_millis))
                     .execute(pool)
                     .await
                     .map(|done| done.rows_affected())
