@@ -69,7 +69,8 @@ impl Inspection for SqlTokenStore {
                         .map_err(backend)?;
                     let mut by_day: HashMap<i64, ConversionCounts> = HashMap::new();
                     for row in &rows {
-                        let state = row.try_get::<String, _>("state").ok().and_then(|state| state.parse().ok());
+                        let state =
+                            row.try_get::<String, _>("state").ok().and_then(|state| state.parse().ok());
                         let day = row.try_get::<i64, _>("day").ok();
                         match (state, day, count(row)) {
                             (Some(state), Some(day), Some(count)) => {

@@ -72,9 +72,9 @@ pub use self::transaction::{SqlConnection, TakeInError};
 ///   range of the index on `(state, ordered_at, id)`, or of the partial one on
 ///   `(state, settled_at, id)` (settled rows only, so an order's insert does not touch it),
 ///   and so are the [causes](Inspection::causes) of a state and the
-///   [counts per day](Inspection::daily) (a range per state); [`counts`](Inspection::counts)
-///   reads the first of these whole, without the table. The purge ranges over the partial
-///   index on `settled_at`.
+///   [counts per day](Inspection::daily) and [`counts`](Inspection::counts) (a range per
+///   state, the counts without the table). The purge ranges over the partial index on
+///   `settled_at`.
 /// - `sovendus_schema`: the migrations applied.
 /// - `sovendus_database`: the database's identity, written by `migrate`: a shop's transaction
 ///   is checked against it before it takes a conversion.

@@ -245,8 +245,12 @@ pub(super) const FIND: &str = concat!(
     " FROM sovendus_conversions WHERE order_ref = $1 ORDER BY ordered_at DESC, id DESC"
 );
 
-/// How many conversions are in each state.
-pub(super) const COUNTS: &str = "SELECT state, COUNT(*) AS count FROM sovendus_conversions GROUP BY state";
+/// How many conversions are in each of the five states: one range of the index on `state` per
+/// state, read without the table (a `GROUP BY state` reads the whole table on Postgres).
+pub(super) const COUNTS: &str = "SELECT state, \
+     (SELECT COUNT(*) FROM sovendus_conversions WHERE sovendus_conversions.state = states.state) AS count \
+     FROM (SELECT 'owed' AS state UNION ALL SELECT 'parked' UNION ALL SELECT 'dead' \
+           UNION ALL SELECT 'delivered' UNION ALL SELECT 'voided') AS states";
 
 /// Makes the parked conversions due at `$1`, or when their lease runs out if it is later.
 pub(super) const WAKE_PARKED: &str = "UPDATE sovendus_conversions \
