@@ -4,6 +4,8 @@
 
 mod inspection;
 mod migrate;
+#[cfg(test)]
+mod plans;
 mod queries;
 mod read;
 mod take;
