@@ -4,6 +4,8 @@
 
 mod inspection;
 mod migrate;
+#[cfg(test)]
+mod plans;
 mod queries;
 mod read;
 mod take;
@@ -49,7 +51,7 @@ pub use self::transaction::{SqlConnection, TakeInError};
 /// [`UNREADABLE`](crate::metrics::UNREADABLE), and
 ///
 /// - a claimed conversion is marked dead (`last_error` = `unreadable record`), so that no claim
-///   returns it again; [`list`](Inspection::list) and [`find`](ConversionStore::find) skip it;
+///   returns it again; [`list`](super::Inspection::list) and [`find`](ConversionStore::find) skip it;
 /// - a capture makes [`captured`](CaptureStore::captured) and [`take`](ConversionStore::take) fail
 ///   with [`StoreError::Unreadable`]. `take` removes it: it can never become a conversion, and
 ///   left in place it would fail every order of the visitor and, under first-click
@@ -64,9 +66,18 @@ pub use self::transaction::{SqlConnection, TakeInError};
 /// - `sovendus_conversions`: an order's conversion under its ID (32 hexadecimal digits), one
 ///   per token (`UNIQUE`): `token`, `product_id`, `order_ref`, `ordered_at`, `state` (`owed`,
 ///   `parked`, `dead`, `delivered`, `voided`), `attempts`, `next_attempt_at`, `last_error`, `settled_at`,
-///   the lease (`lease_id`, `lease_until`), and `due_at`: the later of the next attempt and the
-///   lease's end while it is owed or parked, `NULL` once settled. A claim is one range of the
-///   index on `due_at`.
+///   `last_attempt_at` (when its last call ended), the lease (`lease_id`, `lease_until`, shown
+///   as [`held_until`](Conversion::held_until)), and `due_at`: the later of the next attempt
+///   and the lease's end while it is owed or parked, `NULL` once settled. A claim is one range
+///   of the index on `due_at`; [`find`](ConversionStore::find) reads the index on `order_ref`,
+///   [`find_token`](super::Inspection::find_token) the token's. A
+///   [list](super::Inspection::list) by order time is one range of the index on
+///   `(state, ordered_at, id)`, and so are the [causes](super::Inspection::causes) of a state,
+///   and the [counts per day](super::Inspection::daily) and [`counts`](super::Inspection::counts)
+///   (a range per state, the counts without the table). A list by settlement time is a range
+///   of the partial index on `(state, settled_at, id)`, or of the purge's on `settled_at`
+///   (Postgres' choice for a state holding most settled rows); both partial indexes hold
+///   settled rows only, so an order's insert touches neither.
 /// - `sovendus_schema`: the migrations applied.
 /// - `sovendus_database`: the database's identity, written by `migrate`: a shop's transaction
 ///   is checked against it before it takes a conversion.
@@ -496,6 +507,7 @@ impl Outbox for SqlTokenStore {
                     .bind(settlement.last_error.as_deref())
                     .bind(settled.then(|| to_millis(settlement.at)))
                     .bind(if settled { None } else { next })
+                    .bind(settlement.attempted_at.map(to_millis))
                     .execute(pool)
                     .await
                     .map(|done| done.rows_affected())

@@ -1,15 +1,38 @@
 //! The SQL [`SqlTokenStore`](super::SqlTokenStore) runs. One text serves both backends
 //! (sqlx's SQLite driver reads `$1`-style placeholders too) except what [`Dialect`] holds: the
-//! claim, whose Postgres form skips the rows other claims hold, and how migrations queue.
+//! claim, whose Postgres form skips the rows other claims hold, the order of causes, and how
+//! migrations queue. A list's text is built for its query by [`list`], in the backend's
+//! placeholders.
 //!
 //! Times are bound as BIGINT milliseconds since the Unix epoch, always the caller's; the caller
 //! reads them from the database's clock ([`Dialect::now`]), which no other query reads.
+
+use sqlx::{Database, Encode, QueryBuilder, Type};
+
+use super::as_i64;
+use crate::store::{ListOrder, ListQuery, TimeAxis, records::to_millis};
 
 /// The columns an [`Conversion`](crate::store::Conversion) is read from, in a
 /// `concat!`.
 macro_rules! conversion_columns {
     () => {
-        "id, token, product_id, order_ref, ordered_at, state, attempts, next_attempt_at, last_error, settled_at"
+        "id, token, product_id, order_ref, ordered_at, state, attempts, next_attempt_at, last_error, \
+         settled_at, last_attempt_at, lease_until"
+    };
+}
+
+/// Why the conversions in state `$1` failed, with how many failed each way, the most frequent
+/// first, then by reason in the order of its bytes (as Rust orders strings), at most `$2`;
+/// `$collate` makes the reasons compare by their bytes. One range of the index on `state`.
+macro_rules! causes {
+    ($collate:literal) => {
+        concat!(
+            "SELECT last_error, COUNT(*) AS count FROM sovendus_conversions \
+             WHERE state = $1 AND last_error IS NOT NULL \
+             GROUP BY last_error ORDER BY COUNT(*) DESC, last_error",
+            $collate,
+            " LIMIT $2"
+        )
     };
 }
 
@@ -42,6 +65,8 @@ pub(super) struct Dialect {
     pub(super) name: &'static str,
     /// Leases the due conversions (see `claim!`).
     pub(super) claim: &'static str,
+    /// Counts the causes of a state (see `causes!`).
+    pub(super) causes: &'static str,
     /// Reads the database server's clock, in milliseconds since the Unix epoch; none where the
     /// database is a file on this host, whose clock is this process's.
     pub(super) now: Option<&'static str>,
@@ -56,7 +81,8 @@ pub(super) struct Dialect {
 const CREATE_SCHEMA_TABLE: &str = "CREATE TABLE IF NOT EXISTS sovendus_schema (\
      version BIGINT PRIMARY KEY NOT NULL, name TEXT NOT NULL, applied_at BIGINT NOT NULL)";
 
-/// SQLite: a claim is one write, and SQLite runs one write at a time. The schema table is
+/// SQLite: a claim is one write, and SQLite runs one write at a time. Text compares by its
+/// bytes (`BINARY`), as Rust's strings do. The schema table is
 /// created before the migrations' transactions, so that each of them starts with its write
 /// ([`RECORD_MIGRATION`]) and takes the write lock at once: a transaction that reads first and
 /// writes later can fail to upgrade its lock instead of waiting.
@@ -64,18 +90,21 @@ const CREATE_SCHEMA_TABLE: &str = "CREATE TABLE IF NOT EXISTS sovendus_schema (\
 pub(super) const SQLITE: Dialect = Dialect {
     name: "sqlite",
     claim: claim!(""),
+    causes: causes!(""),
     now: None,
     before_migrations: &[CREATE_SCHEMA_TABLE],
     open_migration: &[],
 };
 
-/// Postgres: concurrent claims skip each other's rows instead of waiting for them. Migrations
+/// Postgres: concurrent claims skip each other's rows instead of waiting for them; causes are
+/// ordered in the `C` collation, by their bytes, whatever the database's. Migrations
 /// queue on a transaction-scoped advisory lock (its key spells "sovendus"), taken before the
 /// schema table is created: concurrent `CREATE TABLE IF NOT EXISTS` can fail on Postgres.
 #[cfg(feature = "postgres")]
 pub(super) const POSTGRES: Dialect = Dialect {
     name: "postgres",
     claim: claim!(" FOR UPDATE SKIP LOCKED"),
+    causes: causes!(r#" COLLATE "C""#),
     now: Some("SELECT floor(EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT"),
     before_migrations: &[],
     open_migration: &["SELECT pg_advisory_xact_lock(8317997214792447347)", CREATE_SCHEMA_TABLE],
@@ -141,13 +170,13 @@ pub(super) const RENEW: &str = "UPDATE sovendus_conversions \
      WHERE id = $1 AND lease_id = $2 AND state <> 'voided'";
 
 /// Ends lease `$2` on conversion `$1` with its delivery's outcome: state `$3`, attempts `$4`,
-/// next attempt `$5`, last error `$6`, settled at `$7`, due at `$8`. Whatever the lease, a 200
+/// next attempt `$5`, last error `$6`, settled at `$7`, due at `$8`, last call ended at `$9`. Whatever the lease, a 200
 /// (`$3` delivered) is recorded, unless one was already, or a void that waited for no delivery
 /// ended it. A conversion voided while its delivery was out stays voided unless that delivery
 /// says delivered.
 pub(super) const SETTLE: &str = "UPDATE sovendus_conversions \
      SET state = CASE WHEN state = 'voided' AND $3 <> 'delivered' THEN 'voided' ELSE $3 END, \
-         attempts = $4, last_error = $6, \
+         attempts = $4, last_error = $6, last_attempt_at = $9, \
          next_attempt_at = CASE WHEN state = 'voided' AND $3 <> 'delivered' THEN NULL ELSE $5 END, \
          settled_at = CASE WHEN state = 'voided' AND $3 <> 'delivered' THEN settled_at ELSE $7 END, \
          due_at = CASE WHEN state = 'voided' AND $3 <> 'delivered' THEN NULL ELSE $8 END, \
@@ -156,12 +185,62 @@ pub(super) const SETTLE: &str = "UPDATE sovendus_conversions \
        AND (lease_id = $2 OR ($3 = 'delivered' AND state <> 'delivered' \
                               AND NOT (state = 'voided' AND lease_id IS NULL)))";
 
-/// Up to `$2` conversions in state `$1`, the earliest ordered first.
-pub(super) const LIST: &str = concat!(
-    "SELECT ",
-    conversion_columns!(),
-    " FROM sovendus_conversions WHERE state = $1 ORDER BY ordered_at, id LIMIT $2"
-);
+/// The page `query` asks for, after `prefix` (empty; an `EXPLAIN` in the tests): one range
+/// of the index on state and the query's axis (`(state, ordered_at, id)`, or the partial
+/// `(state, settled_at, id)`), in its order, from its cursor (a row-value comparison, strictly
+/// after it), the product checked on the rows of the range. Every value is bound.
+pub(super) fn list<'q, DB>(prefix: &str, query: &ListQuery) -> QueryBuilder<'q, DB>
+where
+    DB: Database,
+    DB::Arguments<'q>: Default,
+    String: Encode<'q, DB> + Type<DB>,
+    i64: Encode<'q, DB> + Type<DB>,
+{
+    let (axis, only_settled) = match query.axis {
+        TimeAxis::Ordered => ("ordered_at", ""),
+        TimeAxis::Settled => ("settled_at", " AND settled_at IS NOT NULL"),
+    };
+    let (past, direction) = match query.order {
+        ListOrder::OldestFirst => (">", "ASC"),
+        ListOrder::NewestFirst => ("<", "DESC"),
+    };
+    let mut sql = QueryBuilder::new(prefix);
+    sql.push(concat!("SELECT ", conversion_columns!(), " FROM sovendus_conversions WHERE state = "));
+    sql.push_bind(query.state.as_str().to_owned()).push(only_settled);
+    if let Some(product) = &query.product {
+        sql.push(" AND product_id = ").push_bind(product.as_str().to_owned());
+    }
+    if let Some(from) = query.from {
+        sql.push(format_args!(" AND {axis} >= ")).push_bind(to_millis(from));
+    }
+    if let Some(until) = query.until {
+        sql.push(format_args!(" AND {axis} < ")).push_bind(to_millis(until));
+    }
+    if let Some(cursor) = query.after {
+        let (at, id) = cursor.key();
+        sql.push(format_args!(" AND ({axis}, id) {past} (")).push_bind(at);
+        sql.push(", ").push_bind(id.to_string()).push(")");
+    }
+    sql.push(format_args!(" ORDER BY {axis} {direction}, id {direction} LIMIT "));
+    sql.push_bind(as_i64(query.limit));
+    sql
+}
+
+/// How many conversions in each state were ordered on each day from `$1` (a midnight) until
+/// `$2`: rows of `state`, `day` (days after `$1`) and `count`. One range of the index on
+/// `(state, ordered_at)` per state.
+pub(super) const DAILY: &str = "SELECT state, (ordered_at - $1) / 86400000 AS day, COUNT(*) AS count \
+     FROM sovendus_conversions \
+     WHERE state IN ('owed', 'parked', 'dead', 'delivered', 'voided') AND ordered_at >= $1 AND ordered_at < $2 \
+     GROUP BY state, (ordered_at - $1) / 86400000";
+
+/// The conversion `$1`, by its key.
+pub(super) const CONVERSION_BY_ID: &str =
+    concat!("SELECT ", conversion_columns!(), " FROM sovendus_conversions WHERE id = $1");
+
+/// The conversion of token `$1`, by the token's unique index.
+pub(super) const CONVERSION_BY_TOKEN: &str =
+    concat!("SELECT ", conversion_columns!(), " FROM sovendus_conversions WHERE token = $1");
 
 /// The conversions of order `$1`, the latest first.
 pub(super) const FIND: &str = concat!(
@@ -170,13 +249,22 @@ pub(super) const FIND: &str = concat!(
     " FROM sovendus_conversions WHERE order_ref = $1 ORDER BY ordered_at DESC, id DESC"
 );
 
-/// How many conversions are in each state.
-pub(super) const COUNTS: &str = "SELECT state, COUNT(*) AS count FROM sovendus_conversions GROUP BY state";
+/// How many conversions are in each of the five states: one range of the index on `state` per
+/// state, read without the table (a `GROUP BY state` reads the whole table on Postgres).
+pub(super) const COUNTS: &str = "SELECT state, \
+     (SELECT COUNT(*) FROM sovendus_conversions WHERE sovendus_conversions.state = states.state) AS count \
+     FROM (SELECT 'owed' AS state UNION ALL SELECT 'parked' UNION ALL SELECT 'dead' \
+           UNION ALL SELECT 'delivered' UNION ALL SELECT 'voided') AS states";
 
 /// Makes the parked conversions due at `$1`, or when their lease runs out if it is later.
 pub(super) const WAKE_PARKED: &str = "UPDATE sovendus_conversions \
      SET next_attempt_at = $1, due_at = CASE WHEN lease_until > $1 THEN lease_until ELSE $1 END \
      WHERE state = 'parked'";
+
+/// Makes the parked conversion `$2` due at `$1`, or when its lease runs out if it is later.
+pub(super) const WAKE_PARKED_ONE: &str = "UPDATE sovendus_conversions \
+     SET next_attempt_at = $1, due_at = CASE WHEN lease_until > $1 THEN lease_until ELSE $1 END \
+     WHERE id = $2 AND state = 'parked'";
 
 /// Makes the dead conversion `$1` owed, due at `$2`.
 pub(super) const REVIVE: &str = "UPDATE sovendus_conversions \

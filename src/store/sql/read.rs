@@ -90,8 +90,8 @@ where
         next_attempt_at: time("next_attempt_at")?,
         last_error: column(row, "last_error")?,
         settled_at: time("settled_at")?,
-        last_attempt_at: None, // TODO(sql helper)
-        held_until: None,      // TODO(sql helper)
+        last_attempt_at: time("last_attempt_at")?,
+        held_until: time("lease_until")?,
     })
 }
 

@@ -15,7 +15,8 @@ CREATE INDEX sovendus_captures_expires_at ON sovendus_captures (expires_at);
 -- An order's conversion, by its ID (32 lowercase hexadecimal digits). One per token, ever,
 -- while it is kept. `due_at` is when it may be claimed: the later of its next attempt and
 -- the end of its lease while it is owed or parked, NULL once it is settled (dead, delivered,
--- voided).
+-- voided). `last_attempt_at` is when its last call to Sovendus ended; `lease_until` is shown
+-- to the staff as how long a delivery holds it.
 CREATE TABLE sovendus_conversions (
     id TEXT PRIMARY KEY NOT NULL,
     token TEXT NOT NULL UNIQUE,
@@ -27,6 +28,7 @@ CREATE TABLE sovendus_conversions (
     next_attempt_at BIGINT,
     last_error TEXT,
     settled_at BIGINT,
+    last_attempt_at BIGINT,
     lease_id TEXT,
     lease_until BIGINT,
     due_at BIGINT
@@ -36,10 +38,14 @@ CREATE TABLE sovendus_conversions (
 CREATE INDEX sovendus_conversions_due_at ON sovendus_conversions (due_at, id) WHERE due_at IS NOT NULL;
 -- `find`.
 CREATE INDEX sovendus_conversions_order_ref ON sovendus_conversions (order_ref);
--- `list` and `counts`.
+-- The staff's lists by order time, one range per state for the counts per day, the causes
+-- of a state, and `counts` (the whole index, read alone).
 CREATE INDEX sovendus_conversions_state_ordered_at ON sovendus_conversions (state, ordered_at, id);
--- The purge removes the conversions settled before the retention. Partial: an order's
--- insert touches one index fewer.
+-- The staff's lists by settlement time. Partial, as the next: an order's insert (not settled)
+-- touches neither.
+CREATE INDEX sovendus_conversions_state_settled_at ON sovendus_conversions (state, settled_at, id)
+    WHERE settled_at IS NOT NULL;
+-- The purge removes the conversions settled before the retention.
 CREATE INDEX sovendus_conversions_settled_at ON sovendus_conversions (settled_at) WHERE settled_at IS NOT NULL;
 
 -- The database's identity, one row given by the first migration: a transaction that joins a
