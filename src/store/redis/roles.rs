@@ -224,6 +224,7 @@ where
             millis(settled_at).unwrap_or_default(),
             if settlement.last_error.is_some() { "1" } else { "0" }.to_owned(),
             settlement.last_error.unwrap_or_default(),
+            millis(settlement.attempted_at).unwrap_or_default(),
         ];
         let settled = self.timed(self.script(&SETTLE_SCRIPT, self.settle_keys(&id), args)).await?;
         Ok(settled.as_i64() == Some(1))

@@ -251,7 +251,8 @@ return 1
 ///
 /// KEYS: conversion, due, settled, state:owed, state:parked, state:dead, state:delivered,
 /// state:voided. ARGV: id, lease, state, attempts, next_attempt_at or '', settled_at or '', '1' if there is
-/// an error, the error.
+/// an error, the error, last_attempt_at or ''. A conversion that stays voided keeps the
+/// `last_attempt_at` it had.
 const SETTLE: &str = r"
 local state = redis.call('HGET', KEYS[1], 'state')
 local lease = redis.call('HGET', KEYS[1], 'lease')
@@ -292,6 +293,11 @@ if ARGV[7] == '1' then
   redis.call('HSET', KEYS[1], 'last_error', ARGV[8])
 else
   redis.call('HDEL', KEYS[1], 'last_error')
+end
+if ARGV[9] ~= '' then
+  redis.call('HSET', KEYS[1], 'last_attempt_at', ARGV[9])
+else
+  redis.call('HDEL', KEYS[1], 'last_attempt_at')
 end
 return 1
 ";
