@@ -1,6 +1,6 @@
 //! The rules every `TokenStore` keeps, checked on the embedded store and on a real Redis; and
 //! what only the Redis store has to keep: corrupt records, prefixes,
-//! restarts and outages.
+//! restarts and outages, lists longer than a window of IDs.
 
 use crate::common;
 
@@ -20,8 +20,8 @@ use tower_sovendus::{
     metrics::UNREADABLE,
     store::{
         Capture, CaptureStore, Conversion, ConversionCounts, ConversionId, ConversionState, ConversionStore,
-        Inspection, Lease, LeaseId, MokaTokenStore, NewCapture, NewConversion, Outbox, RedisTokenStore,
-        Settlement, StoreError, Taken, TokenStore, conformance,
+        Cursor, Inspection, Lease, LeaseId, ListQuery, MokaTokenStore, NewCapture, NewConversion, Outbox,
+        RedisTokenStore, Settlement, StoreError, Taken, TimeAxis, TokenStore, conformance,
         fred::{
             cmd,
             prelude::{ClientLike, Pool},
@@ -292,4 +292,59 @@ async fn a_redis_that_may_evict_owed_conversions_is_refused_unless_allowed() {
     command(&pool, "CONFIG", policy("volatile-lru")).await;
     let safe = RedisTokenStore::new(pool.clone()).with_prefix("safe");
     assert!(safe.capture(1, landing("token-a", now)).await.unwrap());
+}
+
+/// Every page of `query`, `page` at a time, each after the last one's last conversion.
+async fn every_page(store: &impl TokenStore, query: ListQuery, page: usize) -> Vec<Vec<ConversionId>> {
+    let (mut pages, mut query) = (Vec::new(), query.limit(page));
+    loop {
+        // A walk of the store's windows that never ends fails here, not by hanging the test.
+        let listed = tokio::time::timeout(Duration::from_secs(10), store.list(&query)).await;
+        let listed = listed.expect("a page within 10 s").unwrap();
+        assert!(pages.len() <= 1_000, "more pages than conversions: the cursor does not advance");
+        let Some(last) = listed.last() else { return pages };
+        query = query.after(Cursor::after(last, TimeAxis::Ordered).unwrap());
+        pages.push(listed.iter().map(|conversion| conversion.id).collect());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_lists_page_across_windows_and_many_conversions_of_one_millisecond() {
+    let Some(redis) =
+        RedisServer::start("redis_lists_page_across_windows_and_many_conversions_of_one_millisecond")
+    else {
+        return;
+    };
+    let store = RedisTokenStore::new(redis.pool().await);
+    let t = now();
+    // 160 conversions in one millisecond, then 100 in the next: more than a window (100 to
+    // 500 IDs) shares a score; one in 40 is product-b's.
+    let mut made = Vec::new();
+    for key in 0..260 {
+        let at = if key < 160 { t } else { t + Duration::from_millis(1) };
+        let product = if key % 40 == 0 { "product-b" } else { "product-a" };
+        let capture = Capture::new(format!("token-{key}").parse().unwrap(), product.parse().unwrap());
+        store.capture(key, NewCapture::new(capture, Attribution::LastClick, at, DAY)).await.unwrap();
+        let Taken::Owed(owed) = store.take(key, order(at, None)).await.unwrap() else { panic!("taken") };
+        made.push((owed.ordered_at, owed.id, owed.product.as_str() == "product-b"));
+    }
+    made.sort();
+    let oldest: Vec<ConversionId> = made.iter().map(|(_, id, _)| *id).collect();
+    let owed = ListQuery::new(ConversionState::Owed);
+    for page in [7, 100, 101, 1_000] {
+        let pages = every_page(&store, owed.clone(), page).await;
+        assert!(pages.iter().rev().skip(1).all(|listed| listed.len() == page), "full pages of {page}");
+        assert_eq!(pages.concat(), oldest, "oldest first, {page} a page");
+        let newest = every_page(&store, owed.clone().newest_first(), page).await.concat();
+        assert_eq!(newest, oldest.iter().rev().copied().collect::<Vec<_>>(), "newest first, {page} a page");
+    }
+    let product_b: Vec<ConversionId> = made.iter().filter(|(.., b)| *b).map(|(_, id, _)| *id).collect();
+    let query = owed.clone().product("product-b".parse().unwrap());
+    let pages = every_page(&store, query.clone(), 2).await;
+    assert_eq!(pages.iter().map(Vec::len).collect::<Vec<_>>(), [2, 2, 2, 1], "a filter still fills pages");
+    assert_eq!(pages.concat(), product_b);
+    let newest = every_page(&store, query.newest_first(), 3).await.concat();
+    assert_eq!(newest, product_b.iter().rev().copied().collect::<Vec<_>>());
+    let later = owed.between(t + Duration::from_millis(1), t + MINUTE);
+    assert_eq!(every_page(&store, later, 30).await.concat(), oldest[160..], "from the second millisecond");
 }

@@ -120,6 +120,7 @@ fn decode_conversion(id: ConversionId, fields: Vec<Value>) -> Result<Conversion,
         .filter(|product| product.as_str() == product_text)
         .ok_or(Corrupt::Field("product"))?;
     let order = field("order")?.map(OrderRef::new).transpose().map_err(|_| Corrupt::Field("order"))?;
+    let leased = field("lease")?.is_some_and(|lease| !lease.is_empty());
     Ok(Conversion {
         id,
         token,
@@ -131,8 +132,9 @@ fn decode_conversion(id: ConversionId, fields: Vec<Value>) -> Result<Conversion,
         next_attempt_at: optional_time("next_attempt_at")?,
         last_error: field("last_error")?,
         settled_at: optional_time("settled_at")?,
-        last_attempt_at: None, // TODO(redis helper)
-        held_until: None,      // TODO(redis helper)
+        last_attempt_at: optional_time("last_attempt_at")?,
+        // A lease's end shows while the record names a lease; a settlement removes both.
+        held_until: if leased { optional_time("lease_until")? } else { None },
     })
 }
 
@@ -262,6 +264,25 @@ mod tests {
             decode_record(&id.to_string(), Value::Integer(0)).unwrap_err(),
             (Some(id), Corrupt::NotAHash)
         );
+    }
+
+    #[test]
+    fn a_lease_shows_its_end_and_a_last_call_its_time() {
+        let id = ConversionId::from(7);
+        let mut record = RECORD.to_vec();
+        record.push(("lease_until", "1700000060000"));
+        let unleased = decode_conversion(id, fields(&record)).unwrap();
+        assert_eq!((unleased.held_until, unleased.last_attempt_at), (None, None), "no lease named");
+        record.extend([("lease", "0123456789abcdef0123456789abcdef"), ("last_attempt_at", "1700000001000")]);
+        let held = decode_conversion(id, fields(&record)).unwrap();
+        assert_eq!(held.held_until, Some(from_millis(1_700_000_060_000)));
+        assert_eq!(held.last_attempt_at, Some(from_millis(1_700_000_001_000)));
+        for name in ["lease_until", "last_attempt_at"] {
+            let mut bad = record.clone();
+            bad.retain(|(field, _)| *field != name);
+            bad.push((name, "later"));
+            assert_eq!(decode_conversion(id, fields(&bad)), Err(Corrupt::Field(name)), "{name}");
+        }
     }
 
     #[test]

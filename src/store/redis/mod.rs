@@ -27,23 +27,39 @@
 //!   that does not decode is marked dead by a second script (`bury`), if the lease still holds.
 //! - `renew` and `settle` act only if the conversion's `lease` field is the one named; a
 //!   settlement moves the ID between the state sets and into `due` (next attempt) or
-//!   `settled` (settled_at).
-//! - `retry_parked` reads the parked IDs, then makes those still parked due now, 500 a script;
-//!   `purge` reads up to 500 IDs settled before a time, then removes those still so with their
-//!   `tokens` and `orders` entries: no script holds Redis for long.
-//! - `list` and `find` read the IDs (from the state's set, or `orders`), then their records;
-//!   `counts` reads the state sets in one script; `captured` reads the capture and whether its
-//!   token has a conversion in one.
+//!   `settled` (settled_at), records `last_attempt_at` (the settlement's `attempted_at`) and
+//!   removes `lease` and `lease_until`.
+//! - `retry_parked` reads the parked IDs 500 at a time (a `window`), then makes those still
+//!   parked due now, one script a window; `retry_parked_one` runs the same script on the one
+//!   conversion's key. `purge` reads up to 500 IDs settled before a time, then removes those
+//!   still so with their `tokens` and `orders` entries: no script holds Redis for long.
+//! - `list` walks a sorted set in windows (`ZRANGEBYSCORE`, or `ZREVRANGEBYSCORE` newest
+//!   first, `WITHSCORES` and `LIMIT`, from 100 to 500 IDs): the state's set by `ordered_at`,
+//!   or `settled` by `settled_at`, each ID there checked against the state's set. The scores
+//!   bound a window by the query's range and its cursor (the next window starts at the last
+//!   one's last score, past the IDs read at it); IDs at or before the cursor are left out, then
+//!   the records of the rest are read and filtered by
+//!   [`ListQuery::admits`](crate::store::ListQuery::admits)
+//!   (product, state, range, cursor), window after window until the page is full or the range
+//!   is read.
+//! - `find` and `find_token` read the ID from `orders` or `tokens`, then its record.
+//! - `counts` reads the state sets in one script (`ZCARD`); `daily` counts each state's set
+//!   per day (`ZCOUNT` from midnight to the next, excluded), up to 100 days a script;
+//!   `causes` walks the state's set in windows of 500 and reads each conversion's `state` and
+//!   `last_error` (`HMGET`), counting those still in the state. `captured` reads the capture
+//!   and whether its token has a conversion in one.
 //! - `retry_dead` makes a dead conversion owed again; `now` reads `TIME` on the node that holds the
 //!   store's keys (a failover to a replica steps it by the two hosts' difference).
 //!
 //! Every key a script touches is declared: the operations that follow an index (`claim`,
-//! `list`, `find`, `retry_parked`, `purge`) read the IDs first, then name each conversion's key
-//! to the script that acts on it, which checks again what it read. So Redis Cluster routes
-//! each script to the node that holds its keys, and a slot migrating key by key answers
-//! `ASK`/`TRYAGAIN`, which the client follows, instead of a key that seems missing.
+//! `list`, `find`, `find_token`, `causes`, `retry_parked`, `purge`) read the IDs first, then
+//! name each conversion's key to the script that acts on it, which checks again what it read.
+//! So Redis Cluster routes each script to the node that holds its keys, and a slot migrating
+//! key by key answers `ASK`/`TRYAGAIN`, which the client follows, instead of a key that seems
+//! missing.
 
 mod codec;
+mod inspection;
 mod keys;
 mod roles;
 mod scripts;
@@ -104,11 +120,11 @@ const BATCH: usize = 500;
 /// | key | type | holds |
 /// |---|---|---|
 /// | `{p}:capture:<token key>` | string | `<expires_at>/<product ID>/<token>`, with the capture's TTL as `PX` |
-/// | `{p}:conversion:<id>` | hash | the [`Conversion`]'s fields, and `lease`, `lease_until` while leased |
+/// | `{p}:conversion:<id>` | hash | the [`Conversion`]'s fields (`last_attempt_at` once a delivery settled it), and `lease`, `lease_until` while leased (`lease_until` is its `held_until`) |
 /// | `{p}:due` | sorted set | owed and parked IDs by when they are due: their next attempt, or their lease's end if later |
-/// | `{p}:state:<state>` | sorted set | the IDs in each state by `ordered_at`, for `list` and `counts` |
-/// | `{p}:settled` | sorted set | delivered, dead and voided IDs by `settled_at`, for `purge` |
-/// | `{p}:tokens` | hash | token → ID: one conversion per token, ever, while it is kept |
+/// | `{p}:state:<state>` | sorted set | the IDs in each state by `ordered_at`, for `list`, `counts`, `daily`, `causes` |
+/// | `{p}:settled` | sorted set | delivered, dead and voided IDs by `settled_at`, for `purge` and `list` on the settled axis |
+/// | `{p}:tokens` | hash | token → ID: one conversion per token, ever, while it is kept; for `find_token` |
 /// | `{p}:orders` | hash | the shop's order reference → ID, for `find` |
 ///
 /// Times are milliseconds since the Unix epoch, always the caller's: each operation is judged
@@ -378,6 +394,37 @@ where
         }
         let keys = ids.iter().map(|id| self.keys.conversion(id)).collect();
         Ok(records(self.timed(self.script(&RECORDS_SCRIPT, keys, ids)).await?).collect())
+    }
+
+    /// The conversion `id`, if its record is there and `belongs` (the index that led to it
+    /// agrees with it; else it is logged as unreadable by `field`, and left out).
+    async fn record_of(
+        &self,
+        id: String,
+        field: &'static str,
+        belongs: impl Fn(&Conversion) -> bool,
+    ) -> Result<Option<Conversion>, StoreError> {
+        let Some((id, fields)) = self.read_records(vec![id]).await?.into_iter().next() else {
+            return Ok(None);
+        };
+        let found = decode_record(&id, fields).and_then(|conversion| match belongs(&conversion) {
+            true => Ok(conversion),
+            false => Err((Some(conversion.id), Corrupt::Field(field))),
+        });
+        Ok(found.map_err(|(id, corrupt)| unreadable_conversion(id, &corrupt)).ok())
+    }
+
+    /// The conversion the hash `index` (`tokens`, `orders`) names for `value`, if it `belongs`.
+    async fn indexed(
+        &self,
+        index: String,
+        value: &str,
+        field: &'static str,
+        belongs: impl Fn(&Conversion) -> bool,
+    ) -> Result<Option<Conversion>, StoreError> {
+        let id = self.timed(self.script(&INDEXED_SCRIPT, vec![index], vec![value.to_owned()])).await?;
+        let Some(id) = id.into_string() else { return Ok(None) };
+        self.record_of(id, field, belongs).await
     }
 }
 

@@ -1,11 +1,11 @@
-//! The four roles of [`RedisTokenStore`], each operation one script (see the module's docs).
+//! Three of the four roles of [`RedisTokenStore`], each operation one script (see the module's
+//! docs); [`Inspection`] is in `inspection`.
 
 use std::time::SystemTime;
 
 use fred::{interfaces::*, types::Value};
 
 use super::*;
-use crate::store::{Cause, DailyCounts, ListQuery};
 
 #[async_trait]
 impl<C> CaptureStore for RedisTokenStore<C>
@@ -66,17 +66,10 @@ where
     }
 
     async fn find(&self, order: &OrderRef) -> Result<Option<Conversion>, StoreError> {
-        let args = vec![order.as_str().to_owned()];
-        let id = self.timed(self.script(&ORDER_SCRIPT, vec![self.keys.orders()], args)).await?;
-        let Some(id) = id.into_string() else { return Ok(None) };
-        let Some((id, fields)) = self.read_records(vec![id]).await?.into_iter().next() else {
-            return Ok(None);
-        };
-        let found = decode_record(&id, fields).and_then(|conversion| {
-            let found_right = conversion.order.as_ref() == Some(order);
-            if found_right { Ok(conversion) } else { Err((Some(conversion.id), Corrupt::Field("order"))) }
-        });
-        Ok(found.map_err(|(id, corrupt)| unreadable_conversion(id, &corrupt)).ok())
+        self.indexed(self.keys.orders(), order.as_str(), "order", |conversion| {
+            conversion.order.as_ref() == Some(order)
+        })
+        .await
     }
 
     async fn purge(&self, settled_before: SystemTime, _now: SystemTime) -> Result<u64, StoreError> {
@@ -224,90 +217,10 @@ where
             millis(settled_at).unwrap_or_default(),
             if settlement.last_error.is_some() { "1" } else { "0" }.to_owned(),
             settlement.last_error.unwrap_or_default(),
+            millis(settlement.attempted_at).unwrap_or_default(),
         ];
         let settled = self.timed(self.script(&SETTLE_SCRIPT, self.settle_keys(&id), args)).await?;
         Ok(settled.as_i64() == Some(1))
-    }
-}
-
-#[async_trait]
-impl<C> Inspection for RedisTokenStore<C>
-where
-    C: KeysInterface + LuaInterface + Send + Sync + 'static,
-{
-    async fn list(&self, query: &ListQuery) -> Result<Vec<Conversion>, StoreError> {
-        let (state, limit) = (query.state, query.limit);
-        if limit == 0 {
-            return Ok(Vec::new());
-        }
-        let last_rank = limit.min(i64::MAX as usize) - 1;
-        let args = vec![last_rank.to_string()];
-        let ids = self.timed(self.script(&IN_STATE_SCRIPT, vec![self.keys.state(state)], args)).await?;
-        let reply = self.read_records(ids_of(ids)).await?;
-        let listed = reply.into_iter().filter_map(|(id, fields)| {
-            let decoded = decode_record(&id, fields).and_then(|conversion| {
-                // Listed under another state than its own: the indexes disagree with it.
-                let listed_right = conversion.state == state;
-                if listed_right {
-                    Ok(conversion)
-                } else {
-                    Err((Some(conversion.id), Corrupt::Field("state")))
-                }
-            });
-            decoded.map_err(|(id, corrupt)| unreadable_conversion(id, &corrupt)).ok()
-        });
-        Ok(listed.collect())
-    }
-
-    async fn counts(&self) -> Result<ConversionCounts, StoreError> {
-        let keys = ConversionState::ALL.map(|state| self.keys.state(state)).into();
-        let reply = self.timed(self.script(&COUNTS_SCRIPT, keys, Vec::new())).await?;
-        let mut counts = ConversionCounts::default();
-        for (state, count) in ConversionState::ALL.into_iter().zip(reply.into_array()) {
-            *counts.of_mut(state) = count.as_u64().unwrap_or_default();
-        }
-        Ok(counts)
-    }
-
-    async fn daily(&self, _from: SystemTime, _until: SystemTime) -> Result<Vec<DailyCounts>, StoreError> {
-        Err(StoreError::backend(std::io::Error::other("TODO daily")))
-    }
-
-    async fn causes(&self, _state: ConversionState, _limit: usize) -> Result<Vec<Cause>, StoreError> {
-        Err(StoreError::backend(std::io::Error::other("TODO causes")))
-    }
-
-    async fn get(&self, _id: ConversionId) -> Result<Option<Conversion>, StoreError> {
-        Err(StoreError::backend(std::io::Error::other("TODO get")))
-    }
-
-    async fn find_token(&self, _token: &SovReqToken) -> Result<Option<Conversion>, StoreError> {
-        Err(StoreError::backend(std::io::Error::other("TODO find_token")))
-    }
-
-    async fn retry_parked_one(&self, _id: ConversionId, _now: SystemTime) -> Result<bool, StoreError> {
-        Err(StoreError::backend(std::io::Error::other("TODO retry_parked_one")))
-    }
-
-    async fn retry_parked(&self, now: SystemTime) -> Result<u64, StoreError> {
-        let parked = vec![self.keys.state(ConversionState::Parked)];
-        let ids = ids_of(self.timed(self.script(&MEMBERS_SCRIPT, parked, Vec::new())).await?);
-        let mut woken = 0;
-        for batch in ids.chunks(BATCH) {
-            let keys =
-                std::iter::once(self.keys.due()).chain(batch.iter().map(|id| self.keys.conversion(id)));
-            let args = std::iter::once(to_millis(now).to_string()).chain(batch.iter().cloned());
-            let count = self.timed(self.script(&WAKE_SCRIPT, keys.collect(), args.collect())).await?;
-            woken += count.as_u64().unwrap_or_default();
-        }
-        Ok(woken)
-    }
-
-    async fn retry_dead(&self, id: ConversionId, now: SystemTime) -> Result<bool, StoreError> {
-        let id = id.to_string();
-        let args = vec![id.clone(), to_millis(now).to_string()];
-        let revived = self.timed(self.script(&REVIVE_SCRIPT, self.settle_keys(&id), args)).await?;
-        Ok(revived.as_i64() == Some(1))
     }
 }
 

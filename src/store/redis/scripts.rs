@@ -251,7 +251,8 @@ return 1
 ///
 /// KEYS: conversion, due, settled, state:owed, state:parked, state:dead, state:delivered,
 /// state:voided. ARGV: id, lease, state, attempts, next_attempt_at or '', settled_at or '', '1' if there is
-/// an error, the error.
+/// an error, the error, last_attempt_at or ''. A conversion that stays voided keeps the
+/// `last_attempt_at` it had.
 const SETTLE: &str = r"
 local state = redis.call('HGET', KEYS[1], 'state')
 local lease = redis.call('HGET', KEYS[1], 'lease')
@@ -293,14 +294,12 @@ if ARGV[7] == '1' then
 else
   redis.call('HDEL', KEYS[1], 'last_error')
 end
+if ARGV[9] ~= '' then
+  redis.call('HSET', KEYS[1], 'last_attempt_at', ARGV[9])
+else
+  redis.call('HDEL', KEYS[1], 'last_attempt_at')
+end
 return 1
-";
-
-/// Every member of a sorted set.
-///
-/// KEYS: the set.
-const MEMBERS: &str = r"
-return redis.call('ZRANGE', KEYS[1], 0, -1)
 ";
 
 /// Makes the given conversions due now, those still parked; answers how many.
@@ -379,11 +378,61 @@ end
 return purged
 ";
 
-/// The IDs in one state, the earliest ordered first, up to a rank.
+/// A window of a sorted set: up to a count of its members within scores, from an offset,
+/// the lowest scores first (`fwd`) or the highest (`rev`). Answers `{id, score, in, …}`, the
+/// score as an integer, `in` 1 if the member is in the second set (or there is none), else 0.
 ///
-/// KEYS: state:<state>. ARGV: the last rank to read.
-const IN_STATE: &str = r"
-return redis.call('ZRANGE', KEYS[1], 0, ARGV[1])
+/// KEYS: the set, then (optional) a state's set. ARGV: 'fwd' or 'rev', the lowest score, the
+/// highest score (as `ZRANGEBYSCORE` takes them), offset, count.
+const WINDOW: &str = r"
+local found
+if ARGV[1] == 'rev' then
+  found = redis.call('ZREVRANGEBYSCORE', KEYS[1], ARGV[3], ARGV[2], 'WITHSCORES', 'LIMIT', ARGV[4], ARGV[5])
+else
+  found = redis.call('ZRANGEBYSCORE', KEYS[1], ARGV[2], ARGV[3], 'WITHSCORES', 'LIMIT', ARGV[4], ARGV[5])
+end
+local window = {}
+for i = 1, #found, 2 do
+  local kept = 1
+  if KEYS[2] and not redis.call('ZSCORE', KEYS[2], found[i]) then
+    kept = 0
+  end
+  window[#window + 1] = found[i]
+  window[#window + 1] = tonumber(found[i + 1])
+  window[#window + 1] = kept
+end
+return window
+";
+
+/// How many members of each set have a score in each range: for each set in turn, one count
+/// per range.
+///
+/// KEYS: state:owed, state:parked, state:dead, state:delivered, state:voided. ARGV: each
+/// range's start (included) and end (excluded).
+const DAYS: &str = r"
+local counts = {}
+for i = 1, #KEYS do
+  for r = 1, #ARGV, 2 do
+    counts[#counts + 1] = redis.call('ZCOUNT', KEYS[i], ARGV[r], '(' .. ARGV[r + 1])
+  end
+end
+return counts
+";
+
+/// The `last_error` of each given conversion still in a state and with one.
+///
+/// KEYS: each conversion's key. ARGV: the state.
+const ERRORS: &str = r"
+local errors = {}
+for i = 1, #KEYS do
+  if redis.call('TYPE', KEYS[i]).ok == 'hash' then
+    local held = redis.call('HMGET', KEYS[i], 'state', 'last_error')
+    if held[1] == ARGV[1] and held[2] then
+      errors[#errors + 1] = held[2]
+    end
+  end
+end
+return errors
 ";
 
 /// The given conversions. Answers `{id, fields, …}`, with `0` for the fields of a key that is
@@ -414,10 +463,11 @@ end
 return counts
 ";
 
-/// The ID of an order's conversion, or nothing.
+/// The ID an index holds for a key, or nothing: an order's conversion (`orders`) or a
+/// token's (`tokens`).
 ///
-/// KEYS: orders. ARGV: the order.
-const ORDER: &str = r"
+/// KEYS: orders or tokens. ARGV: the order or the token.
+const INDEXED: &str = r"
 return redis.call('HGET', KEYS[1], ARGV[1])
 ";
 
@@ -433,7 +483,6 @@ pub(super) static CLAIM_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::from
 pub(super) static BURY_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::from_lua(BURY));
 pub(super) static RENEW_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::from_lua(RENEW));
 pub(super) static SETTLE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::from_lua(SETTLE));
-pub(super) static MEMBERS_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::from_lua(MEMBERS));
 pub(super) static WAKE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::from_lua(WAKE));
 /// The server's clock, `{seconds, microseconds}`, read on the node that holds the keys.
 ///
@@ -447,7 +496,9 @@ pub(super) static REVIVE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::fro
 pub(super) static SETTLED_BEFORE_SCRIPT: LazyLock<Script> =
     LazyLock::new(|| Script::from_lua(SETTLED_BEFORE));
 pub(super) static PURGE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::from_lua(PURGE));
-pub(super) static IN_STATE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::from_lua(IN_STATE));
+pub(super) static WINDOW_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::from_lua(WINDOW));
+pub(super) static DAYS_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::from_lua(DAYS));
+pub(super) static ERRORS_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::from_lua(ERRORS));
 pub(super) static RECORDS_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::from_lua(RECORDS));
 pub(super) static COUNTS_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::from_lua(COUNTS));
-pub(super) static ORDER_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::from_lua(ORDER));
+pub(super) static INDEXED_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::from_lua(INDEXED));
