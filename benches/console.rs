@@ -26,6 +26,7 @@ use axum::{Router, extract::Request, middleware::Next};
 use tower_sovendus::{
     SovendusLayer,
     console::{self, Staff},
+    sandbox::{Fault, Sandbox},
     store::{
         SqlTokenStore,
         sqlx::{self, PgPool, SqlitePool},
@@ -114,9 +115,12 @@ fn fill() -> Vec<String> {
     (0..CONVERSIONS).collect::<Vec<_>>().chunks(1_000).map(|chunk| insert(chunk, now)).collect()
 }
 
-/// The console of `store`, every request as an admin.
-fn console_of(store: SqlTokenStore) -> Router {
-    let sovendus = SovendusLayer::with_store(support::config(), store);
+/// The console of `store`, every request as an admin. The shop's delivery runs, against
+/// `sandbox`, which answers every call 503: what is owed stays owed, and nothing leaves the
+/// machine.
+fn console_of(store: SqlTokenStore, sandbox: &Sandbox) -> Router {
+    let config = sandbox.config().build().expect("a configuration");
+    let sovendus = SovendusLayer::with_store(config, store);
     let staff = console::router(sovendus.delivery()).layer(axum::middleware::from_fn(
         |mut request: Request, next: Next| async move {
             request.extensions_mut().insert(Staff::admin("bench"));
@@ -172,7 +176,9 @@ fn percentile(sorted: &[Duration], share: f64) -> Duration {
 /// Measures the console of `store`, with `bytes` the storage the conversions take; prints and
 /// returns the figures.
 async fn run(name: &str, store: SqlTokenStore, bytes: u64) -> serde_json::Value {
-    let app = console_of(store);
+    let sandbox = Sandbox::start().await.expect("a sandbox");
+    sandbox.fail_every(1, [Fault::Status(http::StatusCode::SERVICE_UNAVAILABLE)]);
+    let app = console_of(store, &sandbox);
     let addr = support::serve_on_loopback(app).await;
     // A cursor half way down the delivered list: the conversion ordered 45 days ago.
     let deep = {

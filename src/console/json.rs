@@ -102,11 +102,11 @@ struct Health {
 
 /// `GET /api/overview`: what the overview shows.
 pub(super) async fn overview(
-    State(delivery): State<Delivery>,
+    State(console): State<super::Console>,
     _staff: Staff,
     Query(span): Query<Span>,
 ) -> Result<Json<OverviewJson>, Refusal> {
-    let overview = Overview::read(&delivery, span.days()?).await?;
+    let overview = Overview::read(&console, span.days()?).await?;
     let by_state = |counts: &crate::store::ConversionCounts| {
         ConversionState::ALL
             .iter()

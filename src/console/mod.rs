@@ -74,6 +74,7 @@
 
 mod actions;
 mod chart;
+mod days;
 mod detail;
 mod filters;
 mod guard;
@@ -91,6 +92,7 @@ use axum::{
 };
 use http::header::CONTENT_TYPE;
 
+use self::days::Console;
 pub use self::{refusal::Refusal, staff::Staff};
 use crate::Delivery;
 
@@ -115,5 +117,5 @@ pub fn router(delivery: Delivery) -> Router {
         .route("/api/conversions/{state}", get(json::list))
         .fallback(|| async { Refusal::NotFound("no such page in the console".to_owned()) })
         .layer(middleware::from_fn(guard::guard))
-        .with_state(delivery)
+        .with_state(days::Console::new(delivery))
 }

@@ -11,12 +11,11 @@ use maud::html;
 use serde::Deserialize;
 
 use super::{
-    Staff, chart,
+    Console, Staff, chart,
     page::{self, Base},
     refusal::Refusal,
 };
 use crate::{
-    Delivery,
     delivery::DeliveryHealth,
     store::{Cause, ConversionCounts, ConversionState, DailyCounts, ListQuery},
 };
@@ -40,7 +39,8 @@ pub(super) struct Overview {
 
 impl Overview {
     /// Reads it all, the chart over the last `span` days, today included.
-    pub(super) async fn read(delivery: &Delivery, span: u32) -> Result<Self, Refusal> {
+    pub(super) async fn read(console: &Console, span: u32) -> Result<Self, Refusal> {
+        let delivery = &console.delivery;
         let now = delivery.now().await?;
         let oldest = delivery.list(&ListQuery::new(ConversionState::Owed).limit(1)).await?;
         Ok(Self {
@@ -49,7 +49,7 @@ impl Overview {
             oldest_owed: oldest.first().map(|conversion| conversion.ordered_at),
             parked_causes: delivery.causes(ConversionState::Parked, CAUSES).await?,
             health: delivery.health(),
-            days: delivery.daily(now - DAY * span.saturating_sub(1), now).await?,
+            days: console.daily(now - DAY * span.saturating_sub(1), now).await?,
         })
     }
 }
@@ -75,13 +75,13 @@ impl Span {
 
 /// `GET /`: the overview.
 pub(super) async fn show(
-    State(delivery): State<Delivery>,
+    State(console): State<Console>,
     base: Base,
     staff: Staff,
     Query(span): Query<Span>,
 ) -> Result<Html<String>, Refusal> {
     let (done, span) = (span.done, span.days()?);
-    let overview = Overview::read(&delivery, span).await?;
+    let overview = Overview::read(&console, span).await?;
     let counts = &overview.counts;
     let health = &overview.health;
     let body = html! {
@@ -149,6 +149,7 @@ pub(super) async fn show(
         }
         section {
             h2 { "Conversions per day, by the state each is in now" }
+            p.note { "Today and yesterday as they are now; the days before, as they were at most five minutes ago." }
             p.spans {
                 @for days in SPANS {
                     @if days == span { strong { (days) " days" } }

@@ -438,6 +438,7 @@ impl Outbox for MokaTokenStore {
             ConversionState::Voided if settlement.state != ConversionState::Delivered => Conversion {
                 attempts: settlement.attempts,
                 last_error: settlement.last_error,
+                last_attempt_at: settlement.attempted_at.or(entry.conversion.last_attempt_at),
                 ..entry.conversion
             },
             _ => entry.conversion.settled(settlement),

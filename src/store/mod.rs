@@ -186,6 +186,12 @@ pub use self::{
         NewConversion, Settlement, Taken, TokenKey, VoidOutcome,
     },
 };
+/// Days as stores count them, for the console's counts per day.
+#[cfg(feature = "console")]
+pub(crate) use self::{
+    listing::{DAY_MS, day_of},
+    records::{from_millis, to_millis},
+};
 
 /// A store of the four roles at once (see the [module](self)): what a layer takes. Implemented
 /// for every type that serves them.

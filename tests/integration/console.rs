@@ -21,6 +21,11 @@ use tower_sovendus::{
 
 use crate::common::{self, Visitor, postgres::PostgresServer, redis::RedisServer};
 
+/// The demo shop's console, behind its HTTP Basic auth.
+#[path = "../../examples/shop/console.rs"]
+#[allow(dead_code, reason = "the shop's start reads the password; the test gives one")]
+mod demo;
+
 /// The shop's stand-in for its own auth: `x-staff: admin` or `x-staff: reader`, and nothing
 /// without the header.
 async fn staff_from_header(mut request: Request, next: Next) -> Response {
@@ -126,6 +131,26 @@ async fn a_console_mounted_without_the_shops_auth_shows_nothing() {
         assert_eq!(status, StatusCode::FORBIDDEN, "{path}");
         assert!(body.contains("without the shop's auth"), "{path}: {body}");
     }
+}
+
+#[tokio::test]
+async fn the_demo_shops_console_asks_for_the_staff_password() {
+    let (_sandbox, config) = sandbox().await;
+    let delivery = SovendusLayer::new(config).delivery();
+    let app = Router::new().nest("/console", demo::staff(delivery, "s3cret-pass".to_owned()));
+    let addr = common::serve(app).await;
+    let client = reqwest::Client::new();
+    let url = format!("http://{addr}/console");
+    let asked = client.get(&url).send().await.unwrap();
+    assert_eq!(asked.status(), StatusCode::UNAUTHORIZED);
+    assert!(asked.headers()["www-authenticate"].to_str().unwrap().starts_with("Basic realm="));
+    for (user, password) in [("staff", "wrong"), ("admin", "s3cret-pass"), ("staff", "s3cret-pas")] {
+        let refused = client.get(&url).basic_auth(user, Some(password)).send().await.unwrap();
+        assert_eq!(refused.status(), StatusCode::UNAUTHORIZED, "{user}:{password}");
+    }
+    let page = client.get(&url).basic_auth(demo::USER, Some("s3cret-pass")).send().await.unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    assert!(page.text().await.unwrap().contains("staff · admin"));
 }
 
 #[tokio::test]

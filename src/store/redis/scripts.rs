@@ -267,6 +267,9 @@ if state == 'voided' and ARGV[3] ~= 'delivered' then
   if ARGV[7] == '1' then
     redis.call('HSET', KEYS[1], 'last_error', ARGV[8])
   end
+  if ARGV[9] ~= '' then
+    redis.call('HSET', KEYS[1], 'last_attempt_at', ARGV[9])
+  end
   return 1
 end
 local into = ({owed = KEYS[4], parked = KEYS[5], dead = KEYS[6], delivered = KEYS[7],
