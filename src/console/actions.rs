@@ -9,8 +9,8 @@ use axum::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::{Staff, detail, page::Base, refusal::Refusal};
-use crate::{Delivery, store::ConversionState, store::VoidOutcome};
+use super::{Console, Staff, detail, page::Base, refusal::Refusal};
+use crate::{store::ConversionState, store::VoidOutcome};
 
 /// What an action did, told on the page it lands on.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
@@ -59,13 +59,13 @@ pub(super) struct RetryForm {
 
 /// `POST /conversion/{id}/retry`: a parked conversion due now, or a dead one owed again.
 pub(super) async fn retry(
-    State(delivery): State<Delivery>,
+    State(console): State<Console>,
     base: Base,
     staff: Staff,
     Path(text): Path<String>,
     Form(form): Form<RetryForm>,
 ) -> Result<Redirect, Refusal> {
-    let id = detail::id(&text)?;
+    let (id, delivery) = (detail::id(&text)?, &console.delivery);
     let conversion =
         delivery.get(id).await?.ok_or_else(|| Refusal::NotFound(format!("no conversion {id}")))?;
     let done = match conversion.state {
@@ -79,36 +79,39 @@ pub(super) async fn retry(
         _ if delivery.retry_parked_one(id).await? => Done::Retried,
         _ => Done::NotParked,
     };
+    console.changed().await;
     tracing::info!(actor = staff.actor(), %id, token = %conversion.token, done = ?done, "Sovendus console: retry");
     Ok(to_conversion(&base, &text, done))
 }
 
 /// `POST /conversion/{id}/void`.
 pub(super) async fn void(
-    State(delivery): State<Delivery>,
+    State(console): State<Console>,
     base: Base,
     staff: Staff,
     Path(text): Path<String>,
 ) -> Result<Redirect, Refusal> {
     let id = detail::id(&text)?;
-    let done = match delivery.void_conversion(id).await? {
+    let done = match console.delivery.void_conversion(id).await? {
         VoidOutcome::Voided(_) => Done::Voided,
         VoidOutcome::Sending(_) => Done::VoidPending,
         VoidOutcome::Delivered(_) => Done::AlreadyDelivered,
         VoidOutcome::AlreadyVoided(_) => Done::AlreadyVoided,
         VoidOutcome::NotFound => return Err(Refusal::NotFound(format!("no conversion {id}"))),
     };
+    console.changed().await;
     tracing::info!(actor = staff.actor(), %id, done = ?done, "Sovendus console: void");
     Ok(to_conversion(&base, &text, done))
 }
 
 /// `POST /parked/retry`: every parked conversion due now.
 pub(super) async fn retry_all_parked(
-    State(delivery): State<Delivery>,
+    State(console): State<Console>,
     base: Base,
     staff: Staff,
 ) -> Result<Redirect, Refusal> {
-    let retried = delivery.retry_parked().await?;
+    let retried = console.delivery.retry_parked().await?;
+    console.changed().await;
     tracing::info!(actor = staff.actor(), retried, "Sovendus console: retry every parked conversion");
     Ok(Redirect::to(&base.to(&format!("/?done={}", done_name(Done::RetriedAllParked)))))
 }

@@ -16,6 +16,10 @@ use crate::{
 const KEEP_PAST_DAYS: Duration = Duration::from_secs(5 * 60);
 /// The most days kept: more than the longest chart.
 const MOST_DAYS: u64 = 400;
+/// How long the counts per state are kept between two overviews: counting every state reads a
+/// range of the index as long as the table (the delivered ones are most of it), so the staff
+/// looking at once share one count a few seconds. An action in the console counts again.
+pub(super) const KEEP_COUNTS: Duration = Duration::from_secs(10);
 
 /// What every page of the console shares.
 #[derive(Clone)]
@@ -23,12 +27,31 @@ pub(super) struct Console {
     pub(super) delivery: Delivery,
     /// The counts of days before yesterday, by the day's start in milliseconds.
     past_days: Cache<i64, ConversionCounts>,
+    /// The counts per state, and when they were read, for [`KEEP_COUNTS`].
+    counts: Cache<(), (ConversionCounts, SystemTime)>,
 }
 
 impl Console {
     pub(super) fn new(delivery: Delivery) -> Self {
         let past_days = Cache::builder().max_capacity(MOST_DAYS).time_to_live(KEEP_PAST_DAYS).build();
-        Self { delivery, past_days }
+        let counts = Cache::builder().max_capacity(1).time_to_live(KEEP_COUNTS).build();
+        Self { delivery, past_days, counts }
+    }
+
+    /// The counts per state, read at most [`KEEP_COUNTS`] ago, and when they were read (the
+    /// store's time).
+    pub(super) async fn counts(&self) -> Result<(ConversionCounts, SystemTime), Refusal> {
+        if let Some(kept) = self.counts.get(&()).await {
+            return Ok(kept);
+        }
+        let read = (self.delivery.counts().await?, self.delivery.now().await?);
+        self.counts.insert((), read).await;
+        Ok(read)
+    }
+
+    /// Forgets the counts: an action changed them.
+    pub(super) async fn changed(&self) {
+        self.counts.invalidate(&()).await;
     }
 
     /// The counts per day from the day `from` falls on until `until`: today and yesterday read

@@ -30,6 +30,8 @@ const DAY: Duration = Duration::from_secs(24 * 60 * 60);
 pub(super) struct Overview {
     pub(super) now: SystemTime,
     pub(super) counts: ConversionCounts,
+    /// When the counts were read.
+    pub(super) counted_at: SystemTime,
     /// When the oldest owed conversion was ordered.
     pub(super) oldest_owed: Option<SystemTime>,
     pub(super) parked_causes: Vec<Cause>,
@@ -43,9 +45,11 @@ impl Overview {
         let delivery = &console.delivery;
         let now = delivery.now().await?;
         let oldest = delivery.list(&ListQuery::new(ConversionState::Owed).limit(1)).await?;
+        let (counts, counted_at) = console.counts().await?;
         Ok(Self {
             now,
-            counts: delivery.counts().await?,
+            counts,
+            counted_at,
             oldest_owed: oldest.first().map(|conversion| conversion.ordered_at),
             parked_causes: delivery.causes(ConversionState::Parked, CAUSES).await?,
             health: delivery.health(),
@@ -87,6 +91,7 @@ pub(super) async fn show(
     let body = html! {
         h1 { "Sovendus conversions" }
         @if let Some(done) = done { p.done { (done.message()) } }
+        p.note { "Counted at " (page::time(overview.counted_at)) " (counts are shared for up to ten seconds)." }
         section.counts {
             @for state in ConversionState::ALL {
                 a class=(format!("count {}", state.as_str())) href=(base.to(&format!("/conversions/{state}"))) {
