@@ -179,6 +179,18 @@ def figures():
                               f"{statistics.median(orders['without']):,.1f} orders/s, {orders['visitors']} visitors "
                               f"at once; median of {len(orders['ratios'])} paired rounds, range "
                               f"{orders['ratio_low']:.3f} to {orders['ratio_high']:.3f}"))
+    # The staff's console on 100,000 conversions (benches/console.rs): each page's p95.
+    console = read_json("console", "pages.json")
+    if console:
+        for store, label in [("sqlite", "SQLite"), ("postgres", "Postgres")]:
+            measured = console["stores"].get(store)
+            if not measured:
+                continue
+            for page, timing in measured["pages"].items():
+                out.append(Figure(f"Console on {label}, {console['conversions']:,} conversions: {page}, p95",
+                                  timing["p95_ms"], 100, True,
+                                  f"p50 {timing['p50_ms']:.1f} ms; {timing['requests']} requests, "
+                                  f"{console['staff']} staff at once", unit="ms"))
     return out
 
 

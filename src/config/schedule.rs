@@ -44,7 +44,8 @@ pub struct DeliverySchedule {
     pub give_up_after: Duration,
     /// How long settled conversions (delivered, dead and voided) are kept, for inspection, for
     /// checking Sovendus' invoice, and so that their token converts no second time; at least the
-    /// token TTL. 90 days by default: last month's invoice can always be checked.
+    /// token TTL. 90 days by default: last month's invoice can always be checked. Each costs
+    /// about 360 bytes on SQLite and 670 on Postgres, indexes included.
     pub keep_settled_for: Duration,
     /// How long a delivery holds a conversion without renewing its lease.
     pub lease: Duration,

@@ -46,7 +46,16 @@
 //!
 //! **Retention.** The invoice can only list what the store still keeps: delivered conversions are
 //! kept for [`keep_settled_for`](crate::DeliverySchedule::keep_settled_for), 90 days by default,
-//! so last month's invoice can always be checked.
+//! so last month's invoice can always be checked. That costs about 360 bytes a conversion on
+//! SQLite and 670 on Postgres, indexes included (the repository's `benches/console.rs`): a shop
+//! booking 1,000 conversions a day keeps about 32 MB on SQLite, 60 MB on Postgres.
+//!
+//! **Speed.** Lists read one range of an index, a page at a time, however long the list. The
+//! overview counts every state, which reads an index as long as the table: staff looking at
+//! once share one count for up to ten seconds (an action counts again), and the chart reads the
+//! days before yesterday once in five minutes. With 100,000 conversions on two cores, an
+//! overview takes 15 ms at the median (35 to 80 ms when it counts, 130 to 190 ms the first time),
+//! a list page 2 to 4 ms.
 //!
 //! ```
 //! use axum::{Router, extract::Request, middleware::{self, Next}, response::{IntoResponse, Response}};
