@@ -91,7 +91,7 @@ fn insert(chunk: &[usize], now: i64) -> String {
                 _ => None,
             };
             format!(
-                "('{:032x}', 'bench-token-{n}', '{}', 'B-{n}', {ordered_at}, '{state}', 1, {}, {}, {}, {}, {})",
+                "('{:032x}', 'bench-token-{n}', '{}', 'B-{n}', {ordered_at}, '{state}', 1, {}, {}, {}, {}, ',{}')",
                 u128::try_from(n).unwrap().wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835),
                 ["product-a", "product-b", "product-c"][n % 3],
                 next.clone().unwrap_or("NULL".to_owned()),
@@ -104,7 +104,7 @@ fn insert(chunk: &[usize], now: i64) -> String {
         .collect();
     format!(
         "INSERT INTO sovendus_conversions (id, token, product_id, order_ref, ordered_at, state, attempts, \
-         next_attempt_at, last_error, settled_at, due_at, last_attempt_at) VALUES {}",
+         next_attempt_at, last_error, settled_at, due_at, calls) VALUES {}",
         rows.join(", ")
     )
 }

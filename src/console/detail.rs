@@ -54,7 +54,14 @@ pub(super) async fn show(
             dt { "Token" } dd.token { code { (c.token.as_str()) } }
             dt { "Ordered" } dd { (page::time(c.ordered_at)) }
             dt { "Calls to Sovendus" } dd { (c.attempts) }
-            dt { "Last call" } dd { @match c.last_attempt_at { Some(at) => (page::time(at)), None => "none" } }
+            dt { "Calls ended" }
+            dd.calls {
+                @if c.calls.is_empty() { "none yet" }
+                @else {
+                    @if c.attempts as usize > c.calls.len() { "the last " (c.calls.len()) ": " }
+                    @for (n, at) in c.calls.iter().enumerate() { @if n > 0 { ", " } (page::time(*at)) }
+                }
+            }
             dt { "Next call" } dd { @match c.next_attempt_at { Some(at) => (page::time(at)), None => "none" } }
             dt { @if c.state == ConversionState::Delivered { "Delivered" } @else { "Settled" } }
             dd { @match c.settled_at { Some(at) => (page::time(at)), None => "not yet" } }

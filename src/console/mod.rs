@@ -8,7 +8,7 @@
 //! - **Lists per state**, 50 a page, newest or oldest first, by product and by the days they
 //!   were ordered, each page after the last one's cursor; **search** by order reference or token.
 //! - **A conversion's page**: its order reference, product and whole token, its times (ordered,
-//!   last call, next call, delivered), the last answer, and whether a delivery holds it now.
+//!   each of its last ten calls, next call, delivered), the last answer, and whether a delivery holds it now.
 //! - **Actions** (admin only): retry one parked conversion, or all of them; send a dead one
 //!   again (confirming it may be booked twice); void one not yet delivered, with an honest
 //!   answer when a call may be out.

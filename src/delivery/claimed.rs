@@ -120,7 +120,7 @@ impl Claimed {
             next_attempt_at: Some(now),
             last_error: conversion.last_error.clone(),
             at: now,
-            attempted_at: conversion.last_attempt_at,
+            attempted_at: None,
         };
         if let Err(error) = self.sender.store.settle(conversion.id, self.lease.id, unchanged).await {
             tracing::warn!(%error, id = %conversion.id, "could not give a claimed Sovendus conversion back; its lease runs out");

@@ -106,7 +106,7 @@ impl Sender {
             next_attempt_at,
             last_error,
             at: now,
-            attempted_at: if calls > 0 { Some(now) } else { conversion.last_attempt_at },
+            attempted_at: (calls > 0).then_some(now),
         };
         let error = match result {
             Ok(_) => {

@@ -438,9 +438,9 @@ impl Outbox for MokaTokenStore {
             ConversionState::Voided if settlement.state != ConversionState::Delivered => Conversion {
                 attempts: settlement.attempts,
                 last_error: settlement.last_error,
-                last_attempt_at: settlement.attempted_at.or(entry.conversion.last_attempt_at),
                 ..entry.conversion
-            },
+            }
+            .called(settlement.attempted_at),
             _ => entry.conversion.settled(settlement),
         };
         // Settled ones stay until the purge: a converted token must be known as long as it can

@@ -182,8 +182,8 @@ pub use self::{
     memory::MokaTokenStore,
     outbox::Outbox,
     records::{
-        Capture, Conversion, ConversionCounts, ConversionId, ConversionState, Lease, LeaseId, NewCapture,
-        NewConversion, Settlement, Taken, TokenKey, VoidOutcome,
+        CALLS_KEPT, Capture, Conversion, ConversionCounts, ConversionId, ConversionState, Lease, LeaseId,
+        NewCapture, NewConversion, Settlement, Taken, TokenKey, VoidOutcome,
     },
 };
 /// Days as stores count them, for the console's counts per day.

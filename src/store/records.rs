@@ -273,8 +273,9 @@ pub struct Conversion {
     pub last_error: Option<String>,
     /// When it was delivered, became dead, or was voided.
     pub settled_at: Option<SystemTime>,
-    /// When its last call to Sovendus was answered, or given up on.
-    pub last_attempt_at: Option<SystemTime>,
+    /// When its most recent calls to Sovendus ended (answered, or given up on), oldest first:
+    /// the last [`CALLS_KEPT`].
+    pub calls: Vec<SystemTime>,
     /// Until when a delivery holds it: its lease's end, as the store keeps it (the lease may
     /// have run out since; compare with the store's clock).
     pub held_until: Option<SystemTime>,
@@ -294,7 +295,7 @@ impl Conversion {
             next_attempt_at: Some(conversion.lease.map_or(conversion.ordered_at, |lease| lease.until)),
             last_error: None,
             settled_at: None,
-            last_attempt_at: None,
+            calls: Vec::new(),
             held_until: conversion.lease.map(|lease| lease.until),
         }
     }
@@ -306,10 +307,22 @@ impl Conversion {
         self.next_attempt_at = settlement.next_attempt_at;
         self.last_error = settlement.last_error;
         self.settled_at = settlement.state.is_settled().then_some(settlement.at);
-        self.last_attempt_at = settlement.attempted_at;
+        self.called(settlement.attempted_at)
+    }
+
+    /// The record with the call that ended `at`, if any, among its [`calls`](Self::calls).
+    pub fn called(mut self, at: Option<SystemTime>) -> Self {
+        if let Some(at) = at {
+            self.calls.push(at);
+            let excess = self.calls.len().saturating_sub(CALLS_KEPT);
+            self.calls.drain(..excess);
+        }
         self
     }
 }
+
+/// How many of a conversion's most recent calls it keeps the times of.
+pub const CALLS_KEPT: usize = 10;
 
 impl fmt::Display for Conversion {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -339,8 +352,8 @@ pub struct Settlement {
     pub last_error: Option<String>,
     /// When the delivery ended.
     pub at: SystemTime,
-    /// When its last call to Sovendus ended: `at` for a delivery that called, the time kept
-    /// before for one that gives the conversion back uncalled.
+    /// When this delivery's last call to Sovendus ended, if it made one: the store adds it to
+    /// the conversion's [`calls`](Conversion::calls).
     pub attempted_at: Option<SystemTime>,
 }
 

@@ -56,7 +56,7 @@ async fn settle_into(
     // The others claimed with it are given back, due again at once.
     for other in claimed.iter().filter(|conversion| conversion.id != id) {
         let back = Settlement {
-            attempted_at: other.last_attempt_at,
+            attempted_at: None,
             ..Settlement::new(other.state, other.attempts, Some(at), other.last_error.clone(), at)
         };
         assert!(store.settle(other.id, held.id, back).await.expect("give back"));
@@ -185,27 +185,28 @@ pub(super) async fn one_parked_conversion_is_retried(store: &impl TokenStore, t:
     assert_eq!(store.counts().await.unwrap().parked, 2, "{rule}: still parked");
 }
 
-pub(super) async fn a_conversion_shows_its_lease_and_last_call(store: &impl TokenStore, t: SystemTime) {
-    let rule = "a conversion shows its lease and its last call";
+pub(super) async fn a_conversion_shows_its_lease_and_last_calls(store: &impl TokenStore, t: SystemTime) {
+    let rule = "a conversion shows its lease and its last calls";
     let owed = owed_for(store, (1, "token-1", "product-a"), Some("order-1"), t).await;
-    assert_eq!((owed.held_until, owed.last_attempt_at), (None, None), "{rule}: taken without a lease");
-    let held = lease(t + MINUTE);
-    let claimed = store.claim(t, 1, held).await.unwrap();
-    assert_eq!(claimed[0].held_until, Some(t + MINUTE), "{rule}: claimed");
-    let listed = store.list(&ListQuery::new(ConversionState::Owed)).await.unwrap();
-    assert_eq!(listed[0].held_until, Some(t + MINUTE), "{rule}: listed while held");
-    let failed = Settlement::new(
-        ConversionState::Owed,
-        1,
-        Some(t + DAY),
-        Some("503".to_owned()),
-        t + Duration::from_secs(1),
-    );
-    assert!(store.settle(owed.id, held.id, failed).await.unwrap(), "{rule}");
+    assert_eq!((owed.held_until, owed.calls.len()), (None, 0), "{rule}: taken without a lease");
+    let second = Duration::from_secs(1);
+    // Twelve deliveries that each called, one that gave it back uncalled: the last ten calls.
+    for n in 0..13_u32 {
+        let at = t + second * n;
+        let held = lease(at + MINUTE);
+        let claimed = store.claim(at, 1, held).await.unwrap();
+        assert_eq!(claimed.len(), 1, "{rule}: due at {n} s");
+        assert_eq!(claimed[0].held_until, Some(at + MINUTE), "{rule}: claimed");
+        if n == 0 {
+            let listed = store.list(&ListQuery::new(ConversionState::Owed)).await.unwrap();
+            assert_eq!(listed[0].held_until, Some(at + MINUTE), "{rule}: listed while held");
+        }
+        let settlement =
+            Settlement::new(ConversionState::Owed, n + 1, Some(at + second), Some("503".to_owned()), at);
+        let settlement = if n == 12 { Settlement { attempted_at: None, ..settlement } } else { settlement };
+        assert!(store.settle(owed.id, held.id, settlement).await.unwrap(), "{rule}");
+    }
     let found = store.find_token(&owed.token).await.unwrap().expect("found");
-    assert_eq!(
-        (found.held_until, found.last_attempt_at),
-        (None, Some(t + Duration::from_secs(1))),
-        "{rule}: settled"
-    );
+    let last_ten: Vec<SystemTime> = (2..12).map(|n| t + second * n).collect();
+    assert_eq!((found.held_until, found.calls), (None, last_ten), "{rule}: settled");
 }

@@ -112,7 +112,7 @@ where
     causes_are_counted_most_frequent_first(&new_store().await, t).await;
     a_conversion_is_found_by_its_id_or_token(&new_store().await, t).await;
     one_parked_conversion_is_retried(&new_store().await, t).await;
-    a_conversion_shows_its_lease_and_last_call(&new_store().await, t).await;
+    a_conversion_shows_its_lease_and_last_calls(&new_store().await, t).await;
 }
 
 /// The capture of token `token` for the primary product.

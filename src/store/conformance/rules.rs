@@ -58,7 +58,7 @@ pub(super) async fn a_take_makes_the_capture_an_owed_conversion(store: &impl Tok
         next_attempt_at: Some(t + MINUTE),
         last_error: None,
         settled_at: None,
-        last_attempt_at: None,
+        calls: Vec::new(),
         held_until: None,
     };
     assert_eq!(owed, expected, "{rule}");
@@ -475,7 +475,7 @@ pub(super) async fn records_keep_every_field(store: &impl TokenStore, t: SystemT
         attempts: 7,
         next_attempt_at: Some(t + DAY),
         last_error: Some(error.to_owned()),
-        last_attempt_at: Some(t),
+        calls: vec![t],
         ..owed
     };
     assert_eq!(found, expected, "{rule}");

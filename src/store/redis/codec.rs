@@ -132,7 +132,12 @@ fn decode_conversion(id: ConversionId, fields: Vec<Value>) -> Result<Conversion,
         next_attempt_at: optional_time("next_attempt_at")?,
         last_error: field("last_error")?,
         settled_at: optional_time("settled_at")?,
-        last_attempt_at: optional_time("last_attempt_at")?,
+        calls: field("calls")?
+            .unwrap_or_default()
+            .split(',')
+            .filter(|call| !call.is_empty())
+            .map(|call| time("calls", call.to_owned()))
+            .collect::<Result<_, _>>()?,
         // A lease's end shows while the record names a lease; a settlement removes both.
         held_until: if leased { optional_time("lease_until")? } else { None },
     })
@@ -272,12 +277,15 @@ mod tests {
         let mut record = RECORD.to_vec();
         record.push(("lease_until", "1700000060000"));
         let unleased = decode_conversion(id, fields(&record)).unwrap();
-        assert_eq!((unleased.held_until, unleased.last_attempt_at), (None, None), "no lease named");
-        record.extend([("lease", "0123456789abcdef0123456789abcdef"), ("last_attempt_at", "1700000001000")]);
+        assert_eq!((unleased.held_until, unleased.calls), (None, Vec::new()), "no lease named");
+        record.extend([
+            ("lease", "0123456789abcdef0123456789abcdef"),
+            ("calls", ",1700000001000,1700000002000"),
+        ]);
         let held = decode_conversion(id, fields(&record)).unwrap();
         assert_eq!(held.held_until, Some(from_millis(1_700_000_060_000)));
-        assert_eq!(held.last_attempt_at, Some(from_millis(1_700_000_001_000)));
-        for name in ["lease_until", "last_attempt_at"] {
+        assert_eq!(held.calls, [from_millis(1_700_000_001_000), from_millis(1_700_000_002_000)]);
+        for name in ["lease_until", "calls"] {
             let mut bad = record.clone();
             bad.retain(|(field, _)| *field != name);
             bad.push((name, "later"));

@@ -27,7 +27,7 @@
 //!   that does not decode is marked dead by a second script (`bury`), if the lease still holds.
 //! - `renew` and `settle` act only if the conversion's `lease` field is the one named; a
 //!   settlement moves the ID between the state sets and into `due` (next attempt) or
-//!   `settled` (settled_at), records `last_attempt_at` (the settlement's `attempted_at`) and
+//!   `settled` (settled_at), adds the end of its call to `calls` (the last ten) and
 //!   removes `lease` and `lease_until`.
 //! - `retry_parked` reads the parked IDs 500 at a time (a `window`), then makes those still
 //!   parked due now, one script a window; `retry_parked_one` runs the same script on the one
@@ -120,7 +120,7 @@ const BATCH: usize = 500;
 /// | key | type | holds |
 /// |---|---|---|
 /// | `{p}:capture:<token key>` | string | `<expires_at>/<product ID>/<token>`, with the capture's TTL as `PX` |
-/// | `{p}:conversion:<id>` | hash | the [`Conversion`]'s fields (`last_attempt_at` once a delivery settled it), and `lease`, `lease_until` while leased (`lease_until` is its `held_until`) |
+/// | `{p}:conversion:<id>` | hash | the [`Conversion`]'s fields (`calls`: the ends of its last ten calls), and `lease`, `lease_until` while leased (`lease_until` is its `held_until`) |
 /// | `{p}:due` | sorted set | owed and parked IDs by when they are due: their next attempt, or their lease's end if later |
 /// | `{p}:state:<state>` | sorted set | the IDs in each state by `ordered_at`, for `list`, `counts`, `daily`, `causes` |
 /// | `{p}:settled` | sorted set | delivered, dead and voided IDs by `settled_at`, for `purge` and `list` on the settled axis |

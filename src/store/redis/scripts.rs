@@ -251,8 +251,8 @@ return 1
 ///
 /// KEYS: conversion, due, settled, state:owed, state:parked, state:dead, state:delivered,
 /// state:voided. ARGV: id, lease, state, attempts, next_attempt_at or '', settled_at or '', '1' if there is
-/// an error, the error, last_attempt_at or ''. A conversion that stays voided keeps the
-/// `last_attempt_at` it had.
+/// an error, the error, the end of its call or '' (added to `calls`, of which the last ten are
+/// kept: each `,` and 13 digits of milliseconds).
 const SETTLE: &str = r"
 local state = redis.call('HGET', KEYS[1], 'state')
 local lease = redis.call('HGET', KEYS[1], 'lease')
@@ -261,14 +261,15 @@ if lease ~= ARGV[2] then
     return 0
   end
 end
+if ARGV[9] ~= '' then
+  local calls = (redis.call('HGET', KEYS[1], 'calls') or '') .. ',' .. ARGV[9]
+  redis.call('HSET', KEYS[1], 'calls', string.sub(calls, -140))
+end
 if state == 'voided' and ARGV[3] ~= 'delivered' then
   redis.call('HSET', KEYS[1], 'attempts', ARGV[4])
   redis.call('HDEL', KEYS[1], 'lease', 'lease_until')
   if ARGV[7] == '1' then
     redis.call('HSET', KEYS[1], 'last_error', ARGV[8])
-  end
-  if ARGV[9] ~= '' then
-    redis.call('HSET', KEYS[1], 'last_attempt_at', ARGV[9])
   end
   return 1
 end
@@ -296,11 +297,6 @@ if ARGV[7] == '1' then
   redis.call('HSET', KEYS[1], 'last_error', ARGV[8])
 else
   redis.call('HDEL', KEYS[1], 'last_error')
-end
-if ARGV[9] ~= '' then
-  redis.call('HSET', KEYS[1], 'last_attempt_at', ARGV[9])
-else
-  redis.call('HDEL', KEYS[1], 'last_attempt_at')
 end
 return 1
 ";

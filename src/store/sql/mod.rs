@@ -66,7 +66,7 @@ pub use self::transaction::{SqlConnection, TakeInError};
 /// - `sovendus_conversions`: an order's conversion under its ID (32 hexadecimal digits), one
 ///   per token (`UNIQUE`): `token`, `product_id`, `order_ref`, `ordered_at`, `state` (`owed`,
 ///   `parked`, `dead`, `delivered`, `voided`), `attempts`, `next_attempt_at`, `last_error`, `settled_at`,
-///   `last_attempt_at` (when its last call ended), the lease (`lease_id`, `lease_until`, shown
+///   `calls` (when its last ten calls ended), the lease (`lease_id`, `lease_until`, shown
 ///   as [`held_until`](Conversion::held_until)), and `due_at`: the later of the next attempt
 ///   and the lease's end while it is owed or parked, `NULL` once settled. A claim is one range
 ///   of the index on `due_at`; [`find`](ConversionStore::find) reads the index on `order_ref`,

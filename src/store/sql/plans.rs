@@ -2,7 +2,9 @@
 //! index, none the whole `sovendus_conversions` table. `counts` reads every row's state, one
 //! range of the index on `(state, ordered_at, id)` per state: the whole index, but not the
 //! table; a plan that reads a whole index alone (`USING COVERING INDEX`, `Index Only Scan`)
-//! is accepted for it.
+//! is accepted for it, and one sequential read of the table for the one state that holds most
+//! of it (Postgres' choice over a range of the index nearly as long). The console shares these
+//! counts for ten seconds.
 //!
 //! A unit test, so that it explains the store's own query texts. SQLite runs in memory, as a
 //! shop runs it: without `ANALYZE`. Postgres runs on the server at
@@ -30,8 +32,8 @@ const ORDER_EVERY: i64 = 10 * 60 * 1000;
 /// Writes a conversion: `$1` ID, `$2` token, `$3` product, `$4` ordered at, `$5` state,
 /// `$6` next attempt (and due), `$7` last error, `$8` settled at.
 const FILL: &str = "INSERT INTO sovendus_conversions \
-     (id, token, product_id, ordered_at, state, attempts, next_attempt_at, last_error, settled_at, last_attempt_at, due_at) \
-     VALUES ($1, $2, $3, $4, $5, 1, $6, $7, $8, $4, $6)";
+     (id, token, product_id, ordered_at, state, attempts, next_attempt_at, last_error, settled_at, calls, due_at) \
+     VALUES ($1, $2, $3, $4, $5, 1, $6, $7, $8, ',' || CAST($4 AS TEXT), $6)";
 
 /// Row `i`'s state: most are delivered, a tenth in each other state.
 fn state_of(i: i64) -> ConversionState {
@@ -129,10 +131,12 @@ async fn plans(store: &SqlTokenStore, explain: &str) -> Vec<(String, Vec<String>
 }
 
 /// Whether a line of a plan reads the whole conversions table; for `counts` (`whole_index`)
-/// a read of a whole index without the table is allowed.
+/// a read of a whole index without the table is allowed, and so is one sequential read of the
+/// table for the count of a state that holds most of it (counted alone, in its own subquery,
+/// as Postgres chooses when a range of the index would be most of it: see the next check).
 fn reads_the_table(line: &str, whole_index: bool) -> bool {
     let index_alone = line.contains("USING COVERING INDEX") || line.contains("Index Only Scan");
-    line.contains("Seq Scan on sovendus_conversions")
+    (line.contains("Seq Scan on sovendus_conversions") && !whole_index)
         || (line.contains("SCAN sovendus_conversions") && !(whole_index && index_alone))
 }
 
@@ -148,6 +152,8 @@ fn assert_no_full_scan(plans: &[(String, Vec<String>)], range: &str, walk_to_lim
             !plan.iter().any(|line| reads_the_table(line, whole_index)),
             "{name} reads the whole table: {plan:#?}"
         );
+        let sequential = plan.iter().filter(|line| line.contains("Seq Scan on sovendus_conversions")).count();
+        assert!(sequential <= 1, "{name} reads the whole table {sequential} times: {plan:#?}");
         let walk = walk_to_limit
             && plan.first().is_some_and(|line| line.starts_with("Limit"))
             && plan.iter().any(|line| line.contains("Index Scan"));
@@ -206,10 +212,10 @@ fn the_checks_tell_a_range_from_the_whole_table() {
     assert!(reads_the_table("SCAN sovendus_conversions USING INDEX sovendus_conversions_due_at", false));
     assert!(reads_the_table("SCAN sovendus_conversions USING COVERING INDEX x", false));
     assert!(!reads_the_table("SCAN sovendus_conversions USING COVERING INDEX x", true));
-    assert!(reads_the_table(
-        "  ->  Seq Scan on sovendus_conversions  (cost=0.00..1.00 rows=1 width=8)",
-        true
-    ));
+    let sequential = "  ->  Seq Scan on sovendus_conversions  (cost=0.00..1.00 rows=1 width=8)";
+    assert!(reads_the_table(sequential, false));
+    // For the counts, one is allowed, and `assert_no_full_scan` counts them.
+    assert!(!reads_the_table(sequential, true));
     assert!(!reads_the_table("SEARCH sovendus_conversions USING INDEX x (state=?)", false));
     assert_eq!(to_millis(at(FIRST_ORDER)), FIRST_ORDER);
 }

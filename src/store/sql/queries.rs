@@ -17,7 +17,7 @@ use crate::store::{ListOrder, ListQuery, TimeAxis, records::to_millis};
 macro_rules! conversion_columns {
     () => {
         "id, token, product_id, order_ref, ordered_at, state, attempts, next_attempt_at, last_error, \
-         settled_at, last_attempt_at, lease_until"
+         settled_at, calls, lease_until"
     };
 }
 
@@ -170,13 +170,19 @@ pub(super) const RENEW: &str = "UPDATE sovendus_conversions \
      WHERE id = $1 AND lease_id = $2 AND state <> 'voided'";
 
 /// Ends lease `$2` on conversion `$1` with its delivery's outcome: state `$3`, attempts `$4`,
-/// next attempt `$5`, last error `$6`, settled at `$7`, due at `$8`, last call ended at `$9`. Whatever the lease, a 200
+/// next attempt `$5`, last error `$6`, settled at `$7`, due at `$8`, and the end of its call `$9`
+/// (NULL if it made none) added to its `calls`, of which it keeps the last ten (140 characters:
+/// each is `,` and 13 digits of milliseconds, until the year 2286). Whatever the lease, a 200
 /// (`$3` delivered) is recorded, unless one was already, or a void that waited for no delivery
 /// ended it. A conversion voided while its delivery was out stays voided unless that delivery
 /// says delivered.
 pub(super) const SETTLE: &str = "UPDATE sovendus_conversions \
      SET state = CASE WHEN state = 'voided' AND $3 <> 'delivered' THEN 'voided' ELSE $3 END, \
-         attempts = $4, last_error = $6, last_attempt_at = $9, \
+         attempts = $4, last_error = $6, \
+         calls = CASE WHEN $9 IS NULL THEN calls \
+                      WHEN length(coalesce(calls, '')) >= 140 \
+                      THEN substr(calls, 15) || ',' || CAST($9 AS TEXT) \
+                      ELSE coalesce(calls, '') || ',' || CAST($9 AS TEXT) END, \
          next_attempt_at = CASE WHEN state = 'voided' AND $3 <> 'delivered' THEN NULL ELSE $5 END, \
          settled_at = CASE WHEN state = 'voided' AND $3 <> 'delivered' THEN settled_at ELSE $7 END, \
          due_at = CASE WHEN state = 'voided' AND $3 <> 'delivered' THEN NULL ELSE $8 END, \

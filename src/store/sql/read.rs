@@ -90,9 +90,18 @@ where
         next_attempt_at: time("next_attempt_at")?,
         last_error: column(row, "last_error")?,
         settled_at: time("settled_at")?,
-        last_attempt_at: time("last_attempt_at")?,
+        calls: calls(column::<_, Option<String>>(row, "calls")?.as_deref().unwrap_or_default())?,
         held_until: time("lease_until")?,
     })
+}
+
+/// The times of a conversion's calls, from its `calls` column: `,` and milliseconds each.
+fn calls(text: &str) -> Result<Vec<std::time::SystemTime>, StoreError> {
+    let unreadable = || StoreError::Unreadable("its calls are not times".to_owned());
+    text.split(',')
+        .filter(|call| !call.is_empty())
+        .map(|call| call.parse().map(from_millis).map_err(|_| unreadable()))
+        .collect()
 }
 
 /// The conversion in `row`, or `None` (logged and counted) if it is unreadable.

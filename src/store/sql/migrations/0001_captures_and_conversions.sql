@@ -15,8 +15,8 @@ CREATE INDEX sovendus_captures_expires_at ON sovendus_captures (expires_at);
 -- An order's conversion, by its ID (32 lowercase hexadecimal digits). One per token, ever,
 -- while it is kept. `due_at` is when it may be claimed: the later of its next attempt and
 -- the end of its lease while it is owed or parked, NULL once it is settled (dead, delivered,
--- voided). `last_attempt_at` is when its last call to Sovendus ended; `lease_until` is shown
--- to the staff as how long a delivery holds it.
+-- voided). `calls` is when its last ten calls to Sovendus ended, each `,` and 13 digits of
+-- milliseconds, oldest first; `lease_until` is shown to the staff as how long a delivery holds it.
 CREATE TABLE sovendus_conversions (
     id TEXT PRIMARY KEY NOT NULL,
     token TEXT NOT NULL UNIQUE,
@@ -28,7 +28,7 @@ CREATE TABLE sovendus_conversions (
     next_attempt_at BIGINT,
     last_error TEXT,
     settled_at BIGINT,
-    last_attempt_at BIGINT,
+    calls TEXT,
     lease_id TEXT,
     lease_until BIGINT,
     due_at BIGINT
