@@ -9,7 +9,7 @@ use axum::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::{Console, Staff, detail, page::Base, refusal::Refusal};
+use super::{Console, Staff, filters, page::Base, refusal::Refusal};
 use crate::{store::ConversionState, store::VoidOutcome};
 
 /// What an action did, told on the page it lands on.
@@ -65,7 +65,7 @@ pub(super) async fn retry(
     Path(text): Path<String>,
     Form(form): Form<RetryForm>,
 ) -> Result<Redirect, Refusal> {
-    let (id, delivery) = (detail::id(&text)?, &console.delivery);
+    let (id, delivery) = (filters::conversion_id(&text)?, &console.delivery);
     let conversion =
         delivery.get(id).await?.ok_or_else(|| Refusal::NotFound(format!("no conversion {id}")))?;
     let done = match conversion.state {
@@ -91,7 +91,7 @@ pub(super) async fn void(
     staff: Staff,
     Path(text): Path<String>,
 ) -> Result<Redirect, Refusal> {
-    let id = detail::id(&text)?;
+    let id = filters::conversion_id(&text)?;
     let done = match console.delivery.void_conversion(id).await? {
         VoidOutcome::Voided(_) => Done::Voided,
         VoidOutcome::Sending(_) => Done::VoidPending,

@@ -11,18 +11,14 @@ use serde::Deserialize;
 use super::{
     Staff,
     actions::Done,
+    filters,
     page::{self, Base},
     refusal::Refusal,
 };
 use crate::{
     Delivery,
-    store::{Conversion, ConversionId, ConversionState},
+    store::{Conversion, ConversionState},
 };
-
-/// The ID in a conversion's path, or a 404.
-pub(super) fn id(text: &str) -> Result<ConversionId, Refusal> {
-    text.parse().map_err(|_| Refusal::NotFound(format!("no conversion {text:?}")))
-}
 
 /// The page's parameter: what the action before it did.
 #[derive(Debug, Deserialize)]
@@ -38,7 +34,7 @@ pub(super) async fn show(
     Path(text): Path<String>,
     Query(flash): Query<Flash>,
 ) -> Result<Html<String>, Refusal> {
-    let id = id(&text)?;
+    let id = filters::conversion_id(&text)?;
     let conversion =
         delivery.get(id).await?.ok_or_else(|| Refusal::NotFound(format!("no conversion {id}")))?;
     let now = delivery.now().await?;

@@ -9,7 +9,7 @@ use time::{Date, macros::format_description};
 use super::refusal::Refusal;
 use crate::{
     ids::ProductId,
-    store::{ConversionState, Cursor, ListQuery, TimeAxis},
+    store::{ConversionId, ConversionState, Cursor, ListQuery, TimeAxis},
 };
 
 /// Conversions on a page of a list.
@@ -85,6 +85,11 @@ impl Filters {
         }
         query.finish()
     }
+}
+
+/// The conversion ID in a path, or a 404.
+pub(super) fn conversion_id(text: &str) -> Result<ConversionId, Refusal> {
+    text.parse().map_err(|_| Refusal::NotFound(format!("no conversion {text:?}")))
 }
 
 /// The midnight (UTC) starting the day `text` names, if any.

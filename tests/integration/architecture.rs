@@ -21,7 +21,7 @@ const LAYERS: &[&[&str]] = &[
     &["visitor"],
     &["extract"],
     &["layer"],
-    &["sandbox"],
+    &["sandbox", "console"],
 ];
 
 /// A module's path inside the crate, e.g. `["store", "redis"]`.

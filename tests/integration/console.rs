@@ -42,14 +42,14 @@ async fn staff_from_header(mut request: Request, next: Next) -> Response {
 
 /// The test shop with the console nested at `/console`, keeping tokens in `store`, delivering to
 /// `endpoint` (a sandbox's configuration, or another's).
-struct ConsoleShop {
-    addr: SocketAddr,
-    delivery: tower_sovendus::Delivery,
+pub struct ConsoleShop {
+    pub addr: SocketAddr,
+    pub delivery: tower_sovendus::Delivery,
     client: reqwest::Client,
 }
 
 impl ConsoleShop {
-    async fn start(config: tower_sovendus::SovendusConfig, store: impl TokenStore) -> Self {
+    pub async fn start(config: tower_sovendus::SovendusConfig, store: impl TokenStore) -> Self {
         let layer = SovendusLayer::with_store(config, store);
         let delivery = layer.delivery();
         let staff = console::router(delivery.clone()).layer(middleware::from_fn(staff_from_header));
@@ -67,7 +67,7 @@ impl ConsoleShop {
     }
 
     /// GETs a console page as `who`: its status and body.
-    async fn get(&self, who: Option<&str>, path: &str) -> (StatusCode, String) {
+    pub async fn get(&self, who: Option<&str>, path: &str) -> (StatusCode, String) {
         let mut request = self.client.get(self.url(path));
         if let Some(who) = who {
             request = request.header("x-staff", who);
@@ -77,7 +77,7 @@ impl ConsoleShop {
     }
 
     /// POSTs a console form as `who`, with `headers` as the browser would send them.
-    async fn post(
+    pub async fn post(
         &self,
         who: &str,
         path: &str,
@@ -94,7 +94,7 @@ impl ConsoleShop {
     }
 
     /// A visitor lands with `token` and orders with the reference `order`.
-    async fn convert(&self, token: &str, order: &str) -> String {
+    pub async fn convert(&self, token: &str, order: &str) -> String {
         let visitor = Visitor::new(self.addr);
         let (status, _) = visitor.get(&format!("/landing?sovReqToken={token}")).await;
         assert_eq!(status, 200);
@@ -104,7 +104,7 @@ impl ConsoleShop {
     }
 
     /// The conversion of `token`'s ID.
-    async fn id_of(&self, token: &str) -> String {
+    pub async fn id_of(&self, token: &str) -> String {
         let conversion = self.delivery.find_token(&token.parse().unwrap()).await.unwrap();
         conversion.expect("the token converted").id.to_string()
     }

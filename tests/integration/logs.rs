@@ -163,3 +163,41 @@ async fn missing_session_layer_never_fails_the_page_and_is_logged_once() {
     let line = logs.lines().find(|line| line.contains("tower-sovendus cannot capture tokens")).unwrap();
     assert!(line.contains("ERROR") && line.contains("SessionManagerLayer"), "{line}");
 }
+
+#[tokio::test]
+async fn console_actions_are_logged_with_their_actor_and_pages_never_show_the_key() {
+    if common::ran_in_own_process(
+        "logs::console_actions_are_logged_with_their_actor_and_pages_never_show_the_key",
+    ) {
+        return;
+    }
+    logs();
+    let sandbox = Sandbox::builder().api_key(API_KEY).start().await.unwrap();
+    let config = sandbox.config().retry(tower_sovendus::RetryPolicy::never()).build().unwrap();
+    let shop = crate::console::ConsoleShop::start(config, tower_sovendus::MokaTokenStore::new(100)).await;
+    sandbox.fault_next(1, Fault::Status(StatusCode::FORBIDDEN));
+    shop.convert(TOKEN, "L-1").await;
+    let id = shop.id_of(TOKEN).await;
+    let same_origin = [("sec-fetch-site", "same-origin")];
+    let mut pages = String::new();
+    for path in
+        ["", "/conversions/parked", &format!("/conversion/{id}"), "/api/overview", "/api/conversions/parked"]
+    {
+        pages.push_str(&shop.get(Some("admin"), path).await.1);
+    }
+    let masked = format!("****{}", &API_KEY[API_KEY.len() - 4..]);
+    assert!(!pages.contains(API_KEY) && !pages.contains(&masked), "the API key is shown");
+    assert_eq!(
+        shop.post("admin", &format!("/conversion/{id}/void"), &same_origin, &[]).await.0,
+        StatusCode::SEE_OTHER
+    );
+    assert_eq!(shop.post("reader", "/parked/retry", &same_origin, &[]).await.0, StatusCode::FORBIDDEN);
+
+    let logs = logs();
+    let line = |what: &str| logs.lines().find(|line| line.contains(what)).map(str::to_owned);
+    let void = line("Sovendus console: void").expect("the void is logged");
+    assert!(void.contains("INFO") && void.contains("ada@shop.example") && void.contains(&id), "{void}");
+    let refused = line("Sovendus console refused a request").expect("the refusal is logged");
+    assert!(refused.contains("WARN") && refused.contains("rita@shop.example"), "{refused}");
+    assert!(!logs.contains(API_KEY), "the API key is in the logs");
+}
