@@ -318,3 +318,36 @@ async fn the_invoice_round_trips_on_redis() {
     let Some(redis) = RedisServer::start("the_invoice_round_trips_on_redis") else { return };
     invoice_round_trips(RedisTokenStore::new(redis.pool().await), 7).await;
 }
+
+#[tokio::test]
+async fn a_store_that_is_away_gets_a_page_saying_so_and_nothing_changes() {
+    let (sandbox, config) = sandbox().await;
+    let faults = std::sync::Arc::new(common::faulty::StoreFaults::default());
+    let store = common::faulty::FaultyStore::sharing(MokaTokenStore::new(100), faults.clone());
+    let shop = ConsoleShop::start(config, store).await;
+    sandbox.fault_next(1, tower_sovendus::sandbox::Fault::Status(StatusCode::SERVICE_UNAVAILABLE));
+    shop.convert("owed-token-1", "A-1").await;
+    let owed = shop.id_of("owed-token-1").await;
+
+    faults.away(true);
+    let conversion = format!("/conversion/{owed}");
+    for path in [
+        "",
+        "/conversions/owed",
+        &conversion,
+        "/api/overview",
+        "/invoice.csv?from=2026-01-01&until=2026-01-31",
+    ] {
+        let (status, body) = shop.get(Some("admin"), path).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{path}");
+        assert!(body.contains("the store did not answer"), "{path}: {body}");
+    }
+    let same_origin = [("sec-fetch-site", "same-origin")];
+    let (status, body) = shop.post("admin", &format!("{conversion}/void"), &same_origin, &[]).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(body.contains("Nothing was changed"), "{body}");
+
+    faults.away(false);
+    assert_eq!(shop.delivery.counts().await.unwrap().voided, 0, "not voided");
+    assert_eq!(shop.get(Some("admin"), &conversion).await.0, StatusCode::OK, "back with the store");
+}
