@@ -110,31 +110,11 @@ impl Inspection for SqlTokenStore {
     }
 
     async fn get(&self, id: ConversionId) -> Result<Option<Conversion>, StoreError> {
-        self.within_timeout(async {
-            on_pool!(self, |pool| {
-                let row = sqlx::query(queries::CONVERSION_BY_ID)
-                    .bind(id.to_string())
-                    .fetch_optional(pool)
-                    .await
-                    .map_err(backend)?;
-                Ok(row.as_ref().and_then(read::readable_conversion))
-            })
-        })
-        .await
+        self.first_conversion(queries::CONVERSION_BY_ID, id.to_string()).await
     }
 
     async fn find_token(&self, token: &SovReqToken) -> Result<Option<Conversion>, StoreError> {
-        self.within_timeout(async {
-            on_pool!(self, |pool| {
-                let row = sqlx::query(queries::CONVERSION_BY_TOKEN)
-                    .bind(token.as_str())
-                    .fetch_optional(pool)
-                    .await
-                    .map_err(backend)?;
-                Ok(row.as_ref().and_then(read::readable_conversion))
-            })
-        })
-        .await
+        self.first_conversion(queries::CONVERSION_BY_TOKEN, token.as_str().to_owned()).await
     }
 
     async fn retry_parked_one(&self, id: ConversionId, now: SystemTime) -> Result<bool, StoreError> {

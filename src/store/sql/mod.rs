@@ -153,6 +153,21 @@ macro_rules! on_pool {
 use on_pool;
 
 impl SqlTokenStore {
+    /// The first readable conversion `query` returns for `key` (`$1`): by order, ID or token.
+    async fn first_conversion(
+        &self,
+        query: &'static str,
+        key: String,
+    ) -> Result<Option<Conversion>, StoreError> {
+        self.within_timeout(async {
+            on_pool!(self, |pool| {
+                let rows = sqlx::query(query).bind(key).fetch_all(pool).await.map_err(backend)?;
+                Ok(rows.iter().find_map(read::readable_conversion))
+            })
+        })
+        .await
+    }
+
     /// A store on a SQLite pool, with the [`DEFAULT_SQL_TIMEOUT`].
     ///
     /// See [`SqlTokenStore`] for an example.
@@ -357,14 +372,7 @@ impl ConversionStore for SqlTokenStore {
     }
 
     async fn find(&self, order: &OrderRef) -> Result<Option<Conversion>, StoreError> {
-        self.within_timeout(async {
-            on_pool!(self, |pool| {
-                let rows =
-                    sqlx::query(queries::FIND).bind(order.as_str()).fetch_all(pool).await.map_err(backend)?;
-                Ok(rows.iter().find_map(read::readable_conversion))
-            })
-        })
-        .await
+        self.first_conversion(queries::FIND, order.as_str().to_owned()).await
     }
 
     async fn purge(&self, settled_before: SystemTime, now: SystemTime) -> Result<u64, StoreError> {

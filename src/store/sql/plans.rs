@@ -146,7 +146,6 @@ fn reads_the_table(line: &str, whole_index: bool) -> bool {
 /// state that holds most rows, where the walk ends after a few more rows than the page.
 fn assert_no_full_scan(plans: &[(String, Vec<String>)], range: &str, walk_to_limit: bool) {
     for (name, plan) in plans {
-        eprintln!("{name}:\n    {}", plan.join("\n    "));
         let whole_index = name == "counts";
         assert!(
             !plan.iter().any(|line| reads_the_table(line, whole_index)),
