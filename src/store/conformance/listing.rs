@@ -183,6 +183,14 @@ pub(super) async fn one_parked_conversion_is_retried(store: &impl TokenStore, t:
     let claimed = claim_ids(store, t + MINUTE, 10, lease(t + 2 * MINUTE)).await;
     assert_eq!(claimed, [parked], "{rule}: that one only, due at once");
     assert_eq!(store.counts().await.unwrap().parked, 2, "{rule}: still parked");
+    // Retried again while a delivery holds it: due when that lease runs out, never before.
+    assert!(store.retry_parked_one(parked, t + MINUTE).await.unwrap(), "{rule}: still parked while held");
+    assert!(claim_ids(store, t + MINUTE, 10, lease(t + 3 * MINUTE)).await.is_empty(), "{rule}: held");
+    assert_eq!(
+        claim_ids(store, t + 2 * MINUTE, 10, lease(t + 3 * MINUTE)).await,
+        [parked],
+        "{rule}: then due"
+    );
 }
 
 pub(super) async fn a_conversion_shows_its_lease_and_last_calls(store: &impl TokenStore, t: SystemTime) {
